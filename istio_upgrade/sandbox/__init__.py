@@ -1,0 +1,1 @@
+"""A simulated Kubernetes cluster with an Istio mesh, for tests, demos and benchmarks."""

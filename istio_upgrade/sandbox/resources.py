@@ -1,0 +1,165 @@
+"""The resource types the sandbox serves, as the API server's discovery documents describe them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ResourceType:
+    """One REST resource (e.g. ``apps/v1 deployments``)."""
+
+    group: str
+    """API group; ``""`` for the core group."""
+    version: str
+    kind: str
+    plural: str
+    namespaced: bool
+    short_names: tuple[str, ...] = ()
+    subresources: tuple[str, ...] = ()
+    """Subresources served, e.g. ``status``, ``scale``, ``log``."""
+    categories: tuple[str, ...] = ()
+    singular: str = field(default="")
+
+    @property
+    def key(self) -> str:
+        """Store key: ``group/plural`` (``/pods`` for the core group)."""
+        return f"{self.group}/{self.plural}"
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def list_kind(self) -> str:
+        return f"{self.kind}List"
+
+
+_VERBS_ALL = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+
+
+def _rt(
+    group: str,
+    version: str,
+    kind: str,
+    plural: str,
+    namespaced: bool = True,
+    short: tuple[str, ...] = (),
+    sub: tuple[str, ...] = (),
+    categories: tuple[str, ...] = (),
+) -> ResourceType:
+    return ResourceType(
+        group=group,
+        version=version,
+        kind=kind,
+        plural=plural,
+        namespaced=namespaced,
+        short_names=short,
+        subresources=sub,
+        categories=categories,
+        singular=kind.lower(),
+    )
+
+
+RESOURCE_TYPES: tuple[ResourceType, ...] = (
+    _rt("", "v1", "Namespace", "namespaces", namespaced=False, short=("ns",), sub=("status",)),
+    _rt("", "v1", "Pod", "pods", short=("po",), sub=("status", "log"), categories=("all",)),
+    _rt("", "v1", "Service", "services", short=("svc",), sub=("status",), categories=("all",)),
+    _rt("", "v1", "ConfigMap", "configmaps", short=("cm",)),
+    _rt("", "v1", "Secret", "secrets"),
+    _rt("", "v1", "ServiceAccount", "serviceaccounts", short=("sa",)),
+    _rt("", "v1", "Event", "events", short=("ev",)),
+    _rt("", "v1", "Endpoints", "endpoints", short=("ep",)),
+    _rt(
+        "apps",
+        "v1",
+        "Deployment",
+        "deployments",
+        short=("deploy",),
+        sub=("status", "scale"),
+        categories=("all",),
+    ),
+    _rt(
+        "apps",
+        "v1",
+        "StatefulSet",
+        "statefulsets",
+        short=("sts",),
+        sub=("status", "scale"),
+        categories=("all",),
+    ),
+    _rt("apps", "v1", "DaemonSet", "daemonsets", short=("ds",), sub=("status",), categories=("all",)),
+    _rt(
+        "apps",
+        "v1",
+        "ReplicaSet",
+        "replicasets",
+        short=("rs",),
+        sub=("status", "scale"),
+        categories=("all",),
+    ),
+    _rt("apps", "v1", "ControllerRevision", "controllerrevisions"),
+    _rt("batch", "v1", "Job", "jobs", sub=("status",), categories=("all",)),
+    _rt("batch", "v1", "CronJob", "cronjobs", short=("cj",), sub=("status",), categories=("all",)),
+    _rt("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", short=("pdb",), sub=("status",)),
+    _rt(
+        "admissionregistration.k8s.io",
+        "v1",
+        "MutatingWebhookConfiguration",
+        "mutatingwebhookconfigurations",
+        namespaced=False,
+    ),
+    _rt(
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingWebhookConfiguration",
+        "validatingwebhookconfigurations",
+        namespaced=False,
+    ),
+    _rt("rbac.authorization.k8s.io", "v1", "Role", "roles"),
+    _rt("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings"),
+    _rt("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", namespaced=False),
+    _rt(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        namespaced=False,
+    ),
+    _rt(
+        "apiextensions.k8s.io",
+        "v1",
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+        namespaced=False,
+        short=("crd",),
+        sub=("status",),
+    ),
+    # Sail Operator CRs, so the `sail` installer strategy has something to talk to.
+    _rt("sailoperator.io", "v1", "IstioRevision", "istiorevisions", namespaced=False, sub=("status",)),
+    _rt(
+        "sailoperator.io",
+        "v1",
+        "IstioRevisionTag",
+        "istiorevisiontags",
+        namespaced=False,
+        sub=("status",),
+    ),
+)
+
+BY_KEY: dict[str, ResourceType] = {rt.key: rt for rt in RESOURCE_TYPES}
+
+
+def lookup(group: str, version: str, plural: str) -> ResourceType | None:
+    """Find a served resource by its URL parts."""
+    rt = BY_KEY.get(f"{group}/{plural}")
+    if rt is None or rt.version != version:
+        return None
+    return rt
+
+
+def by_kind(kind: str, api_version: str) -> ResourceType | None:
+    for rt in RESOURCE_TYPES:
+        if rt.kind == kind and rt.api_version == api_version:
+            return rt
+    return None
