@@ -51,3 +51,7 @@ class Cluster:
     timings: Timings = field(default_factory=Timings)
     accounting: Accounting = field(default_factory=Accounting)
     name: str = "sandbox"
+    injection_successes: Counter[str] = field(default_factory=Counter)
+    """Pods the sidecar injector mutated, by revision (``sidecar_injection_success_total``)."""
+    injection_failures: Counter[str] = field(default_factory=Counter)
+    """Pod creations refused because the revision's istiod was not ready, by revision."""

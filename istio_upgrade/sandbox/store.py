@@ -8,6 +8,7 @@ Objects are plain Kubernetes JSON dicts; callers get deep copies and hand back w
 from __future__ import annotations
 
 import asyncio
+import builtins
 import copy
 import itertools
 import uuid
@@ -74,6 +75,8 @@ class WatchEvent:
 
 
 Listener = Callable[[WatchEvent], None]
+Admission = Callable[[Obj], Obj]
+"""Mutating/validating admission: returns the object to store, or raises a StoreError."""
 
 
 def now_iso() -> str:
@@ -95,6 +98,7 @@ class Store:
         self._history: deque[WatchEvent] = deque(maxlen=EVENT_HISTORY)
         self._listeners: list[Listener] = []
         self._watchers: set[asyncio.Queue[WatchEvent]] = set()
+        self._admission: dict[str, list[Admission]] = {}
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -160,6 +164,9 @@ class Store:
                 rt=rt,
                 name=name,
             )
+        for admit in self._admission.get(rt.key, ()):
+            obj = admit(obj)
+            meta = obj["metadata"]
         obj["apiVersion"] = rt.api_version
         obj["kind"] = rt.kind
         meta["uid"] = str(uuid.uuid4())
@@ -218,7 +225,7 @@ class Store:
         if subresource != "status" and _spec_like(new) != _spec_like(current):
             generation += 1
         nmeta["generation"] = generation
-        if new == {**current, "metadata": {**nmeta, "resourceVersion": cmeta["resourceVersion"]}}:
+        if {**new, "metadata": {**nmeta, "resourceVersion": cmeta["resourceVersion"]}} == current:
             # A no-op write does not bump resourceVersion or wake watchers.
             return copy.deepcopy(current)
         rv = self._next_rv()
@@ -261,7 +268,13 @@ class Store:
         """Call ``fn`` synchronously after every change (controllers enqueue work here)."""
         self._listeners.append(fn)
 
-    def events_since(self, rv: int) -> list[WatchEvent]:
+    def add_admission(self, rt_key: str, fn: Admission) -> None:
+        """Run ``fn`` on every object of type ``rt_key`` about to be created, in registration
+        order, like the API server's admission chain: it may return a changed object or raise
+        a StoreError (e.g. a failing webhook) so nothing is stored."""
+        self._admission.setdefault(rt_key, []).append(fn)
+
+    def events_since(self, rv: int) -> builtins.list[WatchEvent]:
         """Past events newer than ``rv``; raises Gone when history no longer reaches back."""
         if self._history and rv < self._history[0].rv - 1 and rv < self._last_rv:
             raise Gone(f"too old resource version: {rv} ({self._history[0].rv - 1})")

@@ -1,0 +1,59 @@
+"""Map failures of CLI commands to a message on stderr and a documented exit code."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import click
+from temporalio.client import WorkflowQueryFailedError, WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from istio_upgrade.cli.exit_codes import ExitCode
+from istio_upgrade.cli.specfile import SpecError
+
+T = TypeVar("T")
+
+
+class CommandError(click.ClickException):
+    """An error with its own exit code; printed as ``error: <message>``."""
+
+    def __init__(self, message: str, code: ExitCode) -> None:
+        super().__init__(message)
+        self.exit_code = int(code)
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` and turn the errors an operator can act on into :class:`CommandError`."""
+    try:
+        return asyncio.run(coro)
+    except SpecError as error:
+        for line in error.lines:
+            click.echo(f"{error.source}: {line}", err=True)
+        raise click.exceptions.Exit(int(ExitCode.USAGE)) from error
+    except WorkflowUpdateFailedError as error:
+        cause = error.cause
+        message = getattr(cause, "message", None) or str(cause or error)
+        raise CommandError(f"rejected: {message}", ExitCode.REJECTED) from error
+    except WorkflowQueryFailedError as error:
+        raise CommandError(f"query failed: {error.message}", ExitCode.ERROR) from error
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            raise CommandError(f"not found: {error.message}", ExitCode.UNAVAILABLE) from error
+        if error.status in {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED}:
+            raise CommandError(
+                f"Temporal unavailable: {error.message}; check --address / TEMPORAL_ADDRESS",
+                ExitCode.UNAVAILABLE,
+            ) from error
+        raise CommandError(f"Temporal error: {error.message}", ExitCode.ERROR) from error
+    except RuntimeError as error:
+        # The SDK's connect() raises RuntimeError("Failed client connect: …").
+        if "connect" in str(error).lower():
+            raise CommandError(
+                f"{error}; check --address / TEMPORAL_ADDRESS", ExitCode.UNAVAILABLE
+            ) from error
+        raise

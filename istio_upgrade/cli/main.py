@@ -1,0 +1,335 @@
+"""The ``istio-upgrade`` command."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import BaseModel
+
+from istio_upgrade.cli.errors import CommandError, run
+from istio_upgrade.cli.exit_codes import ExitCode
+
+OUTPUT_OPTION = click.option(
+    "--output",
+    "-o",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json prints one machine-readable document on stdout.",
+)
+
+
+@dataclass
+class TemporalOptions:
+    """Where the Temporal server is, shared by every command that talks to it."""
+
+    address: str | None
+    namespace: str | None
+    api_key: str | None
+    tls: bool | None
+
+
+def _emit_json(value: Any) -> None:
+    if isinstance(value, BaseModel):
+        click.echo(value.model_dump_json(indent=2))
+    else:
+        click.echo(json.dumps(value, indent=2, default=str))
+
+
+def _who(explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--address",
+    envvar="TEMPORAL_ADDRESS",
+    help="Temporal frontend host:port [env TEMPORAL_ADDRESS; default localhost:7233].",
+)
+@click.option(
+    "--namespace",
+    envvar="TEMPORAL_NAMESPACE",
+    help="Temporal namespace [env TEMPORAL_NAMESPACE; default default].",
+)
+@click.option(
+    "--api-key",
+    envvar="TEMPORAL_API_KEY",
+    help="Temporal Cloud API key; implies TLS [env TEMPORAL_API_KEY].",
+)
+@click.option(
+    "--tls/--no-tls",
+    default=None,
+    help="TLS to the frontend [env TEMPORAL_TLS=true].",
+)
+@click.version_option(package_name="istio-upgrade")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    address: str | None,
+    namespace: str | None,
+    api_key: str | None,
+    tls: bool | None,
+) -> None:
+    """Canary upgrades of the Istio control plane: batched, SLO-gated, rolled back on failure.
+
+    \b
+    Exit codes:
+      0  done; for watch/--wait: the upgrade succeeded
+      1  unexpected error
+      2  bad input (options, spec file: one `field: message` line per problem)
+      3  the upgrade was rolled back
+      4  the upgrade failed and the cluster may need attention
+      5  the workflow was cancelled or terminated
+      6  Temporal unreachable, or no upgrade with that id
+      7  the upgrade rejected the request (e.g. nothing to approve)
+      8  status: the upgrade waits for an operator
+    """
+    ctx.obj = TemporalOptions(address=address, namespace=namespace, api_key=api_key, tls=tls)
+
+
+async def _client(opts: TemporalOptions) -> Any:
+    from istio_upgrade.client import connect
+
+    return await connect(opts.address, opts.namespace, opts.api_key, opts.tls)
+
+
+# --- spec commands -------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option(
+    "-f",
+    "--file",
+    "spec_file",
+    required=True,
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Upgrade spec, YAML or JSON (- for stdin).",
+)
+@click.option("--wait", is_flag=True, help="Follow the upgrade until it ends, like `watch`.")
+@OUTPUT_OPTION
+@click.pass_obj
+def start(opts: TemporalOptions, spec_file: str, wait: bool, output: str) -> None:
+    """Start an upgrade (or attach to the running one with the same id)."""
+    from istio_upgrade.cli import specs, watching
+    from istio_upgrade.client import start_upgrade
+
+    async def go() -> int:
+        spec = specs.load_spec(spec_file)
+        client = await _client(opts)
+        handle = await start_upgrade(client, spec)
+        if output == "json" and not wait:
+            _emit_json({"workflow_id": handle.id, "run_id": handle.result_run_id})
+            return int(ExitCode.OK)
+        if output == "text":
+            click.echo(f"upgrade {handle.id} started (run {handle.result_run_id})")
+        if not wait:
+            return int(ExitCode.OK)
+        return await watching.follow(client, handle.id, output=output)
+
+    sys.exit(run(go()))
+
+
+@cli.command()
+@click.option(
+    "-f",
+    "--file",
+    "spec_file",
+    required=True,
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Upgrade spec, YAML or JSON (- for stdin).",
+)
+@click.option("--context", "kube_context", help="kubeconfig context; default the spec's.")
+@OUTPUT_OPTION
+def plan(spec_file: str, kube_context: str | None, output: str) -> None:
+    """Dry run: validate the spec, read the cluster, print the batches. Changes nothing."""
+    from istio_upgrade.cli import planning, specs
+
+    async def go() -> int:
+        spec = specs.load_spec(spec_file)
+        result = await planning.dry_run(spec, kube_context=kube_context)
+        if output == "json":
+            _emit_json(result)
+        else:
+            planning.print_plan(result)
+        return int(ExitCode.OK)
+
+    sys.exit(run(go()))
+
+
+@cli.command()
+@click.option("--example", is_flag=True, help="Print an example spec (YAML) instead.")
+def schema(example: bool) -> None:
+    """Print the JSON schema of the upgrade spec (the workflow's single argument)."""
+    from istio_upgrade.cli import specs
+
+    if example:
+        click.echo(specs.example_yaml(), nl=False)
+    else:
+        click.echo(json.dumps(specs.spec_schema(), indent=2))
+
+
+# --- running upgrades ----------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("upgrade_id")
+@OUTPUT_OPTION
+@click.pass_obj
+def status(opts: TemporalOptions, upgrade_id: str, output: str) -> None:
+    """Show an upgrade's phase, batches, last gate numbers and what it waits for."""
+    from istio_upgrade.cli import watching
+
+    async def go() -> int:
+        client = await _client(opts)
+        return await watching.show_status(client, upgrade_id, output=output)
+
+    sys.exit(run(go()))
+
+
+@cli.command()
+@click.argument("upgrade_id")
+@click.option("--interval", default=1.0, show_default=True, help="Seconds between refreshes.")
+@OUTPUT_OPTION
+@click.pass_obj
+def watch(opts: TemporalOptions, upgrade_id: str, interval: float, output: str) -> None:
+    """Follow an upgrade live until it ends; the exit code is its outcome."""
+    from istio_upgrade.cli import watching
+
+    async def go() -> int:
+        client = await _client(opts)
+        return await watching.follow(client, upgrade_id, output=output, interval=interval)
+
+    sys.exit(run(go()))
+
+
+def _operator_command(name: str, summary: str) -> None:
+    @cli.command(name=name, help=summary)
+    @click.argument("upgrade_id")
+    @click.option("--reason", "-m", default="", help="Why; recorded in the workflow history.")
+    @click.option("--who", help="Operator name recorded with the action; default $USER.")
+    @OUTPUT_OPTION
+    @click.pass_obj
+    def command(
+        opts: TemporalOptions, upgrade_id: str, reason: str, who: str | None, output: str
+    ) -> None:
+        from istio_upgrade import client as api
+
+        action = getattr(api, name)
+
+        async def go() -> int:
+            client = await _client(opts)
+            progress = await action(client, upgrade_id, _who(who), reason)
+            if output == "json":
+                _emit_json(progress)
+            else:
+                click.echo(f"{name}: accepted by {upgrade_id} (phase {progress.phase})")
+            return int(ExitCode.OK)
+
+        sys.exit(run(go()))
+
+
+_operator_command("pause", "Pause the upgrade before its next batch.")
+_operator_command("resume", "Resume a paused upgrade.")
+_operator_command("approve", "Approve the step the upgrade waits on (e.g. an INCONCLUSIVE gate).")
+_operator_command("abort", "Abort the upgrade: roll back every migrated batch.")
+
+
+@cli.command(name="list")
+@click.option("--all", "show_all", is_flag=True, help="Include finished upgrades.")
+@click.option("--limit", default=50, show_default=True)
+@OUTPUT_OPTION
+@click.pass_obj
+def list_upgrades(opts: TemporalOptions, show_all: bool, limit: int, output: str) -> None:
+    """List upgrades (running ones by default)."""
+    from istio_upgrade.cli import watching
+
+    async def go() -> int:
+        client = await _client(opts)
+        rows = await watching.list_upgrades(client, running_only=not show_all, limit=limit)
+        if output == "json":
+            _emit_json(rows)
+        else:
+            watching.print_list(rows)
+        return int(ExitCode.OK)
+
+    sys.exit(run(go()))
+
+
+# --- processes -----------------------------------------------------------------------------
+
+
+@cli.command()
+def worker() -> None:
+    """Run the Temporal worker (configuration from the environment, see docs/operations.md)."""
+    from istio_upgrade.worker import main as worker_main
+
+    worker_main()
+
+
+@cli.group()
+def sandbox() -> None:
+    """The simulated cluster: a Kubernetes API server with Istio injection and mesh metrics."""
+
+
+@sandbox.command("up")
+@click.option("--scenario", required=True, help="Scenario name (demo, bad-canary …) or YAML path.")
+@click.option(
+    "--kubeconfig",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the kubeconfig pointing at the sandbox.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=0, show_default=True, help="0 picks a free port.")
+@click.option("--context", default="sandbox", show_default=True, help="kubeconfig context name.")
+def sandbox_up(scenario: str, kubeconfig: Path, host: str, port: int, context: str) -> None:
+    """Serve a sandbox cluster until Ctrl-C."""
+    from istio_upgrade.sandbox.server import run_up
+
+    run_up(scenario=scenario, kubeconfig=kubeconfig, host=host, port=port, context=context)
+
+
+@cli.command()
+@click.option("--keep-open", is_flag=True, help="Keep the servers up for the Web UI until Ctrl-C.")
+@click.option(
+    "--run-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to write kubeconfig, bundle and logs; default a new temporary directory.",
+)
+@click.option("--ui-port", type=int, help="Temporal Web UI port; default 8233 when free.")
+def demo(keep_open: bool, run_dir: Path | None, ui_port: int | None) -> None:
+    """Run two upgrades end to end against sandboxes: one succeeds, one is rolled back."""
+    from istio_upgrade.cli.demo import run_demo
+
+    sys.exit(run_demo(keep_open=keep_open, run_dir=run_dir, ui_port=ui_port))
+
+
+def _register_slo() -> None:
+    try:
+        from istio_upgrade.cli.slo import slo
+    except ImportError:
+        return
+    cli.add_command(slo)
+
+
+_register_slo()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        cli(prog_name="istio-upgrade")
+    except CommandError as error:  # raised outside click's own handling (e.g. tests)
+        error.show()
+        sys.exit(error.exit_code)

@@ -1,0 +1,247 @@
+"""Run a real Prometheus server with a generated config that scrapes given targets every second."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from istio_upgrade.devenv import binaries
+from istio_upgrade.devenv.ports import free_port
+
+
+class PrometheusStartError(RuntimeError):
+    """Prometheus exited or did not become ready; the message carries the tail of its log."""
+
+
+@dataclass(frozen=True)
+class ScrapeTarget:
+    """One ``/metrics`` endpoint to scrape."""
+
+    address: str
+    """``host:port`` of the endpoint."""
+    job: str = "sandbox"
+    """``job`` label of the series; one scrape job per distinct value."""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    """Extra target labels (for example ``cluster``)."""
+    metrics_path: str = "/metrics"
+
+
+def render_config(targets: Sequence[ScrapeTarget], *, interval_s: float = 1.0) -> dict[str, Any]:
+    """The Prometheus config: one job per target job name, scraping every ``interval_s``.
+
+    The rule of thumb of the gate (windows of a few seconds in the demo) needs samples at
+    least every second, so the default interval is 1 s for both scraping and rule evaluation.
+    """
+    interval = f"{interval_s:g}s"
+    jobs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for target in targets:
+        group: dict[str, Any] = {"targets": [target.address]}
+        if target.labels:
+            group["labels"] = dict(target.labels)
+        jobs.setdefault((target.job, target.metrics_path), []).append(group)
+    return {
+        "global": {"scrape_interval": interval, "evaluation_interval": interval},
+        "scrape_configs": [
+            {
+                "job_name": job,
+                "metrics_path": path,
+                "scrape_interval": interval,
+                "scrape_timeout": interval,
+                "static_configs": groups,
+            }
+            for (job, path), groups in jobs.items()
+        ],
+    }
+
+
+class PrometheusServer:
+    """A Prometheus child process with its own config, TSDB directory and port.
+
+    Use as ``async with PrometheusServer(targets) as prom: prom.url`` or call
+    :meth:`start` / :meth:`stop`; the temporary directory is removed on stop.
+    """
+
+    def __init__(
+        self,
+        targets: Sequence[ScrapeTarget] = (),
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        interval_s: float = 1.0,
+        rule_files: Sequence[Path] = (),
+        extra_scrape_configs: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
+        """Prepare a server; nothing runs until :meth:`start`.
+
+        Args:
+            targets: Endpoints to scrape.
+            host: Listen address.
+            port: Listen port; default any free port.
+            interval_s: Scrape and rule evaluation interval.
+            rule_files: Rule files to load (copied into the server's directory).
+            extra_scrape_configs: Whole ``scrape_configs`` entries appended as given.
+        """
+        self.targets = list(targets)
+        self.host = host
+        self.port = port
+        self.interval_s = interval_s
+        self.rule_files = list(rule_files)
+        self.extra_scrape_configs = [dict(c) for c in extra_scrape_configs]
+        self._dir: Path | None = None
+        self._proc: asyncio.subprocess.Process | None = None
+        self._log: Any = None
+
+    @property
+    def url(self) -> str:
+        """Base URL of the HTTP API, e.g. ``http://127.0.0.1:9090``."""
+        if self.port is None:
+            raise RuntimeError("Prometheus is not started")
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def directory(self) -> Path:
+        """The server's working directory (config, TSDB, log)."""
+        if self._dir is None:
+            raise RuntimeError("Prometheus is not started")
+        return self._dir
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None
+
+    def _write_config(self) -> Path:
+        config = render_config(self.targets, interval_s=self.interval_s)
+        config["scrape_configs"].extend(self.extra_scrape_configs)
+        if self.rule_files:
+            copied = []
+            for i, rule_file in enumerate(self.rule_files):
+                dest = self.directory / f"rules-{i}.yaml"
+                shutil.copyfile(rule_file, dest)
+                copied.append(str(dest))
+            config["rule_files"] = copied
+        path = self.directory / "prometheus.yml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        return path
+
+    async def start(self, timeout_s: float = 30.0) -> PrometheusServer:
+        """Start the process and wait until ``/-/ready`` answers 200.
+
+        Raises:
+            binaries.MissingBinaryError: Prometheus is not installed.
+            PrometheusStartError: It exited early or was not ready in time.
+        """
+        binary = binaries.prometheus()
+        self._dir = Path(tempfile.mkdtemp(prefix="istio-upgrade-prometheus-"))
+        if self.port is None:
+            self.port = free_port(self.host)
+        config = self._write_config()
+        self._log = (self._dir / "prometheus.log").open("wb")
+        self._proc = await asyncio.create_subprocess_exec(
+            str(binary),
+            f"--config.file={config}",
+            f"--storage.tsdb.path={self._dir / 'data'}",
+            f"--web.listen-address={self.host}:{self.port}",
+            "--web.enable-lifecycle",
+            "--storage.tsdb.retention.time=1d",
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=asyncio.subprocess.STDOUT,
+            # Own process group: a Ctrl-C in the terminal reaches us, and we stop it in order.
+            start_new_session=True,
+        )
+        try:
+            await self._wait_ready(timeout_s)
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def _wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        async with httpx.AsyncClient(timeout=2.0) as http:
+            while time.monotonic() < deadline:
+                if self._proc is None or self._proc.returncode is not None:
+                    raise PrometheusStartError(f"Prometheus exited early:\n{self.log_tail()}")
+                with contextlib.suppress(httpx.HTTPError):
+                    response = await http.get(f"{self.url}/-/ready")
+                    if response.status_code == 200:
+                        return
+                await asyncio.sleep(0.1)
+        raise PrometheusStartError(f"Prometheus not ready after {timeout_s:g}s:\n{self.log_tail()}")
+
+    async def set_targets(self, targets: Sequence[ScrapeTarget]) -> None:
+        """Replace the scrape targets and reload the running server (``POST /-/reload``)."""
+        self.targets = list(targets)
+        self._write_config()
+        async with httpx.AsyncClient(timeout=10.0) as http:
+            response = await http.post(f"{self.url}/-/reload")
+            response.raise_for_status()
+
+    async def query(self, promql: str) -> list[dict[str, Any]]:
+        """Instant query; returns the ``data.result`` vector (for checks in tests and the demo)."""
+        async with httpx.AsyncClient(timeout=10.0) as http:
+            response = await http.get(f"{self.url}/api/v1/query", params={"query": promql})
+            response.raise_for_status()
+            body = response.json()
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+    async def wait_for_series(self, promql: str, timeout_s: float = 30.0) -> list[dict[str, Any]]:
+        """Poll until ``promql`` returns at least one series (the first scrapes have landed).
+
+        Raises:
+            TimeoutError: Nothing came back within ``timeout_s``.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                result = await self.query(promql)
+                if result:
+                    return result
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"no series for {promql!r} after {timeout_s:g}s")
+            await asyncio.sleep(0.25)
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines of the server's log, for error messages."""
+        if self._dir is None:
+            return ""
+        path = self._dir / "prometheus.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        """Terminate the process (SIGTERM, then SIGKILL) and remove its directory. Idempotent."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), timeout_s)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    async def __aenter__(self) -> PrometheusServer:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

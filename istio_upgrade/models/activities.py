@@ -1,0 +1,122 @@
+"""Inputs and outputs of the Kubernetes activities."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from istio_upgrade.models.plan import NamespaceLabels
+from istio_upgrade.models.progress import Diagnostic, Straggler
+from istio_upgrade.models.spec import ClusterRef, InstallerSpec
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+
+class DiscoverInput(_Model):
+    cluster: ClusterRef
+    upgrade_id: str = ""
+
+
+class InstallInput(_Model):
+    cluster: ClusterRef
+    version: str
+    revision: str
+    hub: str = "docker.io/istio"
+    installer: InstallerSpec = Field(default_factory=InstallerSpec)
+    upgrade_id: str
+
+
+class InstallResult(_Model):
+    applied: list[str] = Field(default_factory=list)
+    """``Kind/namespace/name`` of every object applied."""
+    inventory_configmap: str
+
+
+class RevisionInput(_Model):
+    """Names one revision of one cluster."""
+
+    cluster: ClusterRef
+    revision: str
+    timeout_seconds: float = 300.0
+
+
+class UninstallResult(_Model):
+    deleted: list[str] = Field(default_factory=list)
+    missing: list[str] = Field(default_factory=list)
+    """Objects already gone (a retried uninstall)."""
+    from_inventory: bool = False
+
+
+class RelabelInput(_Model):
+    """Set the injection labels of namespaces to exact values (None removes the label)."""
+
+    cluster: ClusterRef
+    labels: list[NamespaceLabels]
+
+
+class RestartInput(_Model):
+    cluster: ClusterRef
+    namespaces: list[str]
+    stamp: str
+    """``<workflow id>/<step>``; a workload already carrying it is not restarted again."""
+    max_concurrent: int = 5
+
+
+class RestartResult(_Model):
+    restarted: list[str] = Field(default_factory=list)
+    already_restarted: list[str] = Field(default_factory=list)
+    """Carried the stamp already: restarted by an earlier attempt of this activity."""
+    not_restartable: list[str] = Field(default_factory=list)
+    """Bare pods and Job pods with a sidecar: reported, never deleted."""
+
+
+class RolloutInput(_Model):
+    cluster: ClusterRef
+    namespaces: list[str]
+    timeout_seconds: float = 600.0
+    poll_seconds: float = 1.0
+
+
+class RolloutReport(_Model):
+    complete: bool
+    pending: list[str] = Field(default_factory=list)
+    """``namespace/Kind/name: why`` of workloads not rolled out at the deadline."""
+    waited_seconds: float = 0.0
+
+
+class VerifyInput(_Model):
+    cluster: ClusterRef
+    namespaces: list[str]
+    expected_revision: str
+
+
+class VerifyReport(_Model):
+    ok: bool
+    pods_checked: int = 0
+    stragglers: list[Straggler] = Field(default_factory=list)
+    not_restartable: list[str] = Field(default_factory=list)
+
+
+class DiagnosticsInput(_Model):
+    cluster: ClusterRef
+    stragglers: list[Straggler]
+    tail_lines: int = 20
+
+
+class MoveTagsInput(_Model):
+    cluster: ClusterRef
+    tags: list[str]
+    revision: str
+
+
+class UnusedReport(_Model):
+    unused: bool
+    blockers: list[str] = Field(default_factory=list)
+    """Why the revision is still in use (pods, namespace labels, tags)."""
+    ignored_pods: int = 0
+    """Completed or failed pods annotated with it (they do not block removal)."""
+
+
+class DiagnosticsResult(_Model):
+    diagnostics: list[Diagnostic] = Field(default_factory=list)

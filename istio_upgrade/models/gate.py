@@ -1,0 +1,197 @@
+"""Contracts of the per-batch safety gate.
+
+``GateSpec`` is what the operator configures; ``GateQuery`` is what the workflow asks the
+``measure_gate`` activity for; ``GateMeasurements`` is what Prometheus answered; and
+``GateResult`` is the verdict ``evaluate_gate`` derives from it, recorded for every evaluation.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from istio_upgrade.models.slo import SLOSpec, default_slos
+
+Verdict = Literal["PASS", "FAIL", "INCONCLUSIVE"]
+InconclusivePolicy = Literal["wait_for_approval", "rollback", "proceed"]
+WindowName = Literal["since_warmup", "short"]
+ViewName = Literal["inbound", "edge_old_to_new", "outbound"]
+
+
+class GateSpec(BaseModel):
+    """How each migrated batch is judged before the next one starts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    slos: list[SLOSpec] = Field(default_factory=default_slos, min_length=1)
+    """SLOs every batch must keep; default: availability at 99.9% over 30 days."""
+    prometheus_url: str = "http://prometheus.istio-system.svc:9090"
+    """Base URL of the Prometheus that scrapes the mesh's Istio metrics."""
+    warmup_seconds: float = Field(30.0, ge=0)
+    """Pause after every pod of the batch is Ready before windows open: restarts under-count."""
+    soak_seconds: float = Field(300.0, ge=0)
+    """How long a batch must stay healthy before the next batch starts."""
+    interval_seconds: float = Field(30.0, gt=0)
+    """Time between two evaluations of the same batch."""
+    max_soak_seconds: float = Field(900.0, ge=0)
+    """How long an INCONCLUSIVE batch may soak before ``on_inconclusive`` applies."""
+    short_window_seconds: float = Field(300.0, gt=0)
+    """The short window of the multiwindow rule (capped by the time since warm-up)."""
+    on_inconclusive: InconclusivePolicy = "wait_for_approval"
+    """What to do when ``max_soak_seconds`` passes without a PASS or FAIL."""
+    error_budget_fraction: float | None = Field(None, gt=0, le=1)
+    """Share of each SLO's period budget the whole upgrade may spend. When set, each batch's
+    allowed burn rate is ``F x period / (n_batches x soak_seconds)`` instead of the SLO's
+    ``burn_rate_threshold``."""
+    confirmations: int = Field(2, ge=1)
+    """Consecutive evaluations a failing signal must show before the batch FAILs."""
+    z_threshold: float = Field(2.33, gt=0)
+    """One-sided significance of the batch-vs-baseline test (2.33 ≈ p 0.01)."""
+    min_relative_ratio: float = Field(1.25, ge=1)
+    """The batch's error ratio must be at least this multiple of the baseline's to FAIL."""
+    min_absolute_diff_budgets: float = Field(0.5, ge=0)
+    """…and exceed it by at least this many error budgets (x (1 - objective))."""
+    liveness_min_ratio: float = Field(0.5, ge=0, le=1)
+    """A namespace serving below this share of its pre-migration request rate FAILs."""
+    query_timeout_seconds: float = Field(10.0, gt=0)
+    """Timeout of each Prometheus round trip."""
+
+    @model_validator(mode="after")
+    def _soak_bounds(self) -> GateSpec:
+        if self.max_soak_seconds < self.soak_seconds:
+            raise ValueError(
+                f"max_soak_seconds {self.max_soak_seconds:g} is shorter than soak_seconds "
+                f"{self.soak_seconds:g}; raise max_soak_seconds to at least soak_seconds"
+            )
+        names = [s.name for s in self.slos]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"slos: names must be unique, {', '.join(dupes)} repeats; rename one")
+        return self
+
+
+class GateQuery(BaseModel):
+    """Input of ``measure_gate``: which namespaces, which windows, which Prometheus."""
+
+    prometheus_url: str
+    slos: list[SLOSpec]
+    batch_namespaces: list[str] = Field(min_length=1)
+    """Namespaces migrated in this batch (B)."""
+    baseline_namespaces: list[str] = Field(default_factory=list)
+    """Namespaces still on the old revision (O); empty for the last batch."""
+    new_revision: str
+    old_revision: str
+    window_start: datetime
+    """UTC: every pod of the batch Ready on the new revision, plus the warm-up."""
+    evaluated_at: datetime
+    """UTC instant the queries are evaluated at (the workflow's ``workflow.now()``)."""
+    short_window_seconds: float = Field(300.0, gt=0)
+    pre_migration_start: datetime | None = None
+    """Start of the liveness baseline window (the batch still on the old revision)."""
+    pre_migration_end: datetime | None = None
+    """When the batch's migration started; also the start of the control-plane window."""
+    timeout_seconds: float = Field(10.0, gt=0)
+    batch_count: int = Field(1, ge=1)
+    """Number of batches in the plan, for the budget-derived allowed burn."""
+
+
+class Counts(BaseModel):
+    """Bad and total requests of one namespace over one window."""
+
+    bad: float = Field(ge=0)
+    total: float = Field(ge=0)
+
+    @property
+    def ratio(self) -> float:
+        return self.bad / self.total if self.total > 0 else 0.0
+
+
+class SLIWindow(BaseModel):
+    """Counts of one SLO over one window, per namespace and view."""
+
+    slo: str
+    """``SLOSpec.name``."""
+    window: WindowName
+    window_seconds: float
+    inbound: dict[str, Counts] = Field(default_factory=dict)
+    """Requests received by each namespace (B and O), from the SLO's reporter."""
+    edge_old_to_new: dict[str, Counts] = Field(default_factory=dict)
+    """Requests from O into each B namespace, seen by the (old) source proxy."""
+    outbound: dict[str, Counts] = Field(default_factory=dict)
+    """Requests sent by each B namespace, seen by its (new) source proxy."""
+
+
+class ControlPlane(BaseModel):
+    """Control-plane counter increases of the new revision since the batch's migration."""
+
+    xds_rejects: float | None = None
+    xds_internal_errors: float | None = None
+    injection_failures: float | None = None
+    xds_proxies: float | None = None
+    """Current ``pilot_xds`` of the new revision (connected proxies)."""
+    window_seconds: float = 0.0
+
+
+class GateMeasurements(BaseModel):
+    """What Prometheus answered for one ``GateQuery``; missing data is in ``errors``."""
+
+    batch_namespaces: list[str]
+    baseline_namespaces: list[str]
+    new_revision: str
+    old_revision: str
+    window_start: datetime
+    evaluated_at: datetime
+    batch_count: int = 1
+    slis: list[SLIWindow] = Field(default_factory=list)
+    request_rate: dict[str, float] = Field(default_factory=dict)
+    """Requests per second each B namespace received since warm-up (destination reporter)."""
+    pre_migration_rate: dict[str, float] = Field(default_factory=dict)
+    """Requests per second each B namespace received before its migration."""
+    control_plane: ControlPlane = Field(default_factory=ControlPlane)
+    errors: list[str] = Field(default_factory=list)
+    """Why data is missing: no data, NaN, Prometheus unreachable. Missing counts are never 0."""
+    queries: list[str] = Field(default_factory=list)
+    """The PromQL run, in order."""
+
+
+class NamespaceGate(BaseModel):
+    """The verdict of one namespace of the batch."""
+
+    namespace: str
+    verdict: Verdict
+    reason: str
+    """The decisive sentence, with numbers."""
+    requests: float = 0.0
+    """Inbound requests since warm-up (first SLO)."""
+    min_requests: int = 0
+    """Requests needed before this namespace may PASS (rule of three)."""
+    burn_rates: dict[str, float] = Field(default_factory=dict)
+    """SLO name → burn rate since warm-up."""
+    short_burn_rates: dict[str, float] = Field(default_factory=dict)
+    """SLO name → burn rate over the short window."""
+    z_scores: dict[str, float] = Field(default_factory=dict)
+    """SLO name → z of the batch-vs-baseline test."""
+    signals: list[str] = Field(default_factory=list)
+    """Failing signals seen in this evaluation (``burn:<slo>``, ``relative:<slo>``,
+    ``liveness`` …), compared with the previous evaluation for confirmation."""
+
+
+class GateResult(BaseModel):
+    """One evaluation of a batch, recorded in the workflow's history and progress."""
+
+    verdict: Verdict
+    reasons: list[str] = Field(default_factory=list)
+    """Human sentences with the numbers that decided."""
+    namespaces: dict[str, NamespaceGate] = Field(default_factory=dict)
+    burn_rates: dict[str, float] = Field(default_factory=dict)
+    """SLO name → burn rate of the whole batch since warm-up."""
+    baseline_burn_rates: dict[str, float] = Field(default_factory=dict)
+    """SLO name → burn rate of the baseline (O) since warm-up."""
+    allowed_burn: dict[str, float] = Field(default_factory=dict)
+    """SLO name → the burn-rate threshold applied."""
+    evaluated_at: datetime
+    queries: list[str] = Field(default_factory=list)
+    sequence: int = 1
+    """1 for the first evaluation of the batch, then 2, 3 …"""

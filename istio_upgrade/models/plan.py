@@ -1,0 +1,93 @@
+"""The plan of an upgrade (batches) and the precheck findings about the cluster."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+
+class NamespaceLabels(_Model):
+    """The injection labels of a namespace; None means the label is absent."""
+
+    namespace: str
+    istio_injection: str | None = None
+    """Value of ``istio-injection``."""
+    istio_rev: str | None = None
+    """Value of ``istio.io/rev``."""
+
+
+class Batch(_Model):
+    """Namespaces that migrate together and are gated together."""
+
+    index: int
+    namespaces: list[str]
+    canary: bool = False
+    gateway: bool = False
+    """The final batch of namespaces running injected gateways."""
+    original_labels: list[NamespaceLabels] = Field(default_factory=list)
+    """Injection labels before migration, restored exactly on rollback."""
+
+
+class ExcludedNamespace(_Model):
+    """A selected namespace that will not migrate, and why."""
+
+    namespace: str
+    reason: str
+
+
+class Plan(_Model):
+    """The batches of one upgrade, computed from the inventory and the spec."""
+
+    cluster: str
+    source_revision: str
+    source_version: str | None = None
+    target_revision: str
+    target_version: str
+    batches: list[Batch] = Field(default_factory=list)
+    excluded: list[ExcludedNamespace] = Field(default_factory=list)
+    tags_to_move: list[str] = Field(default_factory=list)
+    """Tag names re-pointed to the target revision at promote time."""
+
+    @property
+    def namespaces(self) -> list[str]:
+        return [ns for b in self.batches for ns in b.namespaces]
+
+
+Severity = Literal["error", "warning", "info"]
+
+
+class Finding(_Model):
+    """One precheck observation."""
+
+    severity: Severity
+    code: str
+    """Stable identifier, e.g. ``SKEW``, ``IST0123``, ``NON_RESTARTABLE``."""
+    message: str
+    namespace: str | None = None
+
+
+class PrecheckReport(_Model):
+    """Findings about the cluster before anything is written."""
+
+    findings: list[Finding] = Field(default_factory=list)
+    target_installed: bool = False
+    """The target revision already exists."""
+    resumed: bool = False
+    """…installed by an earlier attempt of this same upgrade, so installing again is a no-op."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "warning"]

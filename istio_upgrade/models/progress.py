@@ -1,0 +1,163 @@
+"""What the ``progress`` query returns, what the upgrade ends with, and operator messages."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from istio_upgrade.models.gate import GateResult
+from istio_upgrade.models.plan import Plan, PrecheckReport
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+
+class Phase(StrEnum):
+    """Where the upgrade is."""
+
+    VALIDATING = "VALIDATING"
+    DISCOVERING = "DISCOVERING"
+    PLANNING = "PLANNING"
+    INSTALLING = "INSTALLING"
+    WAITING_REVISION = "WAITING_REVISION"
+    MIGRATING = "MIGRATING"
+    SOAKING = "SOAKING"
+    WAITING_APPROVAL = "WAITING_APPROVAL"
+    PROMOTING = "PROMOTING"
+    GRACE = "GRACE"
+    CLEANING_UP = "CLEANING_UP"
+    ROLLING_BACK = "ROLLING_BACK"
+    SUCCEEDED = "SUCCEEDED"
+    ROLLED_BACK = "ROLLED_BACK"
+    FAILED = "FAILED"
+    DRY_RUN = "DRY_RUN"
+
+
+BatchStatus = Literal[
+    "pending",
+    "relabeling",
+    "restarting",
+    "rolling_out",
+    "verifying",
+    "warming_up",
+    "soaking",
+    "passed",
+    "failed",
+    "rolling_back",
+    "rolled_back",
+]
+
+
+class Straggler(_Model):
+    """A pod that is not (yet) on the expected revision."""
+
+    namespace: str
+    pod: str
+    revision: str | None = None
+    """Revision that injected it; None = no sidecar."""
+    reason: str
+
+
+class Diagnostic(_Model):
+    """Why a straggler is stuck: its recent Events and the tail of its proxy log."""
+
+    namespace: str
+    pod: str
+    events: list[str] = Field(default_factory=list)
+    proxy_log: str = ""
+
+
+class BatchProgress(_Model):
+    """State of one batch."""
+
+    index: int
+    namespaces: list[str]
+    status: BatchStatus = "pending"
+    namespace_status: dict[str, str] = Field(default_factory=dict)
+    started_at: datetime | None = None
+    ready_at: datetime | None = None
+    finished_at: datetime | None = None
+    restarted: list[str] = Field(default_factory=list)
+    """``namespace/Kind/name`` of the workloads restarted."""
+    gate_results: list[GateResult] = Field(default_factory=list)
+
+
+class ApprovalRecord(_Model):
+    """An operator's approval of a waiting step."""
+
+    step: str
+    approver: str
+    comment: str = ""
+    at: datetime
+
+
+class Progress(_Model):
+    """The live state of an upgrade (``progress`` query)."""
+
+    upgrade_id: str = ""
+    cluster: str = ""
+    source_revision: str | None = None
+    target_revision: str = ""
+    phase: Phase = Phase.VALIDATING
+    paused: bool = False
+    current_batch: int | None = None
+    batches: list[BatchProgress] = Field(default_factory=list)
+    waiting_for: str | None = None
+    """What the upgrade waits for (an approval, a resume), if anything."""
+    stragglers: list[Straggler] = Field(default_factory=list)
+    diagnostics: list[Diagnostic] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    errors: list[str] = Field(default_factory=list)
+    approvals: list[ApprovalRecord] = Field(default_factory=list)
+    tags_moved: list[str] = Field(default_factory=list)
+    started_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+Outcome = Literal["SUCCEEDED", "ROLLED_BACK", "FAILED", "DRY_RUN"]
+
+
+class UpgradeResult(_Model):
+    """How an upgrade ended.
+
+    A successful upgrade and a dry run return it; a rolled-back or failed upgrade fails the
+    workflow with an ``ApplicationError`` whose first detail is this result.
+    """
+
+    outcome: Outcome
+    summary: str
+    upgrade_id: str
+    source_revision: str | None = None
+    target_revision: str
+    migrated_namespaces: list[str] = Field(default_factory=list)
+    tags_moved: list[str] = Field(default_factory=list)
+    old_revision_removed: bool = False
+    failed_gate: GateResult | None = None
+    failed_batch: int | None = None
+    plan: Plan | None = None
+    precheck: PrecheckReport | None = None
+    warnings: list[str] = Field(default_factory=list)
+
+
+class ApproveRequest(BaseModel):
+    """Argument of the ``approve`` update/signal."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    approver: str = Field(min_length=1)
+    """Who approves."""
+    comment: str = ""
+    """Why."""
+
+
+class AbortRequest(BaseModel):
+    """Argument of the ``abort`` update/signal: stop and roll back."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    reason: str = Field(min_length=1)
+    requested_by: str = ""

@@ -1,0 +1,181 @@
+"""The controllers' shared machinery: an informer-like cache, owner index, work queue, timers.
+
+The store calls :meth:`Runtime.on_change` synchronously on every write; that only records
+what became dirty. The controller loop then reconciles dirty objects and fires due timers,
+so the cost of a tick follows the number of changes, never the size of the cluster.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from istio_upgrade.sandbox.cluster import Cluster
+from istio_upgrade.sandbox.controllers.events import EventRecorder
+from istio_upgrade.sandbox.controllers.objects import (
+    DAEMONSETS,
+    DEPLOYMENTS,
+    JOBS,
+    PODS,
+    REPLICASETS,
+    STATEFULSETS,
+    controller_of,
+)
+from istio_upgrade.sandbox.resources import ResourceType
+from istio_upgrade.sandbox.store import Obj, Store, WatchEvent
+
+Key = tuple[str, str, str]
+"""(resource type key, namespace, name)."""
+
+CACHED_TYPES: tuple[ResourceType, ...] = (
+    PODS,
+    REPLICASETS,
+    DEPLOYMENTS,
+    STATEFULSETS,
+    DAEMONSETS,
+    JOBS,
+)
+_CACHED_KEYS = frozenset(rt.key for rt in CACHED_TYPES)
+
+
+@dataclass(order=True)
+class _Timer:
+    due: float
+    seq: int
+    fn: Callable[[], None] = field(compare=False)
+
+
+class Runtime:
+    """State shared by every reconciler of one cluster."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.store: Store = cluster.store
+        self.events = EventRecorder(cluster.store)
+        self.cache: dict[str, dict[tuple[str, str], Obj]] = {rt.key: {} for rt in CACHED_TYPES}
+        """Latest stored object per key; shared references, read-only for controllers."""
+        self.children: dict[str, set[Key]] = {}
+        """Owner uid → keys of the objects it controls."""
+        self._owner_of: dict[Key, str] = {}
+        self.dirty: dict[Key, None] = {}
+        """Insertion-ordered set of objects to reconcile."""
+        self._timers: list[_Timer] = []
+        self._seq = itertools.count()
+        self.wake: Callable[[], None] = lambda: None
+        """Set by the loop: called when new work arrives."""
+        self.change_hooks: list[Callable[[WatchEvent], None]] = []
+
+    # -- cache -----------------------------------------------------------------------------
+
+    def prime(self) -> None:
+        """Load what exists before the controllers started, and mark all of it dirty."""
+        for rt in CACHED_TYPES:
+            for obj in self.store.list(rt, copy_objects=False):
+                self._index(rt.key, obj)
+                m = obj["metadata"]
+                self.mark(rt.key, m.get("namespace", ""), m["name"])
+
+    def on_change(self, ev: WatchEvent) -> None:
+        key = ev.rt.key
+        if key in _CACHED_KEYS:
+            m = ev.obj["metadata"]
+            ns, name = m.get("namespace", ""), m["name"]
+            if ev.type == "DELETED":
+                self._unindex(key, ns, name)
+                orphans = self.children.pop(m.get("uid", ""), set())
+                if orphans:
+                    self.collect_garbage(orphans)
+            else:
+                self._index(key, ev.obj)
+            self.mark(key, ns, name)
+            ref = controller_of(ev.obj)
+            if ref is not None:
+                owner_key = _owner_type_key(ref)
+                if owner_key:
+                    self.mark(owner_key, ns, str(ref.get("name", "")))
+        for hook in self.change_hooks:
+            hook(ev)
+
+    def get(self, rt: ResourceType, namespace: str, name: str) -> Obj | None:
+        return self.cache[rt.key].get((namespace, name))
+
+    def owned(self, owner: Obj, rt: ResourceType) -> list[Obj]:
+        """Objects of type ``rt`` controlled by ``owner``, from the cache."""
+        out = []
+        for key in self.children.get(owner["metadata"].get("uid", ""), ()):
+            if key[0] == rt.key:
+                obj = self.cache[rt.key].get((key[1], key[2]))
+                if obj is not None:
+                    out.append(obj)
+        return out
+
+    def all(self, rt: ResourceType) -> Iterator[Obj]:
+        return iter(list(self.cache[rt.key].values()))
+
+    def _index(self, key: str, obj: Obj) -> None:
+        m = obj["metadata"]
+        k: Key = (key, m.get("namespace", ""), m["name"])
+        self.cache[key][(k[1], k[2])] = obj
+        ref = controller_of(obj)
+        uid = str(ref.get("uid", "")) if ref else ""
+        old = self._owner_of.get(k)
+        if old == uid:
+            return
+        if old:
+            self.children.get(old, set()).discard(k)
+        if uid:
+            self._owner_of[k] = uid
+            self.children.setdefault(uid, set()).add(k)
+        else:
+            self._owner_of.pop(k, None)
+
+    def _unindex(self, key: str, ns: str, name: str) -> None:
+        self.cache[key].pop((ns, name), None)
+        old = self._owner_of.pop((key, ns, name), None)
+        if old:
+            self.children.get(old, set()).discard((key, ns, name))
+
+    def collect_garbage(self, keys: set[Key]) -> None:
+        """Delete what a deleted owner controlled (background cascading deletion)."""
+
+        def run() -> None:
+            for rt_key, ns, name in sorted(keys):
+                rt = next(rt for rt in CACHED_TYPES if rt.key == rt_key)
+                obj = self.cache[rt_key].get((ns, name))
+                if obj is not None:
+                    self.store.delete(rt, ns, name)
+
+        # Deleting from inside a store notification would reorder watch events.
+        self.after(0, run)
+
+    # -- work queue and timers -----------------------------------------------------------------
+
+    def mark(self, rt_key: str, namespace: str, name: str) -> None:
+        self.dirty[(rt_key, namespace, name)] = None
+        self.wake()
+
+    def after(self, delay_s: float, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the controller loop once ``delay_s`` seconds have passed."""
+        heapq.heappush(self._timers, _Timer(time.monotonic() + delay_s, next(self._seq), fn))
+        self.wake()
+
+    def due_timers(self) -> list[Callable[[], None]]:
+        now = time.monotonic()
+        out = []
+        while self._timers and self._timers[0].due <= now:
+            out.append(heapq.heappop(self._timers).fn)
+        return out
+
+    def next_due(self) -> float | None:
+        return self._timers[0].due if self._timers else None
+
+
+def _owner_type_key(ref: Obj) -> str:
+    kind = ref.get("kind")
+    for rt in CACHED_TYPES:
+        if rt.kind == kind and rt.api_version == ref.get("apiVersion"):
+            return rt.key
+    return ""

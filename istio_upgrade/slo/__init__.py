@@ -1,0 +1,1 @@
+"""SLO tooling: PromQL for SLIs, alerting rules, Sloth input and one-shot gate checks."""

@@ -1,0 +1,451 @@
+"""Pure planning: which namespaces migrate, in which batches, and whether it is safe to start.
+
+No I/O: the workflow runs this on the discovered inventory, so the plan is part of the
+replayable history and unit tests need no cluster.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping
+
+from istio_upgrade.istio.naming import (
+    ANNOTATION_INJECT_TEMPLATES,
+    DEFAULT_TAG,
+    LABEL_INJECTION,
+    LABEL_REV,
+    parse_version,
+)
+from istio_upgrade.models.inventory import ClusterInventory, NamespaceInfo, WebhookInfo
+from istio_upgrade.models.plan import (
+    Batch,
+    ExcludedNamespace,
+    Finding,
+    NamespaceLabels,
+    Plan,
+    PrecheckReport,
+)
+from istio_upgrade.models.selector import label_selector_matches, selector_matches
+from istio_upgrade.models.spec import UpgradeSpec
+
+__all__ = [
+    "ANNOTATION_INJECT_TEMPLATES",
+    "effective_revision",
+    "injecting_configurations",
+    "plan_upgrade",
+    "source_revision_of",
+]
+
+_NEVER_MIGRATE = frozenset({"kube-system", "kube-public", "kube-node-lease"})
+
+
+def injecting_configurations(
+    labels: Mapping[str, str],
+    webhooks: list[WebhookInfo],
+    pod_labels: Mapping[str, str] | None = None,
+) -> dict[str, str | None]:
+    """Injector configurations that would mutate a pod in a namespace, like the API server decides.
+
+    Args:
+        labels: Namespace labels.
+        webhooks: Webhooks of every injector MutatingWebhookConfiguration.
+        pod_labels: Labels of the pod; a plain pod without labels by default.
+
+    Returns:
+        Configuration name → revision it injects with, for every configuration with a
+        matching webhook.
+    """
+    pod = pod_labels or {}
+    matched: dict[str, str | None] = {}
+    for hook in webhooks:
+        if label_selector_matches(hook.namespace_selector, labels) and label_selector_matches(
+            hook.object_selector, pod
+        ):
+            matched[hook.configuration] = hook.revision
+    return matched
+
+
+def effective_revision(
+    labels: Mapping[str, str], webhooks: list[WebhookInfo], tags: Mapping[str, str]
+) -> str | None:
+    """The revision that would inject a new plain pod in a namespace with these labels.
+
+    Webhooks decide when discovery found any; otherwise Istio's label precedence is applied
+    (``istio-injection`` beats ``istio.io/rev``; tags resolve to their revision).
+    """
+    if webhooks:
+        revisions = sorted({r for r in injecting_configurations(labels, webhooks).values() if r})
+        return revisions[0] if revisions else None
+    injection = labels.get(LABEL_INJECTION)
+    if injection is not None:
+        return tags.get(DEFAULT_TAG, DEFAULT_TAG) if injection == "enabled" else None
+    rev = labels.get(LABEL_REV)
+    if rev is None:
+        return None
+    return tags.get(rev, rev)
+
+
+def source_revision_of(inventory: ClusterInventory, target_revision: str) -> str | None:
+    """The revision most namespaces use (ties: the ``default`` tag's), other than the target."""
+    counts = Counter(
+        ns.effective_revision
+        for ns in inventory.namespaces
+        if ns.effective_revision and ns.effective_revision != target_revision
+    )
+    if counts:
+        best = max(counts.values())
+        tops = sorted(rev for rev, n in counts.items() if n == best)
+        default = inventory.tags.get(DEFAULT_TAG)
+        return default if default in tops else tops[0]
+    default = inventory.tags.get(DEFAULT_TAG)
+    if default and default != target_revision:
+        return default
+    others = [r.name for r in inventory.revisions if r.name != target_revision]
+    return others[0] if len(others) == 1 else None
+
+
+def _selected(inventory: ClusterInventory, spec: UpgradeSpec) -> list[NamespaceInfo]:
+    m = spec.migration
+    chosen = []
+    for ns in inventory.namespaces:
+        by_selector = selector_matches(m.selector, ns.labels)
+        if (by_selector or ns.name in m.include) and ns.name not in m.exclude:
+            chosen.append(ns)
+    return chosen
+
+
+def _labels_of(ns: NamespaceInfo) -> NamespaceLabels:
+    return NamespaceLabels(
+        namespace=ns.name,
+        istio_injection=ns.labels.get(LABEL_INJECTION),
+        istio_rev=ns.labels.get(LABEL_REV),
+    )
+
+
+def _exclusion(ns: NamespaceInfo, source: str, target: str) -> str | None:
+    if ns.name in _NEVER_MIGRATE:
+        return "Kubernetes system namespace; never migrated"
+    if ns.effective_revision is None:
+        return "no sidecar injection enabled (no istio-injection=enabled or istio.io/rev label)"
+    if ns.effective_revision == target:
+        return f"already on the target revision {target}"
+    if ns.effective_revision != source:
+        return f"uses revision {ns.effective_revision}, not the source revision {source}"
+    return None
+
+
+def _auto_batches(names: list[str], spec: UpgradeSpec) -> list[list[str]]:
+    m = spec.migration
+    canary = [n for n in m.canary if n in names]
+    rest = [n for n in names if n not in canary]
+    batches: list[list[str]] = []
+    size = len(canary) if canary else min(m.first_batch_size, m.max_batch_size)
+    if canary:
+        batches.append(canary)
+    while rest:
+        if batches:
+            size = min(m.max_batch_size, max(size + 1, math.ceil(size * m.growth_factor)))
+        batches.append(rest[:size])
+        rest = rest[size:]
+    return batches
+
+
+def _explicit_batches(
+    spec: UpgradeSpec,
+    inventory: ClusterInventory,
+    migratable: dict[str, NamespaceInfo],
+    excluded: dict[str, str],
+    findings: list[Finding],
+) -> list[list[str]]:
+    assert spec.migration.batches is not None
+    batches: list[list[str]] = []
+    for index, batch in enumerate(spec.migration.batches):
+        field = f"migration.batches[{index}]"
+        for name in batch:
+            if inventory.namespace(name) is None:
+                findings.append(
+                    Finding(
+                        severity="error",
+                        code="BATCH_NAMESPACE_MISSING",
+                        namespace=name,
+                        message=f"{field}: namespace {name!r} does not exist in the cluster; "
+                        "remove it or fix the name",
+                    )
+                )
+            elif name in excluded:
+                findings.append(
+                    Finding(
+                        severity="error",
+                        code="BATCH_NAMESPACE_NOT_MIGRATABLE",
+                        namespace=name,
+                        message=f"{field}: namespace {name!r} cannot migrate: {excluded[name]}",
+                    )
+                )
+            elif name not in migratable:
+                findings.append(
+                    Finding(
+                        severity="error",
+                        code="BATCH_NAMESPACE_NOT_SELECTED",
+                        namespace=name,
+                        message=f"{field}: namespace {name!r} is not selected by "
+                        "migration.selector/include/exclude; add it to migration.include",
+                    )
+                )
+        batches.append([n for n in batch if n in migratable])
+    listed = {n for b in spec.migration.batches for n in b}
+    for name in sorted(set(migratable) - listed):
+        findings.append(
+            Finding(
+                severity="warning",
+                code="NOT_IN_ANY_BATCH",
+                namespace=name,
+                message=f"namespace {name!r} is selected but in no batch of migration.batches; "
+                "it stays on the old revision and keeps it installed",
+            )
+        )
+    return [b for b in batches if b]
+
+
+def _minor_skew(spec: UpgradeSpec, source_version: str | None, findings: list[Finding]) -> None:
+    if source_version is None:
+        findings.append(
+            Finding(
+                severity="warning",
+                code="SOURCE_VERSION_UNKNOWN",
+                message="the source revision's version could not be read from its pilot image; "
+                "version skew is not checked",
+            )
+        )
+        return
+    try:
+        source = parse_version(source_version)
+    except ValueError:
+        findings.append(
+            Finding(
+                severity="warning",
+                code="SOURCE_VERSION_UNKNOWN",
+                message=f"source version {source_version!r} is not parseable; skew is not checked",
+            )
+        )
+        return
+    target = parse_version(spec.target.version)
+    severity = "warning" if spec.force else "error"
+    fix = "" if spec.force else "; set force: true to do it anyway"
+    if target == source:
+        findings.append(
+            Finding(
+                severity="error",
+                code="SAME_VERSION",
+                message=f"target.version {spec.target.version} is the version already running",
+            )
+        )
+    elif target < source:
+        findings.append(
+            Finding(
+                severity=severity,
+                code="DOWNGRADE",
+                message=f"target.version {spec.target.version} is older than the running "
+                f"{source_version}: a downgrade{fix}",
+            )
+        )
+    elif target[0] != source[0] or target[1] - source[1] > 2:
+        findings.append(
+            Finding(
+                severity=severity,
+                code="SKEW",
+                message=f"target.version {spec.target.version} is more than two minor versions "
+                f"ahead of {source_version}; a canary upgrade may jump at most two minors — "
+                f"upgrade in steps{fix}",
+            )
+        )
+
+
+def _namespace_checks(
+    inventory: ClusterInventory, selected: set[str], findings: list[Finding]
+) -> None:
+    for ns in inventory.namespaces:
+        if LABEL_INJECTION in ns.labels and LABEL_REV in ns.labels:
+            findings.append(
+                Finding(
+                    severity="error" if ns.name in selected else "warning",
+                    code="IST0123",
+                    namespace=ns.name,
+                    message=f"namespace {ns.name!r} has both istio-injection and istio.io/rev "
+                    "labels (IST0123); remove one before upgrading",
+                )
+            )
+        if ns.name not in selected:
+            continue
+        configs = injecting_configurations(ns.labels, inventory.webhooks)
+        if len(configs) > 1:
+            findings.append(
+                Finding(
+                    severity="error",
+                    code="OVERLAPPING_WEBHOOKS",
+                    namespace=ns.name,
+                    message=f"namespace {ns.name!r} is matched by several injector webhooks "
+                    f"({', '.join(sorted(configs))}); remove the overlapping configuration",
+                )
+            )
+        for workload in ns.workloads:
+            injected = [p for p in workload.pods if p.injected_revision and p.active]
+            if not workload.restartable and injected:
+                findings.append(
+                    Finding(
+                        severity="warning",
+                        code="NON_RESTARTABLE",
+                        namespace=ns.name,
+                        message=f"{ns.name}/{workload.kind}/{workload.name} has sidecars but "
+                        "cannot be restarted; it keeps its old proxy until it is recreated",
+                    )
+                )
+
+
+def _tags_to_move(spec: UpgradeSpec, inventory: ClusterInventory, source: str) -> list[str]:
+    tags = list(dict.fromkeys(spec.promote.tags))
+    if spec.promote.follow_source_tags:
+        tags += sorted(t for t, r in inventory.tags.items() if r == source and t not in tags)
+    return tags
+
+
+def plan_upgrade(
+    inventory: ClusterInventory, spec: UpgradeSpec, upgrade_id: str
+) -> tuple[Plan, PrecheckReport]:
+    """Compute the batches and precheck the cluster.
+
+    Args:
+        inventory: What discovery found.
+        spec: The validated upgrade spec.
+        upgrade_id: The workflow id, to recognise a target revision installed by an earlier
+            attempt of this same upgrade.
+
+    Returns:
+        The plan (possibly without batches) and the findings; the upgrade may start only when
+        ``report.ok``.
+    """
+    findings: list[Finding] = []
+    target = spec.target_revision
+    source = spec.source_revision or source_revision_of(inventory, target)
+    source_info = inventory.revision(source) if source else None
+    if source is None:
+        findings.append(
+            Finding(
+                severity="error",
+                code="NO_SOURCE_REVISION",
+                message="no installed Istio revision found to upgrade from; set source_revision",
+            )
+        )
+        source = ""
+    elif source_info is None:
+        installed = ", ".join(r.name for r in inventory.revisions) or "none"
+        findings.append(
+            Finding(
+                severity="error",
+                code="SOURCE_NOT_INSTALLED",
+                message=f"source_revision {source!r} is not installed (installed: {installed}); "
+                "fix source_revision or omit it to discover it",
+            )
+        )
+    source_version = source_info.version if source_info else None
+    if source_info is not None:
+        _minor_skew(spec, source_version, findings)
+
+    report = PrecheckReport()
+    target_info = inventory.revision(target)
+    if target_info is not None:
+        report.target_installed = True
+        if target_info.installed_by == upgrade_id:
+            report.resumed = True
+            findings.append(
+                Finding(
+                    severity="info",
+                    code="TARGET_FROM_EARLIER_ATTEMPT",
+                    message=f"revision {target} was installed by an earlier attempt of this "
+                    "upgrade; installing it again changes nothing",
+                )
+            )
+        else:
+            findings.append(
+                Finding(
+                    severity="warning" if spec.force else "error",
+                    code="TARGET_ALREADY_INSTALLED",
+                    message=f"target revision {target} is already installed and was not "
+                    "installed by this upgrade; set target.revision to a new name"
+                    + ("" if spec.force else " or force: true to adopt it"),
+                )
+            )
+
+    selected = _selected(inventory, spec)
+    excluded: dict[str, str] = {}
+    migratable: dict[str, NamespaceInfo] = {}
+    for ns in selected:
+        reason = _exclusion(ns, source, target)
+        if reason is None:
+            migratable[ns.name] = ns
+        else:
+            excluded[ns.name] = reason
+    for name in spec.migration.canary:
+        if name not in migratable:
+            why = excluded.get(name, "does not exist or is not selected")
+            findings.append(
+                Finding(
+                    severity="error",
+                    code="CANARY_NOT_MIGRATABLE",
+                    namespace=name,
+                    message=f"migration.canary: namespace {name!r} cannot be the canary: {why}",
+                )
+            )
+    _namespace_checks(inventory, set(migratable), findings)
+
+    gateway_names = [n for n, ns in migratable.items() if ns.gateway]
+    if spec.migration.batches is not None:
+        groups = _explicit_batches(spec, inventory, migratable, excluded, findings)
+        gateway_batch: list[str] = []
+    else:
+        ordinary = sorted(
+            n for n in migratable if not (spec.migration.gateways_last and n in gateway_names)
+        )
+        groups = _auto_batches(ordinary, spec)
+        gateway_batch = sorted(gateway_names) if spec.migration.gateways_last else []
+
+    batches = [
+        Batch(
+            index=i,
+            namespaces=group,
+            canary=i == 0,
+            original_labels=[_labels_of(migratable[n]) for n in group],
+        )
+        for i, group in enumerate(groups)
+    ]
+    if gateway_batch:
+        batches.append(
+            Batch(
+                index=len(batches),
+                namespaces=gateway_batch,
+                gateway=True,
+                canary=not batches,
+                original_labels=[_labels_of(migratable[n]) for n in gateway_batch],
+            )
+        )
+    if not batches and not any(f.code.startswith("BATCH_") for f in findings):
+        findings.append(
+            Finding(
+                severity="error",
+                code="EMPTY_SELECTION",
+                message="migration selects no namespace on the source revision "
+                f"({source or 'unknown'}); check migration.selector, include and exclude",
+            )
+        )
+    plan = Plan(
+        cluster=spec.cluster.name,
+        source_revision=source,
+        source_version=source_version,
+        target_revision=target,
+        target_version=spec.target.version,
+        batches=batches,
+        excluded=[ExcludedNamespace(namespace=n, reason=r) for n, r in sorted(excluded.items())],
+        tags_to_move=_tags_to_move(spec, inventory, source) if source else [],
+    )
+    report.findings = findings
+    return plan, report

@@ -1,0 +1,132 @@
+"""Session fixtures: the real servers the integration tests run against.
+
+Every server is the same one the demo runs (see ``istio_upgrade.devenv``). Locally a missing
+binary skips the tests that need it, with the install command as the reason; in CI
+(``CI=true``) it fails them instead, so a broken CI image cannot pass by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from temporalio.testing import WorkflowEnvironment
+
+from istio_upgrade.devenv import (
+    LocalTemporal,
+    MissingBinaryError,
+    PrometheusServer,
+    ScrapeTarget,
+    start_dev_server,
+    start_time_skipping,
+)
+
+PrometheusFactory = Callable[..., Awaitable[PrometheusServer]]
+SandboxFactory = Callable[..., Awaitable[Any]]
+
+
+def in_ci() -> bool:
+    """Whether the run is in CI, where nothing may be skipped for a missing binary."""
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def missing(error: MissingBinaryError) -> None:
+    """Skip (locally) or fail (in CI) the requesting test because a server binary is absent."""
+    if in_ci():
+        pytest.fail(f"CI must provide every server binary: {error}", pytrace=False)
+    pytest.skip(str(error))
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def temporal_dev_server() -> AsyncIterator[LocalTemporal]:
+    """The Temporal dev server (``temporal server start-dev``), shared by the session."""
+    try:
+        server = await start_dev_server(ui=False)
+    except MissingBinaryError as error:
+        missing(error)
+        raise
+    try:
+        yield server
+    finally:
+        await server.shutdown()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def temporal_local(temporal_dev_server: LocalTemporal) -> WorkflowEnvironment:
+    """The dev server's environment; ``temporal_local.client`` uses the pydantic converter."""
+    return temporal_dev_server.env
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def temporal_ts() -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping test server, for long soaks and approvals in seconds."""
+    try:
+        env = await start_time_skipping()
+    except MissingBinaryError as error:
+        missing(error)
+        raise
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def prometheus_factory() -> AsyncIterator[PrometheusFactory]:
+    """Start a real Prometheus scraping the given targets every second.
+
+    Call as ``await prometheus_factory(["127.0.0.1:8080"])`` or with
+    :class:`~istio_upgrade.devenv.ScrapeTarget` objects; keyword arguments go to
+    :class:`~istio_upgrade.devenv.PrometheusServer`. Every server is stopped at session end.
+    """
+    started: list[PrometheusServer] = []
+
+    async def factory(
+        targets: Sequence[str | ScrapeTarget] = (), **kwargs: Any
+    ) -> PrometheusServer:
+        resolved = [t if isinstance(t, ScrapeTarget) else ScrapeTarget(address=t) for t in targets]
+        server = PrometheusServer(resolved, **kwargs)
+        try:
+            await server.start()
+        except MissingBinaryError as error:
+            missing(error)
+            raise
+        started.append(server)
+        return server
+
+    try:
+        yield factory
+    finally:
+        for server in reversed(started):
+            await server.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def sandbox_factory(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[SandboxFactory]:
+    """Start a sandbox cluster in a child process from a scenario name or YAML path.
+
+    Call as ``await sandbox_factory("demo")``; keyword arguments go to
+    ``SandboxProcess``. Every sandbox is stopped at session end.
+    """
+    from istio_upgrade.sandbox.server import SandboxProcess
+
+    started: list[Any] = []
+
+    async def factory(scenario: str | Path, **kwargs: Any) -> Any:
+        kwargs.setdefault("kubeconfig", tmp_path_factory.mktemp("sandbox") / "kubeconfig")
+        sandbox = SandboxProcess(scenario, **kwargs)
+        await sandbox.start()
+        started.append(sandbox)
+        return sandbox
+
+    try:
+        yield factory
+    finally:
+        for sandbox in reversed(started):
+            await sandbox.stop()
