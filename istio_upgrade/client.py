@@ -7,9 +7,10 @@ Every function takes a connected :class:`temporalio.client.Client` whose data co
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, TLSConfig, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 
@@ -22,6 +23,7 @@ from istio_upgrade.models import (
 )
 
 TASK_QUEUE = "istio-upgrade"
+"""The workers' default task queue (they read ``TEMPORAL_TASK_QUEUE``; so does the CLI)."""
 WORKFLOW_TYPE = "IstioCanaryUpgrade"
 
 
@@ -36,14 +38,17 @@ async def connect(
     api_key: str | None = None,
     tls: bool | None = None,
 ) -> Client:
-    """Connect to Temporal; unset arguments come from ``TEMPORAL_ADDRESS``,
-    ``TEMPORAL_NAMESPACE``, ``TEMPORAL_API_KEY`` and ``TEMPORAL_TLS``.
+    """Connect to Temporal the way the worker does.
+
+    Unset arguments come from the environment: ``TEMPORAL_ADDRESS``, ``TEMPORAL_NAMESPACE``,
+    ``TEMPORAL_API_KEY``, ``TEMPORAL_TLS`` (``true``: TLS with the system roots) and the
+    mutual-TLS files ``TEMPORAL_TLS_CERT``/``TEMPORAL_TLS_KEY``/``TEMPORAL_TLS_CA``.
 
     Args:
         address: ``host:port`` of the frontend; default ``localhost:7233``.
         namespace: Temporal namespace; default ``default``.
         api_key: API key (Temporal Cloud); implies TLS.
-        tls: Use TLS with the system roots.
+        tls: Use TLS; default from the environment.
 
     Returns:
         A client using the pydantic data converter.
@@ -51,15 +56,31 @@ async def connect(
     address = address or os.environ.get("TEMPORAL_ADDRESS", "localhost:7233")
     namespace = namespace or os.environ.get("TEMPORAL_NAMESPACE", "default")
     api_key = api_key or os.environ.get("TEMPORAL_API_KEY") or None
-    if tls is None:
-        tls = os.environ.get("TEMPORAL_TLS", "").lower() in {"1", "true", "yes"} or bool(api_key)
+    files = {name: _read_env_file(f"TEMPORAL_TLS_{name}") for name in ("CERT", "KEY", "CA")}
+    tls_config: TLSConfig | bool
+    if files["CERT"] or files["CA"]:
+        tls_config = TLSConfig(
+            client_cert=files["CERT"],
+            client_private_key=files["KEY"],
+            server_root_ca_cert=files["CA"],
+        )
+    elif tls is not None:
+        tls_config = tls or bool(api_key)
+    else:
+        env_tls = os.environ.get("TEMPORAL_TLS", "").lower() in {"1", "true", "yes"}
+        tls_config = env_tls or bool(api_key)
     return await Client.connect(
         address,
         namespace=namespace,
         api_key=api_key,
-        tls=tls,
+        tls=tls_config,
         data_converter=pydantic_data_converter,
     )
+
+
+def _read_env_file(variable: str) -> bytes | None:
+    path = os.environ.get(variable)
+    return Path(path).read_bytes() if path else None
 
 
 async def start_upgrade(
@@ -97,32 +118,36 @@ async def get_progress(client: Client, upgrade_id: str) -> Progress:
     return result
 
 
-async def approve(client: Client, upgrade_id: str, who: str, reason: str = "") -> Progress:
-    """Approve the step the upgrade waits on (an INCONCLUSIVE gate or an approval gate)."""
+async def approve(client: Client, upgrade_id: str, who: str, comment: str = "") -> str:
+    """Approve the step the upgrade waits on (an approval gate or an INCONCLUSIVE gate).
+
+    Returns:
+        The upgrade's answer, e.g. ``approved: before_promote``.
+
+    Raises:
+        temporalio.client.WorkflowUpdateFailedError: Nothing waits for an approval.
+    """
     return await _update(
-        client, upgrade_id, "approve", ApproveRequest(approver=who, comment=reason)
+        client, upgrade_id, "approve", ApproveRequest(approver=who, comment=comment)
     )
 
 
-async def pause(client: Client, upgrade_id: str, who: str, reason: str = "") -> Progress:
-    """Pause before the next batch starts; the running step finishes first."""
+async def pause(client: Client, upgrade_id: str) -> str:
+    """Hold the upgrade before its next step; the running step finishes first."""
     return await _update(client, upgrade_id, "pause", None)
 
 
-async def resume(client: Client, upgrade_id: str, who: str, reason: str = "") -> Progress:
+async def resume(client: Client, upgrade_id: str) -> str:
     """Resume a paused upgrade."""
     return await _update(client, upgrade_id, "resume", None)
 
 
-async def abort(client: Client, upgrade_id: str, who: str, reason: str = "") -> Progress:
+async def abort(client: Client, upgrade_id: str, who: str, reason: str) -> str:
     """Abort: the upgrade rolls back every migrated batch and removes the new revision."""
-    request = AbortRequest(reason=reason or f"aborted by {who}", requested_by=who)
-    return await _update(client, upgrade_id, "abort", request)
+    return await _update(client, upgrade_id, "abort", AbortRequest(reason=reason, requested_by=who))
 
 
-async def _update(client: Client, upgrade_id: str, name: str, arg: Any) -> Progress:
+async def _update(client: Client, upgrade_id: str, name: str, arg: Any) -> str:
     args = [] if arg is None else [arg]
-    result: Progress = await handle(client, upgrade_id).execute_update(
-        name, args=args, result_type=Progress
-    )
+    result: str = await handle(client, upgrade_id).execute_update(name, args=args, result_type=str)
     return result

@@ -7,6 +7,7 @@ binary skips the tests that need it, with the install command as the reason; in 
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
@@ -111,17 +112,19 @@ async def sandbox_factory(
 ) -> AsyncIterator[SandboxFactory]:
     """Start a sandbox cluster in a child process from a scenario name or YAML path.
 
-    Call as ``await sandbox_factory("demo")``; keyword arguments go to
-    ``SandboxProcess``. Every sandbox is stopped at session end.
+    Call as ``sandbox = await sandbox_factory("demo")``; keyword arguments go to
+    :class:`~istio_upgrade.sandbox.server.SandboxProcess` (``context``, ``port`` …). The
+    kubeconfig is ``sandbox.kubeconfig``. Every sandbox is stopped at session end.
     """
     from istio_upgrade.sandbox.server import SandboxProcess
 
-    started: list[Any] = []
+    started: list[SandboxProcess] = []
 
-    async def factory(scenario: str | Path, **kwargs: Any) -> Any:
-        kwargs.setdefault("kubeconfig", tmp_path_factory.mktemp("sandbox") / "kubeconfig")
+    async def factory(scenario: str | Path, **kwargs: Any) -> SandboxProcess:
+        kwargs.setdefault("workdir", tmp_path_factory.mktemp("sandbox"))
         sandbox = SandboxProcess(scenario, **kwargs)
-        await sandbox.start()
+        # start() blocks until the child serves; keep the session loop free meanwhile.
+        await asyncio.to_thread(sandbox.start)
         started.append(sandbox)
         return sandbox
 
@@ -129,4 +132,4 @@ async def sandbox_factory(
         yield factory
     finally:
         for sandbox in reversed(started):
-            await sandbox.stop()
+            await asyncio.to_thread(sandbox.stop)

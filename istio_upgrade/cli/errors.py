@@ -21,7 +21,8 @@ class CommandError(click.ClickException):
 
     def __init__(self, message: str, code: ExitCode) -> None:
         super().__init__(message)
-        self.exit_code = int(code)
+        # click reads the code from the instance; one class serves every code.
+        self.exit_code = int(code)  # type: ignore[misc]
 
     def show(self, file: Any = None) -> None:
         click.echo(f"error: {self.format_message()}", err=True)

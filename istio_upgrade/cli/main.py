@@ -33,6 +33,7 @@ class TemporalOptions:
     namespace: str | None
     api_key: str | None
     tls: bool | None
+    task_queue: str = "istio-upgrade"
 
 
 def _emit_json(value: Any) -> None:
@@ -72,6 +73,13 @@ def _who(explicit: str | None) -> str:
     default=None,
     help="TLS to the frontend [env TEMPORAL_TLS=true].",
 )
+@click.option(
+    "--task-queue",
+    envvar="TEMPORAL_TASK_QUEUE",
+    default="istio-upgrade",
+    show_default=True,
+    help="Task queue of the workers [env TEMPORAL_TASK_QUEUE].",
+)
 @click.version_option(package_name="istio-upgrade")
 @click.pass_context
 def cli(
@@ -80,6 +88,7 @@ def cli(
     namespace: str | None,
     api_key: str | None,
     tls: bool | None,
+    task_queue: str,
 ) -> None:
     """Canary upgrades of the Istio control plane: batched, SLO-gated, rolled back on failure.
 
@@ -93,9 +102,11 @@ def cli(
       5  the workflow was cancelled or terminated
       6  Temporal unreachable, or no upgrade with that id
       7  the upgrade rejected the request (e.g. nothing to approve)
-      8  status: the upgrade waits for an operator
+      8  status: the upgrade waits for an operator (an ended one: its outcome's code)
     """
-    ctx.obj = TemporalOptions(address=address, namespace=namespace, api_key=api_key, tls=tls)
+    ctx.obj = TemporalOptions(
+        address=address, namespace=namespace, api_key=api_key, tls=tls, task_queue=task_queue
+    )
 
 
 async def _client(opts: TemporalOptions) -> Any:
@@ -127,7 +138,7 @@ def start(opts: TemporalOptions, spec_file: str, wait: bool, output: str) -> Non
     async def go() -> int:
         spec = specs.load_spec(spec_file)
         client = await _client(opts)
-        handle = await start_upgrade(client, spec)
+        handle = await start_upgrade(client, spec, task_queue=opts.task_queue)
         if output == "json" and not wait:
             _emit_json({"workflow_id": handle.id, "run_id": handle.result_run_id})
             return int(ExitCode.OK)
@@ -149,19 +160,25 @@ def start(opts: TemporalOptions, spec_file: str, wait: bool, output: str) -> Non
     type=click.Path(dir_okay=False, allow_dash=True),
     help="Upgrade spec, YAML or JSON (- for stdin).",
 )
-@click.option("--context", "kube_context", help="kubeconfig context; default the spec's.")
 @OUTPUT_OPTION
-def plan(spec_file: str, kube_context: str | None, output: str) -> None:
-    """Dry run: validate the spec, read the cluster, print the batches. Changes nothing."""
+@click.pass_obj
+def plan(opts: TemporalOptions, spec_file: str, output: str) -> None:
+    """Dry run by the worker: validate, read the cluster, print batches and findings.
+
+    Nothing is written to the cluster. Exit code 4 when the precheck found errors.
+    """
     from istio_upgrade.cli import planning, specs
 
     async def go() -> int:
         spec = specs.load_spec(spec_file)
-        result = await planning.dry_run(spec, kube_context=kube_context)
+        client = await _client(opts)
+        result = await planning.dry_run(client, spec, task_queue=opts.task_queue)
         if output == "json":
             _emit_json(result)
         else:
             planning.print_plan(result)
+        if result.precheck is not None and not result.precheck.ok:
+            return int(ExitCode.FAILED)
         return int(ExitCode.OK)
 
     sys.exit(run(go()))
@@ -213,36 +230,89 @@ def watch(opts: TemporalOptions, upgrade_id: str, interval: float, output: str) 
     sys.exit(run(go()))
 
 
-def _operator_command(name: str, summary: str) -> None:
-    @cli.command(name=name, help=summary)
-    @click.argument("upgrade_id")
-    @click.option("--reason", "-m", default="", help="Why; recorded in the workflow history.")
-    @click.option("--who", help="Operator name recorded with the action; default $USER.")
-    @OUTPUT_OPTION
-    @click.pass_obj
-    def command(
-        opts: TemporalOptions, upgrade_id: str, reason: str, who: str | None, output: str
-    ) -> None:
-        from istio_upgrade import client as api
-
-        action = getattr(api, name)
-
-        async def go() -> int:
-            client = await _client(opts)
-            progress = await action(client, upgrade_id, _who(who), reason)
-            if output == "json":
-                _emit_json(progress)
-            else:
-                click.echo(f"{name}: accepted by {upgrade_id} (phase {progress.phase})")
-            return int(ExitCode.OK)
-
-        sys.exit(run(go()))
+def _print_answer(output: str, upgrade_id: str, action: str, answer: str) -> None:
+    if output == "json":
+        _emit_json({"workflow_id": upgrade_id, "action": action, "answer": answer})
+    else:
+        click.echo(f"{upgrade_id}: {answer}")
 
 
-_operator_command("pause", "Pause the upgrade before its next batch.")
-_operator_command("resume", "Resume a paused upgrade.")
-_operator_command("approve", "Approve the step the upgrade waits on (e.g. an INCONCLUSIVE gate).")
-_operator_command("abort", "Abort the upgrade: roll back every migrated batch.")
+REASON_OPTION = click.option(
+    "--reason", "-m", default="", help="Why; recorded in the workflow history."
+)
+WHO_OPTION = click.option("--who", help="Operator name recorded with the action; default $USER.")
+
+
+@cli.command()
+@click.argument("upgrade_id")
+@OUTPUT_OPTION
+@click.pass_obj
+def pause(opts: TemporalOptions, upgrade_id: str, output: str) -> None:
+    """Hold the upgrade before its next step (the running step finishes)."""
+    from istio_upgrade import client as api
+
+    async def go() -> int:
+        answer = await api.pause(await _client(opts), upgrade_id)
+        _print_answer(output, upgrade_id, "pause", answer)
+        return int(ExitCode.OK)
+
+    sys.exit(run(go()))
+
+
+@cli.command()
+@click.argument("upgrade_id")
+@OUTPUT_OPTION
+@click.pass_obj
+def resume(opts: TemporalOptions, upgrade_id: str, output: str) -> None:
+    """Resume a paused upgrade."""
+    from istio_upgrade import client as api
+
+    async def go() -> int:
+        answer = await api.resume(await _client(opts), upgrade_id)
+        _print_answer(output, upgrade_id, "resume", answer)
+        return int(ExitCode.OK)
+
+    sys.exit(run(go()))
+
+
+@cli.command()
+@click.argument("upgrade_id")
+@REASON_OPTION
+@WHO_OPTION
+@OUTPUT_OPTION
+@click.pass_obj
+def approve(
+    opts: TemporalOptions, upgrade_id: str, reason: str, who: str | None, output: str
+) -> None:
+    """Approve the step the upgrade waits on (approval gate or INCONCLUSIVE batch)."""
+    from istio_upgrade import client as api
+
+    async def go() -> int:
+        answer = await api.approve(await _client(opts), upgrade_id, _who(who), reason)
+        _print_answer(output, upgrade_id, "approve", answer)
+        return int(ExitCode.OK)
+
+    sys.exit(run(go()))
+
+
+@cli.command()
+@click.argument("upgrade_id")
+@click.option("--reason", "-m", required=True, help="Why; recorded in the history and the result.")
+@WHO_OPTION
+@OUTPUT_OPTION
+@click.pass_obj
+def abort(
+    opts: TemporalOptions, upgrade_id: str, reason: str, who: str | None, output: str
+) -> None:
+    """Abort the upgrade: roll back every migrated batch and remove the new revision."""
+    from istio_upgrade import client as api
+
+    async def go() -> int:
+        answer = await api.abort(await _client(opts), upgrade_id, _who(who), reason)
+        _print_answer(output, upgrade_id, "abort", answer)
+        return int(ExitCode.OK)
+
+    sys.exit(run(go()))
 
 
 @cli.command(name="list")
@@ -293,11 +363,27 @@ def sandbox() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=0, show_default=True, help="0 picks a free port.")
 @click.option("--context", default="sandbox", show_default=True, help="kubeconfig context name.")
-def sandbox_up(scenario: str, kubeconfig: Path, host: str, port: int, context: str) -> None:
-    """Serve a sandbox cluster until Ctrl-C."""
+@click.option(
+    "--ready-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File receiving the URLs as JSON once serving (for scripts).",
+)
+def sandbox_up(
+    scenario: str, kubeconfig: Path, host: str, port: int, context: str, ready_file: Path | None
+) -> None:
+    """Serve a sandbox cluster until Ctrl-C; exit 2 for an unusable scenario."""
     from istio_upgrade.sandbox.server import run_up
 
-    run_up(scenario=scenario, kubeconfig=kubeconfig, host=host, port=port, context=context)
+    sys.exit(
+        run_up(
+            scenario=scenario,
+            kubeconfig=kubeconfig,
+            host=host,
+            port=port,
+            context=context,
+            ready_file=ready_file,
+        )
+    )
 
 
 @cli.command()

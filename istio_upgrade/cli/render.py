@@ -38,20 +38,30 @@ def batch_step(batch: BatchProgress) -> int:
 
 
 def gate_summary(result: GateResult | None) -> Text:
-    """``PASS #3 burn 0.12/14.4`` — the verdict, evaluation number and worst burn vs. allowed."""
+    """``FAIL #4 checkout 40x/14.4 z=4.3``: verdict, evaluation, the worst namespace's numbers.
+
+    The worst namespace is the one with the highest burn rate since warm-up; a batch average
+    would hide one broken namespace among healthy ones.
+    """
     if result is None:
         return Text("—", style="dim")
     text = Text(result.verdict, style=_VERDICT_STYLE.get(result.verdict, ""))
     text.append(f" #{result.sequence}")
-    if result.burn_rates:
-        slo, burn = max(result.burn_rates.items(), key=lambda item: item[1])
-        allowed = result.allowed_burn.get(slo)
-        text.append(f" burn {burn:.2f}")
-        if allowed is not None:
-            text.append(f"/{allowed:g}")
-        baseline = result.baseline_burn_rates.get(slo)
-        if baseline is not None:
-            text.append(f" (old {baseline:.2f})", style="dim")
+    worst: tuple[float, str, str] | None = None
+    for key, ns in result.namespaces.items():
+        for slo, burn in ns.burn_rates.items():
+            if worst is None or burn > worst[0]:
+                worst = (burn, key, slo)
+    if worst is None:
+        return text
+    burn, namespace, slo = worst
+    text.append(f" {namespace} {burn:.2g}x")
+    allowed = result.allowed_burn.get(slo)
+    if allowed is not None:
+        text.append(f"/{allowed:g}")
+    z = result.namespaces[namespace].z_scores.get(slo)
+    if z is not None:
+        text.append(f" z={z:.1f}", style="dim")
     return text
 
 

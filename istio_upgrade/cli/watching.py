@@ -11,6 +11,7 @@ import click
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from istio_upgrade.cli.exit_codes import ExitCode
@@ -27,7 +28,7 @@ async def try_progress(client: Client, upgrade_id: str) -> Progress | None:
     """The progress query, or None when no worker answers in time or the query fails."""
     try:
         return await asyncio.wait_for(get_progress(client, upgrade_id), QUERY_TIMEOUT_S)
-    except (TimeoutError, Exception):
+    except Exception:  # a missing worker or a closed run must not stop the refresh loop
         return None
 
 
@@ -58,28 +59,32 @@ async def show_status(client: Client, upgrade_id: str, *, output: str) -> int:
         console = Console()
         console.print(progress_view(progress))
         if ending is not None:
-            console.print(f"ended {ending.outcome}: {ending.message}")
+            console.print(Text(f"ended {ending.outcome}: {ending.message}"))
     if ending is not None:
         return int(ending.exit_code)
     return int(ExitCode.WAITING if progress.waiting_for else ExitCode.OK)
 
 
-async def follow(
-    client: Client, upgrade_id: str, *, output: str = "text", interval: float = 1.0
-) -> int:
-    """Refresh the progress until the upgrade ends; return the outcome's exit code.
+async def follow_live(
+    client: Client,
+    upgrade_id: str,
+    *,
+    console: Console | None,
+    interval: float = 1.0,
+) -> tuple[Ending, Progress | None]:
+    """Refresh the progress until the upgrade ends; return its ending and last progress.
 
-    In text mode the screen updates in place (rich); in json mode one document is printed at
-    the end with the last progress and the outcome.
+    Args:
+        client: Connected client.
+        upgrade_id: Workflow id.
+        console: Where the live view draws (updated in place); None draws nothing.
+        interval: Seconds between refreshes.
     """
     wf = handle(client, upgrade_id)
     await wf.describe()  # fail fast (NOT_FOUND) on a wrong id
     end_task = asyncio.create_task(wait_for_end(wf))
     progress: Progress | None = None
-    console = Console()
-    live = (
-        Live(console=console, refresh_per_second=4, transient=False) if output == "text" else None
-    )
+    live = Live(console=console, refresh_per_second=4) if console is not None else None
     try:
         if live is not None:
             live.start()
@@ -91,8 +96,7 @@ async def follow(
                     live.update(progress_view(progress))
             await asyncio.wait({end_task}, timeout=interval)
         ending = end_task.result()
-        final = await try_progress(client, upgrade_id)
-        progress = final or progress
+        progress = await try_progress(client, upgrade_id) or progress
         if live is not None and progress is not None:
             live.update(progress_view(progress))
     finally:
@@ -102,11 +106,24 @@ async def follow(
             end_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await end_task
-    if output == "json":
+    return ending, progress
+
+
+async def follow(
+    client: Client, upgrade_id: str, *, output: str = "text", interval: float = 1.0
+) -> int:
+    """``watch``: follow the upgrade until it ends; return the outcome's exit code.
+
+    In text mode the screen updates in place; in json mode one document is printed at the
+    end with the last progress and the outcome.
+    """
+    console = Console() if output == "text" else None
+    ending, progress = await follow_live(client, upgrade_id, console=console, interval=interval)
+    if console is None:
         click.echo(json.dumps(_document(progress, ending), indent=2))
     else:
         style = "green" if ending.exit_code == ExitCode.OK else "yellow"
-        console.print(f"[{style}]ended {ending.outcome}[/]: {ending.message}")
+        console.print(Text(f"ended {ending.outcome}: {ending.message}", style=style))
     return int(ending.exit_code)
 
 

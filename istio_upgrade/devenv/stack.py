@@ -6,6 +6,7 @@ started here is stopped by :meth:`DevStack.close`, in reverse order, even after 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from temporalio.client import Client
 from istio_upgrade.devenv.kubeconfig import merge_kubeconfigs
 from istio_upgrade.devenv.prometheus import PrometheusServer, ScrapeTarget
 from istio_upgrade.devenv.temporal import LocalTemporal, start_dev_server
+from istio_upgrade.sandbox.server import SandboxProcess
 
 
 @dataclass
@@ -25,14 +27,14 @@ class LocalCluster:
     name: str
     """Cluster name, also its kubeconfig context in the stack's merged kubeconfig."""
     scenario: str
-    sandbox: Any
-    """The ``SandboxProcess`` serving the cluster."""
+    sandbox: SandboxProcess
+    """The child process serving the cluster."""
     prometheus: PrometheusServer
 
     @property
     def api_url(self) -> str:
         """Base URL of the sandbox (Kubernetes API, ``/metrics``, ``/sandbox/...``)."""
-        return str(self.sandbox.url)
+        return self.sandbox.url
 
     @property
     def prometheus_url(self) -> str:
@@ -79,15 +81,12 @@ class DevStack:
 
         The merged kubeconfig is rewritten with a context ``name`` for it.
         """
-        from istio_upgrade.sandbox.server import SandboxProcess
-
-        own_kubeconfig = self.run_dir / f"kubeconfig-{name}"
-        sandbox = SandboxProcess(str(scenario), kubeconfig=own_kubeconfig, context=name)
-        await sandbox.start()
-        self._closers.append(sandbox.stop)
-        address = str(sandbox.url).removeprefix("http://").rstrip("/")
+        sandbox = SandboxProcess(scenario, workdir=self.run_dir / name, context=name)
+        # start()/stop() block while the child comes up or exits; keep the loop responsive.
+        await asyncio.to_thread(sandbox.start)
+        self._closers.append(lambda: asyncio.to_thread(sandbox.stop))
         prometheus = PrometheusServer(
-            [ScrapeTarget(address=address, job="sandbox", labels={"cluster": name})]
+            [ScrapeTarget(address=sandbox.address, job="sandbox", labels={"cluster": name})]
         )
         await prometheus.start()
         self._closers.append(prometheus.stop)
@@ -96,7 +95,7 @@ class DevStack:
         )
         self.clusters[name] = cluster
         merge_kubeconfigs(
-            {n: self.run_dir / f"kubeconfig-{n}" for n in self.clusters}, self.kubeconfig
+            {n: c.sandbox.kubeconfig for n, c in self.clusters.items()}, self.kubeconfig
         )
         return cluster
 

@@ -7,6 +7,7 @@ from istio_upgrade.models.activities import (
     InstallInput,
     InstallResult,
     MoveTagsInput,
+    MoveTagsResult,
     RelabelInput,
     RestartInput,
     RestartResult,
@@ -45,6 +46,7 @@ from istio_upgrade.models.progress import (
     Progress,
     Straggler,
     UpgradeResult,
+    progress_markdown,
 )
 from istio_upgrade.models.slo import SLOSpec
 from istio_upgrade.models.spec import (
@@ -87,6 +89,7 @@ __all__ = [
     "InstallerSpec",
     "MigrationSpec",
     "MoveTagsInput",
+    "MoveTagsResult",
     "NamespaceInfo",
     "NamespaceLabels",
     "Phase",
@@ -114,5 +117,6 @@ __all__ = [
     "VerifyReport",
     "WebhookInfo",
     "WorkloadInfo",
+    "progress_markdown",
     "workflow_id_for",
 ]

@@ -105,9 +105,18 @@ class DiagnosticsInput(_Model):
 
 
 class MoveTagsInput(_Model):
+    """Point tags at a revision, or remove them."""
+
     cluster: ClusterRef
     tags: list[str]
-    revision: str
+    revision: str | None
+    """Revision the tags point at afterwards; None deletes the tags' objects."""
+
+
+class MoveTagsResult(_Model):
+    previous: dict[str, str | None] = Field(default_factory=dict)
+    """Tag → revision it pointed at before (None: the tag did not exist), for rollback."""
+    applied: list[str] = Field(default_factory=list)
 
 
 class UnusedReport(_Model):

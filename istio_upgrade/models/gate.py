@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from istio_upgrade.models.slo import SLOSpec, default_slos
 
@@ -57,6 +57,16 @@ class GateSpec(BaseModel):
     """A namespace serving below this share of its pre-migration request rate FAILs."""
     query_timeout_seconds: float = Field(10.0, gt=0)
     """Timeout of each Prometheus round trip."""
+
+    @field_validator("prometheus_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(
+                f"gate.prometheus_url {value!r} must start with http:// or https://, "
+                "e.g. http://prometheus.istio-system.svc:9090"
+            )
+        return value.rstrip("/")
 
     @model_validator(mode="after")
     def _soak_bounds(self) -> GateSpec:

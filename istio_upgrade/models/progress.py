@@ -161,3 +161,34 @@ class AbortRequest(BaseModel):
 
     reason: str = Field(min_length=1)
     requested_by: str = ""
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def progress_markdown(progress: Progress) -> str:
+    """A markdown summary of an upgrade for the Temporal Web UI's current-details pane."""
+    lines = [
+        f"**{progress.cluster}**: {progress.source_revision or '?'} → {progress.target_revision}"
+        f" — phase **{progress.phase.value}**" + (" (paused)" if progress.paused else ""),
+    ]
+    if progress.waiting_for:
+        lines.append(f"\nWaiting for: {_cell(progress.waiting_for)}")
+    if progress.batches:
+        lines += ["", "| # | namespaces | status | gate |", "|---|---|---|---|"]
+        for batch in progress.batches:
+            last = batch.gate_results[-1] if batch.gate_results else None
+            gate = (
+                f"{last.verdict} #{last.sequence}: {_cell(last.reasons[0] if last.reasons else '')}"
+                if last
+                else ""
+            )
+            names = ", ".join(batch.namespaces)
+            lines.append(f"| {batch.index} | {_cell(names)} | {batch.status} | {gate} |")
+    if progress.stragglers:
+        shown = ", ".join(f"{s.namespace}/{s.pod}" for s in progress.stragglers[:5])
+        lines.append(f"\nStragglers: {shown}")
+    if progress.errors:
+        lines.append(f"\nErrors: {_cell('; '.join(progress.errors[-3:]))}")
+    return "\n".join(lines)

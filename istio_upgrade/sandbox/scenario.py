@@ -83,7 +83,7 @@ class WorkloadSpec(_Strict):
     """Workload name; also its Service name and its pods' ``app`` label."""
     kind: Literal["Deployment", "StatefulSet", "DaemonSet"] = "Deployment"
     replicas: int = Field(1, ge=0, le=1000)
-    """Pods wanted (a DaemonSet runs one per simulated node: this many)."""
+    """Pods wanted; ignored for a DaemonSet, which runs one pod per simulated node."""
     labels: dict[str, str] = Field(default_factory=dict)
     """Extra pod template labels (``app`` and ``version`` are always set)."""
     protocol: Literal["http", "grpc"] = "http"
@@ -202,7 +202,7 @@ class Scenario(_Strict):
     def _references(self) -> Scenario:
         problems = list(_reference_problems(self))
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ValueError("\n".join(problems))
         return self
 
     def all_namespaces(self) -> Iterator[tuple[str, NamespaceSpec]]:
@@ -295,7 +295,7 @@ def _format_validation_error(source: str, err: ValidationError) -> str:
             msg = "unknown field; remove it or check its spelling"
         elif e["type"] == "missing":
             msg = "required field is missing; add it"
-        for part in msg.split("; "):
+        for part in msg.split("\n"):
             lines.append(f"  {loc}: {part}" if loc else f"  {part}")
     return "\n".join(lines)
 

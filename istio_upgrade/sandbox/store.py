@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import copy
 import itertools
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from istio_upgrade.sandbox.resources import ResourceType
 
 Obj = dict[str, Any]
+_T = TypeVar("_T")
 
 # How many past events a watch can resume from; older resourceVersions get 410 Gone,
 # as etcd compaction does in a real cluster.
@@ -79,6 +79,20 @@ Admission = Callable[[Obj], Obj]
 """Mutating/validating admission: returns the object to store, or raises a StoreError."""
 
 
+def clone(obj: _T) -> _T:
+    """Deep copy of JSON-like data (dicts, lists, scalars); about 3x faster than copy.deepcopy,
+    which matters when 20,000 pods move through the store."""
+    return cast(_T, _clone(obj))
+
+
+def _clone(obj: Any) -> Any:
+    if type(obj) is dict:
+        return {k: _clone(v) for k, v in obj.items()}
+    if type(obj) is list:
+        return [_clone(v) for v in obj]
+    return obj
+
+
 def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -110,7 +124,7 @@ class Store:
         obj = self._bucket(rt).get((namespace if rt.namespaced else "", name))
         if obj is None:
             raise NotFound(_not_found_message(rt, name), rt=rt, name=name)
-        return copy.deepcopy(obj)
+        return clone(obj)
 
     def try_get(self, rt: ResourceType, namespace: str, name: str) -> Obj | None:
         try:
@@ -137,7 +151,7 @@ class Store:
         out = [v for _, v in sorted(items, key=lambda kv: kv[0])]
         if predicate is not None:
             out = [o for o in out if predicate(o)]
-        return [copy.deepcopy(o) for o in out] if copy_objects else out
+        return [clone(o) for o in out] if copy_objects else out
 
     def count(self, rt: ResourceType) -> int:
         return len(self._bucket(rt))
@@ -145,7 +159,7 @@ class Store:
     # -- writing ---------------------------------------------------------------------------
 
     def create(self, rt: ResourceType, obj: Obj) -> Obj:
-        obj = copy.deepcopy(obj)
+        obj = clone(obj)
         meta = obj.setdefault("metadata", {})
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
@@ -177,7 +191,7 @@ class Store:
         meta["resourceVersion"] = str(rv)
         bucket[(ns, name)] = obj
         self._emit(WatchEvent("ADDED", rv, rt, obj))
-        return copy.deepcopy(obj)
+        return clone(obj)
 
     def update(self, rt: ResourceType, obj: Obj, *, subresource: str = "") -> Obj:
         """Replace an object. A resourceVersion in ``obj`` must match (optimistic concurrency).
@@ -201,14 +215,14 @@ class Store:
                 rt=rt,
                 name=name,
             )
-        new = copy.deepcopy(obj)
+        new = clone(obj)
         if subresource == "status":
-            merged = copy.deepcopy(current)
+            merged = clone(current)
             merged["status"] = new.get("status", {})
             new = merged
         else:
             if "status" in current:
-                new["status"] = copy.deepcopy(current["status"])
+                new["status"] = clone(current["status"])
             else:
                 new.pop("status", None)
         new["apiVersion"] = rt.api_version
@@ -227,12 +241,12 @@ class Store:
         nmeta["generation"] = generation
         if {**new, "metadata": {**nmeta, "resourceVersion": cmeta["resourceVersion"]}} == current:
             # A no-op write does not bump resourceVersion or wake watchers.
-            return copy.deepcopy(current)
+            return clone(current)
         rv = self._next_rv()
         nmeta["resourceVersion"] = str(rv)
         bucket[(ns, name)] = new
         self._emit(WatchEvent("MODIFIED", rv, rt, new))
-        return copy.deepcopy(new)
+        return clone(new)
 
     def mutate(self, rt: ResourceType, namespace: str, name: str, fn: Callable[[Obj], None]) -> Obj:
         """Read-modify-write for in-process controllers (no concurrency on one loop)."""
@@ -249,6 +263,28 @@ class Store:
         obj["metadata"].pop("resourceVersion", None)
         return self.update(rt, obj, subresource="status")
 
+    def set_status(self, rt: ResourceType, namespace: str, name: str, status: Obj) -> Obj:
+        """Replace ``status`` without copying the rest of the object (controllers' hot path).
+
+        Stored objects are never changed in place, so the new version shares ``spec`` with the
+        old one. Returns the stored object itself: read it, never modify it.
+        """
+        ns = namespace if rt.namespaced else ""
+        bucket = self._bucket(rt)
+        current = bucket.get((ns, name))
+        if current is None:
+            raise NotFound(_not_found_message(rt, name), rt=rt, name=name)
+        if current.get("status") == status:
+            return current
+        new = dict(current)
+        new["metadata"] = dict(current["metadata"])
+        new["status"] = clone(status)
+        rv = self._next_rv()
+        new["metadata"]["resourceVersion"] = str(rv)
+        bucket[(ns, name)] = new
+        self._emit(WatchEvent("MODIFIED", rv, rt, new))
+        return new
+
     def delete(self, rt: ResourceType, namespace: str, name: str) -> Obj:
         ns = namespace if rt.namespaced else ""
         bucket = self._bucket(rt)
@@ -256,11 +292,11 @@ class Store:
         if current is None:
             raise NotFound(_not_found_message(rt, name), rt=rt, name=name)
         rv = self._next_rv()
-        current = copy.deepcopy(current)
+        current = clone(current)
         current["metadata"]["resourceVersion"] = str(rv)
         current["metadata"].setdefault("deletionTimestamp", now_iso())
         self._emit(WatchEvent("DELETED", rv, rt, current))
-        return copy.deepcopy(current)
+        return clone(current)
 
     # -- change notification -----------------------------------------------------------------
 

@@ -68,6 +68,25 @@ def z_score(batch: Counts, baseline: Counts) -> float:
     return (batch.ratio - baseline.ratio) / math.sqrt(variance)
 
 
+def poisson_tail(observed: float, expected: float) -> float:
+    """P(X >= observed) for X ~ Poisson(expected): how surprising ``observed`` errors are."""
+    k = math.floor(observed)
+    if k <= 0:
+        return 1.0
+    if expected <= 0:
+        return 0.0
+    term = math.exp(-expected)
+    below = 0.0
+    for i in range(k):
+        below += term
+        term *= expected / (i + 1)
+    return max(0.0, 1.0 - below)
+
+
+SURPRISE_P = 0.01
+"""Below the minimum traffic, errors must be this unlikely at the allowed burn to FAIL."""
+
+
 def _pool(counts: dict[str, Counts], namespaces: list[str]) -> Counts | None:
     present = [counts[ns] for ns in namespaces if ns in counts]
     if not present:
@@ -77,6 +96,11 @@ def _pool(counts: dict[str, Counts], namespaces: list[str]) -> Counts | None:
 
 def _pct(ratio: float) -> str:
     return f"{ratio * 100:.3g}%"
+
+
+def _n(count: float) -> str:
+    """Request counts from ``increase()`` are extrapolated: show whole requests."""
+    return f"{count:.0f}" if count >= 10 else f"{count:.2g}"
 
 
 def _burn(value: float) -> str:
@@ -140,7 +164,7 @@ def _view_check(
     ns.signals[f"{view}:{slo.name}"] = (
         f"{ns.name}: {label} burn {slo.name} at {_burn(burn_long)} since warm-up and "
         f"{_burn(burn_short)} over {short_w.window_seconds:g}s "
-        f"({long_c.bad:g}/{long_c.total:g} bad), above {_burn(threshold)}"
+        f"({_n(long_c.bad)}/{_n(long_c.total)} bad), above {_burn(threshold)}"
     )
 
 
@@ -185,12 +209,19 @@ def _slo_check(ctx: _Context, ns: _Namespace, slo: SLOSpec, gate: NamespaceGate)
             relative_fail = True
             ns.signals[f"relative:{slo.name}"] = (
                 f"{ns.name}: {slo.name} error ratio {_pct(counts.ratio)} "
-                f"({counts.bad:g}/{counts.total:g}) vs baseline {_pct(baseline.ratio)} "
-                f"({baseline.bad:g}/{baseline.total:g}): z={z:.2f} ≥ {spec.z_threshold:g}, "
-                f"{ratio_of_ratios:.3g}x the baseline"
+                f"({_n(counts.bad)}/{_n(counts.total)}) vs baseline {_pct(baseline.ratio)} "
+                f"({_n(baseline.bad)}/{_n(baseline.total)}): z={z:.2f} ≥ {spec.z_threshold:g}, "
+                + (
+                    f"{ratio_of_ratios:.3g}x the baseline"
+                    if math.isfinite(ratio_of_ratios)
+                    else "against an error-free baseline"
+                )
             )
 
     above = burn_long > threshold and burn_short is not None and burn_short > threshold
+    if above and counts.total < n_min:
+        # Few requests: a handful of errors may be chance, so demand they be surprising.
+        above = poisson_tail(counts.bad, threshold * budget * counts.total) < SURPRISE_P
     if above:
         global_incident = (
             baseline is not None
@@ -206,7 +237,7 @@ def _slo_check(ctx: _Context, ns: _Namespace, slo: SLOSpec, gate: NamespaceGate)
             return
         ns.signals[f"burn:{slo.name}"] = (
             f"{ns.name}: {slo.name} burns {_burn(burn_long)} since warm-up "
-            f"({counts.bad:g}/{counts.total:g} bad over {long_w.window_seconds:g}s) and "
+            f"({_n(counts.bad)}/{_n(counts.total)} bad over {long_w.window_seconds:g}s) and "
             f"{_burn(burn_short or 0.0)} over the short "
             f"{short_w.window_seconds if short_w else 0:g}s window, "
             f"above the allowed {_burn(threshold)}"
@@ -214,7 +245,7 @@ def _slo_check(ctx: _Context, ns: _Namespace, slo: SLOSpec, gate: NamespaceGate)
         return
     if counts.total < n_min and not relative_fail:
         ns.inconclusive.append(
-            f"{ns.name}: only {counts.total:g} requests for {slo.name} since warm-up; "
+            f"{ns.name}: only {_n(counts.total)} requests for {slo.name} since warm-up; "
             f"{n_min} are needed before a clean window proves a burn below {_burn(threshold)}"
         )
         return
@@ -223,7 +254,7 @@ def _slo_check(ctx: _Context, ns: _Namespace, slo: SLOSpec, gate: NamespaceGate)
         return
     ns.passes.append(
         f"{ns.name}: {slo.name} burn {_burn(burn_long)} ≤ {_burn(threshold)} over "
-        f"{counts.total:g} requests"
+        f"{_n(counts.total)} requests"
     )
 
 

@@ -72,14 +72,11 @@ class ServedSandbox:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        server = site._server
-        assert server is not None
-        sockets = getattr(server, "sockets", None) or []
         if self._with_controllers:
             self._controllers = _controllers(self.cluster)
             if self._controllers is not None:
                 await self._controllers.start()
-        return int(sockets[0].getsockname()[1])
+        return int(self._runner.addresses[0][1])
 
     async def _stop(self) -> None:
         if self._controllers is not None:
@@ -193,3 +190,18 @@ def namespace(api: k8s.ApiClient) -> Iterator[str]:
     finally:
         with contextlib.suppress(k8s.ApiException):
             core.delete_namespace(name)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``-m realcluster``, select the modules that set ``RUNS_ON_REAL_CLUSTER = True``.
+
+    Marking them only then keeps them in the default run (``-m 'not realcluster'``) against
+    the sandbox.
+    """
+    if not _realcluster_requested(config):
+        return
+    for item in items:
+        module = getattr(item, "module", None)
+        if getattr(module, "RUNS_ON_REAL_CLUSTER", False):
+            item.add_marker(pytest.mark.realcluster)

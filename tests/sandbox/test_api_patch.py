@@ -75,9 +75,7 @@ def test_kubectl_rollout_restart_patch() -> None:
     stamp = "2024-01-01T00:00:00Z"
     patch = {
         "spec": {
-            "template": {
-                "metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": stamp}}
-            }
+            "template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": stamp}}}
         }
     }
     out = strategic_merge_patch(_deployment(), patch)

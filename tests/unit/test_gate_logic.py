@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,9 +14,16 @@ from istio_upgrade.models.gate import (
     GateResult,
     GateSpec,
     SLIWindow,
+    WindowName,
 )
 from istio_upgrade.models.slo import SLOSpec
-from istio_upgrade.workflows.gate import allowed_burn, evaluate_gate, min_requests, z_score
+from istio_upgrade.workflows.gate import (
+    allowed_burn,
+    evaluate_gate,
+    min_requests,
+    poisson_tail,
+    z_score,
+)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SPEC = GateSpec()
@@ -38,10 +46,10 @@ def measurements(
     """Measurements of one SLO with the same counts in both windows unless ``short`` is given."""
     baseline = baseline if baseline is not None else {"old": counts(5, 50_000)}
 
-    def window(name: str, inbound: dict[str, Counts]) -> SLIWindow:
+    def window(name: WindowName, inbound: dict[str, Counts]) -> SLIWindow:
         return SLIWindow(
             slo=slo,
-            window=name,  # type: ignore[arg-type]
+            window=name,
             window_seconds=120 if name == "since_warmup" else 60,
             inbound={**inbound, **baseline},
             edge_old_to_new=edge or {},
@@ -279,7 +287,9 @@ def test_z_score_matches_hand_computation() -> None:
 
 
 def test_latency_slo_burns_like_availability() -> None:
-    slo = SLOSpec(name="latency", objective=0.99, sli={"template": "istio-latency", "threshold_ms": 250})
+    slo = SLOSpec(
+        name="latency", objective=0.99, sli={"template": "istio-latency", "threshold_ms": 250}
+    )
     spec = GateSpec(slos=[slo])
     m = measurements({"a": counts(2000, 5000)}, slo="latency", baseline={"old": counts(10, 50_000)})
     _, second = twice(spec, m)
@@ -300,3 +310,40 @@ def test_every_slo_is_judged() -> None:
 def test_evaluation_is_deterministic() -> None:
     m = measurements({"a": counts(100, 5000), "b": counts(3, 5000)})
     assert evaluate_gate(SPEC, m, []).model_dump() == evaluate_gate(SPEC, m, []).model_dump()
+
+
+def test_worked_example_of_the_docs() -> None:
+    """docs/slo-gate.md: 36/3000 bad against 9/9000, F = 1% over 4 batches of 600 s."""
+    spec = GateSpec(error_budget_fraction=0.01, soak_seconds=600)
+    m = measurements(
+        {"checkout": counts(36, 3000)},
+        baseline={"cart": counts(5, 4000), "catalog": counts(4, 5000)},
+        batch_count=4,
+    )
+    first, second = twice(spec, m)
+    ns = second.namespaces["checkout"]
+    assert second.allowed_burn["availability"] == pytest.approx(10.8)
+    assert ns.min_requests == 278
+    assert ns.burn_rates["availability"] == pytest.approx(12.0)
+    assert ns.z_scores["availability"] == pytest.approx(8.54, abs=0.01)
+    assert first.verdict == "INCONCLUSIVE"
+    assert second.verdict == "FAIL"
+    assert ns.signals == ["burn:availability", "relative:availability"]
+    assert evaluate_gate(GateSpec(), m, [first]).namespaces["checkout"].signals == [
+        "relative:availability"
+    ]
+
+
+def test_low_traffic_burn_fails_only_when_errors_are_surprising() -> None:
+    """Below N_min (209), 1 error in 50 requests could be chance; 8 in 50 cannot."""
+    lucky = measurements({"a": counts(1, 50)}, baseline={})
+    assert twice(SPEC, lucky)[1].verdict == "INCONCLUSIVE"
+    broken = measurements({"a": counts(8, 50)}, baseline={})
+    assert twice(SPEC, broken)[1].verdict == "FAIL"
+
+
+def test_poisson_tail() -> None:
+    assert poisson_tail(0, 3.0) == 1.0
+    assert poisson_tail(1, 1.0) == pytest.approx(1 - math.exp(-1))
+    assert poisson_tail(5, 1.35) == pytest.approx(0.0126, abs=1e-3)
+    assert poisson_tail(2, 0.0) == 0.0

@@ -27,7 +27,7 @@ def test_defaults_are_one_availability_slo_at_three_nines() -> None:
 
 
 def test_objective_one_leaves_no_budget() -> None:
-    with pytest.raises(ValidationError, match="leaves no error budget; use e.g. 0.999"):
+    with pytest.raises(ValidationError, match=r"leaves no error budget; use e\.g\. 0\.999"):
         SLOSpec(name="a", objective=1.0)
 
 
@@ -117,3 +117,9 @@ def test_period_is_validated() -> None:
     with pytest.raises(ValidationError, match="period"):
         SLOSpec(name="a", period="a month")
     assert SLOSpec(name="a", period="28d").period_seconds == 28 * 86400
+
+
+def test_prometheus_url_needs_a_scheme() -> None:
+    with pytest.raises(ValidationError, match="must start with http:// or https://"):
+        GateSpec(prometheus_url="prometheus:9090")
+    assert GateSpec(prometheus_url="http://p:9090/").prometheus_url == "http://p:9090"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from istio_upgrade.sandbox.resources import ResourceType
 from istio_upgrade.sandbox.store import Obj
 
@@ -22,6 +24,8 @@ def prepare_for_create(rt: ResourceType, obj: Obj) -> None:
         obj["status"] = {"phase": "Active"}
     if rt.plural == "pods":
         obj["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
+    if rt.plural == "services":
+        _default_service(obj)
     if rt.plural in _REPLICATED:
         obj.setdefault("spec", {}).setdefault("replicas", 1)
     if rt.plural == "deployments":
@@ -33,6 +37,23 @@ def prepare_for_create(rt: ResourceType, obj: Obj) -> None:
         obj["spec"].setdefault("revisionHistoryLimit", 10)
         obj["spec"].setdefault("progressDeadlineSeconds", 600)
     prepare_labels(rt, obj)
+
+
+def _default_service(obj: Obj) -> None:
+    spec = obj.setdefault("spec", {})
+    spec.setdefault("type", "ClusterIP")
+    spec.setdefault("sessionAffinity", "None")
+    if "clusterIP" not in spec:
+        # Stable per name so re-creating a Service gives it the same address.
+        digest = hashlib.sha256(
+            f"{obj['metadata'].get('namespace')}/{obj['metadata'].get('name')}".encode()
+        ).digest()
+        spec["clusterIP"] = f"10.96.{digest[0]}.{max(digest[1], 1)}"
+        spec["clusterIPs"] = [spec["clusterIP"]]
+    for port in spec.get("ports") or []:
+        port.setdefault("protocol", "TCP")
+        port.setdefault("targetPort", port.get("port"))
+    obj["status"] = {"loadBalancer": {}}
 
 
 def prepare_labels(rt: ResourceType, obj: Obj) -> None:

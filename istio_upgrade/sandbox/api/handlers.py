@@ -27,8 +27,10 @@ from istio_upgrade.sandbox.api.patch import strategic_merge_patch as smp
 from istio_upgrade.sandbox.api.tables import table, wants_table
 from istio_upgrade.sandbox.api.target import Target, namespaces_type
 from istio_upgrade.sandbox.api.validation import object_errors
-from istio_upgrade.sandbox.resources import RESOURCE_TYPES, ResourceType
-from istio_upgrade.sandbox.store import NotFound, Obj, Store
+from istio_upgrade.sandbox.resources import BY_KEY, RESOURCE_TYPES, ResourceType
+from istio_upgrade.sandbox.store import NotFound, Obj, Store, now_iso
+
+PODS = BY_KEY["/pods"]
 
 # Kinds the API server answers a delete with the object for (it lingers while terminating);
 # every other kind gets a Status Success, as for an immediate delete.
@@ -254,7 +256,36 @@ def _check_preconditions(rt: ResourceType, current: Obj, opts: dict[str, Any]) -
             )
 
 
-def delete_tree(store: Store, rt: ResourceType, namespace: str, name: str, orphan: bool) -> Obj:
+def delete_pod(store: Store, namespace: str, name: str, grace_s: int | None) -> Obj:
+    """Graceful pod deletion, as the API server does it.
+
+    A scheduled, unfinished pod only gets ``deletionTimestamp`` (Terminating); the pod
+    controller removes it after the termination delay. Unscheduled or finished pods, and
+    ``gracePeriodSeconds=0``, go at once — which also keeps a sandbox without controllers
+    from accumulating Terminating pods, since nothing schedules its pods.
+    """
+    pod = store.get(PODS, namespace, name)
+    meta, spec = pod["metadata"], pod.get("spec") or {}
+    phase = (pod.get("status") or {}).get("phase")
+    if grace_s == 0 or not spec.get("nodeName") or phase in ("Succeeded", "Failed"):
+        return store.delete(PODS, namespace, name)
+    if meta.get("deletionTimestamp"):
+        return pod
+    meta["deletionTimestamp"] = now_iso()
+    meta["deletionGracePeriodSeconds"] = (
+        grace_s if grace_s is not None else int(spec.get("terminationGracePeriodSeconds", 30))
+    )
+    return store.update(PODS, pod)
+
+
+def delete_tree(
+    store: Store,
+    rt: ResourceType,
+    namespace: str,
+    name: str,
+    orphan: bool,
+    grace_s: int | None = None,
+) -> Obj:
     """Delete an object and, unless ``orphan``, what it owns (recursively) or contains."""
     if rt.plural == "namespaces":
         for other in RESOURCE_TYPES:
@@ -264,6 +295,8 @@ def delete_tree(store: Store, rt: ResourceType, namespace: str, name: str, orpha
         gone = store.delete(rt, "", name)
         gone.setdefault("status", {})["phase"] = "Terminating"
         return gone
+    if rt.key == PODS.key:
+        return delete_pod(store, namespace, name, grace_s)
     gone = store.delete(rt, namespace, name)
     if not orphan and rt.plural in _OWNERS:
         uid = gone["metadata"].get("uid")
@@ -283,6 +316,18 @@ def _quiet_delete(store: Store, rt: ResourceType, namespace: str, name: str) -> 
         store.delete(rt, namespace, name)
 
 
+def _grace(request: web.Request, opts: dict[str, Any]) -> int | None:
+    raw = request.query.get("gracePeriodSeconds", opts.get("gracePeriodSeconds"))
+    if raw is None:
+        return None
+    try:
+        return max(int(raw), 0)
+    except (TypeError, ValueError):
+        raise ApiError.bad_request(
+            f"gracePeriodSeconds: Invalid value: {raw!r}: must be an integer"
+        ) from None
+
+
 async def delete(request: web.Request, store: Store, target: Target) -> web.Response:
     opts = await _delete_options(request)
     current = store.get(target.rt, target.namespace, target.name)
@@ -290,7 +335,9 @@ async def delete(request: web.Request, store: Store, target: Target) -> web.Resp
     if _dry_run(request):
         return _respond(request, target, current)
     orphan = opts.get("propagationPolicy") == "Orphan" or opts.get("orphanDependents") is True
-    gone = delete_tree(store, target.rt, target.namespace, target.name, orphan)
+    gone = delete_tree(
+        store, target.rt, target.namespace, target.name, orphan, _grace(request, opts)
+    )
     if target.rt.plural in _RETURNS_OBJECT_ON_DELETE:
         return _respond(request, target, gone)
     return json_response(_success(target.rt, gone))
@@ -320,9 +367,9 @@ async def delete_collection(request: web.Request, store: Store, target: Target) 
         for obj in victims:
             meta = obj["metadata"]
             try:
-                gone.append(
-                    delete_tree(store, target.rt, meta.get("namespace", ""), meta["name"], orphan)
-                )
+                ns, name = meta.get("namespace", ""), meta["name"]
+                grace = _grace(request, opts)
+                gone.append(delete_tree(store, target.rt, ns, name, orphan, grace))
             except NotFound:
                 continue
     else:

@@ -71,18 +71,6 @@ def _log_function() -> Any:
 
 async def pod_log(request: web.Request, cluster: Cluster, target: Target) -> web.Response:
     """``pods/<name>/log`` (``follow`` is served as a one-shot read)."""
-    pod = cluster.store.get(target.rt, target.namespace, target.name)
-    containers = [c.get("name", "") for c in (pod.get("spec") or {}).get("containers") or []]
-    container = request.query.get("container", "")
-    if not container:
-        if len(containers) != 1:
-            raise ApiError.bad_request(
-                f"a container name must be specified for pod {target.name}, choose one of: "
-                f"[{' '.join(containers)}]"
-            )
-        container = containers[0]
-    elif container not in containers:
-        raise ApiError.bad_request(f"container {container} is not valid for pod {target.name}")
     tail: int | None = None
     raw_tail = request.query.get("tailLines")
     if raw_tail:
@@ -90,6 +78,19 @@ async def pod_log(request: web.Request, cluster: Cluster, target: Target) -> web
             tail = int(raw_tail)
         except ValueError:
             raise ApiError.bad_request(f"tailLines: Invalid value: {raw_tail!r}") from None
+    container = request.query.get("container") or None
     fn = _log_function()
-    text = fn(cluster, target.namespace, target.name, container, tail) if fn else ""
-    return web.Response(text=text, content_type="text/plain")
+    if fn is not None:
+        # The controllers know container states; their errors are StoreErrors (400/404).
+        text = fn(cluster, target.namespace, target.name, container, tail)
+        return web.Response(text=text, content_type="text/plain")
+    pod = cluster.store.get(target.rt, target.namespace, target.name)
+    containers = [c.get("name", "") for c in (pod.get("spec") or {}).get("containers") or []]
+    if container is None and len(containers) != 1:
+        raise ApiError.bad_request(
+            f"a container name must be specified for pod {target.name}, choose one of: "
+            f"[{' '.join(containers)}]"
+        )
+    if container is not None and container not in containers:
+        raise ApiError.bad_request(f"container {container} is not valid for pod {target.name}")
+    return web.Response(text="", content_type="text/plain")

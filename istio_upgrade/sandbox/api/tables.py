@@ -184,6 +184,26 @@ def _job_row(obj: Obj) -> list[Any]:
     ]
 
 
+def _event_row(obj: Obj) -> list[Any]:
+    meta, involved = _meta(obj), obj.get("involvedObject") or {}
+    last = obj.get("lastTimestamp") or obj.get("eventTime") or meta.get("creationTimestamp")
+    kind = str(involved.get("kind", "")).lower()
+    return [
+        age(last),
+        obj.get("type", ""),
+        obj.get("reason", ""),
+        f"{kind}/{involved.get('name', '')}",
+        obj.get("message", ""),
+        meta.get("name", ""),
+    ]
+
+
+def _configmap_row(obj: Obj) -> list[Any]:
+    meta = _meta(obj)
+    count = len(obj.get("data") or {}) + len(obj.get("binaryData") or {})
+    return [meta.get("name", ""), count, age(meta.get("creationTimestamp"))]
+
+
 def _generic_row(obj: Obj) -> list[Any]:
     meta = _meta(obj)
     return [meta.get("name", ""), age(meta.get("creationTimestamp"))]
@@ -252,6 +272,18 @@ _TABLES: dict[str, tuple[list[Column], Row]] = {
         _daemonset_row,
     ),
     "namespaces": ([_NAME, ("Status", "string", 0, "Namespace phase."), _AGE], _namespace_row),
+    "configmaps": ([_NAME, ("Data", "integer", 0, "Number of data keys."), _AGE], _configmap_row),
+    "events": (
+        [
+            ("Last Seen", "string", 0, "Time of the last occurrence."),
+            ("Type", "string", 0, "Normal or Warning."),
+            ("Reason", "string", 0, "Why the event happened."),
+            ("Object", "string", 0, "The object the event is about."),
+            ("Message", "string", 0, "Human-readable description."),
+            ("Name", "string", 1, "Event name."),
+        ],
+        _event_row,
+    ),
     "services": (
         [
             _NAME,

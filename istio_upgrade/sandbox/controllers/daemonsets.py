@@ -12,7 +12,7 @@ from istio_upgrade.sandbox.controllers.objects import (
     int_or_percent,
     is_active,
     is_ready,
-    labels,
+    labels_of,
     pod_from_template,
     random_suffix,
     template_hash,
@@ -49,7 +49,7 @@ class DaemonSetController:
                 terminating_nodes.add(node)
         failed = False
         rolling = any(
-            labels(p).get(REVISION_LABEL) != rev for pods in by_node.values() for p in pods
+            labels_of(p).get(REVISION_LABEL) != rev for pods in by_node.values() for p in pods
         )
         for node, pods in by_node.items():
             if pods or node in terminating_nodes:
@@ -81,7 +81,7 @@ class DaemonSetController:
             )
             for pods in by_node.values():
                 for pod in pods:
-                    if labels(pod).get(REVISION_LABEL) == rev:
+                    if labels_of(pod).get(REVISION_LABEL) == rev:
                         continue
                     # An old pod that is not ready costs no extra availability to replace.
                     if is_ready(pod) and unavailable >= budget:
@@ -106,7 +106,7 @@ class DaemonSetController:
         updated_nodes = {
             (p.get("spec") or {}).get("nodeName")
             for p in pods
-            if labels(p).get(REVISION_LABEL) == rev
+            if labels_of(p).get(REVISION_LABEL) == rev
         }
         desired = len(NODES)
         old = ds.get("status") or {}
@@ -126,8 +126,4 @@ class DaemonSetController:
             "updatedNumberScheduled",
         )
         if status != old:
-
-            def fn(o: Obj) -> None:
-                o["status"] = status
-
-            self.rt.store.mutate_status(DAEMONSETS, m["namespace"], m["name"], fn)
+            self.rt.store.set_status(DAEMONSETS, m["namespace"], m["name"], status)

@@ -3,28 +3,26 @@ status fields ``kubectl rollout status`` reads (mirrors kube-controller-manager'
 
 from __future__ import annotations
 
-import copy
-
 from istio_upgrade.sandbox.controllers.events import DEPLOYMENT_CONTROLLER
 from istio_upgrade.sandbox.controllers.objects import (
     DEPLOYMENTS,
     PODS,
     REPLICASETS,
-    annotations,
+    annotations_of,
     condition,
     drop_zeros,
     int_or_percent,
-    is_active,
     iso_age_s,
-    labels,
+    labels_of,
     owner_reference,
+    pod_phase,
     remove_condition,
     set_condition,
     template_hash,
 )
 from istio_upgrade.sandbox.controllers.replicasets import REVISION_ANNOTATION
 from istio_upgrade.sandbox.controllers.runtime import Runtime
-from istio_upgrade.sandbox.store import AlreadyExists, Obj
+from istio_upgrade.sandbox.store import AlreadyExists, Obj, clone
 
 HASH_LABEL = "pod-template-hash"
 DEFAULT_PROGRESS_DEADLINE_S = 600
@@ -41,7 +39,7 @@ def _status(rs: Obj, key: str) -> int:
 
 def _revision(rs: Obj) -> int:
     try:
-        return int(annotations(rs).get(REVISION_ANNOTATION, "0"))
+        return int(annotations_of(rs).get(REVISION_ANNOTATION, "0"))
     except ValueError:
         return 0
 
@@ -61,7 +59,7 @@ class DeploymentController:
         template = spec.get("template") or {}
         hash_ = template_hash(template)
         rses = self.rt.owned(d, REPLICASETS)
-        new = next((r for r in rses if labels(r).get(HASH_LABEL) == hash_), None)
+        new = next((r for r in rses if labels_of(r).get(HASH_LABEL) == hash_), None)
         strategy = spec.get("strategy") or {}
         recreate = strategy.get("type") == "Recreate"
         ru = strategy.get("rollingUpdate") or {}
@@ -83,12 +81,18 @@ class DeploymentController:
                     REPLICASETS,
                     ns,
                     new["metadata"]["name"],
-                    lambda o: o["metadata"].setdefault("annotations", {}).update(
-                        {REVISION_ANNOTATION: rev}
+                    lambda o: (
+                        o["metadata"]
+                        .setdefault("annotations", {})
+                        .update({REVISION_ANNOTATION: rev})
                     ),
                 )
             if new is not None:
-                olds = [r for r in self.rt.owned(d, REPLICASETS) if r["metadata"]["uid"] != new["metadata"]["uid"]]
+                olds = [
+                    r
+                    for r in self.rt.owned(d, REPLICASETS)
+                    if r["metadata"]["uid"] != new["metadata"]["uid"]
+                ]
                 if recreate:
                     self._recreate(d, new, olds, replicas)
                 else:
@@ -114,9 +118,9 @@ class DeploymentController:
             initial = 0 if current or any(self._has_pods(r) for r in rses) else replicas
         else:
             initial = min(replicas, max(0, replicas + surge - current)) if rses else replicas
-        rs_template = copy.deepcopy(template)
+        rs_template = clone(template)
         rs_template.setdefault("metadata", {}).setdefault("labels", {})[HASH_LABEL] = hash_
-        selector = copy.deepcopy((d.get("spec") or {}).get("selector") or {})
+        selector = clone((d.get("spec") or {}).get("selector") or {})
         selector.setdefault("matchLabels", {})[HASH_LABEL] = hash_
         rs_name = f"{m['name']}-{hash_}"
         rs: Obj = {
@@ -147,7 +151,8 @@ class DeploymentController:
         return self.rt.get(REPLICASETS, m["namespace"], rs_name)
 
     def _has_pods(self, rs: Obj) -> bool:
-        return any(is_active(p) for p in self.rt.owned(rs, PODS))
+        """Any pod still running, terminating ones included (Recreate waits for them)."""
+        return any(pod_phase(p) not in ("Succeeded", "Failed") for p in self.rt.owned(rs, PODS))
 
     def _scale(self, d: Obj, rs: Obj, to: int) -> None:
         before = _spec_replicas(rs)
@@ -236,7 +241,7 @@ class DeploymentController:
         ns, name = m["namespace"], m["name"]
         spec = d.get("spec") or {}
         rses = self.rt.owned(d, REPLICASETS)
-        new = next((r for r in rses if labels(r).get(HASH_LABEL) == hash_), None)
+        new = next((r for r in rses if labels_of(r).get(HASH_LABEL) == hash_), None)
         old = d.get("status") or {}
         available = sum(_status(r, "availableReplicas") for r in rses)
         status: Obj = {
@@ -331,15 +336,11 @@ class DeploymentController:
             "unavailableReplicas",
         )
         if status != old:
-
-            def fn(o: Obj) -> None:
-                o["status"] = status
-
-            self.rt.store.mutate_status(DEPLOYMENTS, ns, name, fn)
+            self.rt.store.set_status(DEPLOYMENTS, ns, name, status)
 
     @staticmethod
     def _timed_out(status: Obj, deadline_s: float) -> bool:
-        cond = condition(status, "Progressing")
+        cond = condition({"status": status}, "Progressing")
         if cond is None or cond.get("reason") == "NewReplicaSetAvailable":
             return False
         if cond.get("reason") == "ProgressDeadlineExceeded":
@@ -348,7 +349,7 @@ class DeploymentController:
 
     def _arm_deadline(self, ns: str, name: str, status: Obj, deadline_s: float) -> None:
         """Wake the Deployment when its progress deadline passes, so the timeout is reported."""
-        cond = condition(status, "Progressing")
+        cond = condition({"status": status}, "Progressing")
         if cond is None or cond.get("reason") == "ProgressDeadlineExceeded":
             return
         remaining = deadline_s - iso_age_s(cond.get("lastUpdateTime")) + 1.0

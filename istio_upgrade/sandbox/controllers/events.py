@@ -7,9 +7,11 @@ once more than ``max_events`` exist, so a 20,000-pod scenario stays cheap.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 from istio_upgrade.sandbox.resources import BY_KEY
 from istio_upgrade.sandbox.store import NotFound, Obj, Store, now_iso
@@ -101,13 +103,11 @@ class EventRecorder:
         self._names[key] = (ns, name)
         while len(self._names) > self._max:
             _, (old_ns, old_name) = self._names.popitem(last=False)
-            try:
+            with contextlib.suppress(NotFound):
                 self._store.delete(EVENTS, old_ns, old_name)
-            except NotFound:
-                pass
 
 
-def _bump(now: str) -> object:
+def _bump(now: str) -> Callable[[Obj], None]:
     def fn(ev: Obj) -> None:
         ev["count"] = int(ev.get("count") or 1) + 1
         ev["lastTimestamp"] = now

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from istio_upgrade.istio.naming import ANNOTATION_REV
-from istio_upgrade.sandbox.controllers.objects import REPLICASETS, annotations, controller_of
+from istio_upgrade.sandbox.controllers.objects import REPLICASETS, annotations_of, controller_of
 from istio_upgrade.sandbox.controllers.runtime import Runtime
 from istio_upgrade.sandbox.faults import RolloutFault
 from istio_upgrade.sandbox.store import Obj
@@ -40,7 +40,7 @@ def pod_fault(rt: Runtime, pod: Obj) -> RolloutFault | None:
     """A ``crash`` or ``never_ready`` fault for this pod (crash wins)."""
     ns = pod["metadata"].get("namespace", "")
     workload = workload_of(rt, pod)
-    revision = annotations(pod).get(ANNOTATION_REV)
+    revision = annotations_of(pod).get(ANNOTATION_REV)
     return matching_fault(rt, ns, workload, revision, "crash") or matching_fault(
         rt, ns, workload, revision, "never_ready"
     )

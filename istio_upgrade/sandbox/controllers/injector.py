@@ -373,7 +373,9 @@ def inject(pod: Obj, r: Route, version: str) -> None:
     annotations.setdefault("prometheus.io/scrape", "true")
     if app_containers:
         annotations.setdefault("kubectl.kubernetes.io/default-container", str(app_containers[0]))
-        annotations.setdefault("kubectl.kubernetes.io/default-logs-container", str(app_containers[0]))
+        annotations.setdefault(
+            "kubectl.kubernetes.io/default-logs-container", str(app_containers[0])
+        )
     labels["security.istio.io/tlsMode"] = "istio"
     labels.setdefault(
         "service.istio.io/canonical-name",

@@ -55,8 +55,8 @@ class JobController:
                         "job-name": name,
                     },
                 )
-                pod["spec"]["restartPolicy"] = (spec.get("template") or {}).get("spec", {}).get(
-                    "restartPolicy", "Never"
+                pod["spec"]["restartPolicy"] = (
+                    (spec.get("template") or {}).get("spec", {}).get("restartPolicy", "Never")
                 )
                 if self.pods.create(job, pod, JOB_CONTROLLER) is not None:
                     self.rt.after(RETRY_S, lambda: self.rt.mark(JOBS.key, ns, name))
@@ -74,7 +74,9 @@ class JobController:
             "ready": sum(1 for p in active if is_ready(p)),
             "succeeded": succeeded,
             "failed": failed,
-            "terminating": sum(1 for p in pods if (p.get("metadata") or {}).get("deletionTimestamp")),
+            "terminating": sum(
+                1 for p in pods if (p.get("metadata") or {}).get("deletionTimestamp")
+            ),
             "uncountedTerminatedPods": {},
         }
         if old.get("conditions"):
@@ -99,13 +101,7 @@ class JobController:
                 "Reached expected number of succeeded pods",
                 with_update_time=False,
             )
-            self.rt.events.record(
-                job, "Completed", "Job completed", component=JOB_CONTROLLER
-            )
+            self.rt.events.record(job, "Completed", "Job completed", component=JOB_CONTROLLER)
         drop_zeros(status, "active", "succeeded", "failed")
         if status != old:
-
-            def fn(o: Obj) -> None:
-                o["status"] = status
-
-            self.rt.store.mutate_status(JOBS, m["namespace"], m["name"], fn)
+            self.rt.store.set_status(JOBS, m["namespace"], m["name"], status)

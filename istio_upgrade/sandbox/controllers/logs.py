@@ -51,7 +51,9 @@ def _revision(pod: Obj) -> str:
     if rev:
         return str(rev)
     try:
-        return str(json.loads(annotations.get(ANNOTATION_STATUS, "{}")).get("revision") or "default")
+        return str(
+            json.loads(annotations.get(ANNOTATION_STATUS, "{}")).get("revision") or "default"
+        )
     except ValueError:
         return "default"
 
@@ -74,16 +76,16 @@ def _proxy_lines(pod: Obj, cs: Obj, start: datetime) -> list[tuple[datetime, str
         "info\tProxy role\tips=[" + str((pod.get("status") or {}).get("podIP", "")) + "] "
         f"type=sidecar id={pod['metadata']['name']}.{pod['metadata']['namespace']} "
         f"domain={pod['metadata']['namespace']}.svc.cluster.local",
-        f"info\tsds\tStarting SDS grpc server",
+        "info\tsds\tStarting SDS grpc server",
         f"info\tPilot SAN: [{istiod}.istio-system.svc]",
-        f"info\tStarting proxy agent",
+        "info\tStarting proxy agent",
         f'info\txdsproxy\tInitializing with upstream address "{address}" and cluster "Kubernetes"',
-        f"info\tEnvoy command: [-c etc/istio/proxy/envoy-rev.json --drain-time-s 45 "
-        f"--drain-strategy immediate --local-address-ip-version v4 --file-flush-interval-msec "
-        f"1000 --log-format %Y-%m-%dT%T.%fZ\t%l\tenvoy %n %g:%#\t%v\tthread=%t -l warning "
-        f"--component-log-level misc:error]",
-        f"info\tcache\tgenerated new workload certificate\tresourceName=default latency=12ms "
-        f"ttl=23h59m59.1s",
+        "info\tEnvoy command: [-c etc/istio/proxy/envoy-rev.json --drain-time-s 45 "
+        "--drain-strategy immediate --local-address-ip-version v4 --file-flush-interval-msec "
+        "1000 --log-format %Y-%m-%dT%T.%fZ\t%l\tenvoy %n %g:%#\t%v\tthread=%t -l warning "
+        "--component-log-level misc:error]",
+        "info\tcache\tgenerated new workload certificate\tresourceName=default latency=12ms "
+        "ttl=23h59m59.1s",
         f"info\tads\tADS: new connection for node:{pod['metadata']['name']}."
         f"{pod['metadata']['namespace']}-1",
     ]
@@ -94,7 +96,7 @@ def _proxy_lines(pod: Obj, cs: Obj, start: datetime) -> list[tuple[datetime, str
         lines += [
             f"warning\tenvoy config external/envoy/source/extensions/config_subscription/grpc/"
             f"grpc_stream.h:191\tStreamAggregatedResources gRPC config stream to xds-grpc closed "
-            f"since 31s ago: 14, connection error: desc = \"transport: Error while dialing: dial "
+            f'since 31s ago: 14, connection error: desc = "transport: Error while dialing: dial '
             f'tcp {address}: connect: connection refused"\tthread=21',
             "warn\tEnvoy proxy is NOT ready: config received from XDS server, but was rejected: "
             "cds updates: 1 successful, 0 rejected; lds updates: 0 successful, 1 rejected",
@@ -122,7 +124,7 @@ def _app_lines(pod: Obj, container: str, cs: Obj, start: datetime) -> list[tuple
 
 def _istiod_lines(pod: Obj, start: datetime) -> list[tuple[datetime, str]]:
     lines = [
-        "info\tFLAG: --domain=\"cluster.local\"",
+        'info\tFLAG: --domain="cluster.local"',
         "info\tstarting HTTP service at [::]:8080",
         "info\tstarting gRPC discovery service at [::]:15010",
         "info\tads\tAll caches have been synced up in 1.2s, marking server ready",
@@ -172,8 +174,13 @@ def pod_log(
     if container == PROXY_CONTAINER:
         entries = _proxy_lines(obj, cs, start)
     elif container == INIT_CONTAINER:
-        entries = [(start, "info\tIstio iptables environment: ENVOY_PORT=15001 INBOUND_CAPTURE_PORT=15006"),
-                   (start, "info\tIptables rules applied")]
+        entries = [
+            (
+                start,
+                "info\tIstio iptables environment: ENVOY_PORT=15001 INBOUND_CAPTURE_PORT=15006",
+            ),
+            (start, "info\tIptables rules applied"),
+        ]
     elif container == DISCOVERY_CONTAINER:
         entries = _istiod_lines(obj, start)
     else:

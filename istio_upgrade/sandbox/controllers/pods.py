@@ -7,12 +7,14 @@ time affects pods still starting and lets stuck pods recover.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 from collections.abc import Callable
 
 from istio_upgrade.istio.naming import PROXY_CONTAINER
-from istio_upgrade.sandbox.controllers.events import KUBELET, SCHEDULER
+from istio_upgrade.sandbox.cluster import Timings
+from istio_upgrade.sandbox.controllers.events import SCHEDULER
 from istio_upgrade.sandbox.controllers.faults import pod_fault
 from istio_upgrade.sandbox.controllers.istiod import is_istiod_pod
 from istio_upgrade.sandbox.controllers.objects import (
@@ -24,7 +26,6 @@ from istio_upgrade.sandbox.controllers.objects import (
 )
 from istio_upgrade.sandbox.controllers.runtime import Runtime
 from istio_upgrade.sandbox.faults import RolloutFault
-from istio_upgrade.sandbox.cluster import Timings
 from istio_upgrade.sandbox.store import NotFound, Obj, StoreError, WatchEvent, now_iso
 
 NODES: tuple[str, ...] = ("sandbox-node-1", "sandbox-node-2", "sandbox-node-3")
@@ -123,7 +124,10 @@ class PodLifecycle:
             created = self.rt.store.create(PODS, pod)
         except StoreError as err:
             self.rt.events.record(
-                owner, "FailedCreate", f"Error creating: {err.message}", type_="Warning",
+                owner,
+                "FailedCreate",
+                f"Error creating: {err.message}",
+                type_="Warning",
                 component=component,
             )
             return err
@@ -281,7 +285,7 @@ class PodLifecycle:
             ]
             _pod_conditions(status, ready=False)
 
-        self.rt.store.mutate_status(PODS, ns, name, fn)
+        self.rt.edit_status(PODS, pod, fn)
         for i, c in enumerate(containers):
             cname = str(c.get("name"))
             path = f"spec.containers{{{cname}}}"
@@ -297,7 +301,9 @@ class PodLifecycle:
         if _is_job_pod(pod):
             self.rt.after(self.timings.job_duration_s, self._on(ns, name, uid, self._complete))
         if fault is not None and fault.kind == "crash":
-            self._crash(pod, fault)
+            fresh = self.rt.get(PODS, ns, name)
+            if fresh is not None:
+                self._crash(fresh, fault)
             return
         self.rt.after(self._ready_delay(pod), self._on(ns, name, uid, self._ready))
 
@@ -333,7 +339,7 @@ class PodLifecycle:
                     cs["state"] = {"running": {"startedAt": now}}
             _pod_conditions(status, ready=True)
 
-        self.rt.store.mutate_status(PODS, ns, name, fn)
+        self.rt.edit_status(PODS, pod, fn)
 
     def _crash(self, pod: Obj, fault: RolloutFault) -> None:
         m = pod["metadata"]
@@ -371,7 +377,7 @@ class PodLifecycle:
                     cs["ready"] = False
             _pod_conditions(status, ready=False)
 
-        self.rt.store.mutate_status(PODS, ns, name, fn)
+        self.rt.edit_status(PODS, pod, fn)
         self.rt.events.record(
             pod,
             "BackOff",
@@ -382,7 +388,6 @@ class PodLifecycle:
         self.rt.after(self._fault_recheck_s(), self._on(ns, name, uid, self._ready))
 
     def _complete(self, pod: Obj) -> None:
-        m = pod["metadata"]
         now = now_iso()
 
         def fn(p: Obj) -> None:
@@ -404,17 +409,15 @@ class PodLifecycle:
                 )
             _pod_conditions(status, ready=False, reason="PodCompleted")
 
-        self.rt.store.mutate_status(PODS, m["namespace"], m["name"], fn)
+        self.rt.edit_status(PODS, pod, fn)
 
     def _finalize(self, pod: Obj) -> None:
         m = pod["metadata"]
         self._delete(m["namespace"], m["name"])
 
     def _delete(self, ns: str, name: str) -> None:
-        try:
+        with contextlib.suppress(NotFound):
             self.rt.store.delete(PODS, ns, name)
-        except NotFound:
-            pass
 
     def _forget(self, ev: WatchEvent) -> None:
         if ev.type == "DELETED" and ev.rt.key == PODS.key:

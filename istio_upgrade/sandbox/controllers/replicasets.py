@@ -8,7 +8,7 @@ from istio_upgrade.sandbox.controllers.injector import route
 from istio_upgrade.sandbox.controllers.objects import (
     PODS,
     REPLICASETS,
-    annotations,
+    annotations_of,
     controller_of,
     is_active,
     is_ready,
@@ -77,7 +77,7 @@ class ReplicaSetController:
         """A ``stuck`` fault blocks pods of a rollout's new template (not a first rollout)."""
         if not self.rt.cluster.faults.rollouts:
             return False
-        if annotations(rs).get(REVISION_ANNOTATION, "1") == "1":
+        if annotations_of(rs).get(REVISION_ANNOTATION, "1") == "1":
             return False
         ns = rs["metadata"]["namespace"]
         owner = controller_of(rs)
@@ -94,7 +94,9 @@ class ReplicaSetController:
         fully = sum(
             1
             for p in pods
-            if all((p["metadata"].get("labels") or {}).get(k) == v for k, v in selector_labels.items())
+            if all(
+                (p["metadata"].get("labels") or {}).get(k) == v for k, v in selector_labels.items()
+            )
         )
         old = rs.get("status") or {}
         status: Obj = {
@@ -115,11 +117,7 @@ class ReplicaSetController:
         if not status.get("conditions"):
             status.pop("conditions", None)
         if status != old:
-
-            def fn(o: Obj) -> None:
-                o["status"] = status
-
-            self.rt.store.mutate_status(REPLICASETS, m["namespace"], m["name"], fn)
+            self.rt.store.set_status(REPLICASETS, m["namespace"], m["name"], status)
 
 
 def _victim_key(pod: Obj) -> tuple[int, int, int, str]:

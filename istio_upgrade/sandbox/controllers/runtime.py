@@ -25,7 +25,7 @@ from istio_upgrade.sandbox.controllers.objects import (
     controller_of,
 )
 from istio_upgrade.sandbox.resources import ResourceType
-from istio_upgrade.sandbox.store import Obj, Store, WatchEvent
+from istio_upgrade.sandbox.store import Obj, Store, WatchEvent, clone
 
 Key = tuple[str, str, str]
 """(resource type key, namespace, name)."""
@@ -96,6 +96,11 @@ class Runtime:
                 owner_key = _owner_type_key(ref)
                 if owner_key:
                     self.mark(owner_key, ns, str(ref.get("name", "")))
+                    owner = self.cache[owner_key].get((ns, str(ref.get("name", ""))))
+                    grand = controller_of(owner) if owner and ev.type == "DELETED" else None
+                    if grand is not None and _owner_type_key(grand):
+                        # A Recreate rollout waits for the last old pod to be gone.
+                        self.mark(_owner_type_key(grand), ns, str(grand.get("name", "")))
         for hook in self.change_hooks:
             hook(ev)
 
@@ -111,6 +116,17 @@ class Runtime:
                 if obj is not None:
                     out.append(obj)
         return out
+
+    def edit_status(self, rt: ResourceType, obj: Obj, fn: Callable[[Obj], None]) -> None:
+        """Let ``fn`` edit a copy of ``obj``'s status (``metadata``/``spec`` are read-only)."""
+        view: Obj = {
+            "metadata": obj["metadata"],
+            "spec": obj.get("spec") or {},
+            "status": clone(obj.get("status") or {}),
+        }
+        fn(view)
+        m = obj["metadata"]
+        self.store.set_status(rt, m.get("namespace", ""), m["name"], view["status"])
 
     def all(self, rt: ResourceType) -> Iterator[Obj]:
         return iter(list(self.cache[rt.key].values()))

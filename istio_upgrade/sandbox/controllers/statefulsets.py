@@ -11,7 +11,7 @@ from istio_upgrade.sandbox.controllers.objects import (
     drop_zeros,
     is_ready,
     is_terminating,
-    labels,
+    labels_of,
     pod_from_template,
     template_hash,
 )
@@ -52,8 +52,8 @@ class StatefulSetController:
         failed = False
         blocked = False
         for i in range(replicas):
-            pod = by_ordinal.get(i)
-            if pod is None:
+            existing = by_ordinal.get(i)
+            if existing is None:
                 if self._stuck(sts, template, update_rev != current_rev):
                     break
                 new_pod = pod_from_template(
@@ -76,7 +76,7 @@ class StatefulSetController:
                 blocked = True
                 if not parallel:
                     break
-            elif not parallel and (is_terminating(pod) or not is_ready(pod)):
+            elif not parallel and (is_terminating(existing) or not is_ready(existing)):
                 blocked = True
                 break
         if failed:
@@ -97,7 +97,7 @@ class StatefulSetController:
             if all(p is not None and is_ready(p) and not is_terminating(p) for p in pods):
                 for i in reversed(range(partition, replicas)):
                     pod = by_ordinal[i]
-                    if labels(pod).get(REVISION_LABEL) != update_rev:
+                    if labels_of(pod).get(REVISION_LABEL) != update_rev:
                         self.pods.terminate(pod)
                         break
         self._sync_status(sts, replicas, update_rev, current_rev)
@@ -117,8 +117,8 @@ class StatefulSetController:
             if not is_terminating(p) and _ordinal(m["name"], p["metadata"]["name"]) is not None
         ]
         ready = sum(1 for p in pods if is_ready(p))
-        updated = sum(1 for p in pods if labels(p).get(REVISION_LABEL) == update_rev)
-        current = sum(1 for p in pods if labels(p).get(REVISION_LABEL) == current_rev)
+        updated = sum(1 for p in pods if labels_of(p).get(REVISION_LABEL) == update_rev)
+        current = sum(1 for p in pods if labels_of(p).get(REVISION_LABEL) == current_rev)
         if updated == replicas and ready == replicas and len(pods) == replicas:
             current_rev, current = update_rev, updated
         old = sts.get("status") or {}
@@ -139,11 +139,7 @@ class StatefulSetController:
             "updatedReplicas",
         )
         if status != old:
-
-            def fn(o: Obj) -> None:
-                o["status"] = status
-
-            self.rt.store.mutate_status(STATEFULSETS, m["namespace"], m["name"], fn)
+            self.rt.store.set_status(STATEFULSETS, m["namespace"], m["name"], status)
 
 
 def _ordinal(sts_name: str, pod_name: str) -> int | None:

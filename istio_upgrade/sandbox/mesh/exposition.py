@@ -65,5 +65,6 @@ def render_family(
     """One metric family from (labels, value) samples."""
     lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
     for labels, value in samples:
-        lines.append(f"{name}{labels_text(labels.keys(), labels.values())} {_num(value)}")
+        text = labels_text(labels.keys(), labels.values()) if labels else ""
+        lines.append(f"{name}{text} {_num(value)}")
     return lines

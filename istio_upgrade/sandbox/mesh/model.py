@@ -116,6 +116,13 @@ class Mesh:
         """Render the exposition page from the current counters."""
         started = time.perf_counter()
         lines = render_requests(self.traffic.requests) + self._control_plane_lines()
+        # The previous render's duration: benchmarks read it from the page they scrape.
+        lines += render_family(
+            "sandbox_metrics_render_seconds",
+            "gauge",
+            "Time the sandbox took to render this page the last time.",
+            [({}, round(self.render_seconds, 6))],
+        )
         self._page = ("\n".join(lines) + "\n").encode()
         self.render_seconds = time.perf_counter() - started
 

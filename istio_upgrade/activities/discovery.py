@@ -1,0 +1,256 @@
+"""Read the cluster's Istio state in one pass: a few paged cluster-wide lists, no per-pod GETs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from istio_upgrade.activities.kube_client import Kube, Obj
+from istio_upgrade.istio.naming import (
+    ANNOTATION_INJECT_TEMPLATES,
+    ANNOTATION_REV,
+    ANNOTATION_STATUS,
+    DEFAULT_TAG,
+    ISTIO_NAMESPACE,
+    LABEL_POD_INJECT,
+    LABEL_REV,
+    LABEL_TAG,
+    PROXY_CONTAINER,
+    image_tag,
+)
+from istio_upgrade.models.inventory import (
+    RESTARTABLE_KINDS,
+    ClusterInventory,
+    NamespaceInfo,
+    PodInfo,
+    RevisionInfo,
+    WebhookInfo,
+    WorkloadInfo,
+)
+from istio_upgrade.workflows.plan import effective_revision
+
+ANNOTATION_RESTART_STAMP = "istio-upgrade.io/restart-stamp"
+"""Pod-template annotation: the upgrade id and step that last restarted the workload."""
+ANNOTATION_UPGRADE_ID = "istio-upgrade.io/upgrade-id"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGER = "istio-upgrade"
+
+
+def inventory_configmap_name(revision: str) -> str:
+    """The ConfigMap recording what the ``manifests`` installer applied for a revision."""
+    return f"istio-upgrade-inventory-{revision}"
+
+
+def _meta(obj: Obj) -> dict[str, Any]:
+    meta: dict[str, Any] = obj.get("metadata") or {}
+    return meta
+
+
+def injected_revision(pod: Obj) -> str | None:
+    """The revision that injected a pod: annotation ``istio.io/rev``, else the status JSON."""
+    annotations = _meta(pod).get("annotations") or {}
+    rev = annotations.get(ANNOTATION_REV)
+    if rev:
+        return str(rev)
+    status = annotations.get(ANNOTATION_STATUS)
+    if status:
+        try:
+            value = json.loads(status).get("revision")
+        except (ValueError, AttributeError):
+            return None
+        return str(value) if value else None
+    return None
+
+
+def proxy_version(pod: Obj) -> str | None:
+    """Image tag of the ``istio-proxy`` container (a regular or a native sidecar container)."""
+    spec = pod.get("spec") or {}
+    for container in [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]:
+        if container.get("name") == PROXY_CONTAINER:
+            return image_tag(container.get("image", "")) or None
+    return None
+
+
+def pod_info(pod: Obj) -> PodInfo:
+    meta = _meta(pod)
+    status = pod.get("status") or {}
+    conditions = status.get("conditions") or []
+    templates = (meta.get("annotations") or {}).get(ANNOTATION_INJECT_TEMPLATES, "")
+    return PodInfo(
+        name=meta["name"],
+        phase=status.get("phase") or "Pending",
+        ready=any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions),
+        terminating=bool(meta.get("deletionTimestamp")),
+        injected_revision=injected_revision(pod),
+        proxy_version=proxy_version(pod),
+        opted_out=(meta.get("labels") or {}).get(LABEL_POD_INJECT) == "false",
+        gateway="gateway" in [t.strip() for t in str(templates).split(",")],
+    )
+
+
+def pod_owner(pod: Obj, rs_owner: dict[tuple[str, str], tuple[str, str]]) -> tuple[str, str]:
+    """(kind, name) of the workload a pod belongs to; ``("Pod", name)`` for a bare pod."""
+    meta = _meta(pod)
+    namespace = meta.get("namespace", "")
+    for ref in meta.get("ownerReferences") or []:
+        kind, name = ref.get("kind", ""), ref.get("name", "")
+        if kind == "ReplicaSet":
+            return rs_owner.get((namespace, name), ("Pod", meta["name"]))
+        if kind in {"StatefulSet", "DaemonSet", "Job"}:
+            return kind, name
+    return "Pod", meta["name"]
+
+
+def replicaset_owners(items: Iterable[Obj]) -> dict[tuple[str, str], tuple[str, str]]:
+    """(namespace, ReplicaSet) → (kind, name) of its Deployment; orphans stand for themselves."""
+    owners: dict[tuple[str, str], tuple[str, str]] = {}
+    for rs in items:
+        meta = _meta(rs)
+        owner = ("Pod", meta["name"])
+        for ref in meta.get("ownerReferences") or []:
+            if ref.get("kind") == "Deployment":
+                owner = ("Deployment", ref["name"])
+        owners[(meta.get("namespace", ""), meta["name"])] = owner
+    return owners
+
+
+def _webhooks(items: Iterable[Obj]) -> list[WebhookInfo]:
+    hooks: list[WebhookInfo] = []
+    for config in items:
+        meta = _meta(config)
+        labels = meta.get("labels") or {}
+        if LABEL_REV not in labels and not meta["name"].startswith("istio-sidecar-injector"):
+            continue
+        revision = labels.get(LABEL_REV) or DEFAULT_TAG
+        for hook in config.get("webhooks") or []:
+            hooks.append(
+                WebhookInfo(
+                    configuration=meta["name"],
+                    name=hook.get("name", ""),
+                    revision=revision,
+                    tag=labels.get(LABEL_TAG),
+                    namespace_selector=hook.get("namespaceSelector") or {},
+                    object_selector=hook.get("objectSelector") or {},
+                )
+            )
+    return hooks
+
+
+def _revisions(kube: Kube) -> list[RevisionInfo]:
+    installed_by: dict[str, str] = {}
+    for cm in kube.list(
+        "v1", "ConfigMap", ISTIO_NAMESPACE, label_selector=f"{LABEL_MANAGED_BY}={MANAGER}"
+    ):
+        meta = _meta(cm)
+        rev = (meta.get("labels") or {}).get(LABEL_REV)
+        upgrade = (meta.get("annotations") or {}).get(ANNOTATION_UPGRADE_ID)
+        if rev and upgrade:
+            installed_by[rev] = upgrade
+    revisions: list[RevisionInfo] = []
+    for deploy in kube.list("apps/v1", "Deployment", ISTIO_NAMESPACE, label_selector="app=istiod"):
+        meta = _meta(deploy)
+        rev = (meta.get("labels") or {}).get(LABEL_REV) or DEFAULT_TAG
+        containers = ((deploy.get("spec") or {}).get("template") or {}).get("spec", {}).get(
+            "containers"
+        ) or []
+        version = next((image_tag(c.get("image", "")) for c in containers), "") or None
+        revisions.append(
+            RevisionInfo(
+                name=rev,
+                version=version,
+                ready=deployment_available(deploy),
+                deployment=meta["name"],
+                installed_by=installed_by.get(rev),
+            )
+        )
+    return sorted(revisions, key=lambda r: r.name)
+
+
+def deployment_available(deploy: Obj) -> bool:
+    """Every desired replica of the current generation is updated and available."""
+    meta, spec, status = _meta(deploy), deploy.get("spec") or {}, deploy.get("status") or {}
+    want = spec.get("replicas", 1)
+    return bool(
+        status.get("observedGeneration", 0) >= meta.get("generation", 0)
+        and status.get("updatedReplicas", 0) >= want
+        and status.get("availableReplicas", 0) >= want
+    )
+
+
+def discover(kube: Kube) -> ClusterInventory:
+    """Read revisions, tags, injector webhooks, namespaces, workloads and pods.
+
+    Args:
+        kube: Client of the cluster.
+
+    Returns:
+        The inventory; ``api_requests`` counts the requests made.
+    """
+    before = kube.requests
+    revisions = _revisions(kube)
+    configs = list(kube.list("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration"))
+    webhooks = _webhooks(configs)
+    tags: dict[str, str] = {}
+    for config in configs:
+        labels = _meta(config).get("labels") or {}
+        if labels.get(LABEL_TAG) and labels.get(LABEL_REV):
+            tags[labels[LABEL_TAG]] = labels[LABEL_REV]
+
+    rs_owner = replicaset_owners(kube.list("apps/v1", "ReplicaSet"))
+    stamps: dict[tuple[str, str, str], str | None] = {}
+    for kind in ("Deployment", "StatefulSet", "DaemonSet"):
+        for obj in kube.list("apps/v1", kind):
+            meta = _meta(obj)
+            template_meta = ((obj.get("spec") or {}).get("template") or {}).get("metadata") or {}
+            stamp = (template_meta.get("annotations") or {}).get(ANNOTATION_RESTART_STAMP)
+            stamps[(meta.get("namespace", ""), kind, meta["name"])] = stamp
+
+    workloads: dict[str, dict[tuple[str, str], WorkloadInfo]] = {}
+    for (namespace, kind, name), stamp in stamps.items():
+        workloads.setdefault(namespace, {})[(kind, name)] = WorkloadInfo(
+            kind=kind,
+            name=name,
+            restartable=True,
+            restart_stamp=stamp,
+        )
+    for pod in kube.list("v1", "Pod"):
+        namespace = _meta(pod).get("namespace", "")
+        kind, name = pod_owner(pod, rs_owner)
+        by_ns = workloads.setdefault(namespace, {})
+        workload = by_ns.get((kind, name))
+        if workload is None:
+            workload = WorkloadInfo(
+                kind=kind,
+                name=name,
+                restartable=kind in RESTARTABLE_KINDS,
+            )
+            by_ns[(kind, name)] = workload
+        workload.pods.append(pod_info(pod))
+
+    namespaces: list[NamespaceInfo] = []
+    for ns in kube.list("v1", "Namespace"):
+        meta = _meta(ns)
+        labels = {str(k): str(v) for k, v in (meta.get("labels") or {}).items()}
+        if (ns.get("status") or {}).get("phase") == "Terminating":
+            continue
+        namespaces.append(
+            NamespaceInfo(
+                name=meta["name"],
+                labels=labels,
+                effective_revision=effective_revision(labels, webhooks, tags),
+                workloads=sorted(
+                    workloads.get(meta["name"], {}).values(), key=lambda w: (w.kind, w.name)
+                ),
+            )
+        )
+    return ClusterInventory(
+        cluster=kube.cluster,
+        discovered_at=datetime.now(UTC),
+        revisions=revisions,
+        tags=dict(sorted(tags.items())),
+        webhooks=webhooks,
+        namespaces=sorted(namespaces, key=lambda n: n.name),
+        api_requests=kube.requests - before,
+    )

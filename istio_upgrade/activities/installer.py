@@ -1,0 +1,276 @@
+"""The ``manifests`` installer: server-side apply of a revision bundle, recorded in an inventory.
+
+The inventory ConfigMap ``istio-upgrade-inventory-<rev>`` lists every object applied, so
+uninstalling deletes exactly what was installed — nothing the operator added by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from temporalio.exceptions import ApplicationError
+
+from istio_upgrade.activities.discovery import (
+    ANNOTATION_UPGRADE_ID,
+    LABEL_MANAGED_BY,
+    MANAGER,
+    deployment_available,
+    injected_revision,
+    inventory_configmap_name,
+)
+from istio_upgrade.activities.kube_client import Kube, NotFound, Obj
+from istio_upgrade.istio.manifests import load_bundle_yaml, render_revision, render_tag
+from istio_upgrade.istio.naming import (
+    ISTIO_NAMESPACE,
+    LABEL_REV,
+    LABEL_TAG,
+    injector_webhook_name,
+    istiod_name,
+    tag_service_name,
+    tag_webhook_name,
+    validator_webhook_name,
+)
+from istio_upgrade.models.activities import (
+    InstallInput,
+    InstallResult,
+    MoveTagsResult,
+    UninstallResult,
+    UnusedReport,
+)
+
+_MWC = ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration")
+
+
+def _invalid(message: str) -> ApplicationError:
+    return ApplicationError(message, type="InvalidManifest", non_retryable=True)
+
+
+def load_bundle(kube: Kube, spec: InstallInput) -> list[Obj]:
+    """The objects to apply, from the installer's source; the built-in rendering by default."""
+    installer = spec.installer
+    try:
+        if installer.bundle_yaml is not None:
+            objects = load_bundle_yaml(installer.bundle_yaml)
+        elif installer.bundle_path is not None:
+            path = Path(installer.bundle_path)
+            if not path.is_file():
+                raise _invalid(
+                    f"installer.bundle_path {path} does not exist on the worker; "
+                    "mount the bundle or use installer.bundle_configmap"
+                )
+            objects = load_bundle_yaml(path.read_text())
+        elif installer.bundle_configmap is not None:
+            ref = installer.bundle_configmap
+            cm = kube.get_or_none("v1", "ConfigMap", ref.name, ref.namespace)
+            text = ((cm or {}).get("data") or {}).get(ref.key)
+            if text is None:
+                raise _invalid(
+                    f"installer.bundle_configmap {ref.namespace}/{ref.name} has no key "
+                    f"{ref.key!r}; create it with the rendered bundle"
+                )
+            objects = load_bundle_yaml(text)
+        else:
+            objects = render_revision(spec.version, spec.revision, hub=spec.hub)
+    except ValueError as error:
+        raise _invalid(f"installer bundle: {error}") from None
+    if not objects:
+        raise _invalid("installer bundle is empty; render it with helm template or istioctl")
+    for index, obj in enumerate(objects):
+        if not obj.get("apiVersion") or not (obj.get("metadata") or {}).get("name"):
+            raise _invalid(f"installer bundle document {index} lacks apiVersion or metadata.name")
+    return objects
+
+
+def _ref(kube: Kube, obj: Obj) -> dict[str, str]:
+    meta = obj.get("metadata") or {}
+    _, namespaced = kube.resource(obj["apiVersion"], obj["kind"])
+    ref = {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": meta["name"]}
+    if namespaced:
+        ref["namespace"] = meta.get("namespace") or ISTIO_NAMESPACE
+    return ref
+
+
+def _describe(ref: dict[str, str]) -> str:
+    ns = ref.get("namespace")
+    return f"{ref['kind']}/{ns + '/' if ns else ''}{ref['name']}"
+
+
+def install(kube: Kube, spec: InstallInput) -> InstallResult:
+    """Record the inventory, then server-side apply every object of the bundle.
+
+    The inventory is written first, so an install interrupted half-way can still be removed
+    exactly; applying again is a no-op (same field manager, same content).
+    """
+    objects = load_bundle(kube, spec)
+    for obj in objects:
+        meta = obj.setdefault("metadata", {})
+        if kube.resource(obj["apiVersion"], obj["kind"])[1]:
+            meta.setdefault("namespace", ISTIO_NAMESPACE)
+    refs = [_ref(kube, obj) for obj in objects]
+    cm_name = inventory_configmap_name(spec.revision)
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": cm_name,
+                "namespace": ISTIO_NAMESPACE,
+                "labels": {LABEL_MANAGED_BY: MANAGER, LABEL_REV: spec.revision},
+                "annotations": {ANNOTATION_UPGRADE_ID: spec.upgrade_id},
+            },
+            "data": {"objects": json.dumps(refs, indent=1), "version": spec.version},
+        }
+    )
+    for obj in objects:
+        kube.apply(obj)
+    return InstallResult(applied=[_describe(r) for r in refs], inventory_configmap=cm_name)
+
+
+def wait_ready(
+    kube: Kube,
+    revision: str,
+    timeout_seconds: float,
+    started: float,
+    heartbeat: Callable[[float], None],
+) -> None:
+    """Poll ``istiod-<rev>`` until every replica is available.
+
+    Raises:
+        ApplicationError: ``RevisionNotReady`` (non-retryable) at the deadline, with its status.
+    """
+    name = istiod_name(revision)
+    last = "not found"
+    while True:
+        deploy = kube.get_or_none("apps/v1", "Deployment", name, ISTIO_NAMESPACE)
+        if deploy is not None:
+            if deployment_available(deploy):
+                return
+            status = deploy.get("status") or {}
+            last = (
+                f"{status.get('availableReplicas', 0)} of "
+                f"{(deploy.get('spec') or {}).get('replicas', 1)} replicas available"
+            )
+        heartbeat(started)
+        if time.time() - started >= timeout_seconds:
+            raise ApplicationError(
+                f"{ISTIO_NAMESPACE}/{name} is not Ready after {timeout_seconds:g}s ({last}); "
+                "check its pods and events (kubectl -n istio-system describe deploy "
+                f"{name})",
+                type="RevisionNotReady",
+                non_retryable=True,
+            )
+        time.sleep(1.0)
+
+
+def move_tags(kube: Kube, tags: list[str], revision: str | None) -> MoveTagsResult:
+    """Point each tag at ``revision`` (server-side apply); delete it when ``revision`` is None."""
+    result = MoveTagsResult()
+    for tag in tags:
+        current = kube.get_or_none(*_MWC, tag_webhook_name(tag))
+        result.previous[tag] = (
+            ((current.get("metadata") or {}).get("labels") or {}).get(LABEL_REV)
+            if current
+            else None
+        )
+        if revision is None:
+            kube.delete(*_MWC, tag_webhook_name(tag))
+            kube.delete("v1", "Service", tag_service_name(tag), ISTIO_NAMESPACE)
+            result.applied.append(f"{tag} removed")
+            continue
+        for obj in render_tag(tag, revision):
+            if kube.resource(obj["apiVersion"], obj["kind"])[1]:
+                obj["metadata"].setdefault("namespace", ISTIO_NAMESPACE)
+            kube.apply(obj)
+        result.applied.append(f"{tag} → {revision}")
+    return result
+
+
+def revision_unused(kube: Kube, revision: str) -> UnusedReport:
+    """Whether anything still uses a revision: live pods it injected, namespace labels, tags."""
+    report = UnusedReport(unused=True)
+    pods: list[str] = []
+    for pod in kube.list("v1", "Pod"):
+        if injected_revision(pod) != revision:
+            continue
+        meta, phase = pod["metadata"], (pod.get("status") or {}).get("phase")
+        if phase in {"Succeeded", "Failed"}:
+            report.ignored_pods += 1
+            continue
+        if meta.get("deletionTimestamp"):
+            continue
+        pods.append(f"{meta.get('namespace')}/{meta['name']}")
+    if pods:
+        shown = ", ".join(pods[:10]) + (f" and {len(pods) - 10} more" if len(pods) > 10 else "")
+        report.blockers.append(f"{len(pods)} running pod(s) injected by {revision}: {shown}")
+    labelled = [
+        ns["metadata"]["name"]
+        for ns in kube.list("v1", "Namespace", label_selector=f"{LABEL_REV}={revision}")
+    ]
+    if labelled:
+        report.blockers.append(f"namespaces labelled {LABEL_REV}={revision}: {', '.join(labelled)}")
+    tags = [
+        (c["metadata"].get("labels") or {}).get(LABEL_TAG, "")
+        for c in kube.list(*_MWC, label_selector=f"{LABEL_TAG},{LABEL_REV}={revision}")
+    ]
+    if tags:
+        report.blockers.append(f"tags pointing at {revision}: {', '.join(sorted(tags))}")
+    report.unused = not report.blockers
+    return report
+
+
+def _default_refs(revision: str) -> list[dict[str, str]]:
+    ns = ISTIO_NAMESPACE
+    name = istiod_name(revision)
+    return [
+        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+         "name": validator_webhook_name(revision)},
+        {"apiVersion": _MWC[0], "kind": _MWC[1], "name": injector_webhook_name(revision)},
+        {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "name": name, "namespace": ns},
+        {"apiVersion": "v1", "kind": "Service", "name": name, "namespace": ns},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "name": name, "namespace": ns},
+        {"apiVersion": "v1", "kind": "ConfigMap", "name": injector_webhook_name(revision),
+         "namespace": ns},
+        {"apiVersion": "v1", "kind": "ConfigMap", "name": f"istio-{revision}", "namespace": ns},
+    ]  # fmt: skip
+
+
+def uninstall(kube: Kube, revision: str) -> UninstallResult:
+    """Delete a revision's objects: the inventory's list when present, else the well-known names.
+
+    Objects are deleted in reverse apply order (webhooks first, so no pod creation is routed to
+    an istiod being removed); objects already gone are reported, not errors.
+    """
+    result = UninstallResult()
+    cm_name = inventory_configmap_name(revision)
+    cm = kube.get_or_none("v1", "ConfigMap", cm_name, ISTIO_NAMESPACE)
+    if cm is not None:
+        try:
+            refs: list[dict[str, str]] = json.loads((cm.get("data") or {}).get("objects", "[]"))
+        except ValueError:
+            raise _invalid(
+                f"{ISTIO_NAMESPACE}/{cm_name} is corrupt; delete the revision by hand"
+            ) from None
+        refs = list(reversed(refs))
+        result.from_inventory = True
+    else:
+        refs = _default_refs(revision)
+    for ref in refs:
+        gone = not kube.delete(ref["apiVersion"], ref["kind"], ref["name"], ref.get("namespace"))
+        (result.missing if gone else result.deleted).append(_describe(ref))
+    if cm is not None:
+        kube.delete("v1", "ConfigMap", cm_name, ISTIO_NAMESPACE)
+    return result
+
+
+__all__ = [
+    "NotFound",
+    "install",
+    "load_bundle",
+    "move_tags",
+    "revision_unused",
+    "uninstall",
+    "wait_ready",
+]

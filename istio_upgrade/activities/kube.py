@@ -1,0 +1,153 @@
+"""The Kubernetes activities of an upgrade, one per workflow step.
+
+Sync activities: the official ``kubernetes`` client blocks, so the worker runs them on a
+thread pool. Long waits heartbeat and resume from their heartbeat details after a worker
+crash; mutations are idempotent.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from temporalio import activity
+
+from istio_upgrade.activities import diagnostics, discovery, installer, migration
+from istio_upgrade.activities.kube_client import KubeClients
+from istio_upgrade.models.activities import (
+    DiagnosticsInput,
+    DiagnosticsResult,
+    DiscoverInput,
+    InstallInput,
+    InstallResult,
+    MoveTagsInput,
+    MoveTagsResult,
+    RelabelInput,
+    RestartInput,
+    RestartResult,
+    RevisionInput,
+    RolloutInput,
+    RolloutReport,
+    UninstallResult,
+    UnusedReport,
+    VerifyInput,
+    VerifyReport,
+)
+from istio_upgrade.models.inventory import ClusterInventory
+
+
+def _details() -> dict[str, Any]:
+    """The last heartbeat details of this activity (a previous attempt's), or ``{}``."""
+    details = activity.info().heartbeat_details
+    if details and isinstance(details[0], dict):
+        return dict(details[0])
+    return {}
+
+
+class KubeActivities:
+    """Activities bound to one kubeconfig; one ``kubernetes`` client per context, cached."""
+
+    def __init__(self, kubeconfig: str | None = None) -> None:
+        self.clients = KubeClients(kubeconfig)
+
+    @activity.defn(name="discover")
+    def discover(self, spec: DiscoverInput) -> ClusterInventory:
+        """Read revisions, tags, webhooks, namespaces, workloads and pods of the cluster."""
+        return discovery.discover(self.clients.for_cluster(spec.cluster))
+
+    @activity.defn(name="install_revision")
+    def install_revision(self, spec: InstallInput) -> InstallResult:
+        """Server-side apply the target revision's bundle and record its inventory."""
+        return installer.install(self.clients.for_cluster(spec.cluster), spec)
+
+    @activity.defn(name="wait_revision_ready")
+    def wait_revision_ready(self, spec: RevisionInput) -> None:
+        """Wait until ``istiod-<rev>`` is available; the deadline survives worker restarts."""
+        started = float(_details().get("started", time.time()))
+        installer.wait_ready(
+            self.clients.for_cluster(spec.cluster),
+            spec.revision,
+            spec.timeout_seconds,
+            started,
+            lambda s: activity.heartbeat({"started": s}),
+        )
+
+    @activity.defn(name="relabel_namespaces")
+    def relabel_namespaces(self, spec: RelabelInput) -> list[str]:
+        """Set the injection labels of namespaces to exact values."""
+        return migration.relabel(self.clients.for_cluster(spec.cluster), spec.labels)
+
+    @activity.defn(name="restart_workloads")
+    def restart_workloads(self, spec: RestartInput) -> RestartResult:
+        """Rolling-restart the batch's workloads once per stamp, with bounded concurrency."""
+        return migration.restart(
+            self.clients.for_cluster(spec.cluster),
+            spec.namespaces,
+            spec.stamp,
+            spec.max_concurrent,
+            lambda ref: activity.heartbeat({"last": ref}),
+        )
+
+    @activity.defn(name="wait_rollouts")
+    def wait_rollouts(self, spec: RolloutInput) -> RolloutReport:
+        """Wait for every workload of the namespaces to roll out (resumes from heartbeats)."""
+        details = _details()
+        return migration.wait_rollouts(
+            self.clients.for_cluster(spec.cluster),
+            spec.namespaces,
+            spec.timeout_seconds,
+            spec.poll_seconds,
+            set(details.get("done", [])),
+            float(details.get("started", time.time())),
+            lambda done, started: activity.heartbeat({"done": done, "started": started}),
+        )
+
+    @activity.defn(name="verify_namespaces")
+    def verify_namespaces(self, spec: VerifyInput) -> VerifyReport:
+        """Check that every live pod of the namespaces runs a sidecar of the expected revision."""
+        return migration.verify(
+            self.clients.for_cluster(spec.cluster), spec.namespaces, spec.expected_revision
+        )
+
+    @activity.defn(name="collect_diagnostics")
+    def collect_diagnostics(self, spec: DiagnosticsInput) -> DiagnosticsResult:
+        """Events and proxy log tails of at most five stragglers."""
+        return DiagnosticsResult(
+            diagnostics=diagnostics.collect(
+                self.clients.for_cluster(spec.cluster), spec.stragglers, spec.tail_lines
+            )
+        )
+
+    @activity.defn(name="move_tags")
+    def move_tags(self, spec: MoveTagsInput) -> MoveTagsResult:
+        """Point revision tags at a revision (or remove them)."""
+        return installer.move_tags(self.clients.for_cluster(spec.cluster), spec.tags, spec.revision)
+
+    @activity.defn(name="verify_revision_unused")
+    def verify_revision_unused(self, spec: RevisionInput) -> UnusedReport:
+        """Whether live pods, namespace labels or tags still use a revision."""
+        return installer.revision_unused(self.clients.for_cluster(spec.cluster), spec.revision)
+
+    @activity.defn(name="uninstall_revision")
+    def uninstall_revision(self, spec: RevisionInput) -> UninstallResult:
+        """Delete a revision's control plane (by its inventory when this product installed it)."""
+        return installer.uninstall(self.clients.for_cluster(spec.cluster), spec.revision)
+
+    def all(self) -> list[Any]:
+        """Every activity method, for ``Worker(activities=...)``."""
+        return [
+            self.discover,
+            self.install_revision,
+            self.wait_revision_ready,
+            self.relabel_namespaces,
+            self.restart_workloads,
+            self.wait_rollouts,
+            self.verify_namespaces,
+            self.collect_diagnostics,
+            self.move_tags,
+            self.verify_revision_unused,
+            self.uninstall_revision,
+        ]
+
+    def close(self) -> None:
+        self.clients.close()

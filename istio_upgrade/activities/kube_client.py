@@ -1,0 +1,360 @@
+"""A thin REST layer over the official ``kubernetes`` client, shared by every Kubernetes activity.
+
+The typed ``CoreV1Api``/``AppsV1Api`` classes deserialize every list into model objects, which
+is slow for thousands of pods and cannot server-side apply arbitrary kinds; this layer uses the
+same ``ApiClient`` (kubeconfig, auth, TLS, connection pool) but speaks JSON dicts. It turns HTTP
+failures into Temporal's error taxonomy: permanent problems become non-retryable
+``ApplicationError``s that say what to do, 409/429 are retried briefly here, and everything else
+propagates so Temporal's retry policy owns it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
+
+from kubernetes import config as kube_config
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+from temporalio.exceptions import ApplicationError
+from tenacity import (
+    RetryCallState,
+    retry,
+    retry_if_exception,
+    stop_after_attempt,
+)
+
+from istio_upgrade.models.spec import ClusterRef
+
+Obj = dict[str, Any]
+
+FIELD_MANAGER = "istio-upgrade"
+PAGE_SIZE = 500
+
+# apiVersion/kind → (plural, namespaced) for the kinds the product touches; anything else is
+# resolved through API discovery once per client.
+_KNOWN: dict[tuple[str, str], tuple[str, bool]] = {
+    ("v1", "Namespace"): ("namespaces", False),
+    ("v1", "Pod"): ("pods", True),
+    ("v1", "Service"): ("services", True),
+    ("v1", "ConfigMap"): ("configmaps", True),
+    ("v1", "Secret"): ("secrets", True),
+    ("v1", "ServiceAccount"): ("serviceaccounts", True),
+    ("v1", "Event"): ("events", True),
+    ("apps/v1", "Deployment"): ("deployments", True),
+    ("apps/v1", "StatefulSet"): ("statefulsets", True),
+    ("apps/v1", "DaemonSet"): ("daemonsets", True),
+    ("apps/v1", "ReplicaSet"): ("replicasets", True),
+    ("batch/v1", "Job"): ("jobs", True),
+    ("policy/v1", "PodDisruptionBudget"): ("poddisruptionbudgets", True),
+    ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration"): (
+        "mutatingwebhookconfigurations",
+        False,
+    ),
+    ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"): (
+        "validatingwebhookconfigurations",
+        False,
+    ),
+    ("rbac.authorization.k8s.io/v1", "Role"): ("roles", True),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): ("rolebindings", True),
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"): ("clusterroles", False),
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): ("clusterrolebindings", False),
+}
+
+
+class NotFound(Exception):
+    """The object (or its namespace) does not exist (HTTP 404)."""
+
+
+class Conflict(Exception):
+    """A write lost an optimistic-concurrency race (HTTP 409)."""
+
+
+class TooManyRequests(Exception):
+    """The API server asked to slow down (HTTP 429)."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _message(error: ApiException) -> str:
+    try:
+        body = json.loads(error.body or "{}")
+        return str(body.get("message") or error.reason)
+    except (ValueError, AttributeError):
+        return str(error.reason)
+
+
+def _wait(state: RetryCallState) -> float:
+    error: BaseException | None = state.outcome.exception() if state.outcome else None
+    if isinstance(error, TooManyRequests):
+        after: float = error.retry_after
+        return min(max(after, 0.1), 10.0)
+    return min(0.1 * 2.0**state.attempt_number, 2.0)
+
+
+_retry_briefly = retry(
+    retry=retry_if_exception(lambda e: isinstance(e, TooManyRequests | Conflict)),
+    wait=_wait,
+    stop=stop_after_attempt(6),
+    reraise=True,
+)
+
+
+class Kube:
+    """JSON requests to one cluster through one ``ApiClient``."""
+
+    def __init__(self, api: ApiClient, cluster: str) -> None:
+        self.api = api
+        self.cluster = cluster
+        self.requests = 0
+        self._plurals: dict[tuple[str, str], tuple[str, bool]] = dict(_KNOWN)
+        self._lock = threading.Lock()
+
+    def _raw(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, Any]] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+        accept: str = "application/json",
+    ) -> bytes:
+        headers = {"Accept": accept}
+        if content_type:
+            headers["Content-Type"] = content_type
+        method_, url, header_params, body_, _ = self.api.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=query or [],
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        with self._lock:
+            self.requests += 1
+        response = self.api.call_api(method_, url, header_params, body_, _request_timeout=30)
+        data = response.read()  # type: ignore[no-untyped-call]
+        if not 200 <= response.status <= 299:
+            text = data.decode("utf-8", "replace") if data else None
+            try:
+                ApiException.from_response(http_resp=response, body=text, data=None)
+            except ApiException as error:
+                self._translate(error, method, path)
+            raise AssertionError("unreachable")
+        return bytes(data or b"")
+
+    def _translate(self, error: ApiException, method: str, path: str) -> None:
+        status = error.status or 0
+        what = f"{method} {path} on cluster {self.cluster}"
+        text = _message(error)
+        if status in (401, 403):
+            raise ApplicationError(
+                f"{what} was refused ({status}: {text}); grant the worker's kubeconfig user "
+                "the RBAC permissions in deploy/rbac.yaml",
+                type="Forbidden",
+                non_retryable=True,
+            )
+        if status == 404:
+            raise NotFound(f"{what}: not found ({text})")
+        if status == 409:
+            raise Conflict(f"{what}: conflict ({text})")
+        if status == 429:
+            headers = error.headers or {}
+            try:
+                after = float(headers.get("Retry-After", "1"))
+            except ValueError:
+                after = 1.0
+            raise TooManyRequests(f"{what}: too many requests", after)
+        if status in (400, 415, 422):
+            raise ApplicationError(
+                f"{what} was rejected as invalid ({status}: {text}); fix the object or bundle",
+                type="InvalidObject",
+                non_retryable=True,
+            )
+        raise error
+
+    @_retry_briefly
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, Any]] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+    ) -> Obj:
+        """One JSON request, with 409/429 retried briefly."""
+        data = self._raw(method, path, query=query, body=body, content_type=content_type)
+        return json.loads(data) if data else {}
+
+    @_retry_briefly
+    def text(self, path: str, query: list[tuple[str, Any]] | None = None) -> str:
+        """A GET answered with plain text (pod logs)."""
+        return self._raw("GET", path, query=query, accept="*/*").decode("utf-8", "replace")
+
+    # Paths -----------------------------------------------------------------
+
+    def resource(self, api_version: str, kind: str) -> tuple[str, bool]:
+        """(plural, namespaced) of a kind, from the built-in table or API discovery."""
+        key = (api_version, kind)
+        if key not in self._plurals:
+            base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+            try:
+                listing = self.request("GET", base)
+            except NotFound:
+                raise ApplicationError(
+                    f"cluster {self.cluster} does not serve {api_version}; "
+                    "install the CRDs the bundle needs first",
+                    type="UnknownKind",
+                    non_retryable=True,
+                ) from None
+            for res in listing.get("resources", []):
+                if "/" not in res["name"]:
+                    self._plurals[(api_version, res["kind"])] = (res["name"], res["namespaced"])
+            if key not in self._plurals:
+                raise ApplicationError(
+                    f"cluster {self.cluster} has no kind {kind} in {api_version}; fix the bundle",
+                    type="UnknownKind",
+                    non_retryable=True,
+                )
+        return self._plurals[key]
+
+    def path(self, api_version: str, kind: str, namespace: str | None, name: str = "") -> str:
+        plural, namespaced = self.resource(api_version, kind)
+        base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+        if namespaced and (namespace or name):
+            if not namespace:
+                raise ApplicationError(
+                    f"{kind} {name or ''} has no metadata.namespace; set it in the bundle",
+                    type="InvalidObject",
+                    non_retryable=True,
+                )
+            base += f"/namespaces/{quote(namespace)}"
+        base += f"/{plural}"
+        return f"{base}/{quote(name)}" if name else base
+
+    # Verbs -----------------------------------------------------------------
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Obj:
+        return self.request("GET", self.path(api_version, kind, namespace, name))
+
+    def get_or_none(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None
+    ) -> Obj | None:
+        try:
+            return self.get(api_version, kind, name, namespace)
+        except NotFound:
+            return None
+
+    def list(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> Iterator[Obj]:
+        """Every item, fetched ``PAGE_SIZE`` at a time with ``limit``/``continue``."""
+        path = self.path(api_version, kind, namespace)
+        token: str | None = None
+        while True:
+            query: list[tuple[str, Any]] = [("limit", PAGE_SIZE)]
+            if label_selector:
+                query.append(("labelSelector", label_selector))
+            if field_selector:
+                query.append(("fieldSelector", field_selector))
+            if token:
+                query.append(("continue", token))
+            page = self.request("GET", path, query=query)
+            yield from page.get("items") or []
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return
+
+    def apply(self, obj: Obj, *, force: bool = True) -> Obj:
+        """Server-side apply with the product's field manager."""
+        meta = obj.get("metadata") or {}
+        path = self.path(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
+        query: list[tuple[str, Any]] = [("fieldManager", FIELD_MANAGER)]
+        if force:
+            query.append(("force", "true"))
+        return self.request(
+            "PATCH", path, query=query, body=obj, content_type="application/apply-patch+yaml"
+        )
+
+    def merge_patch(
+        self, api_version: str, kind: str, name: str, patch: Obj, namespace: str | None = None
+    ) -> Obj:
+        return self.request(
+            "PATCH",
+            self.path(api_version, kind, namespace, name),
+            query=[("fieldManager", FIELD_MANAGER)],
+            body=patch,
+            content_type="application/merge-patch+json",
+        )
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
+        """Delete an object; False when it was already gone."""
+        try:
+            self.request(
+                "DELETE",
+                self.path(api_version, kind, namespace, name),
+                body={"propagationPolicy": "Background"},
+                content_type="application/json",
+            )
+        except NotFound:
+            return False
+        return True
+
+    def pod_log(self, namespace: str, pod: str, container: str, tail_lines: int) -> str:
+        path = f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(pod)}/log"
+        return self.text(path, [("container", container), ("tailLines", tail_lines)])
+
+
+class KubeClients:
+    """One ``Kube`` per kubeconfig context, created on first use and then shared by threads."""
+
+    def __init__(self, kubeconfig: str | None = None) -> None:
+        self.kubeconfig = kubeconfig or os.environ.get("KUBECONFIG") or None
+        self._clients: dict[str | None, Kube] = {}
+        self._lock = threading.Lock()
+
+    def for_cluster(self, cluster: ClusterRef) -> Kube:
+        """The client of ``cluster.context``.
+
+        Raises:
+            ApplicationError: The kubeconfig or the context does not exist (non-retryable).
+        """
+        with self._lock:
+            kube = self._clients.get(cluster.context)
+            if kube is None:
+                try:
+                    api = kube_config.new_client_from_config(  # type: ignore[no-untyped-call]
+                        config_file=self.kubeconfig, context=cluster.context
+                    )
+                except (ConfigException, FileNotFoundError) as error:
+                    raise ApplicationError(
+                        f"cannot load kubeconfig {self.kubeconfig or '~/.kube/config'} context "
+                        f"{cluster.context or '(current)'} for cluster {cluster.name}: {error}; "
+                        "fix cluster.context or the worker's KUBECONFIG",
+                        type="KubeconfigError",
+                        non_retryable=True,
+                    ) from None
+                kube = Kube(api, cluster.name)
+                self._clients[cluster.context] = kube
+            return kube
+
+    def close(self) -> None:
+        with self._lock:
+            for kube in self._clients.values():
+                kube.api.close()  # type: ignore[no-untyped-call]
+            self._clients.clear()

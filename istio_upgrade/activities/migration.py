@@ -1,0 +1,274 @@
+"""Moving namespaces between revisions: labels, restarts, rollout waits, pod verification.
+
+Every mutation is "make it so": labels are set to exact values, and a restart stamps the pod
+template with the upgrade id and step, so a retried activity never restarts a workload twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from datetime import UTC, datetime
+from typing import Any
+
+from temporalio.exceptions import ApplicationError
+
+from istio_upgrade.activities.discovery import (
+    ANNOTATION_RESTART_STAMP,
+    injected_revision,
+    pod_info,
+)
+from istio_upgrade.activities.kube_client import Kube, NotFound, Obj
+from istio_upgrade.istio.naming import (
+    ANNOTATION_RESTARTED_AT,
+    LABEL_INJECTION,
+    LABEL_POD_INJECT,
+    LABEL_REV,
+)
+from istio_upgrade.models.activities import RestartResult, RolloutReport, VerifyReport
+from istio_upgrade.models.plan import NamespaceLabels
+from istio_upgrade.models.progress import Straggler
+
+RESTARTABLE = ("Deployment", "StatefulSet", "DaemonSet")
+
+
+def _namespace_missing(namespace: str, cluster: str) -> ApplicationError:
+    return ApplicationError(
+        f"namespace {namespace!r} does not exist in cluster {cluster}; "
+        "it was deleted after discovery — start the upgrade again to re-plan",
+        type="NamespaceNotFound",
+        non_retryable=True,
+    )
+
+
+def relabel(kube: Kube, labels: list[NamespaceLabels]) -> list[str]:
+    """Set ``istio-injection`` and ``istio.io/rev`` of each namespace to exact values.
+
+    Returns:
+        ``namespace: labels`` lines describing what was set.
+    """
+    done: list[str] = []
+    for entry in labels:
+        patch = {
+            "metadata": {
+                "labels": {LABEL_INJECTION: entry.istio_injection, LABEL_REV: entry.istio_rev}
+            }
+        }
+        try:
+            kube.merge_patch("v1", "Namespace", entry.namespace, patch)
+        except NotFound:
+            raise _namespace_missing(entry.namespace, kube.cluster) from None
+        done.append(
+            f"{entry.namespace}: {LABEL_INJECTION}={entry.istio_injection or '-'} "
+            f"{LABEL_REV}={entry.istio_rev or '-'}"
+        )
+    return done
+
+
+def _template(obj: Obj) -> dict[str, Any]:
+    template: dict[str, Any] = (obj.get("spec") or {}).get("template") or {}
+    return template
+
+
+def _opted_out(obj: Obj) -> bool:
+    meta = _template(obj).get("metadata") or {}
+    labels = meta.get("labels") or {}
+    annotations = meta.get("annotations") or {}
+    return "false" in (labels.get(LABEL_POD_INJECT), annotations.get(LABEL_POD_INJECT))
+
+
+def restart(
+    kube: Kube,
+    namespaces: list[str],
+    stamp: str,
+    max_concurrent: int,
+    on_progress: Callable[[str], None] | None = None,
+) -> RestartResult:
+    """Rolling-restart every Deployment, StatefulSet and DaemonSet whose pods get a sidecar.
+
+    Args:
+        kube: Client of the cluster.
+        namespaces: Namespaces of the batch.
+        stamp: Upgrade id and step; workloads already stamped with it are skipped.
+        max_concurrent: Restarts in flight at once.
+        on_progress: Called after each restart (heartbeat).
+    """
+    result = RestartResult()
+    todo: list[tuple[str, str, str]] = []
+    for namespace in namespaces:
+        found_namespace = kube.get_or_none("v1", "Namespace", namespace)
+        if found_namespace is None:
+            raise _namespace_missing(namespace, kube.cluster)
+        for kind in RESTARTABLE:
+            for obj in kube.list("apps/v1", kind, namespace):
+                name = obj["metadata"]["name"]
+                ref = f"{namespace}/{kind}/{name}"
+                if _opted_out(obj):
+                    continue
+                annotations = (_template(obj).get("metadata") or {}).get("annotations") or {}
+                if annotations.get(ANNOTATION_RESTART_STAMP) == stamp:
+                    result.already_restarted.append(ref)
+                else:
+                    todo.append((namespace, kind, name))
+
+    def one(item: tuple[str, str, str]) -> str:
+        namespace, kind, name = item
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        patch = {
+            "spec": {
+                "template": {
+                    "metadata": {
+                        "annotations": {
+                            ANNOTATION_RESTARTED_AT: now,
+                            ANNOTATION_RESTART_STAMP: stamp,
+                        }
+                    }
+                }
+            }
+        }
+        try:
+            kube.merge_patch("apps/v1", kind, name, patch, namespace)
+        except NotFound:
+            return ""  # deleted since the list: nothing left to restart
+        return f"{namespace}/{kind}/{name}"
+
+    # Heartbeats must come from the activity's own thread, so results are reaped here.
+    with ThreadPoolExecutor(max_workers=max(1, max_concurrent)) as pool:
+        for future in as_completed([pool.submit(one, item) for item in todo]):
+            ref = future.result()
+            if ref:
+                result.restarted.append(ref)
+                if on_progress:
+                    on_progress(ref)
+    result.restarted.sort()
+    return result
+
+
+def rollout_pending(kind: str, obj: Obj) -> str | None:
+    """Why a rollout is incomplete, as ``kubectl rollout status`` reads it; None when done."""
+    meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
+    if status.get("observedGeneration", 0) < meta.get("generation", 0):
+        return "waiting for the spec update to be observed"
+    if kind == "Deployment":
+        for cond in status.get("conditions") or []:
+            if (
+                cond.get("type") == "Progressing"
+                and cond.get("reason") == "ProgressDeadlineExceeded"
+            ):
+                return "exceeded its progress deadline"
+        want = spec.get("replicas", 1)
+        updated = status.get("updatedReplicas", 0)
+        if updated < want:
+            return f"{updated} of {want} updated replicas"
+        if status.get("replicas", 0) > updated:
+            return f"{status.get('replicas', 0) - updated} old replicas pending termination"
+        if status.get("availableReplicas", 0) < updated:
+            return f"{status.get('availableReplicas', 0)} of {updated} updated replicas available"
+        return None
+    if kind == "StatefulSet":
+        want = spec.get("replicas", 1)
+        if status.get("readyReplicas", 0) < want:
+            return f"{status.get('readyReplicas', 0)} of {want} pods ready"
+        strategy = (spec.get("updateStrategy") or {}).get("type", "RollingUpdate")
+        if strategy == "RollingUpdate":
+            if status.get("updatedReplicas", 0) < want:
+                return f"{status.get('updatedReplicas', 0)} of {want} pods updated"
+            if status.get("updateRevision") != status.get("currentRevision"):
+                return "waiting for the update revision to become current"
+        return None
+    desired = status.get("desiredNumberScheduled", 0)
+    if status.get("updatedNumberScheduled", 0) < desired:
+        return f"{status.get('updatedNumberScheduled', 0)} of {desired} updated pods scheduled"
+    if status.get("numberAvailable", 0) < desired:
+        return f"{status.get('numberAvailable', 0)} of {desired} updated pods available"
+    return None
+
+
+def pending_rollouts(kube: Kube, namespace: str) -> list[str]:
+    """``namespace/Kind/name: why`` of every workload of the namespace still rolling out."""
+    pending: list[str] = []
+    for kind in RESTARTABLE:
+        for obj in kube.list("apps/v1", kind, namespace):
+            why = rollout_pending(kind, obj)
+            if why:
+                pending.append(f"{namespace}/{kind}/{obj['metadata']['name']}: {why}")
+    return pending
+
+
+def wait_rollouts(
+    kube: Kube,
+    namespaces: list[str],
+    timeout_seconds: float,
+    poll_seconds: float,
+    done: set[str],
+    started: float,
+    heartbeat: Callable[[list[str], float], None],
+) -> RolloutReport:
+    """Poll until every workload of the namespaces has rolled out, or the deadline passes.
+
+    Args:
+        kube: Client of the cluster.
+        namespaces: Namespaces to wait for.
+        timeout_seconds: Deadline, counted from ``started``.
+        poll_seconds: Time between polls.
+        done: Namespaces known complete (resumed from heartbeat details).
+        started: Wall-clock start of the wait (resumed from heartbeat details).
+        heartbeat: Called each poll with the namespaces done and ``started``.
+    """
+    pending: dict[str, list[str]] = {}
+    while True:
+        for namespace in namespaces:
+            if namespace in done:
+                continue
+            still = pending_rollouts(kube, namespace)
+            if still:
+                pending[namespace] = still
+            else:
+                pending.pop(namespace, None)
+                done.add(namespace)
+        heartbeat(sorted(done), started)
+        waited = time.time() - started
+        if not pending:
+            return RolloutReport(complete=True, waited_seconds=waited)
+        if waited >= timeout_seconds:
+            return RolloutReport(
+                complete=False,
+                pending=[line for lines in pending.values() for line in lines],
+                waited_seconds=waited,
+            )
+        time.sleep(poll_seconds)
+
+
+def verify(kube: Kube, namespaces: list[str], expected: str) -> VerifyReport:
+    """Check that every live, injectable pod of the namespaces was injected by ``expected``.
+
+    Completed, failed and terminating pods are ignored; pods that opted out are ignored; bare
+    pods and Job pods on another revision are reported apart (nothing can restart them).
+    """
+    report = VerifyReport(ok=True)
+    for namespace in namespaces:
+        for pod in kube.list("v1", "Pod", namespace):
+            info = pod_info(pod)
+            if not info.active or info.opted_out:
+                continue
+            report.pods_checked += 1
+            revision = injected_revision(pod)
+            if revision == expected:
+                continue
+            owners = [r.get("kind") for r in pod["metadata"].get("ownerReferences") or []]
+            if not owners or "Job" in owners:
+                report.not_restartable.append(
+                    f"{namespace}/{info.name} (revision {revision or 'none'})"
+                )
+                continue
+            reason = (
+                "no sidecar" if revision is None else f"injected by {revision}, expected {expected}"
+            )
+            if not info.ready:
+                reason += f"; pod is {info.phase} and not Ready"
+            report.stragglers.append(
+                Straggler(namespace=namespace, pod=info.name, revision=revision, reason=reason)
+            )
+    report.ok = not report.stragglers
+    return report

@@ -1,0 +1,238 @@
+"""``istio-upgrade demo``: two real upgrades against sandboxes, one succeeds, one rolls back.
+
+Everything runs for real on this machine: two sandbox clusters, a Prometheus for each, the
+Temporal dev server with its Web UI, and a worker in this process. Windows are seconds
+instead of minutes so the whole demo takes a few minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from istio_upgrade.cli.outcome import Ending
+from istio_upgrade.cli.render import gate_summary, latest_gate
+from istio_upgrade.cli.watching import follow_live
+from istio_upgrade.client import start_upgrade, workflow_id
+from istio_upgrade.devenv.stack import DevStack, LocalCluster
+from istio_upgrade.istio.manifests import render_bundle_yaml, render_revision
+from istio_upgrade.models import GateSpec, Progress, SLOSpec, UpgradeSpec
+
+SOURCE_VERSION = "1.23.4"
+TARGET_VERSION = "1.24.2"
+TARGET_REVISION = "1-24-2"
+
+
+@dataclass
+class Run:
+    """One demo upgrade and how it ended."""
+
+    cluster: str
+    expected: str
+    """What the run must end with to count as a success of the demo."""
+    ending: Ending | None = None
+    progress: Progress | None = None
+    seconds: float = 0.0
+    url: str | None = None
+
+    @property
+    def as_expected(self) -> bool:
+        if self.ending is None:
+            return False
+        if self.expected == "ROLLED_BACK":
+            failed = self.ending.result.failed_gate if self.ending.result else None
+            # Rolled back *by the gate*: an abort or a crash would not show the feature.
+            return (
+                self.ending.outcome == "ROLLED_BACK"
+                and failed is not None
+                and (failed.verdict == "FAIL")
+            )
+        return self.ending.outcome == self.expected
+
+
+def demo_spec(cluster: LocalCluster, bundle: Path) -> UpgradeSpec:
+    """The upgrade both clusters get: the same spec a real cluster would, with short windows."""
+    return UpgradeSpec.model_validate(
+        {
+            "cluster": {
+                "name": cluster.name,
+                "context": cluster.name,
+                "prometheus_url": cluster.prometheus_url,
+            },
+            "target": {"version": TARGET_VERSION},
+            "installer": {"bundle_path": str(bundle)},
+            "migration": {"first_batch_size": 1, "growth_factor": 2, "max_batch_size": 6},
+            "gate": GateSpec(
+                # Seconds-long windows see few requests, and the rule of three needs
+                # 3 / (burn threshold x error budget) of them before a namespace may PASS:
+                # 99% at 2.5x needs 120 (99.9% at 14.4x would need 209).
+                slos=[SLOSpec(name="availability", objective=0.99, burn_rate_threshold=2.5)],
+                warmup_seconds=2.5,
+                soak_seconds=8,
+                interval_seconds=2,
+                max_soak_seconds=16,
+                short_window_seconds=8,
+                # Unattended demo: an INCONCLUSIVE batch moves on instead of waiting for a person.
+                on_inconclusive="proceed",
+            ).model_dump(),
+            "cleanup": {"grace_seconds": 2},
+        }
+    )
+
+
+def write_bundle(run_dir: Path) -> Path:
+    """The rendered control plane of the target revision, as ``helm template`` would give it."""
+    path = run_dir / f"istiod-{TARGET_REVISION}.yaml"
+    path.write_text(render_bundle_yaml(render_revision(TARGET_VERSION, TARGET_REVISION)))
+    return path
+
+
+async def run_upgrade(
+    stack: DevStack, cluster: LocalCluster, bundle: Path, run: Run, console: Console
+) -> None:
+    """Start the upgrade of ``cluster`` and follow it live until it ends."""
+    spec = demo_spec(cluster, bundle)
+    upgrade_id = workflow_id(spec)
+    run.url = stack.temporal.workflow_url(upgrade_id) if stack.temporal else None
+    console.rule(f"[bold]{cluster.name}[/]: Istio {SOURCE_VERSION} → {TARGET_VERSION}")
+    if run.url:
+        console.print(f"Web UI: {run.url}", soft_wrap=True)
+    started = time.monotonic()
+    await start_upgrade(stack.client, spec)
+    run.ending, run.progress = await follow_live(stack.client, upgrade_id, console=console)
+    run.seconds = time.monotonic() - started
+    style = "green" if run.as_expected else "red"
+    console.line()
+    console.print(Text(f"{run.ending.outcome}: {run.ending.message}", style=style))
+
+
+def batches_summary(run: Run) -> str:
+    """``5/5 passed`` or ``2 passed, failed at batch 2 of 5``."""
+    batches = run.progress.batches if run.progress else []
+    passed = sum(1 for b in batches if b.gate_results and b.gate_results[-1].verdict != "FAIL")
+    result = run.ending.result if run.ending else None
+    if result is not None and result.failed_batch is not None:
+        return f"{passed} passed, failed at batch {result.failed_batch} of {len(batches)}"
+    return f"{passed}/{len(batches)} passed"
+
+
+def decisive_gate(run: Run) -> Text:
+    """The gate that rolled the upgrade back, else the last evaluation."""
+    result = run.ending.result if run.ending else None
+    if result is not None and result.failed_gate is not None:
+        return gate_summary(result.failed_gate)
+    return gate_summary(latest_gate(run.progress) if run.progress else None)
+
+
+def summary_table(runs: list[Run]) -> Table:
+    """Outcome, batches, the decisive gate numbers and duration of each run."""
+    table = Table(title="istio-upgrade demo")
+    table.add_column("cluster", no_wrap=True)
+    table.add_column("outcome", no_wrap=True)
+    table.add_column("batches")
+    table.add_column("gate")
+    table.add_column("time", justify="right", no_wrap=True)
+    for run in runs:
+        outcome = run.ending.outcome if run.ending else "not run"
+        mark = "✓" if run.as_expected else f"✗ expected {run.expected}"
+        table.add_row(
+            run.cluster,
+            Text(f"{outcome} {mark}", style="green" if run.as_expected else "red"),
+            batches_summary(run),
+            decisive_gate(run),
+            f"{run.seconds:.0f}s",
+        )
+    return table
+
+
+async def demo_main(
+    console: Console, *, keep_open: bool, run_dir: Path, ui_port: int | None
+) -> bool:
+    """Start everything, run both upgrades, print the summary; True when both ended as expected."""
+    runs = [
+        Run(cluster="demo", expected="SUCCEEDED"),
+        Run(cluster="bad-canary", expected="ROLLED_BACK"),
+    ]
+    async with DevStack(run_dir, ui=True, ui_port=ui_port) as stack:
+        with console.status("starting Temporal dev server, sandboxes and Prometheus …"):
+            temporal = await stack.start_temporal()
+            # Both clusters start now so Prometheus holds pre-migration traffic for the
+            # liveness check by the time each upgrade begins.
+            clusters = [await stack.add_cluster(run.cluster, run.cluster) for run in runs]
+            await stack.start_worker()
+        bundle = write_bundle(run_dir)
+        # soft_wrap: links and paths stay on one line, clickable and copyable.
+        console.print(f"Temporal Web UI: [bold]{temporal.ui_url}[/]", soft_wrap=True)
+        for cluster in clusters:
+            console.print(
+                f"cluster {cluster.name}: API {cluster.api_url}  "
+                f"Prometheus {cluster.prometheus_url}",
+                soft_wrap=True,
+            )
+        console.print(
+            f"kubeconfig: {stack.kubeconfig}  (kubectl --context demo get ns)", soft_wrap=True
+        )
+        console.print(f"rendered bundle: {bundle}", soft_wrap=True)
+        for cluster, run in zip(clusters, runs, strict=True):
+            await run_upgrade(stack, cluster, bundle, run, console)
+        console.print(summary_table(runs))
+        for run in runs:
+            if run.url:
+                console.print(f"{run.cluster}: {run.url}", soft_wrap=True)
+        ok = all(run.as_expected for run in runs)
+        console.print(
+            Text(
+                "demo passed" if ok else "demo FAILED: an upgrade did not end as expected",
+                style="bold green" if ok else "bold red",
+            )
+        )
+        if keep_open:
+            console.print("servers stay up for browsing; Ctrl-C to stop")
+            await asyncio.Event().wait()
+    return ok
+
+
+def run_demo(
+    *, keep_open: bool = False, run_dir: Path | None = None, ui_port: int | None = None
+) -> int:
+    """Run the demo; returns the process exit code (0 only when both upgrades ended as expected).
+
+    Ctrl-C or SIGTERM stops every server (the stack closes in ``finally``) before returning 130.
+    """
+    console = Console()
+    own_dir = run_dir is None
+    directory = run_dir or Path(tempfile.mkdtemp(prefix="istio-upgrade-demo-"))
+    directory.mkdir(parents=True, exist_ok=True)
+
+    async def main() -> bool:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        assert task is not None
+        # SIGTERM takes the same path as Ctrl-C: cancel, so every `finally` stops its server.
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        try:
+            return await demo_main(console, keep_open=keep_open, run_dir=directory, ui_port=ui_port)
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
+
+    ok = False
+    try:
+        ok = asyncio.run(main())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        console.print("stopped; every server was shut down")
+        return 130 if not keep_open else 0
+    finally:
+        if own_dir and ok and not keep_open:
+            shutil.rmtree(directory, ignore_errors=True)
+        elif not ok:
+            console.print(f"logs and files kept in {directory}")
+    return 0 if ok else 1

@@ -1,0 +1,105 @@
+"""The Temporal worker: the ``IstioCanaryUpgrade`` workflow and every activity it calls.
+
+Configuration comes from the environment: ``TEMPORAL_ADDRESS`` (default ``localhost:7233``),
+``TEMPORAL_NAMESPACE`` (``default``), ``TEMPORAL_TASK_QUEUE`` (``istio-upgrade``),
+``TEMPORAL_TLS_CERT``/``TEMPORAL_TLS_KEY``/``TEMPORAL_TLS_CA`` (file paths, mutual TLS),
+``TEMPORAL_API_KEY`` (Temporal Cloud), ``KUBECONFIG`` and ``LOG_LEVEL``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import structlog
+from temporalio.client import Client, TLSConfig
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+
+from istio_upgrade.activities.kube import KubeActivities
+from istio_upgrade.activities.prometheus import measure_gate, query_revision_xds
+from istio_upgrade.logging import configure_logging
+from istio_upgrade.workflows.upgrade import TASK_QUEUE, IstioCanaryUpgrade
+
+log = structlog.get_logger(__name__)
+
+
+def build_worker(
+    client: Client,
+    *,
+    task_queue: str = TASK_QUEUE,
+    kubeconfig: str | None = None,
+    max_workers: int = 16,
+) -> Worker:
+    """A worker running the upgrade workflow and its activities.
+
+    Args:
+        client: Connected Temporal client (with the pydantic data converter).
+        task_queue: Task queue to poll.
+        kubeconfig: kubeconfig path for the clusters; default ``KUBECONFIG`` or ``~/.kube/config``.
+        max_workers: Threads for the blocking Kubernetes activities.
+
+    Returns:
+        The worker; run it with ``await worker.run()`` or ``async with worker``.
+    """
+    kube = KubeActivities(kubeconfig)
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[IstioCanaryUpgrade],
+        activities=[*kube.all(), measure_gate, query_revision_xds],
+        activity_executor=ThreadPoolExecutor(max_workers=max_workers),
+        max_concurrent_activities=max_workers,
+    )
+
+
+def _read(path_var: str) -> bytes | None:
+    path = os.environ.get(path_var)
+    return Path(path).read_bytes() if path else None
+
+
+async def connect(address: str | None = None, namespace: str | None = None) -> Client:
+    """Connect to Temporal as the environment says, with the pydantic data converter."""
+    cert, key, ca = _read("TEMPORAL_TLS_CERT"), _read("TEMPORAL_TLS_KEY"), _read("TEMPORAL_TLS_CA")
+    api_key = os.environ.get("TEMPORAL_API_KEY") or None
+    tls: TLSConfig | bool = False
+    if cert or ca:
+        tls = TLSConfig(client_cert=cert, client_private_key=key, server_root_ca_cert=ca)
+    elif api_key:
+        tls = True
+    return await Client.connect(
+        address or os.environ.get("TEMPORAL_ADDRESS", "localhost:7233"),
+        namespace=namespace or os.environ.get("TEMPORAL_NAMESPACE", "default"),
+        tls=tls,
+        api_key=api_key,
+        data_converter=pydantic_data_converter,
+    )
+
+
+async def run() -> None:
+    """Run the worker until SIGTERM or SIGINT, then finish in-flight tasks and exit."""
+    client = await connect()
+    task_queue = os.environ.get("TEMPORAL_TASK_QUEUE", TASK_QUEUE)
+    worker = build_worker(client, task_queue=task_queue)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with worker:
+        log.info("worker started", task_queue=task_queue, namespace=client.namespace)
+        await stop.wait()
+        log.info("worker stopping: finishing in-flight tasks")
+    log.info("worker stopped")
+
+
+def main() -> None:
+    """Entry point of ``istio-upgrade worker`` and ``python -m istio_upgrade.worker``."""
+    configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

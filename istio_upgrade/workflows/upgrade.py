@@ -1,0 +1,729 @@
+"""``IstioCanaryUpgrade``: install a revision beside the old one, migrate, gate, promote, clean up.
+
+Deterministic code only. Activities are called by name (their modules import the
+``kubernetes`` client, which has no business inside the workflow sandbox). Every write is
+preceded by pushing its compensation, so a failure, an abort or a cancellation at any point
+rolls back exactly what was done — in reverse order, shielded from cancellation.
+
+Failure contract: a successful upgrade or a dry run *returns* an ``UpgradeResult``; a rolled
+back or refused upgrade *fails* the workflow with a non-retryable ``ApplicationError`` whose
+``type`` says why (``PrecheckFailed``, ``GateFailed``, ``GateInconclusive``, ``RolloutFailed``,
+``Aborted``, ``StepFailed``), whose message names the gate and its numbers, and whose first
+detail is the ``UpgradeResult`` (outcome ``ROLLED_BACK`` or ``FAILED``). The Web UI shows red.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError, FailureError
+
+with workflow.unsafe.imports_passed_through():
+    from istio_upgrade.models.activities import (
+        DiagnosticsInput,
+        DiagnosticsResult,
+        DiscoverInput,
+        InstallInput,
+        InstallResult,
+        MoveTagsInput,
+        MoveTagsResult,
+        RelabelInput,
+        RestartInput,
+        RestartResult,
+        RevisionInput,
+        RolloutInput,
+        RolloutReport,
+        UninstallResult,
+        UnusedReport,
+        VerifyInput,
+        VerifyReport,
+    )
+    from istio_upgrade.models.gate import GateMeasurements, GateQuery, GateResult
+    from istio_upgrade.models.inventory import ClusterInventory
+    from istio_upgrade.models.plan import Batch, NamespaceLabels, Plan, PrecheckReport
+    from istio_upgrade.models.progress import (
+        AbortRequest,
+        ApprovalRecord,
+        ApproveRequest,
+        BatchProgress,
+        Phase,
+        Progress,
+        UpgradeResult,
+        progress_markdown,
+    )
+    from istio_upgrade.models.spec import UpgradeSpec
+    from istio_upgrade.workflows.gate import evaluate_gate
+    from istio_upgrade.workflows.plan import plan_upgrade
+
+T = TypeVar("T")
+
+WORKFLOW_NAME = "IstioCanaryUpgrade"
+TASK_QUEUE = "istio-upgrade"
+
+_NON_RETRYABLE = [
+    "Forbidden",
+    "InvalidObject",
+    "InvalidManifest",
+    "UnknownKind",
+    "KubeconfigError",
+    "NamespaceNotFound",
+    "RevisionNotReady",
+]
+_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=20),
+    maximum_attempts=10,
+    non_retryable_error_types=_NON_RETRYABLE,
+)
+_SHORT = timedelta(minutes=3)
+_HEARTBEAT = timedelta(seconds=30)
+
+
+class UpgradeFailure(ApplicationError):
+    """A reason to roll back, raised inside the workflow."""
+
+    def __init__(self, message: str, kind: str, gate: GateResult | None = None) -> None:
+        super().__init__(message, type=kind, non_retryable=True)
+        self.gate = gate
+
+
+@workflow.defn(name=WORKFLOW_NAME)
+class IstioCanaryUpgrade:
+    """One canary upgrade of one cluster's Istio control plane."""
+
+    def __init__(self) -> None:
+        self._progress = Progress()
+        self._plan: Plan | None = None
+        self._spec: UpgradeSpec | None = None
+        self._paused = False
+        self._abort: AbortRequest | None = None
+        self._waiting_approval: str | None = None
+        self._approved: set[str] = set()
+        self._compensations: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        self._finished = False
+        self._no_return = False
+
+    # Operator messages ------------------------------------------------------------
+
+    @workflow.query
+    def progress(self) -> Progress:
+        """The live state: phase, batches, gate evaluations, stragglers, waits."""
+        return self._progress
+
+    @workflow.query
+    def plan(self) -> Plan | None:
+        """The batches, once discovery and planning are done."""
+        return self._plan
+
+    @workflow.update
+    def pause(self) -> str:
+        """Hold before the next step (the running step finishes)."""
+        return self._set_paused(True)
+
+    @pause.validator
+    def _validate_pause(self) -> None:
+        if self._finished:
+            raise ValueError("the upgrade has finished; nothing to pause")
+
+    @workflow.update
+    def resume(self) -> str:
+        """Continue after ``pause``."""
+        return self._set_paused(False)
+
+    @resume.validator
+    def _validate_resume(self) -> None:
+        if not self._paused:
+            raise ValueError("the upgrade is not paused; nothing to resume")
+
+    @workflow.update
+    def approve(self, request: ApproveRequest) -> str:
+        """Approve the step the upgrade waits for."""
+        return self._do_approve(request)
+
+    @approve.validator
+    def _validate_approve(self, request: ApproveRequest) -> None:
+        if self._waiting_approval is None:
+            raise ValueError("nothing is waiting for approval")
+
+    @workflow.update
+    def abort(self, request: AbortRequest) -> str:
+        """Stop and roll back everything done so far."""
+        return self._do_abort(request)
+
+    @abort.validator
+    def _validate_abort(self, request: AbortRequest) -> None:
+        if self._finished:
+            raise ValueError("the upgrade has finished; nothing to abort")
+        if self._no_return:
+            raise ValueError("the old revision is being removed; too late to roll back")
+        if self._abort is not None:
+            raise ValueError(f"already aborting: {self._abort.reason}")
+
+    @workflow.signal
+    def signal_pause(self) -> None:
+        """Signal equivalent of the ``pause`` update."""
+        if not self._finished:
+            self._set_paused(True)
+
+    @workflow.signal
+    def signal_resume(self) -> None:
+        """Signal equivalent of the ``resume`` update."""
+        if self._paused:
+            self._set_paused(False)
+
+    @workflow.signal
+    def signal_approve(self, request: ApproveRequest) -> None:
+        """Signal equivalent of ``approve``; ignored (with a warning) when nothing waits."""
+        if self._waiting_approval is None:
+            self._progress.warnings.append(
+                f"approval by {request.approver} ignored: nothing was waiting"
+            )
+            return
+        self._do_approve(request)
+
+    @workflow.signal
+    def signal_abort(self, request: AbortRequest) -> None:
+        """Signal equivalent of ``abort``; ignored once the old revision is being removed."""
+        if not self._finished and not self._no_return and self._abort is None:
+            self._do_abort(request)
+
+    def _set_paused(self, paused: bool) -> str:
+        self._paused = paused
+        self._progress.paused = paused
+        self._refresh()
+        return "paused: the upgrade holds before its next step" if paused else "resumed"
+
+    def _do_abort(self, request: AbortRequest) -> str:
+        self._abort = request
+        self._refresh()
+        return f"aborting: {request.reason}"
+
+    def _do_approve(self, request: ApproveRequest) -> str:
+        step = self._waiting_approval or ""
+        self._approved.add(step)
+        self._progress.approvals.append(
+            ApprovalRecord(
+                step=step, approver=request.approver, comment=request.comment, at=workflow.now()
+            )
+        )
+        self._refresh()
+        return f"approved: {step}"
+
+    # Main -------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, spec: UpgradeSpec) -> UpgradeResult:
+        """Upgrade the cluster described by ``spec``.
+
+        Returns:
+            The result of a successful upgrade or a dry run.
+
+        Raises:
+            ApplicationError: Non-retryable, when the upgrade was refused or rolled back.
+        """
+        self._spec = spec
+        info = workflow.info()
+        p = self._progress
+        p.upgrade_id = info.workflow_id
+        p.cluster = spec.cluster.name
+        p.target_revision = spec.target_revision
+        p.started_at = workflow.now()
+        self._set_phase(Phase.DISCOVERING)
+        inventory = await self._act(
+            "discover",
+            DiscoverInput(cluster=spec.cluster, upgrade_id=info.workflow_id),
+            ClusterInventory,
+            "discover the cluster",
+        )
+        self._set_phase(Phase.PLANNING)
+        plan, report = plan_upgrade(inventory, spec, info.workflow_id)
+        self._plan = plan
+        p.source_revision = plan.source_revision or None
+        p.warnings += [f.message for f in report.warnings]
+        p.batches = [BatchProgress(index=b.index, namespaces=b.namespaces) for b in plan.batches]
+        if not report.ok:
+            self._finish(Phase.FAILED)
+            result = self._result("FAILED", "precheck refused the upgrade", plan, report)
+            raise ApplicationError(
+                "precheck failed: " + "; ".join(f.message for f in report.errors),
+                result,
+                type="PrecheckFailed",
+                non_retryable=True,
+            )
+        if spec.dry_run:
+            self._finish(Phase.DRY_RUN)
+            summary = (
+                f"dry run: {len(plan.batches)} batches, {len(plan.namespaces)} namespaces "
+                f"from {plan.source_revision} to {plan.target_revision}; nothing was written"
+            )
+            return self._result("DRY_RUN", summary, plan, report)
+
+        try:
+            result = await self._upgrade(spec, plan, inventory, report)
+        except asyncio.CancelledError:
+            self._progress.errors.append("cancelled: rolling back")
+            await asyncio.shield(asyncio.ensure_future(self._rollback()))
+            self._finish(Phase.ROLLED_BACK)
+            raise
+        except FailureError as error:
+            gate: GateResult | None = None
+            if isinstance(error, UpgradeFailure):
+                kind, message, gate = error.type or "StepFailed", error.message, error.gate
+            else:
+                kind = "StepFailed"
+                message = f"step failed: {error.cause or error}"
+            self._progress.errors.append(message)
+            await asyncio.shield(asyncio.ensure_future(self._rollback()))
+            self._finish(Phase.ROLLED_BACK)
+            summary = f"rolled back: {message}"
+            if self._progress.errors[1:]:
+                summary += f" (rollback problems: {'; '.join(self._progress.errors[1:])})"
+            failed = self._result("ROLLED_BACK", summary, plan, report)
+            failed.failed_gate = gate
+            failed.failed_batch = self._progress.current_batch
+            raise ApplicationError(summary, failed, type=kind, non_retryable=True) from None
+        return result
+
+    async def _upgrade(
+        self, spec: UpgradeSpec, plan: Plan, inventory: ClusterInventory, report: PrecheckReport
+    ) -> UpgradeResult:
+        target = plan.target_revision
+        uid = workflow.info().workflow_id
+        await self._checkpoint()
+        self._set_phase(Phase.INSTALLING)
+        if not spec.rollback.keep_new_revision:
+            self._push(f"uninstall {target}", lambda: self._uninstall(target))
+        await self._act(
+            "install_revision",
+            InstallInput(
+                cluster=spec.cluster,
+                version=spec.target.version,
+                revision=target,
+                hub=spec.target.hub,
+                installer=spec.installer,
+                upgrade_id=uid,
+            ),
+            InstallResult,
+            f"install revision {target}",
+        )
+        self._set_phase(Phase.WAITING_REVISION)
+        await self._act(
+            "wait_revision_ready",
+            RevisionInput(cluster=spec.cluster, revision=target, timeout_seconds=300),
+            type(None),
+            f"wait for istiod-{target} Ready",
+            long_seconds=300,
+            attempts=2,
+        )
+        if spec.approvals.before_first_batch:
+            await self._approval(f"migrate batch 0 to {target}")
+
+        migrated: list[str] = []
+        for batch in plan.batches:
+            if batch.index > 0 and spec.approvals.between_batches:
+                await self._approval(f"migrate batch {batch.index}")
+            await self._migrate_batch(spec, plan, batch)
+            migrated += batch.namespaces
+
+        if spec.approvals.before_promote:
+            await self._approval(f"move tags {', '.join(plan.tags_to_move)} to {target}")
+        await self._checkpoint()
+        self._set_phase(Phase.PROMOTING)
+        if plan.tags_to_move:
+            self._push("restore tags", lambda: self._restore_tags(inventory, plan.tags_to_move))
+            await self._act(
+                "move_tags",
+                MoveTagsInput(cluster=spec.cluster, tags=plan.tags_to_move, revision=target),
+                MoveTagsResult,
+                f"move tags {', '.join(plan.tags_to_move)} to {target}",
+            )
+            self._progress.tags_moved = list(plan.tags_to_move)
+
+        self._set_phase(Phase.GRACE)
+        await self._sleep(spec.cleanup.grace_seconds)
+        await self._checkpoint()
+        self._no_return = True
+        self._compensations.clear()
+        self._set_phase(Phase.CLEANING_UP)
+        removed, warnings = await self._cleanup(spec, plan.source_revision)
+        self._progress.warnings += warnings
+        self._finish(Phase.SUCCEEDED)
+        summary = (
+            f"{len(migrated)} namespaces moved from {plan.source_revision} to {target} in "
+            f"{len(plan.batches)} batches; tags {', '.join(plan.tags_to_move) or 'none'} moved; "
+            + (
+                f"revision {plan.source_revision} removed"
+                if removed
+                else f"revision {plan.source_revision} kept"
+            )
+        )
+        result = self._result("SUCCEEDED", summary, plan, report)
+        result.migrated_namespaces = migrated
+        result.old_revision_removed = removed
+        return result
+
+    # Batches ----------------------------------------------------------------------
+
+    async def _migrate_batch(self, spec: UpgradeSpec, plan: Plan, batch: Batch) -> None:
+        target = plan.target_revision
+        uid = workflow.info().workflow_id
+        bp = self._progress.batches[batch.index]
+        self._progress.current_batch = batch.index
+        await self._checkpoint()
+        self._set_phase(Phase.MIGRATING)
+        pre_end = workflow.now()
+        bp.started_at = pre_end
+        self._set_batch(bp, "relabeling")
+        self._push(f"roll back batch {batch.index}", lambda: self._restore_batch(spec, plan, batch))
+        await self._act(
+            "relabel_namespaces",
+            RelabelInput(
+                cluster=spec.cluster,
+                labels=[NamespaceLabels(namespace=ns, istio_rev=target) for ns in batch.namespaces],
+            ),
+            list,
+            f"batch {batch.index}: label {len(batch.namespaces)} namespaces istio.io/rev={target}",
+        )
+        self._set_batch(bp, "restarting")
+        restarted = await self._act(
+            "restart_workloads",
+            RestartInput(
+                cluster=spec.cluster,
+                namespaces=batch.namespaces,
+                stamp=f"{uid}/batch-{batch.index}",
+                max_concurrent=spec.migration.max_concurrent_restarts,
+            ),
+            RestartResult,
+            f"batch {batch.index}: restart workloads",
+        )
+        bp.restarted = restarted.restarted + restarted.already_restarted
+        self._set_batch(bp, "rolling_out")
+        await self._settle(spec, batch.namespaces, target, f"batch {batch.index}")
+        bp.ready_at = workflow.now()
+        await self._soak(spec, plan, batch, bp, pre_end)
+        bp.finished_at = workflow.now()
+        self._set_batch(bp, "passed")
+
+    async def _settle(
+        self, spec: UpgradeSpec, namespaces: list[str], revision: str, label: str
+    ) -> None:
+        """Wait for the rollouts, then verify every pod's revision; diagnose stragglers."""
+        timeout = spec.migration.rollout_timeout_seconds
+        rollout = await self._act(
+            "wait_rollouts",
+            RolloutInput(cluster=spec.cluster, namespaces=namespaces, timeout_seconds=timeout),
+            RolloutReport,
+            f"{label}: wait for rollouts",
+            long_seconds=timeout,
+        )
+        verified = await self._act(
+            "verify_namespaces",
+            VerifyInput(cluster=spec.cluster, namespaces=namespaces, expected_revision=revision),
+            VerifyReport,
+            f"{label}: verify pods run {revision} sidecars",
+        )
+        self._progress.warnings += [
+            f"not restartable, keeps its old proxy: {ref}" for ref in verified.not_restartable
+        ]
+        if rollout.complete and verified.ok:
+            return
+        self._progress.stragglers = verified.stragglers
+        diag = await self._act(
+            "collect_diagnostics",
+            DiagnosticsInput(cluster=spec.cluster, stragglers=verified.stragglers[:5]),
+            DiagnosticsResult,
+            f"{label}: collect diagnostics",
+        )
+        self._progress.diagnostics = diag.diagnostics
+        problems = rollout.pending[:5] + [
+            f"{s.namespace}/{s.pod}: {s.reason}" for s in verified.stragglers[:5]
+        ]
+        raise UpgradeFailure(
+            f"{label} did not settle on {revision} within {timeout:g}s: {'; '.join(problems)}",
+            "RolloutFailed",
+        )
+
+    async def _soak(
+        self, spec: UpgradeSpec, plan: Plan, batch: Batch, bp: BatchProgress, pre_end: datetime
+    ) -> None:
+        gate = spec.gate
+        self._set_batch(bp, "warming_up")
+        await self._sleep(gate.warmup_seconds)
+        window_start = workflow.now()
+        self._set_phase(Phase.SOAKING)
+        self._set_batch(bp, "soaking")
+        later = [ns for b in plan.batches[batch.index + 1 :] for ns in b.namespaces]
+        results: list[GateResult] = []
+        while True:
+            await self._checkpoint()
+            now = workflow.now()
+            query = GateQuery(
+                prometheus_url=spec.prometheus_url,
+                slos=gate.slos,
+                batch_namespaces=batch.namespaces,
+                baseline_namespaces=later,
+                new_revision=plan.target_revision,
+                old_revision=plan.source_revision,
+                window_start=window_start,
+                evaluated_at=now,
+                short_window_seconds=gate.short_window_seconds,
+                pre_migration_start=pre_end - timedelta(seconds=gate.short_window_seconds),
+                pre_migration_end=pre_end,
+                timeout_seconds=gate.query_timeout_seconds,
+                batch_count=len(plan.batches),
+            )
+            measured = await self._act(
+                "measure_gate",
+                query,
+                GateMeasurements,
+                f"batch {batch.index}: gate evaluation {len(results) + 1}",
+                start_to_close=timedelta(seconds=gate.query_timeout_seconds * 8 + 10),
+                attempts=3,
+            )
+            result = evaluate_gate(gate, measured, results)
+            result.sequence = len(results) + 1
+            results.append(result)
+            bp.gate_results.append(result)
+            for name, ns_gate in result.namespaces.items():
+                bp.namespace_status[name] = ns_gate.verdict
+            self._refresh()
+            elapsed = (now - window_start).total_seconds()
+            if result.verdict == "FAIL":
+                self._set_batch(bp, "failed")
+                raise UpgradeFailure(
+                    f"gate FAILED on batch {batch.index} ({', '.join(batch.namespaces)}) "
+                    f"at evaluation {result.sequence}: {'; '.join(result.reasons)}",
+                    "GateFailed",
+                    result,
+                )
+            if result.verdict == "PASS" and elapsed >= gate.soak_seconds:
+                return
+            if result.verdict == "INCONCLUSIVE" and elapsed >= gate.max_soak_seconds:
+                why = "; ".join(result.reasons)
+                if gate.on_inconclusive == "proceed":
+                    self._progress.warnings.append(
+                        f"batch {batch.index} gate inconclusive after {elapsed:g}s, "
+                        f"proceeding as configured: {why}"
+                    )
+                    return
+                if gate.on_inconclusive == "rollback":
+                    raise UpgradeFailure(
+                        f"gate INCONCLUSIVE on batch {batch.index} after {elapsed:g}s: {why}",
+                        "GateInconclusive",
+                        result,
+                    )
+                await self._approval(
+                    f"batch {batch.index} gate inconclusive after {elapsed:g}s ({why}); "
+                    "approve to continue or abort to roll back"
+                )
+                return
+            await self._sleep(gate.interval_seconds)
+
+    # Promote and cleanup -------------------------------------------------------------
+
+    async def _cleanup(self, spec: UpgradeSpec, old: str) -> tuple[bool, list[str]]:
+        warnings: list[str] = []
+        if spec.cleanup.keep_old_revision:
+            return False, [f"revision {old} kept (cleanup.keep_old_revision)"]
+        unused = await self._act(
+            "verify_revision_unused",
+            RevisionInput(cluster=spec.cluster, revision=old),
+            UnusedReport,
+            f"verify revision {old} is unused",
+        )
+        xds: float | None = await workflow.execute_activity(
+            "query_revision_xds",
+            args=[spec.prometheus_url, old],
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RetryPolicy(maximum_attempts=3),
+            summary=f"proxies still connected to istiod-{old}",
+        )
+        if xds is None:
+            warnings.append(f"no pilot_xds data for revision {old}; relying on the pod check")
+        blockers = list(unused.blockers)
+        if xds:
+            blockers.append(f"{xds:g} proxies still connected to istiod-{old} (pilot_xds)")
+        if blockers:
+            warnings.append(f"revision {old} kept, still in use: {'; '.join(blockers)}")
+            return False, warnings
+        await self._uninstall(old)
+        return True, warnings
+
+    async def _uninstall(self, revision: str) -> None:
+        assert self._spec is not None
+        await self._act(
+            "uninstall_revision",
+            RevisionInput(cluster=self._spec.cluster, revision=revision),
+            UninstallResult,
+            f"uninstall revision {revision}",
+        )
+
+    async def _restore_tags(self, inventory: ClusterInventory, tags: list[str]) -> None:
+        assert self._spec is not None
+        by_revision: dict[str | None, list[str]] = {}
+        for tag in tags:
+            by_revision.setdefault(inventory.tags.get(tag), []).append(tag)
+        for revision, group in by_revision.items():
+            await self._act(
+                "move_tags",
+                MoveTagsInput(cluster=self._spec.cluster, tags=group, revision=revision),
+                MoveTagsResult,
+                f"restore tags {', '.join(group)} to {revision or 'absent'}",
+            )
+        self._progress.tags_moved = []
+
+    async def _restore_batch(self, spec: UpgradeSpec, plan: Plan, batch: Batch) -> None:
+        bp = self._progress.batches[batch.index]
+        self._set_batch(bp, "rolling_back")
+        uid = workflow.info().workflow_id
+        await self._act(
+            "relabel_namespaces",
+            RelabelInput(cluster=spec.cluster, labels=batch.original_labels),
+            list,
+            f"rollback batch {batch.index}: restore original labels",
+        )
+        await self._act(
+            "restart_workloads",
+            RestartInput(
+                cluster=spec.cluster,
+                namespaces=batch.namespaces,
+                stamp=f"{uid}/rollback-{batch.index}",
+                max_concurrent=spec.migration.max_concurrent_restarts,
+            ),
+            RestartResult,
+            f"rollback batch {batch.index}: restart workloads",
+        )
+        try:
+            await self._settle(
+                spec, batch.namespaces, plan.source_revision, f"rollback of batch {batch.index}"
+            )
+        except UpgradeFailure as error:
+            self._progress.errors.append(str(error))
+        self._set_batch(bp, "rolled_back")
+
+    async def _rollback(self) -> None:
+        """Run the compensation stack in reverse; a failing step is recorded, the rest still run."""
+        self._set_phase(Phase.ROLLING_BACK)
+        self._paused = False
+        while self._compensations:
+            label, step = self._compensations.pop()
+            try:
+                await step()
+            except FailureError as error:
+                cause = f": {error.cause}" if error.cause else ""
+                self._progress.errors.append(f"rollback step {label!r} failed: {error}{cause}")
+
+    # Helpers ------------------------------------------------------------------------
+
+    def _push(self, label: str, step: Callable[[], Awaitable[None]]) -> None:
+        self._compensations.append((label, step))
+
+    async def _act(
+        self,
+        name: str,
+        arg: Any,
+        result_type: type[T],
+        summary: str,
+        *,
+        long_seconds: float | None = None,
+        start_to_close: timedelta = _SHORT,
+        attempts: int | None = None,
+    ) -> T:
+        retry = _RETRY
+        if attempts is not None:
+            retry = RetryPolicy(
+                initial_interval=_RETRY.initial_interval,
+                backoff_coefficient=_RETRY.backoff_coefficient,
+                maximum_interval=_RETRY.maximum_interval,
+                maximum_attempts=attempts,
+                non_retryable_error_types=_NON_RETRYABLE,
+            )
+        result: T = await workflow.execute_activity(
+            name,
+            arg,
+            result_type=result_type,
+            start_to_close_timeout=(
+                timedelta(seconds=long_seconds + 120) if long_seconds else start_to_close
+            ),
+            heartbeat_timeout=_HEARTBEAT if long_seconds else None,
+            retry_policy=retry,
+            summary=summary,
+        )
+        return result
+
+    async def _checkpoint(self) -> None:
+        """Honour abort and pause between steps."""
+        if self._abort is not None:
+            raise UpgradeFailure(f"aborted: {self._abort.reason}", "Aborted")
+        if self._paused:
+            self._progress.waiting_for = "resume (paused by an operator)"
+            self._refresh()
+            await workflow.wait_condition(lambda: not self._paused or self._abort is not None)
+            self._progress.waiting_for = None
+            self._refresh()
+            if self._abort is not None:
+                raise UpgradeFailure(f"aborted: {self._abort.reason}", "Aborted")
+
+    async def _sleep(self, seconds: float) -> None:
+        """A durable timer that an abort interrupts."""
+        if seconds > 0:
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: self._abort is not None, timeout=timedelta(seconds=seconds)
+                )
+        await self._checkpoint()
+
+    async def _approval(self, step: str) -> None:
+        await self._checkpoint()
+        previous = self._progress.phase
+        self._waiting_approval = step
+        self._progress.waiting_for = f"approval: {step}"
+        self._set_phase(Phase.WAITING_APPROVAL)
+        await workflow.wait_condition(lambda: step in self._approved or self._abort is not None)
+        self._waiting_approval = None
+        self._progress.waiting_for = None
+        self._set_phase(previous)
+        await self._checkpoint()
+
+    def _set_phase(self, phase: Phase) -> None:
+        self._progress.phase = phase
+        self._refresh()
+
+    def _set_batch(self, bp: BatchProgress, status: Any) -> None:
+        bp.status = status
+        for ns in bp.namespaces:
+            if status != "soaking":
+                bp.namespace_status[ns] = status
+        self._refresh()
+
+    def _refresh(self) -> None:
+        self._progress.updated_at = workflow.now()
+        workflow.set_current_details(progress_markdown(self._progress))
+
+    def _finish(self, phase: Phase) -> None:
+        self._finished = True
+        self._waiting_approval = None
+        self._progress.waiting_for = None
+        self._set_phase(phase)
+
+    def _result(
+        self, outcome: Any, summary: str, plan: Plan, report: PrecheckReport
+    ) -> UpgradeResult:
+        return UpgradeResult(
+            outcome=outcome,
+            summary=summary,
+            upgrade_id=self._progress.upgrade_id,
+            source_revision=plan.source_revision or None,
+            target_revision=plan.target_revision,
+            tags_moved=list(self._progress.tags_moved),
+            plan=plan,
+            precheck=report,
+            warnings=list(self._progress.warnings),
+        )

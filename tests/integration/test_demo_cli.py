@@ -1,0 +1,130 @@
+"""The CLI steering a real upgrade: real Temporal dev server, worker, sandbox and Prometheus."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest_asyncio
+import yaml
+from click.testing import CliRunner, Result
+from temporalio.testing import WorkflowEnvironment
+
+from istio_upgrade.cli.exit_codes import ExitCode
+from istio_upgrade.cli.main import cli
+from istio_upgrade.devenv import LocalTemporal
+from istio_upgrade.worker import build_worker
+
+from ..conftest import PrometheusFactory, SandboxFactory
+
+
+class Cli:
+    """Runs ``istio-upgrade`` against the test's Temporal server and task queue."""
+
+    def __init__(self, address: str, task_queue: str) -> None:
+        self.base = ["--address", address, "--task-queue", task_queue]
+
+    async def __call__(self, *args: str) -> Result:
+        # The command runs its own event loop (asyncio.run): give it a thread.
+        runner = CliRunner()
+        return await asyncio.to_thread(runner.invoke, cli, [*self.base, *args])
+
+    async def json(self, *args: str, expect: int = 0) -> Any:
+        result = await self(*args, "-o", "json")
+        assert result.exit_code == expect, (result.exit_code, result.stdout, result.stderr)
+        return json.loads(result.stdout)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def upgrade_env(
+    temporal_dev_server: LocalTemporal,
+    temporal_local: WorkflowEnvironment,
+    sandbox_factory: SandboxFactory,
+    prometheus_factory: PrometheusFactory,
+    tmp_path: Path,
+) -> AsyncIterator[tuple[Cli, Path]]:
+    """A sandbox, its Prometheus, a worker on a private task queue, and a spec file."""
+    sandbox = await sandbox_factory("demo", context="cli")
+    prometheus = await prometheus_factory([sandbox.address])
+    queue = f"cli-test-{uuid.uuid4().hex[:8]}"
+    spec = {
+        "cluster": {
+            "name": f"cli-{uuid.uuid4().hex[:6]}",
+            "context": "cli",
+            "prometheus_url": prometheus.url,
+        },
+        "target": {"version": "1.24.2"},
+        "approvals": {"before_first_batch": True},
+        "gate": {"warmup_seconds": 1, "soak_seconds": 2, "interval_seconds": 1},
+    }
+    spec_file = tmp_path / "upgrade.yaml"
+    spec_file.write_text(yaml.safe_dump(spec))
+    worker = build_worker(
+        temporal_local.client, task_queue=queue, kubeconfig=str(sandbox.kubeconfig)
+    )
+    async with worker:
+        yield Cli(temporal_dev_server.address, queue), spec_file
+
+
+async def wait_for_status(cli_: Cli, upgrade_id: str, code: int, timeout_s: float = 60) -> Any:
+    async with asyncio.timeout(timeout_s):
+        while True:
+            result = await cli_("status", upgrade_id, "-o", "json")
+            if result.exit_code == code:
+                return json.loads(result.stdout)
+            await asyncio.sleep(0.5)
+
+
+async def test_plan_start_approve_abort_watch_list(upgrade_env: tuple[Cli, Path]) -> None:
+    run, spec_file = upgrade_env
+
+    plan = await run.json("plan", "-f", str(spec_file))
+    assert plan["outcome"] == "DRY_RUN"
+    assert plan["plan"]["source_revision"] == "1-23-4"
+    assert "checkout" in [ns for b in plan["plan"]["batches"] for ns in b["namespaces"]]
+
+    started = await run.json("start", "-f", str(spec_file))
+    upgrade_id = started["workflow_id"]
+    assert upgrade_id.startswith("istio-upgrade/cli-") and upgrade_id.endswith("/1-24-2")
+    # A second trigger attaches to the running upgrade instead of starting a twin.
+    again = await run.json("start", "-f", str(spec_file))
+    assert again == started
+
+    waiting = await wait_for_status(run, upgrade_id, ExitCode.WAITING)
+    assert waiting["progress"]["phase"] == "WAITING_APPROVAL"
+    assert waiting["progress"]["waiting_for"].startswith("approval: migrate batch 0")
+
+    rejected = await run("resume", upgrade_id)
+    assert rejected.exit_code == ExitCode.REJECTED
+    assert "not paused" in rejected.stderr
+
+    aborted = await run.json("abort", upgrade_id, "-m", "change freeze", "--who", "alice")
+    assert aborted["answer"] == "aborting: change freeze"
+
+    ended = await run.json("watch", upgrade_id, expect=ExitCode.ROLLED_BACK)
+    assert ended["outcome"] == "ROLLED_BACK"
+    assert "change freeze" in ended["message"]
+    assert ended["progress"]["phase"] == "ROLLED_BACK"
+
+    status = await run("status", upgrade_id)
+    assert status.exit_code == ExitCode.ROLLED_BACK
+    assert "ROLLED_BACK" in status.stdout
+
+    late = await run("abort", upgrade_id, "-m", "again")
+    assert late.exit_code == ExitCode.REJECTED
+
+    listed = await run.json("list", "--all")
+    assert upgrade_id in [row["workflow_id"] for row in listed]
+    running = await run.json("list")
+    assert upgrade_id not in [row["workflow_id"] for row in running]
+
+
+async def test_unknown_upgrade_id_exits_6(upgrade_env: tuple[Cli, Path]) -> None:
+    run, _ = upgrade_env
+    result = await run("status", "istio-upgrade/nowhere/1-0-0")
+    assert result.exit_code == ExitCode.UNAVAILABLE
+    assert result.stderr.startswith("error: not found")

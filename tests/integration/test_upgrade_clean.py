@@ -1,0 +1,59 @@
+"""A clean canary upgrade of the demo cluster, against real Temporal, Prometheus and the sandbox."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from istio_upgrade.models import UpgradeResult
+from istio_upgrade.workflows.upgrade import IstioCanaryUpgrade
+from tests.integration.upgrade_stack import fast_spec, pod_revisions, upgrade_stack
+
+pytestmark = pytest.mark.slow
+
+
+async def test_clean_upgrade_moves_everything_and_removes_old_revision(
+    temporal_local: WorkflowEnvironment, sandbox_factory: Any, prometheus_factory: Any
+) -> None:
+    async with upgrade_stack(temporal_local.client, sandbox_factory, prometheus_factory) as stack:
+        # The bare pod would (rightly) keep the old revision installed; its owner removes it.
+        assert stack.delete("/api/v1/namespaces/batch/pods/debug-shell") == 200
+        spec = fast_spec(stack.prometheus.url)
+        handle = await stack.start(spec)
+        result: UpgradeResult = await handle.result()
+
+        assert result.outcome == "SUCCEEDED", result.summary
+        assert result.old_revision_removed, result.warnings
+        plan = result.plan
+        assert plan is not None
+        assert plan.batches[0].namespaces == ["frontend"]
+        assert plan.batches[-1].gateway and plan.batches[-1].namespaces == ["istio-ingress"]
+        migrated = 0
+        for ns in plan.namespaces:
+            revisions = pod_revisions(stack, ns)
+            # legacy-agent opted out of injection; the Job pod has completed.
+            injectable = {n: r for n, r in revisions.items() if not n.startswith("legacy-agent")}
+            assert set(injectable.values()) <= {"1-24-2"}, (ns, revisions)
+            migrated += len(injectable)
+            labels = stack.get(f"/api/v1/namespaces/{ns}")["metadata"]["labels"]
+            assert labels.get("istio.io/rev") == "1-24-2" and "istio-injection" not in labels
+        assert migrated >= 20
+        webhooks = stack.objects(
+            "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
+        )
+        tags = {
+            w["metadata"]["labels"]["istio.io/tag"]: w["metadata"]["labels"]["istio.io/rev"]
+            for w in webhooks
+            if "istio.io/tag" in w["metadata"].get("labels", {})
+        }
+        assert tags == {"default": "1-24-2", "canary": "1-24-2"}
+        deployments = {
+            d["metadata"]["name"]
+            for d in stack.objects("/apis/apps/v1/namespaces/istio-system/deployments")
+        }
+        assert deployments == {"istiod-1-24-2"}
+        progress = await handle.query(IstioCanaryUpgrade.progress)
+        assert all(b.status == "passed" for b in progress.batches)
+        assert all(b.gate_results for b in progress.batches)

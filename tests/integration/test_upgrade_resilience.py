@@ -1,0 +1,129 @@
+"""Crash safety: a worker killed mid-batch, retried restarts, dry runs and refused specs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import pytest
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+
+from istio_upgrade.activities import migration
+from istio_upgrade.activities.kube_client import KubeClients
+from istio_upgrade.models import ClusterRef, UpgradeResult
+from istio_upgrade.workflows.upgrade import IstioCanaryUpgrade
+from tests.integration.upgrade_stack import Stack, fast_spec, upgrade_stack
+
+pytestmark = pytest.mark.slow
+
+
+def replicasets_per_deployment(stack: Stack, namespaces: list[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for ns in namespaces:
+        for rs in stack.objects(f"/apis/apps/v1/namespaces/{ns}/replicasets"):
+            for ref in rs["metadata"].get("ownerReferences", []):
+                if ref["kind"] == "Deployment":
+                    key = f"{ns}/{ref['name']}"
+                    counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def template_stamps(stack: Stack, namespaces: list[str]) -> dict[str, str | None]:
+    stamps: dict[str, str | None] = {}
+    for ns in namespaces:
+        for kind in ("deployments", "statefulsets", "daemonsets"):
+            for obj in stack.objects(f"/apis/apps/v1/namespaces/{ns}/{kind}"):
+                annotations = obj["spec"]["template"]["metadata"].get("annotations", {})
+                stamps[f"{ns}/{obj['metadata']['name']}"] = annotations.get(
+                    "istio-upgrade.io/restart-stamp"
+                )
+    return stamps
+
+
+async def test_worker_killed_mid_batch_finishes_without_double_restarts(
+    temporal_local: WorkflowEnvironment, sandbox_factory: Any, prometheus_factory: Any
+) -> None:
+    async with upgrade_stack(temporal_local.client, sandbox_factory, prometheus_factory) as stack:
+        assert stack.delete("/api/v1/namespaces/batch/pods/debug-shell") == 200
+        spec = fast_spec(stack.prometheus.url)
+        handle = await stack.start(spec)
+        assert stack.worker is not None
+        # Wait until the second batch is being migrated, then kill the worker.
+        for _ in range(300):
+            progress = await handle.query(IstioCanaryUpgrade.progress)
+            if len(progress.batches) > 1 and progress.batches[1].status in {
+                "rolling_out",
+                "warming_up",
+                "soaking",
+            }:
+                break
+            await asyncio.sleep(0.2)
+        else:
+            pytest.fail("the second batch never started")
+        await stack.worker.shutdown()
+        await asyncio.sleep(1)
+        replacement = stack.new_worker()
+        async with replacement:
+            result: UpgradeResult = await asyncio.wait_for(handle.result(), timeout=180)
+        assert result.outcome == "SUCCEEDED", result.summary
+        plan = result.plan
+        assert plan is not None
+        counts = replicasets_per_deployment(stack, plan.namespaces)
+        assert counts and all(n == 2 for n in counts.values()), counts
+        stamps = template_stamps(stack, plan.namespaces)
+        uid = handle.id
+        for batch in plan.batches:
+            for ns in batch.namespaces:
+                for key, stamp in stamps.items():
+                    if key.startswith(f"{ns}/"):
+                        assert stamp == f"{uid}/batch-{batch.index}", (key, stamp)
+
+
+async def test_retried_restart_does_not_restart_twice(sandbox_factory: Any) -> None:
+    sandbox = await sandbox_factory("demo")
+    kube = KubeClients(str(sandbox.kubeconfig)).for_cluster(
+        ClusterRef(name="demo", context="sandbox")
+    )
+    first = await asyncio.to_thread(migration.restart, kube, ["frontend", "cart"], "wf/batch-0", 2)
+    again = await asyncio.to_thread(migration.restart, kube, ["frontend", "cart"], "wf/batch-0", 2)
+    assert first.restarted == ["cart/Deployment/cart", "frontend/Deployment/web"]
+    assert again.restarted == []
+    assert sorted(again.already_restarted) == first.restarted
+    with contextlib.suppress(Exception):
+        await asyncio.to_thread(sandbox.stop)
+
+
+async def test_dry_run_writes_nothing(
+    temporal_local: WorkflowEnvironment, sandbox_factory: Any, prometheus_factory: Any
+) -> None:
+    async with upgrade_stack(temporal_local.client, sandbox_factory, prometheus_factory) as stack:
+        stack.sandbox.reset_stats()
+        spec = fast_spec(stack.prometheus.url, dry_run=True)
+        result: UpgradeResult = await (await stack.start(spec)).result()
+        assert result.outcome == "DRY_RUN"
+        assert result.plan is not None and len(result.plan.batches) == 3
+        stats = stack.sandbox.stats()
+        assert stats["writes"] == 0, stats
+        assert stats["total"] > 0
+
+
+async def test_invalid_spec_fails_before_any_write(
+    temporal_local: WorkflowEnvironment, sandbox_factory: Any, prometheus_factory: Any
+) -> None:
+    async with upgrade_stack(temporal_local.client, sandbox_factory, prometheus_factory) as stack:
+        stack.sandbox.reset_stats()
+        spec = fast_spec(stack.prometheus.url, migration={"batches": [["frontend"], ["ghost"]]})
+        handle = await stack.start(spec)
+        with pytest.raises(WorkflowFailureError) as info:
+            await handle.result()
+        cause = info.value.cause
+        assert isinstance(cause, ApplicationError) and cause.type == "PrecheckFailed"
+        assert "migration.batches[1]" in cause.message and "ghost" in cause.message
+        skew = fast_spec(stack.prometheus.url, target={"version": "1.27.0"})
+        with pytest.raises(WorkflowFailureError) as info:
+            await (await stack.start(skew)).result()
+        assert "two minor" in str(info.value.cause)
+        assert stack.sandbox.stats()["writes"] == 0

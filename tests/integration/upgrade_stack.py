@@ -1,0 +1,118 @@
+"""Shared pieces of the upgrade integration tests: one sandbox + Prometheus + worker per test."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from temporalio.client import Client, WorkflowHandle
+from temporalio.worker import Worker
+
+from istio_upgrade.devenv import PrometheusServer, ScrapeTarget
+from istio_upgrade.models import UpgradeSpec, workflow_id_for
+from istio_upgrade.worker import build_worker
+from istio_upgrade.workflows.upgrade import IstioCanaryUpgrade
+
+FAST_GATE: dict[str, Any] = {
+    "slos": [{"name": "availability", "objective": 0.99}],
+    "warmup_seconds": 1,
+    "soak_seconds": 4,
+    "interval_seconds": 2,
+    "max_soak_seconds": 12,
+    "short_window_seconds": 4,
+    "on_inconclusive": "proceed",
+}
+
+
+def fast_spec(prometheus_url: str, **overrides: Any) -> UpgradeSpec:
+    """A demo upgrade with second-long gate windows: canary ``frontend``, then the rest."""
+    doc: dict[str, Any] = {
+        "cluster": {"name": "demo", "context": "sandbox", "prometheus_url": prometheus_url},
+        "target": {"version": "1.24.2"},
+        "migration": {
+            "canary": ["frontend"],
+            "growth_factor": 20,
+            "max_batch_size": 20,
+            "rollout_timeout_seconds": 30,
+        },
+        "gate": dict(FAST_GATE),
+        "cleanup": {"grace_seconds": 2},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(doc.get(key), dict):
+            doc[key] = {**doc[key], **value}
+        else:
+            doc[key] = value
+    return UpgradeSpec.model_validate(doc)
+
+
+@dataclass
+class Stack:
+    """A sandbox cluster, the Prometheus scraping it and a worker for a private task queue."""
+
+    client: Client
+    sandbox: Any
+    prometheus: PrometheusServer
+    task_queue: str
+    worker: Worker | None = None
+
+    @property
+    def kubeconfig(self) -> str:
+        return str(self.sandbox.kubeconfig)
+
+    def new_worker(self) -> Worker:
+        return build_worker(self.client, task_queue=self.task_queue, kubeconfig=self.kubeconfig)
+
+    async def start(self, spec: UpgradeSpec, *, suffix: str = "") -> WorkflowHandle[Any, Any]:
+        return await self.client.start_workflow(
+            IstioCanaryUpgrade.run,
+            spec,
+            id=workflow_id_for(spec) + suffix,
+            task_queue=self.task_queue,
+        )
+
+    def get(self, path: str) -> Any:
+        return httpx.get(f"{self.sandbox.url}{path}", timeout=10).json()
+
+    def delete(self, path: str) -> int:
+        return httpx.delete(f"{self.sandbox.url}{path}", timeout=10).status_code
+
+    def objects(self, path: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self.get(path).get("items", [])
+        return items
+
+
+@contextlib.asynccontextmanager
+async def upgrade_stack(
+    client: Client, sandbox_factory: Any, prometheus_factory: Any, scenario: str | Path = "demo"
+) -> AsyncIterator[Stack]:
+    """Start a sandbox and a Prometheus scraping it, then run a worker while the test runs."""
+    sandbox = await sandbox_factory(scenario)
+    prometheus = await prometheus_factory([ScrapeTarget(address=sandbox.address)])
+    await prometheus.wait_for_series("istio_requests_total", timeout_s=30)
+    stack = Stack(client, sandbox, prometheus, task_queue=f"istio-upgrade-{uuid.uuid4().hex[:8]}")
+    stack.worker = stack.new_worker()
+    async with stack.worker:
+        yield stack
+    await asyncio.to_thread(sandbox.stop)
+    await prometheus.stop()
+
+
+def pod_revisions(stack: Stack, namespace: str) -> dict[str, str | None]:
+    """Pod name → revision from its ``istio.io/rev`` annotation (live pods only)."""
+    revisions: dict[str, str | None] = {}
+    for pod in stack.objects(f"/api/v1/namespaces/{namespace}/pods"):
+        meta = pod["metadata"]
+        if meta.get("deletionTimestamp") or pod.get("status", {}).get("phase") in {
+            "Succeeded",
+            "Failed",
+        }:
+            continue
+        revisions[meta["name"]] = (meta.get("annotations") or {}).get("istio.io/rev")
+    return revisions

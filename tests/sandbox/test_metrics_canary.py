@@ -1,0 +1,90 @@
+"""bad-canary end to end in one loop: install 1-24-2, migrate checkout, watch it fail."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import pytest
+
+from istio_upgrade.istio.manifests import render_revision
+from istio_upgrade.sandbox.controllers import revision_ready
+from istio_upgrade.sandbox.mesh import REQUEST_LABELS, Mesh
+from istio_upgrade.sandbox.resources import BY_KEY, by_kind
+from istio_upgrade.sandbox.scenario import load_scenario
+from istio_upgrade.sandbox.server import Sandbox
+from istio_upgrade.sandbox.store import Obj
+
+pytestmark = pytest.mark.slow
+
+NAMESPACES = BY_KEY["/namespaces"]
+DEPLOYMENTS = BY_KEY["apps/deployments"]
+
+
+async def _until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, f"{what} not reached after {timeout_s}s"
+        await asyncio.sleep(0.05)
+
+
+def _served(mesh: Mesh, namespace: str) -> tuple[float, float]:
+    """Requests and 5xx answers the destination reporter counted in ``namespace``."""
+    total = errors = 0.0
+    for key, series in mesh.traffic.requests.items():
+        labels = dict(zip(REQUEST_LABELS, key, strict=True))
+        if labels["reporter"] == "destination" and (
+            labels["destination_workload_namespace"] == namespace
+        ):
+            total += series.count
+            if labels["response_code"].startswith("5"):
+                errors += series.count
+    return total, errors
+
+
+async def test_pods_of_the_bad_revision_fail_and_pilot_xds_moves() -> None:
+    sandbox = Sandbox(load_scenario("bad-canary"), tick_s=0.1)
+    await sandbox.start()
+    try:
+        cluster, mesh = sandbox.cluster, sandbox.mesh
+        store = cluster.store
+        await _until(lambda: mesh.pods.proxies[("1-23-4", "1.23.4")] >= 20, 10, "demo Ready")
+        for obj in render_revision("1.24.2", "1-24-2"):
+            rt = by_kind(obj["kind"], obj["apiVersion"])
+            assert rt is not None
+            store.create(rt, obj)
+        await _until(lambda: revision_ready(cluster, "1-24-2"), 10, "istiod-1-24-2 Ready")
+        total, errors = _served(mesh, "checkout")
+        assert total > 0 and errors == 0, "1-23-4 pods serve checkout without errors"
+
+        def relabel(ns: Obj) -> None:
+            ns["metadata"]["labels"]["istio.io/rev"] = "1-24-2"
+
+        def restart(dep: Obj) -> None:
+            annotations = dep["spec"]["template"]["metadata"].setdefault("annotations", {})
+            annotations["kubectl.kubernetes.io/restartedAt"] = "2026-01-01T00:00:00Z"
+
+        store.mutate(NAMESPACES, "", "checkout", relabel)
+        store.mutate(DEPLOYMENTS, "checkout", "checkout", restart)
+        await _until(
+            lambda: (
+                mesh.pods.proxies[("1-24-2", "1.24.2")] == 2
+                and all(
+                    p.revision == "1-24-2" for p in mesh.pods.ready_pods("checkout", "checkout")
+                )
+            ),
+            15,
+            "checkout migrated",
+        )
+        before_total, before_errors = _served(mesh, "checkout")
+        await asyncio.sleep(3)
+        total, errors = _served(mesh, "checkout")
+        ratio = (errors - before_errors) / (total - before_total)
+        assert ratio == pytest.approx(0.05, abs=0.02)
+        assert _served(mesh, "cart")[1] == 0, "the fault stays on the migrated namespace"
+        xds = mesh.page.decode()
+        assert 'pilot_xds{revision="1-24-2",version="1.24.2"} 2' in xds
+        assert cluster.injection_successes["1-24-2"] >= 2
+    finally:
+        await sandbox.stop()
