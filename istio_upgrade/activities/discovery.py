@@ -227,7 +227,7 @@ def discover(kube: Kube) -> ClusterInventory:
                 restartable=kind in RESTARTABLE_KINDS,
             )
             by_ns[(kind, name)] = workload
-        workload.pods.append(pod_info(pod))
+        workload.add_pod(pod_info(pod))
 
     namespaces: list[NamespaceInfo] = []
     for ns in kube.list("v1", "Namespace"):

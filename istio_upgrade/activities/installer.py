@@ -111,6 +111,21 @@ def install(kube: Kube, spec: InstallInput) -> InstallResult:
             meta.setdefault("namespace", ISTIO_NAMESPACE)
     refs = [_ref(kube, obj) for obj in objects]
     cm_name = inventory_configmap_name(spec.revision)
+    try:
+        _apply_all(kube, spec, cm_name, objects, refs)
+    except NotFound as error:
+        raise ApplicationError(
+            f"installing {spec.revision} failed: {error}; create the namespace the bundle "
+            f"needs (usually {ISTIO_NAMESPACE}) or fix the bundle",
+            type="NamespaceNotFound",
+            non_retryable=True,
+        ) from None
+    return InstallResult(applied=[_describe(r) for r in refs], inventory_configmap=cm_name)
+
+
+def _apply_all(
+    kube: Kube, spec: InstallInput, cm_name: str, objects: list[Obj], refs: list[dict[str, str]]
+) -> None:
     kube.apply(
         {
             "apiVersion": "v1",
@@ -126,7 +141,6 @@ def install(kube: Kube, spec: InstallInput) -> InstallResult:
     )
     for obj in objects:
         kube.apply(obj)
-    return InstallResult(applied=[_describe(r) for r in refs], inventory_configmap=cm_name)
 
 
 def wait_ready(

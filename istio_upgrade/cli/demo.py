@@ -116,13 +116,18 @@ async def run_upgrade(
 
 
 def batches_summary(run: Run) -> str:
-    """``5/5 passed`` or ``2 passed, failed at batch 2 of 5``."""
+    """``5/5 done (2 inconclusive)`` or ``2/5 done, failed at batch 2``."""
     batches = run.progress.batches if run.progress else []
-    passed = sum(1 for b in batches if b.gate_results and b.gate_results[-1].verdict != "FAIL")
+    verdicts = [b.gate_results[-1].verdict for b in batches if b.gate_results]
+    done = sum(1 for v in verdicts if v != "FAIL")
+    text = f"{done}/{len(batches)} done"
+    inconclusive = verdicts.count("INCONCLUSIVE")
+    if inconclusive:
+        text += f" ({inconclusive} inconclusive)"
     result = run.ending.result if run.ending else None
     if result is not None and result.failed_batch is not None:
-        return f"{passed} passed, failed at batch {result.failed_batch} of {len(batches)}"
-    return f"{passed}/{len(batches)} passed"
+        text += f", failed at batch {result.failed_batch}"
+    return text
 
 
 def decisive_gate(run: Run) -> Text:
@@ -154,10 +159,20 @@ def summary_table(runs: list[Run]) -> Table:
     return table
 
 
+@dataclass
+class DemoState:
+    """What the demo has established so far; survives a Ctrl-C during ``--keep-open``."""
+
+    finished: bool = False
+    """Both upgrades ran to their end."""
+    ok: bool = False
+    """…and each ended as expected."""
+
+
 async def demo_main(
-    console: Console, *, keep_open: bool, run_dir: Path, ui_port: int | None
-) -> bool:
-    """Start everything, run both upgrades, print the summary; True when both ended as expected."""
+    console: Console, state: DemoState, *, keep_open: bool, run_dir: Path, ui_port: int | None
+) -> None:
+    """Start everything, run both upgrades, print the summary, record the verdict in ``state``."""
     runs = [
         Run(cluster="demo", expected="SUCCEEDED"),
         Run(cluster="bad-canary", expected="ROLLED_BACK"),
@@ -188,51 +203,53 @@ async def demo_main(
         for run in runs:
             if run.url:
                 console.print(f"{run.cluster}: {run.url}", soft_wrap=True)
-        ok = all(run.as_expected for run in runs)
+        state.finished = True
+        state.ok = all(run.as_expected for run in runs)
         console.print(
             Text(
-                "demo passed" if ok else "demo FAILED: an upgrade did not end as expected",
-                style="bold green" if ok else "bold red",
+                "demo passed" if state.ok else "demo FAILED: an upgrade did not end as expected",
+                style="bold green" if state.ok else "bold red",
             )
         )
         if keep_open:
             console.print("servers stay up for browsing; Ctrl-C to stop")
             await asyncio.Event().wait()
-    return ok
 
 
 def run_demo(
     *, keep_open: bool = False, run_dir: Path | None = None, ui_port: int | None = None
 ) -> int:
-    """Run the demo; returns the process exit code (0 only when both upgrades ended as expected).
+    """Run the demo and return the process exit code.
 
-    Ctrl-C or SIGTERM stops every server (the stack closes in ``finally``) before returning 130.
+    0 when both upgrades ended as expected, 1 when one did not, 130 when interrupted before
+    they ended. Ctrl-C or SIGTERM stops every server (each is closed in a ``finally``); with
+    ``--keep-open`` the Ctrl-C that ends browsing keeps the demo's verdict as exit code.
     """
     console = Console()
     own_dir = run_dir is None
     directory = run_dir or Path(tempfile.mkdtemp(prefix="istio-upgrade-demo-"))
     directory.mkdir(parents=True, exist_ok=True)
+    state = DemoState()
 
-    async def main() -> bool:
+    async def main() -> None:
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()
         assert task is not None
         # SIGTERM takes the same path as Ctrl-C: cancel, so every `finally` stops its server.
         loop.add_signal_handler(signal.SIGTERM, task.cancel)
         try:
-            return await demo_main(console, keep_open=keep_open, run_dir=directory, ui_port=ui_port)
+            await demo_main(console, state, keep_open=keep_open, run_dir=directory, ui_port=ui_port)
         finally:
             loop.remove_signal_handler(signal.SIGTERM)
 
-    ok = False
     try:
-        ok = asyncio.run(main())
+        asyncio.run(main())
     except (KeyboardInterrupt, asyncio.CancelledError):
         console.print("stopped; every server was shut down")
-        return 130 if not keep_open else 0
-    finally:
-        if own_dir and ok and not keep_open:
-            shutil.rmtree(directory, ignore_errors=True)
-        elif not ok:
-            console.print(f"logs and files kept in {directory}")
-    return 0 if ok else 1
+    if own_dir and state.ok:
+        shutil.rmtree(directory, ignore_errors=True)
+    elif not state.ok:
+        console.print(f"logs and files kept in {directory}", soft_wrap=True)
+    if state.finished:
+        return 0 if state.ok else 1
+    return 130

@@ -43,6 +43,11 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     except WorkflowQueryFailedError as error:
         raise CommandError(f"query failed: {error.message}", ExitCode.ERROR) from error
     except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND and "already completed" in error.message:
+            # An update sent to an upgrade that has ended: the request, not the id, is wrong.
+            raise CommandError(
+                f"rejected: the upgrade has already ended ({error.message})", ExitCode.REJECTED
+            ) from error
         if error.status == RPCStatusCode.NOT_FOUND:
             raise CommandError(f"not found: {error.message}", ExitCode.UNAVAILABLE) from error
         if error.status in {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED}:

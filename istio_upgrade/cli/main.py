@@ -344,7 +344,15 @@ def worker() -> None:
     """Run the Temporal worker (configuration from the environment, see docs/operations.md)."""
     from istio_upgrade.worker import main as worker_main
 
-    worker_main()
+    try:
+        worker_main()
+    except RuntimeError as error:
+        # The SDK's connect() raises RuntimeError("Failed client connect: …").
+        if "connect" not in str(error).lower():
+            raise
+        raise CommandError(
+            f"{error}; check TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE", ExitCode.UNAVAILABLE
+        ) from error
 
 
 @cli.group()

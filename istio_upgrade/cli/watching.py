@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from istio_upgrade.cli.errors import CommandError
 from istio_upgrade.cli.exit_codes import ExitCode
 from istio_upgrade.cli.outcome import Ending, closed_status, wait_for_end
 from istio_upgrade.cli.render import progress_view
@@ -52,7 +53,14 @@ async def show_status(client: Client, upgrade_id: str, *, output: str) -> int:
     wf = handle(client, upgrade_id)
     status = await closed_status(wf)  # raises NOT_FOUND for an unknown id
     ending = await wait_for_end(wf) if status is not None else None
-    progress = await get_progress(client, upgrade_id)
+    try:
+        progress = await asyncio.wait_for(get_progress(client, upgrade_id), QUERY_TIMEOUT_S)
+    except TimeoutError:
+        raise CommandError(
+            f"no worker answered the progress query of {upgrade_id} within "
+            f"{QUERY_TIMEOUT_S:g}s; is `istio-upgrade worker` polling its task queue?",
+            ExitCode.UNAVAILABLE,
+        ) from None
     if output == "json":
         click.echo(json.dumps(_document(progress, ending), indent=2))
     else:

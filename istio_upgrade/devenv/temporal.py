@@ -18,19 +18,6 @@ DEFAULT_UI_PORT = 8233
 """The dev server's usual Web UI port; used when free so links match Temporal's docs."""
 
 
-def upgrade_search_attributes() -> Sequence[SearchAttributeKey]:  # type: ignore[type-arg]
-    """The typed search attributes the upgrade workflow sets, if the workflow package defines them.
-
-    The dev server must know a search attribute before a workflow may upsert it.
-    """
-    try:
-        from istio_upgrade.models import search as search_module  # type: ignore[attr-defined]
-    except ImportError:
-        return ()
-    keys = getattr(search_module, "ALL_SEARCH_ATTRIBUTES", ())
-    return tuple(keys)
-
-
 @dataclass
 class LocalTemporal:
     """A running dev server and where to reach it."""
@@ -68,7 +55,7 @@ async def start_dev_server(
     ui_port: int | None = None,
     port: int | None = None,
     namespace: str = "default",
-    search_attributes: Sequence[SearchAttributeKey] | None = None,  # type: ignore[type-arg]
+    search_attributes: Sequence[SearchAttributeKey] = (),  # type: ignore[type-arg]
     database_file: str | None = None,
     startup_timeout: timedelta = timedelta(seconds=30),
 ) -> LocalTemporal:
@@ -79,7 +66,7 @@ async def start_dev_server(
         ui_port: Web UI port; default 8233 when free, else any free port.
         port: Frontend gRPC port; default any free port.
         namespace: Temporal namespace the returned client uses.
-        search_attributes: Typed search attributes to register; default the upgrade's own.
+        search_attributes: Typed search attributes to register before workflows upsert them.
         database_file: SQLite file to keep history across restarts; default in memory.
         startup_timeout: How long to wait for the server to answer.
 
@@ -99,9 +86,7 @@ async def start_dev_server(
         port=port,
         ui=ui,
         ui_port=ui_port if ui else None,
-        search_attributes=(
-            search_attributes if search_attributes is not None else upgrade_search_attributes()
-        ),
+        search_attributes=search_attributes,
         dev_server_existing_path=str(path),
         dev_server_database_filename=database_file,
         dev_server_startup_timeout=startup_timeout,

@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 WorkloadKind = Literal["Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod"]
 RESTARTABLE_KINDS: frozenset[str] = frozenset({"Deployment", "StatefulSet", "DaemonSet"})
+NO_SIDECAR = "none"
+"""Key of ``WorkloadInfo.revisions`` counting pods without a sidecar."""
 
 
 class _Model(BaseModel):
@@ -67,15 +69,59 @@ class PodInfo(_Model):
 
 
 class WorkloadInfo(_Model):
-    """A pod owner (or a bare pod) of a namespace."""
+    """A pod owner (or a bare pod) of a namespace, with its pods summarised.
+
+    Pods are counted, not listed, for restartable workloads: an inventory of tens of
+    thousands of pods must stay far below Temporal's payload limit. Pods of non-restartable
+    workloads (the ones an operator must handle by hand) are listed in ``pods``.
+    """
 
     kind: WorkloadKind
     name: str
     restartable: bool
     """Deployments, StatefulSets and DaemonSets restart; bare pods and Job pods do not."""
+    active_pods: int = 0
+    """Pods running or starting (not completed, failed or terminating)."""
+    revisions: dict[str, int] = Field(default_factory=dict)
+    """Injecting revision → active pods (``none``: no sidecar)."""
+    proxy_versions: dict[str, int] = Field(default_factory=dict)
+    """``istio-proxy`` image tag → active pods."""
+    gateway: bool = False
+    """Its pods are injected gateways (``inject.istio.io/templates: gateway``)."""
     pods: list[PodInfo] = Field(default_factory=list)
+    """Every pod, for non-restartable workloads only."""
     restart_stamp: str | None = None
     """The last ``istio-upgrade.io/restart-stamp`` written on its pod template."""
+
+    @model_validator(mode="after")
+    def _summarise_listed_pods(self) -> WorkloadInfo:
+        # Inventories recorded before pods were summarised list every pod; derive the counts
+        # so their histories replay to the same plan.
+        if self.pods and not self.active_pods and not self.revisions and not self.gateway:
+            listed, self.pods = self.pods, []
+            for pod in listed:
+                self._count(pod)
+            self.pods = listed
+        return self
+
+    def _count(self, pod: PodInfo) -> None:
+        if pod.gateway:
+            self.gateway = True
+        if not pod.active:
+            return
+        self.active_pods += 1
+        rev = pod.injected_revision or NO_SIDECAR
+        self.revisions[rev] = self.revisions.get(rev, 0) + 1
+        if pod.proxy_version:
+            self.proxy_versions[pod.proxy_version] = (
+                self.proxy_versions.get(pod.proxy_version, 0) + 1
+            )
+
+    def add_pod(self, pod: PodInfo) -> None:
+        """Count a pod (and keep it when the workload cannot be restarted)."""
+        if not self.restartable:
+            self.pods.append(pod)
+        self._count(pod)
 
 
 class NamespaceInfo(_Model):
@@ -90,11 +136,16 @@ class NamespaceInfo(_Model):
     @property
     def gateway(self) -> bool:
         """Runs an injected gateway (``inject.istio.io/templates: gateway``)."""
-        return any(p.gateway for w in self.workloads for p in w.pods)
+        return any(w.gateway for w in self.workloads)
 
     @property
-    def pods(self) -> list[PodInfo]:
-        return [p for w in self.workloads for p in w.pods]
+    def pod_revisions(self) -> dict[str, int]:
+        """Injecting revision → active pods of the whole namespace."""
+        total: dict[str, int] = {}
+        for workload in self.workloads:
+            for rev, n in workload.revisions.items():
+                total[rev] = total.get(rev, 0) + n
+        return total
 
 
 class ClusterInventory(_Model):

@@ -25,6 +25,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
     from istio_upgrade.models.activities import (
         DiagnosticsInput,
         DiagnosticsResult,
@@ -57,6 +59,7 @@ with workflow.unsafe.imports_passed_through():
         UpgradeResult,
         progress_markdown,
     )
+    from istio_upgrade.models.search import CLUSTER, PHASE
     from istio_upgrade.models.spec import UpgradeSpec
     from istio_upgrade.workflows.gate import evaluate_gate
     from istio_upgrade.workflows.plan import plan_upgrade
@@ -109,6 +112,7 @@ class IstioCanaryUpgrade:
         self._compensations: list[tuple[str, Callable[[], Awaitable[None]]]] = []
         self._finished = False
         self._no_return = False
+        self._rollback_incomplete = False
 
     # Operator messages ------------------------------------------------------------
 
@@ -219,8 +223,12 @@ class IstioCanaryUpgrade:
     # Main -------------------------------------------------------------------------
 
     @workflow.run
-    async def run(self, spec: UpgradeSpec) -> UpgradeResult:
+    async def run(self, spec: UpgradeSpec | dict[str, Any]) -> UpgradeResult:
         """Upgrade the cluster described by ``spec``.
+
+        Args:
+            spec: The upgrade; a JSON object that is not a valid ``UpgradeSpec`` (e.g. typed
+                into the Web UI's start form) fails the workflow with ``InvalidSpec``.
 
         Returns:
             The result of a successful upgrade or a dry run.
@@ -228,6 +236,15 @@ class IstioCanaryUpgrade:
         Raises:
             ApplicationError: Non-retryable, when the upgrade was refused or rolled back.
         """
+        self._set_phase(Phase.VALIDATING)
+        if not isinstance(spec, UpgradeSpec):
+            try:
+                spec = UpgradeSpec.model_validate(spec)
+            except ValidationError as error:
+                self._finish(Phase.FAILED)
+                raise ApplicationError(
+                    f"invalid UpgradeSpec: {error}", type="InvalidSpec", non_retryable=True
+                ) from None
         self._spec = spec
         info = workflow.info()
         p = self._progress
@@ -279,13 +296,16 @@ class IstioCanaryUpgrade:
             else:
                 kind = "StepFailed"
                 message = f"step failed: {error.cause or error}"
+            first_error = len(self._progress.errors)
             self._progress.errors.append(message)
             await asyncio.shield(asyncio.ensure_future(self._rollback()))
-            self._finish(Phase.ROLLED_BACK)
-            summary = f"rolled back: {message}"
-            if self._progress.errors[1:]:
-                summary += f" (rollback problems: {'; '.join(self._progress.errors[1:])})"
-            failed = self._result("ROLLED_BACK", summary, plan, report)
+            problems = self._progress.errors[first_error + 1 :]
+            complete = not self._rollback_incomplete
+            self._finish(Phase.ROLLED_BACK if complete else Phase.FAILED)
+            summary = f"rolled back: {message}" if complete else f"rollback INCOMPLETE: {message}"
+            if problems:
+                summary += f" (rollback problems: {'; '.join(problems)})"
+            failed = self._result("ROLLED_BACK" if complete else "FAILED", summary, plan, report)
             failed.failed_gate = gate
             failed.failed_batch = self._progress.current_batch
             raise ApplicationError(summary, failed, type=kind, non_retryable=True) from None
@@ -605,7 +625,9 @@ class IstioCanaryUpgrade:
                 spec, batch.namespaces, plan.source_revision, f"rollback of batch {batch.index}"
             )
         except UpgradeFailure as error:
-            self._progress.errors.append(str(error))
+            self._progress.errors.append(error.message)
+            self._rollback_incomplete = True
+            return
         self._set_batch(bp, "rolled_back")
 
     async def _rollback(self) -> None:
@@ -614,9 +636,16 @@ class IstioCanaryUpgrade:
         self._paused = False
         while self._compensations:
             label, step = self._compensations.pop()
+            if label.startswith("uninstall") and self._rollback_incomplete:
+                # Pods still on the new revision need its istiod (and its webhook for restarts).
+                self._progress.errors.append(
+                    f"skipped {label!r}: some namespaces did not return to the old revision"
+                )
+                continue
             try:
                 await step()
             except FailureError as error:
+                self._rollback_incomplete = True
                 cause = f": {error.cause}" if error.cause else ""
                 self._progress.errors.append(f"rollback step {label!r} failed: {error}{cause}")
 
@@ -693,8 +722,12 @@ class IstioCanaryUpgrade:
         await self._checkpoint()
 
     def _set_phase(self, phase: Phase) -> None:
+        changed = self._progress.phase != phase
         self._progress.phase = phase
         self._refresh()
+        # Only when the starter set the attributes: then the server has them registered.
+        if changed and workflow.info().typed_search_attributes.get(CLUSTER) is not None:
+            workflow.upsert_search_attributes([PHASE.value_set(phase.value)])
 
     def _set_batch(self, bp: BatchProgress, status: Any) -> None:
         bp.status = status

@@ -116,6 +116,7 @@ async def test_plan_start_approve_abort_watch_list(upgrade_env: tuple[Cli, Path]
 
     late = await run("abort", upgrade_id, "-m", "again")
     assert late.exit_code == ExitCode.REJECTED
+    assert "already ended" in late.stderr
 
     listed = await run.json("list", "--all")
     assert upgrade_id in [row["workflow_id"] for row in listed]
@@ -128,3 +129,22 @@ async def test_unknown_upgrade_id_exits_6(upgrade_env: tuple[Cli, Path]) -> None
     result = await run("status", "istio-upgrade/nowhere/1-0-0")
     assert result.exit_code == ExitCode.UNAVAILABLE
     assert result.stderr.startswith("error: not found")
+
+
+async def test_status_without_worker_exits_6_naming_the_worker(
+    temporal_dev_server: LocalTemporal, temporal_local: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    idle = Cli(temporal_dev_server.address, f"no-worker-{uuid.uuid4().hex[:8]}")
+    spec_file = tmp_path / "idle.yaml"
+    spec_file.write_text(
+        yaml.safe_dump(
+            {"cluster": {"name": f"idle-{uuid.uuid4().hex[:6]}"}, "target": {"version": "1.24.2"}}
+        )
+    )
+    started = await idle.json("start", "-f", str(spec_file))
+    try:
+        result = await idle("status", started["workflow_id"])
+        assert result.exit_code == ExitCode.UNAVAILABLE
+        assert "no worker answered" in result.stderr
+    finally:
+        await temporal_local.client.get_workflow_handle(started["workflow_id"]).terminate("test")

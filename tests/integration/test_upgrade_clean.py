@@ -9,7 +9,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from istio_upgrade.models import UpgradeResult
 from istio_upgrade.workflows.upgrade import IstioCanaryUpgrade
-from tests.integration.upgrade_stack import fast_spec, pod_revisions, upgrade_stack
+from tests.integration.upgrade_stack import fast_spec, pod_revisions, record_history, upgrade_stack
 
 pytestmark = pytest.mark.slow
 
@@ -21,8 +21,10 @@ async def test_clean_upgrade_moves_everything_and_removes_old_revision(
         # The bare pod would (rightly) keep the old revision installed; its owner removes it.
         assert stack.delete("/api/v1/namespaces/batch/pods/debug-shell") == 200
         spec = fast_spec(stack.prometheus.url)
+        stack.sandbox.reset_stats()
         handle = await stack.start(spec)
         result: UpgradeResult = await handle.result()
+        await record_history(handle, "clean-upgrade")
 
         assert result.outcome == "SUCCEEDED", result.summary
         assert result.old_revision_removed, result.warnings
@@ -40,6 +42,11 @@ async def test_clean_upgrade_moves_everything_and_removes_old_revision(
             labels = stack.get(f"/api/v1/namespaces/{ns}")["metadata"]["labels"]
             assert labels.get("istio.io/rev") == "1-24-2" and "istio-injection" not in labels
         assert migrated >= 20
+        stats = stack.sandbox.stats()
+        per_namespace = stats["total"] / len(plan.namespaces)
+        print(f"API requests: {stats['total']} ({per_namespace:.1f} per namespace)")
+        # Paged lists and label selectors, no per-pod GETs: polling dominates the count.
+        assert per_namespace < 40, stats
         webhooks = stack.objects(
             "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
         )

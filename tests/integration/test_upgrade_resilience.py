@@ -115,7 +115,9 @@ async def test_invalid_spec_fails_before_any_write(
 ) -> None:
     async with upgrade_stack(temporal_local.client, sandbox_factory, prometheus_factory) as stack:
         stack.sandbox.reset_stats()
-        spec = fast_spec(stack.prometheus.url, migration={"batches": [["frontend"], ["ghost"]]})
+        spec = fast_spec(
+            stack.prometheus.url, migration={"canary": [], "batches": [["frontend"], ["ghost"]]}
+        )
         handle = await stack.start(spec)
         with pytest.raises(WorkflowFailureError) as info:
             await handle.result()
@@ -126,4 +128,15 @@ async def test_invalid_spec_fails_before_any_write(
         with pytest.raises(WorkflowFailureError) as info:
             await (await stack.start(skew)).result()
         assert "two minor" in str(info.value.cause)
+        # A JSON object that is no UpgradeSpec (as typed into the Web UI) fails, never loops.
+        raw = {"cluster": {"name": "Bad_Name"}, "target": {"version": "1.24"}, "x": 1}
+        handle = await stack.client.start_workflow(
+            "IstioCanaryUpgrade", raw, id="istio-upgrade/bad/raw", task_queue=stack.task_queue
+        )
+        with pytest.raises(WorkflowFailureError) as info:
+            await handle.result()
+        cause = info.value.cause
+        assert isinstance(cause, ApplicationError) and cause.type == "InvalidSpec"
+        for field in ("cluster.name", "target.version", "x"):
+            assert field in cause.message, cause.message
         assert stack.sandbox.stats()["writes"] == 0

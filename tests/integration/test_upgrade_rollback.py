@@ -10,7 +10,13 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from istio_upgrade.workflows.upgrade import IstioCanaryUpgrade
-from tests.integration.upgrade_stack import FAST_GATE, fast_spec, pod_revisions, upgrade_stack
+from tests.integration.upgrade_stack import (
+    FAST_GATE,
+    fast_spec,
+    pod_revisions,
+    record_history,
+    upgrade_stack,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -40,6 +46,7 @@ async def test_bad_canary_rolls_back_and_names_the_gate(
         handle = await stack.start(spec)
         with pytest.raises(WorkflowFailureError) as info:
             await handle.result()
+        await record_history(handle, "bad-canary-rollback")
         cause = info.value.cause
         assert isinstance(cause, ApplicationError)
         assert cause.type == "GateFailed", cause.message

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -116,3 +117,15 @@ def pod_revisions(stack: Stack, namespace: str) -> dict[str, str | None]:
             continue
         revisions[meta["name"]] = (meta.get("annotations") or {}).get("istio.io/rev")
     return revisions
+
+
+HISTORIES = Path(__file__).resolve().parents[1] / "replay" / "histories"
+
+
+async def record_history(handle: WorkflowHandle[Any, Any], name: str) -> None:
+    """With ``RECORD_HISTORIES=1``, save the run's history for the replay tests."""
+    if os.environ.get("RECORD_HISTORIES") != "1":
+        return
+    history = await handle.fetch_history()
+    HISTORIES.mkdir(parents=True, exist_ok=True)
+    (HISTORIES / f"{name}.json").write_text(history.to_json())

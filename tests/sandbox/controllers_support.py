@@ -67,9 +67,7 @@ def create(cluster: Cluster, obj: Obj) -> Obj:
 
 
 def namespace(cluster: Cluster, name: str, labels: dict[str, str] | None = None) -> None:
-    cluster.store.create(
-        NAMESPACES, {"metadata": {"name": name, "labels": dict(labels or {})}}
-    )
+    cluster.store.create(NAMESPACES, {"metadata": {"name": name, "labels": dict(labels or {})}})
 
 
 def install_revision(cluster: Cluster, version: str, revision: str) -> None:

@@ -286,6 +286,8 @@ async def test_crash_fault_gives_crashloopbackoff_with_growing_restarts() -> Non
         assert state["waiting"]["reason"] == "CrashLoopBackOff"
         assert not is_ready(pod)
         backoff = [
-            e for e in events_for(cluster, "shop", pod["metadata"]["name"]) if e["reason"] == "BackOff"
+            e
+            for e in events_for(cluster, "shop", pod["metadata"]["name"])
+            if e["reason"] == "BackOff"
         ]
         assert backoff and backoff[0]["count"] >= 2, "repeated events are deduplicated by count"

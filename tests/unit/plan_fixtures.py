@@ -40,11 +40,9 @@ def webhooks_of(objects: list[dict[str, Any]]) -> list[WebhookInfo]:
 
 
 def deployment(name: str, revision: str | None, replicas: int = 2, **pod: Any) -> WorkloadInfo:
-    return WorkloadInfo(
-        kind="Deployment",
-        name=name,
-        restartable=True,
-        pods=[
+    workload = WorkloadInfo(kind="Deployment", name=name, restartable=True)
+    for i in range(replicas):
+        workload.add_pod(
             PodInfo(
                 name=f"{name}-{i}",
                 phase="Running",
@@ -52,9 +50,8 @@ def deployment(name: str, revision: str | None, replicas: int = 2, **pod: Any) -
                 injected_revision=revision,
                 **pod,
             )
-            for i in range(replicas)
-        ],
-    )
+        )
+    return workload
 
 
 def inventory(

@@ -131,3 +131,18 @@ def test_address_comes_from_the_environment() -> None:
     result = CliRunner(env={"TEMPORAL_ADDRESS": UNREACHABLE}).invoke(cli, ["list"])
     assert result.exit_code == ExitCode.UNAVAILABLE
     assert UNREACHABLE in result.stderr
+
+
+def test_worker_without_temporal_exits_6() -> None:
+    result = CliRunner(env={"TEMPORAL_ADDRESS": UNREACHABLE}).invoke(cli, ["worker"])
+    assert result.exit_code == ExitCode.UNAVAILABLE
+    assert "TEMPORAL_ADDRESS" in result.stderr
+
+
+def test_sandbox_up_with_unknown_scenario_exits_2(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["sandbox", "up", "--scenario", "no-such", "--kubeconfig", str(tmp_path / "kc")]
+    )
+    assert result.exit_code == ExitCode.USAGE
+    assert "no-such" in result.stderr
+    assert not (tmp_path / "kc").exists()

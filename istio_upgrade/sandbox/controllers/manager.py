@@ -72,6 +72,7 @@ class Controllers:
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._hooked = False
+        self._stopping = False
         self._rollout_faults: list[RolloutFault] = []
         self._last_resync = 0.0
 
@@ -98,10 +99,17 @@ class Controllers:
         """Stop reconciling; objects keep their state."""
         task, self._task = self._task, None
         self.runtime.wake = lambda: None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if task is None:
+            return
+        # A flag, not only cancel(): asyncio.wait_for on 3.11 can swallow a cancellation that
+        # races with the wake-up it waits for.
+        self._stopping = True
+        if self._wake is not None:
+            self._wake.set()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        self._stopping = False
 
     def run_once(self) -> int:
         """Fire due timers and reconcile up to :data:`BATCH` dirty objects; returns work done."""
@@ -121,7 +129,7 @@ class Controllers:
 
     async def _run(self) -> None:
         assert self._wake is not None
-        while True:
+        while not self._stopping:
             self._watch_faults()
             self.run_once()
             if self.runtime.dirty:

@@ -1,0 +1,33 @@
+"""Typed search attributes that make upgrades filterable in the Temporal Web UI and CLI.
+
+A namespace must register them before a workflow may set them (``temporal operator
+search-attribute create``; the local dev server registers them at start). Starters set them
+with ``search_attributes_for(spec)``; the workflow updates the phase only when the starter set
+them — proof that the server knows them, so a server without them still runs upgrades.
+"""
+
+from __future__ import annotations
+
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+
+from istio_upgrade.models.spec import UpgradeSpec
+
+CLUSTER = SearchAttributeKey.for_keyword("IstioCluster")
+"""The cluster being upgraded."""
+TARGET_REVISION = SearchAttributeKey.for_keyword("IstioTargetRevision")
+"""The revision being installed."""
+PHASE = SearchAttributeKey.for_keyword("IstioUpgradePhase")
+"""The upgrade's current phase (``Phase`` value)."""
+
+ALL_SEARCH_ATTRIBUTES = (CLUSTER, TARGET_REVISION, PHASE)
+
+
+def search_attributes_for(spec: UpgradeSpec) -> TypedSearchAttributes:
+    """The attributes a starter sets when it starts the upgrade of ``spec``."""
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(CLUSTER, spec.cluster.name),
+            SearchAttributePair(TARGET_REVISION, spec.target_revision),
+            SearchAttributePair(PHASE, "PENDING"),
+        ]
+    )

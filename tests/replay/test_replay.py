@@ -1,0 +1,37 @@
+"""Replay recorded upgrade histories: a workflow change that breaks running upgrades fails here.
+
+Re-record (``RECORD_HISTORIES=1 pytest -m slow tests/integration/test_upgrade_clean.py
+tests/integration/test_upgrade_rollback.py``) only for a deliberately incompatible change, and
+guard that change with ``workflow.patched`` so running upgrades keep their old path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from istio_upgrade.workflows.upgrade import IstioCanaryUpgrade
+
+HISTORIES = Path(__file__).parent / "histories"
+EXPECTED = {"clean-upgrade.json", "bad-canary-rollback.json"}
+
+
+def test_recorded_histories_exist() -> None:
+    assert {p.name for p in HISTORIES.glob("*.json")} >= EXPECTED
+
+
+def load(path: Path) -> WorkflowHistory:
+    return WorkflowHistory.from_json(f"replay-{path.stem}", path.read_text())
+
+
+@pytest.mark.parametrize("path", sorted(HISTORIES.glob("*.json")), ids=lambda p: p.stem)
+async def test_history_replays_deterministically(path: Path) -> None:
+    history = load(path)
+    assert len(history.events) > 10
+    replayer = Replayer(workflows=[IstioCanaryUpgrade], data_converter=pydantic_data_converter)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
+    assert result.replay_failure is None

@@ -1,0 +1,227 @@
+"""The sandbox's sidecar injector follows Istio's webhook selectors and precedence rules."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from istio_upgrade.sandbox.cluster import Cluster
+from istio_upgrade.sandbox.store import Obj, StoreError
+from tests.sandbox.controllers_support import (
+    DEPLOYMENTS,
+    NAMESPACES,
+    PODS,
+    REPLICASETS,
+    WEBHOOKS,
+    condition,
+    create,
+    deployment,
+    events_for,
+    install_revision,
+    namespace,
+    pods_of,
+    restart,
+    revision_ready,
+    rollout_complete,
+    running,
+    set_tag,
+    wait_for,
+)
+
+
+def bare_pod(cluster: Cluster, ns: str, name: str, labels: dict[str, str] | None = None) -> Obj:
+    return cluster.store.create(
+        PODS,
+        {
+            "metadata": {"name": name, "namespace": ns, "labels": dict(labels or {})},
+            "spec": {"containers": [{"name": "app", "image": "example/app:1"}]},
+        },
+    )
+
+
+def injected_revision(pod: Obj) -> str | None:
+    return (pod["metadata"].get("annotations") or {}).get("istio.io/rev")
+
+
+async def two_revisions(cluster: Cluster) -> None:
+    """1.23.4 (tagged default) and 1.24.2, both Ready."""
+    install_revision(cluster, "1.23.4", "1-23-4")
+    install_revision(cluster, "1.24.2", "1-24-2")
+    set_tag(cluster, "default", "1-23-4")
+    await revision_ready(cluster, "1-23-4")
+    await revision_ready(cluster, "1-24-2")
+
+
+async def test_injected_pod_carries_istio_annotations_labels_and_containers() -> None:
+    async with running() as cluster:
+        await two_revisions(cluster)
+        namespace(cluster, "shop", {"istio.io/rev": "1-24-2"})
+        pod = bare_pod(cluster, "shop", "web", {"app": "web", "version": "v3"})
+        annotations = pod["metadata"]["annotations"]
+        assert annotations["istio.io/rev"] == "1-24-2"
+        status = json.loads(annotations["sidecar.istio.io/status"])
+        assert status["revision"] == "1-24-2"
+        assert status["initContainers"] == ["istio-init"]
+        assert status["containers"] == ["istio-proxy"]
+        assert status["imagePullSecrets"] is None
+        assert "istio-envoy" in status["volumes"]
+        containers = {c["name"]: c for c in pod["spec"]["containers"]}
+        assert containers["istio-proxy"]["image"] == "docker.io/istio/proxyv2:1.24.2"
+        assert [c["name"] for c in pod["spec"]["initContainers"]] == ["istio-init"]
+        labels = pod["metadata"]["labels"]
+        assert labels["security.istio.io/tlsMode"] == "istio"
+        assert labels["service.istio.io/canonical-name"] == "web"
+        assert labels["service.istio.io/canonical-revision"] == "v3"
+        assert "istio.io/rev" not in labels, "sidecar pods carry no istio.io/rev label"
+        assert cluster.injection_successes["1-24-2"] == 1
+
+
+async def test_istio_injection_enabled_beats_istio_io_rev_and_uses_the_default_tag() -> None:
+    async with running() as cluster:
+        await two_revisions(cluster)
+        namespace(cluster, "both", {"istio-injection": "enabled", "istio.io/rev": "1-24-2"})
+        assert injected_revision(bare_pod(cluster, "both", "p")) == "1-23-4"
+
+
+async def test_namespace_label_beats_the_pod_label() -> None:
+    async with running() as cluster:
+        await two_revisions(cluster)
+        namespace(cluster, "ns-rev", {"istio.io/rev": "1-24-2"})
+        pod = bare_pod(cluster, "ns-rev", "p", {"istio.io/rev": "1-23-4"})
+        assert injected_revision(pod) == "1-24-2"
+
+
+async def test_pod_label_is_used_when_the_namespace_has_none() -> None:
+    async with running() as cluster:
+        await two_revisions(cluster)
+        namespace(cluster, "plain")
+        assert injected_revision(bare_pod(cluster, "plain", "p", {"istio.io/rev": "1-24-2"})) == (
+            "1-24-2"
+        )
+        assert injected_revision(bare_pod(cluster, "plain", "q")) is None, "no label, no sidecar"
+
+
+async def test_default_tag_serves_rev_default_and_pod_opt_in() -> None:
+    async with running() as cluster:
+        await two_revisions(cluster)
+        namespace(cluster, "tagged", {"istio.io/rev": "default"})
+        namespace(cluster, "plain")
+        assert injected_revision(bare_pod(cluster, "tagged", "p")) == "1-23-4"
+        opted_in = bare_pod(cluster, "plain", "p", {"sidecar.istio.io/inject": "true"})
+        assert injected_revision(opted_in) == "1-23-4"
+
+
+async def test_moving_a_tag_redirects_new_pods_only() -> None:
+    async with running() as cluster:
+        await two_revisions(cluster)
+        namespace(cluster, "legacy", {"istio-injection": "enabled"})
+        before = bare_pod(cluster, "legacy", "before")
+        set_tag(cluster, "default", "1-24-2")
+        after = bare_pod(cluster, "legacy", "after")
+        assert injected_revision(before) == "1-23-4"
+        assert injected_revision(after) == "1-24-2"
+        assert injected_revision(cluster.store.get(PODS, "legacy", "before")) == "1-23-4"
+        proxy = next(c for c in after["spec"]["containers"] if c["name"] == "istio-proxy")
+        assert proxy["image"].endswith(":1.24.2")
+
+
+@pytest.mark.parametrize("ns_labels", [{"istio-injection": "enabled"}, {"istio.io/rev": "1-24-2"}])
+async def test_inject_false_is_never_injected(ns_labels: dict[str, str]) -> None:
+    async with running() as cluster:
+        await two_revisions(cluster)
+        namespace(cluster, "shop", ns_labels)
+        pod = bare_pod(cluster, "shop", "p", {"sidecar.istio.io/inject": "false"})
+        assert injected_revision(pod) is None
+        assert [c["name"] for c in pod["spec"]["containers"]] == ["app"]
+
+
+async def test_gateway_template_keeps_its_proxy_container_without_init() -> None:
+    async with running() as cluster:
+        await two_revisions(cluster)
+        namespace(cluster, "gw", {"istio.io/rev": "1-24-2"})
+        pod = cluster.store.create(
+            PODS,
+            {
+                "metadata": {
+                    "name": "ingress",
+                    "namespace": "gw",
+                    "labels": {"istio": "ingressgateway"},
+                    "annotations": {"inject.istio.io/templates": "gateway"},
+                },
+                "spec": {"containers": [{"name": "istio-proxy", "image": "auto"}]},
+            },
+        )
+        assert [c["image"] for c in pod["spec"]["containers"]] == ["docker.io/istio/proxyv2:1.24.2"]
+        assert not pod["spec"].get("initContainers")
+        status = json.loads(pod["metadata"]["annotations"]["sidecar.istio.io/status"])
+        assert status["revision"] == "1-24-2" and status["templates"] == ["gateway"]
+
+
+async def test_not_ready_revision_refuses_pods_then_recovers() -> None:
+    async with running() as cluster:
+        install_revision(cluster, "1.23.4", "1-23-4")
+        await revision_ready(cluster, "1-23-4")
+        namespace(cluster, "shop", {"istio.io/rev": "1-23-4"})
+        create(cluster, deployment("web", "shop", 2))
+        await wait_for(lambda: rollout_complete(cluster, "shop", "web"))
+
+        # The new revision is installed but istiod is not Ready yet; the namespace moves to it.
+        cluster.timings.istiod_ready_s = 1.0
+        install_revision(cluster, "1.24.2", "1-24-2")
+        cluster.store.mutate(
+            NAMESPACES,
+            "",
+            "shop",
+            lambda o: o["metadata"]["labels"].update({"istio.io/rev": "1-24-2"}),
+        )
+        with pytest.raises(StoreError) as refused:
+            bare_pod(cluster, "shop", "direct")
+        assert refused.value.code == 500
+        assert refused.value.message == (
+            'Internal error occurred: failed calling webhook "rev.namespace.sidecar-injector.'
+            'istio.io": failed to call webhook: Post "https://istiod-1-24-2.istio-system.svc:443'
+            '/inject?timeout=10s": no endpoints available for service "istiod-1-24-2"'
+        )
+        restart(cluster, DEPLOYMENTS.key, "shop", "web")
+
+        def replica_failure() -> Obj | None:
+            return condition(cluster.store.get(DEPLOYMENTS, "shop", "web"), "ReplicaFailure")
+
+        failure = await wait_for(replica_failure, what="ReplicaFailure condition")
+        assert failure["reason"] == "FailedCreate"
+        assert 'no endpoints available for service "istiod-1-24-2"' in failure["message"]
+        assert not rollout_complete(cluster, "shop", "web")
+        rs_events = [
+            e
+            for rs in cluster.store.list(REPLICASETS, "shop")
+            for e in events_for(cluster, "shop", rs["metadata"]["name"])
+            if e["reason"] == "FailedCreate"
+        ]
+        assert rs_events and rs_events[0]["type"] == "Warning"
+        assert cluster.injection_failures["1-24-2"] >= 2
+        old_pods = [injected_revision(p) for p in pods_of(cluster, "shop")]
+        assert old_pods.count("1-23-4") >= 1, "the stalled rollout keeps old pods serving"
+
+        await revision_ready(cluster, "1-24-2")
+        await wait_for(lambda: rollout_complete(cluster, "shop", "web"), what="recovered rollout")
+        await wait_for(lambda: replica_failure() is None, what="ReplicaFailure cleared")
+        await wait_for(lambda: len(pods_of(cluster, "shop")) == 2)
+        assert {injected_revision(p) for p in pods_of(cluster, "shop")} == {"1-24-2"}
+
+
+async def test_overlapping_webhooks_inject_with_the_first_and_warn() -> None:
+    async with running() as cluster:
+        await two_revisions(cluster)
+        namespace(cluster, "x", {"istio.io/rev": "1-24-2"})
+        assert injected_revision(bare_pod(cluster, "x", "solo")) == "1-24-2"
+        assert not [e for e in events_for(cluster, "x", "solo") if e["type"] == "Warning"]
+        # A stray copy of the injector pointing at the old revision selects the same pods.
+        stray = cluster.store.get(WEBHOOKS, "", "istio-sidecar-injector-1-24-2")
+        stray["metadata"] = {"name": "zz-stray-injector", "labels": {"istio.io/rev": "1-23-4"}}
+        cluster.store.create(WEBHOOKS, stray)
+        pod = bare_pod(cluster, "x", "dup")
+        assert injected_revision(pod) == "1-24-2", "configurations apply in name order"
+        warnings = [e for e in events_for(cluster, "x", "dup") if e["type"] == "Warning"]
+        assert [e["reason"] for e in warnings] == ["OverlappingWebhooks"]
+        assert "zz-stray-injector" in warnings[0]["message"]

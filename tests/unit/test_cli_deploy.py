@@ -1,0 +1,79 @@
+"""The manifests in deploy/ fit together and match what the worker reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEPLOY = Path(__file__).parents[2] / "deploy"
+
+
+def objects() -> list[dict[str, Any]]:
+    kustomization = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())
+    docs: list[dict[str, Any]] = []
+    for name in kustomization["resources"]:
+        docs += [d for d in yaml.safe_load_all((DEPLOY / name).read_text()) if d]
+    return docs
+
+
+def one(kind: str, name: str) -> dict[str, Any]:
+    found = [o for o in objects() if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert len(found) == 1, f"{kind}/{name}"
+    return found[0]
+
+
+def test_worker_runs_as_the_bound_service_account() -> None:
+    pod = one("Deployment", "istio-upgrade-worker")["spec"]["template"]["spec"]
+    account = pod["serviceAccountName"]
+    one("ServiceAccount", account)
+    for kind in ("ClusterRoleBinding", "RoleBinding"):
+        bindings = [o for o in objects() if o["kind"] == kind]
+        assert bindings, kind
+        for binding in bindings:
+            assert {"kind": "ServiceAccount", "name": account, "namespace": "istio-upgrade"} in (
+                binding["subjects"]
+            )
+            one(binding["roleRef"]["kind"], binding["roleRef"]["name"])
+
+
+def test_config_sets_what_the_worker_reads() -> None:
+    import istio_upgrade.worker as worker
+    from istio_upgrade.workflows.upgrade import TASK_QUEUE
+
+    data = one("ConfigMap", "istio-upgrade-worker")["data"]
+    for variable in data:
+        assert variable in (worker.__doc__ or ""), f"{variable} is not read by the worker"
+    assert data["TEMPORAL_TASK_QUEUE"] == TASK_QUEUE
+
+
+def test_mounted_kubeconfig_is_the_workers_kubeconfig() -> None:
+    pod = one("Deployment", "istio-upgrade-worker")["spec"]["template"]["spec"]
+    mount = pod["containers"][0]["volumeMounts"][0]
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    item = volume["configMap"]["items"][0]
+    path = f"{mount['mountPath']}/{item['path']}"
+    assert one("ConfigMap", "istio-upgrade-worker")["data"]["KUBECONFIG"] == path
+    kubeconfig = yaml.safe_load(one("ConfigMap", volume["configMap"]["name"])["data"][item["key"]])
+    assert kubeconfig["current-context"] == "in-cluster"
+    user = kubeconfig["users"][0]["user"]
+    assert user["tokenFile"] == "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+
+def test_worker_may_patch_but_not_create_namespaces_or_workloads() -> None:
+    rules = one("ClusterRole", "istio-upgrade-worker")["rules"]
+
+    def verbs(group: str, resource: str) -> set[str]:
+        return {
+            verb
+            for rule in rules
+            if group in rule["apiGroups"] and resource in rule["resources"]
+            for verb in rule["verbs"]
+        }
+
+    assert verbs("", "namespaces") == {"get", "list", "watch", "patch"}
+    assert verbs("apps", "deployments") == {"get", "list", "watch", "patch"}
+    assert verbs("", "pods") == {"get", "list", "watch"}
+    assert "delete" not in verbs("", "pods")
+    assert not verbs("", "secrets")
