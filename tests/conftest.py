@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 import pytest_asyncio
@@ -30,6 +30,36 @@ PrometheusFactory = Callable[..., Awaitable[PrometheusServer]]
 SandboxFactory = Callable[..., Awaitable[Any]]
 
 
+class _Stoppable(Protocol):
+    def stop_sync(self) -> None: ...
+
+
+class _SandboxStopper:
+    def __init__(self, sandbox: Any) -> None:
+        self.sandbox = sandbox
+
+    def stop_sync(self) -> None:
+        self.sandbox.stop()
+
+
+_STARTED: list[_Stoppable] = []
+"""Servers started by the factories, oldest first.
+
+Each one idles at a few percent of a core (traffic model, 1 s scrapes); on a 2-core CI box a
+session's worth of them slows every later test. So servers a test starts (in its body or its
+function-scoped fixtures) stop when that test ends; servers started by module- or
+session-scoped fixtures — set up before the per-test mark is taken — live until session end.
+"""
+
+
+@pytest.fixture(autouse=True)
+def _stop_servers_started_by_the_test() -> Iterator[None]:
+    mark = len(_STARTED)
+    yield
+    while len(_STARTED) > mark:
+        _STARTED.pop().stop_sync()
+
+
 def in_ci() -> bool:
     """Whether the run is in CI, where nothing may be skipped for a missing binary."""
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -40,6 +70,11 @@ def missing(error: MissingBinaryError) -> None:
     if in_ci():
         pytest.fail(f"CI must provide every server binary: {error}", pytrace=False)
     pytest.skip(str(error))
+
+
+def _stop_all() -> None:
+    while _STARTED:
+        _STARTED.pop().stop_sync()
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -82,9 +117,9 @@ async def prometheus_factory() -> AsyncIterator[PrometheusFactory]:
 
     Call as ``await prometheus_factory(["127.0.0.1:8080"])`` or with
     :class:`~istio_upgrade.devenv.ScrapeTarget` objects; keyword arguments go to
-    :class:`~istio_upgrade.devenv.PrometheusServer`. Every server is stopped at session end.
+    :class:`~istio_upgrade.devenv.PrometheusServer`. A server started by a test stops when the
+    test ends; one started by a module/session fixture stops at session end.
     """
-    started: list[PrometheusServer] = []
 
     async def factory(
         targets: Sequence[str | ScrapeTarget] = (), **kwargs: Any
@@ -96,14 +131,13 @@ async def prometheus_factory() -> AsyncIterator[PrometheusFactory]:
         except MissingBinaryError as error:
             missing(error)
             raise
-        started.append(server)
+        _STARTED.append(server)
         return server
 
     try:
         yield factory
     finally:
-        for server in reversed(started):
-            await server.stop()
+        await asyncio.to_thread(_stop_all)
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -114,22 +148,20 @@ async def sandbox_factory(
 
     Call as ``sandbox = await sandbox_factory("demo")``; keyword arguments go to
     :class:`~istio_upgrade.sandbox.server.SandboxProcess` (``context``, ``port`` …). The
-    kubeconfig is ``sandbox.kubeconfig``. Every sandbox is stopped at session end.
+    kubeconfig is ``sandbox.kubeconfig``. A sandbox started by a test stops when the test
+    ends; one started by a module/session fixture stops at session end.
     """
     from istio_upgrade.sandbox.server import SandboxProcess
-
-    started: list[SandboxProcess] = []
 
     async def factory(scenario: str | Path, **kwargs: Any) -> SandboxProcess:
         kwargs.setdefault("workdir", tmp_path_factory.mktemp("sandbox"))
         sandbox = SandboxProcess(scenario, **kwargs)
         # start() blocks until the child serves; keep the session loop free meanwhile.
         await asyncio.to_thread(sandbox.start)
-        started.append(sandbox)
+        _STARTED.append(_SandboxStopper(sandbox))
         return sandbox
 
     try:
         yield factory
     finally:
-        for sandbox in reversed(started):
-            await asyncio.to_thread(sandbox.stop)
+        await asyncio.to_thread(_stop_all)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -98,7 +99,8 @@ class PrometheusServer:
         self.rule_files = list(rule_files)
         self.extra_scrape_configs = [dict(c) for c in extra_scrape_configs]
         self._dir: Path | None = None
-        self._proc: asyncio.subprocess.Process | None = None
+        # A plain Popen (not asyncio's) so stop_sync() works outside any event loop.
+        self._proc: subprocess.Popen[bytes] | None = None
         self._log: Any = None
 
     @property
@@ -117,7 +119,7 @@ class PrometheusServer:
 
     @property
     def running(self) -> bool:
-        return self._proc is not None and self._proc.returncode is None
+        return self._proc is not None and self._proc.poll() is None
 
     def _write_config(self) -> Path:
         config = render_config(self.targets, interval_s=self.interval_s)
@@ -140,25 +142,7 @@ class PrometheusServer:
             binaries.MissingBinaryError: Prometheus is not installed.
             PrometheusStartError: It exited early or was not ready in time.
         """
-        binary = binaries.prometheus()
-        self._dir = Path(tempfile.mkdtemp(prefix="istio-upgrade-prometheus-"))
-        if self.port is None:
-            self.port = free_port(self.host)
-        config = self._write_config()
-        self._log = (self._dir / "prometheus.log").open("wb")
-        self._proc = await asyncio.create_subprocess_exec(
-            str(binary),
-            f"--config.file={config}",
-            f"--storage.tsdb.path={self._dir / 'data'}",
-            f"--web.listen-address={self.host}:{self.port}",
-            "--web.enable-lifecycle",
-            "--storage.tsdb.retention.time=1d",
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=asyncio.subprocess.STDOUT,
-            # Own process group: a Ctrl-C in the terminal reaches us, and we stop it in order.
-            start_new_session=True,
-        )
+        self._spawn()
         try:
             await self._wait_ready(timeout_s)
         except BaseException:
@@ -166,11 +150,34 @@ class PrometheusServer:
             raise
         return self
 
+    def _spawn(self) -> None:
+        binary = binaries.prometheus()
+        self._dir = Path(tempfile.mkdtemp(prefix="istio-upgrade-prometheus-"))
+        if self.port is None:
+            self.port = free_port(self.host)
+        config = self._write_config()
+        self._log = (self._dir / "prometheus.log").open("wb")
+        self._proc = subprocess.Popen(
+            [
+                str(binary),
+                f"--config.file={config}",
+                f"--storage.tsdb.path={self._dir / 'data'}",
+                f"--web.listen-address={self.host}:{self.port}",
+                "--web.enable-lifecycle",
+                "--storage.tsdb.retention.time=1d",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            # Own process group: a Ctrl-C in the terminal reaches us, and we stop it in order.
+            start_new_session=True,
+        )
+
     async def _wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         async with httpx.AsyncClient(timeout=2.0) as http:
             while time.monotonic() < deadline:
-                if self._proc is None or self._proc.returncode is not None:
+                if self._proc is None or self._proc.poll() is not None:
                     raise PrometheusStartError(f"Prometheus exited early:\n{self.log_tail()}")
                 with contextlib.suppress(httpx.HTTPError):
                     response = await http.get(f"{self.url}/-/ready")
@@ -223,16 +230,18 @@ class PrometheusServer:
 
     async def stop(self, timeout_s: float = 10.0) -> None:
         """Terminate the process (SIGTERM, then SIGKILL) and remove its directory. Idempotent."""
+        await asyncio.to_thread(self.stop_sync, timeout_s)
+
+    def stop_sync(self, timeout_s: float = 10.0) -> None:
+        """:meth:`stop` for callers without an event loop (fixture teardown, atexit)."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.terminate()
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
             try:
-                await asyncio.wait_for(proc.wait(), timeout_s)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -158,7 +158,8 @@ class Store:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def create(self, rt: ResourceType, obj: Obj) -> Obj:
+    def create(self, rt: ResourceType, obj: Obj, *, copy_result: bool = True) -> Obj:
+        """Store a new object; ``copy_result=False`` returns the stored object (read-only)."""
         obj = clone(obj)
         meta = obj.setdefault("metadata", {})
         if not meta.get("name") and meta.get("generateName"):
@@ -191,7 +192,7 @@ class Store:
         meta["resourceVersion"] = str(rv)
         bucket[(ns, name)] = obj
         self._emit(WatchEvent("ADDED", rv, rt, obj))
-        return clone(obj)
+        return clone(obj) if copy_result else obj
 
     def update(self, rt: ResourceType, obj: Obj, *, subresource: str = "") -> Obj:
         """Replace an object. A resourceVersion in ``obj`` must match (optimistic concurrency).

@@ -78,3 +78,28 @@ async def test_approval_gates_and_abort_rolls_back(
         assert labels.get("istio-injection") == "enabled" and "istio.io/rev" not in labels
         progress = await handle.query(IstioCanaryUpgrade.progress)
         assert [a.approver for a in progress.approvals] == ["alice"]
+
+
+async def test_cancellation_rolls_back_before_ending(
+    temporal_local: WorkflowEnvironment, sandbox_factory: Any, prometheus_factory: Any
+) -> None:
+    async with upgrade_stack(temporal_local.client, sandbox_factory, prometheus_factory) as stack:
+        spec = fast_spec(stack.prometheus.url, gate={"soak_seconds": 30, "max_soak_seconds": 30})
+        handle = await stack.start(spec)
+        await wait_progress(
+            handle,
+            lambda p: p.batches and p.batches[0].status == "soaking",
+            "the canary to soak",
+        )
+        assert set(pod_revisions(stack, "frontend").values()) == {"1-24-2"}
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        progress = await handle.query(IstioCanaryUpgrade.progress)
+        assert progress.batches[0].status == "rolled_back", progress.errors
+        assert set(pod_revisions(stack, "frontend").values()) == {"1-23-4"}
+        deployments = {
+            d["metadata"]["name"]
+            for d in stack.objects("/apis/apps/v1/namespaces/istio-system/deployments")
+        }
+        assert deployments == {"istiod-1-23-4"}

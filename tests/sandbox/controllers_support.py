@@ -47,16 +47,16 @@ async def running(timings: Timings = FAST) -> AsyncIterator[Cluster]:
 
 
 async def wait_for(
-    predicate: Callable[[], Any], timeout: float = 5.0, what: str = "condition"
+    predicate: Callable[[], Any], within: float = 5.0, what: str = "condition"
 ) -> Any:
     """Poll ``predicate`` until it returns something truthy; fail with ``what`` on timeout."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            raise AssertionError(f"timed out after {within}s waiting for {what}")
         await asyncio.sleep(0.01)
 
 
@@ -150,7 +150,7 @@ def rollout_complete(cluster: Cluster, ns: str, name: str) -> bool:
     want = d["spec"].get("replicas", 1)
     if d["metadata"]["generation"] > st.get("observedGeneration", 0):
         return False
-    return (
+    return bool(
         st.get("updatedReplicas", 0) == want
         and st.get("replicas", 0) == st.get("updatedReplicas", 0)
         and st.get("availableReplicas", 0) == st.get("updatedReplicas", 0)

@@ -252,7 +252,7 @@ async def test_never_ready_pods_exceed_the_progress_deadline() -> None:
             cond = condition(cluster.store.get(DEPLOYMENTS, "shop", "web"), "Progressing")
             return bool(cond and cond["reason"] == "ProgressDeadlineExceeded")
 
-        await wait_for(timed_out, timeout=5, what="ProgressDeadlineExceeded")
+        await wait_for(timed_out, within=5, what="ProgressDeadlineExceeded")
         cond = condition(cluster.store.get(DEPLOYMENTS, "shop", "web"), "Progressing")
         assert cond is not None and cond["status"] == "False"
         assert cond["message"].endswith("has timed out progressing.")

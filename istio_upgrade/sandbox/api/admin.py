@@ -14,7 +14,6 @@ from istio_upgrade.sandbox.cluster import Cluster
 from istio_upgrade.sandbox.faults import Faults
 
 CLUSTER_KEY: web.AppKey[Cluster] = web.AppKey("cluster", Cluster)
-ADMIN_PREFIXES = ("/healthz", "/sandbox/", "/metrics")
 
 
 async def healthz(_: web.Request) -> web.Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -15,6 +16,7 @@ from istio_upgrade.sandbox.api.watch import serve_watch
 from istio_upgrade.sandbox.cluster import Cluster
 from istio_upgrade.sandbox.store import StoreError
 
+_log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _METHODS_ON_ITEM = ("GET", "PUT", "PATCH", "DELETE")
 _METHODS_ON_COLLECTION = ("GET", "POST", "DELETE")
@@ -38,6 +40,12 @@ async def status_errors(request: web.Request, handler: Handler) -> web.StreamRes
     except DroppedConnection:
         # The transport is closed; aiohttp discards whatever is returned.
         return web.Response(status=500)
+    except web.HTTPException:
+        raise
+    except Exception as err:
+        # A bug here must still reach clients as a Status they can parse, not an HTML page.
+        _log.exception("unhandled error serving %s %s", request.method, request.path)
+        return ApiError(500, f"Internal error occurred: {err!r}").response()
 
 
 def _is_watch(request: web.Request, target: Target) -> bool:

@@ -171,7 +171,7 @@ class DeploymentController:
         self.rt.events.record(
             d,
             "ScalingReplicaSet",
-            f"Scaled {way} replica set {rs_name} to {to} from {before}",
+            f"Scaled {way} replica set {rs_name} from {before} to {to}",
             component=DEPLOYMENT_CONTROLLER,
         )
 

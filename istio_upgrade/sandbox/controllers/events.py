@@ -99,7 +99,7 @@ class EventRecorder:
             "reportingComponent": component,
             "reportingInstance": "",
         }
-        self._store.create(EVENTS, event)
+        self._store.create(EVENTS, event, copy_result=False)
         self._names[key] = (ns, name)
         while len(self._names) > self._max:
             _, (old_ns, old_name) = self._names.popitem(last=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 
 BATCH = 500
 """Reconciles per slice before yielding, so the API server on the same loop stays responsive."""
-RESYNC_S = 30.0
+RESYNC_S = 300.0
 """Full resync of workload controllers, a safety net like an informer's resync period."""
 
 
@@ -115,15 +116,14 @@ class Controllers:
         """Fire due timers and reconcile up to :data:`BATCH` dirty objects; returns work done."""
         rt = self.runtime
         done = 0
-        for fn in rt.due_timers():
+        for fn in rt.due_timers(BATCH):
             self._guard(fn)
             done += 1
         while rt.dirty and done < BATCH:
-            key = next(iter(rt.dirty))
-            del rt.dirty[key]
-            reconcile = self._reconcilers.get(key[0])
+            rt_key, ns, name = rt.pop_dirty()
+            reconcile = self._reconcilers.get(rt_key)
             if reconcile is not None:
-                self._guard(lambda r=reconcile, k=key: r(k[1], k[2]))  # type: ignore[misc]
+                self._guard(functools.partial(reconcile, ns, name))
             done += 1
         return done
 
@@ -132,10 +132,10 @@ class Controllers:
         while not self._stopping:
             self._watch_faults()
             self.run_once()
-            if self.runtime.dirty:
+            nxt = self.runtime.next_due()
+            if self.runtime.dirty or (nxt is not None and nxt <= time.monotonic()):
                 await asyncio.sleep(0)
                 continue
-            nxt = self.runtime.next_due()
             period = self.cluster.timings.controller_period_s
             timeout = period if nxt is None else min(period, max(nxt - time.monotonic(), 0.0))
             self._wake.clear()
@@ -153,19 +153,23 @@ class Controllers:
             log.exception("sandbox controller failed")
 
     def _watch_faults(self) -> None:
-        """Live fault changes and a slow resync re-examine every workload."""
+        """Re-examine workloads of namespaces whose rollout faults changed (live toggles),
+        and everything on a slow resync period."""
         faults = self.cluster.faults.rollouts
         now = time.monotonic()
-        if faults == self._rollout_faults and now - self._last_resync < RESYNC_S:
-            return
-        self._rollout_faults = list(faults)
-        self._last_resync = now
-        self._mark_all_workloads()
+        if now - self._last_resync >= RESYNC_S:
+            self._last_resync = now
+            self._mark_workloads(None)
+        if faults != self._rollout_faults:
+            touched = {f.namespace for f in [*faults, *self._rollout_faults]}
+            self._rollout_faults = list(faults)
+            self._mark_workloads(touched)
 
-    def _mark_all_workloads(self) -> None:
+    def _mark_workloads(self, namespaces: set[str] | None) -> None:
         for rt in (DEPLOYMENTS, REPLICASETS, STATEFULSETS, DAEMONSETS, JOBS):
             for ns, name in list(self.runtime.cache[rt.key]):
-                self.runtime.mark(rt.key, ns, name)
+                if namespaces is None or ns in namespaces:
+                    self.runtime.mark(rt.key, ns, name)
 
     def _on_istio_change(self, ev: WatchEvent) -> None:
         """istiod or webhook changes may unblock pod creations refused by the injector."""

@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 import random
+from datetime import UTC, datetime
 from typing import Any
 
 from istio_upgrade.sandbox.resources import BY_KEY, ResourceType
@@ -201,7 +202,5 @@ def iso_age_s(timestamp: str | None) -> float:
     """Seconds since an RFC 3339 timestamp written by :func:`now_iso`; 0 when absent."""
     if not timestamp:
         return 0.0
-    from datetime import UTC, datetime
-
     then = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     return (datetime.now(UTC) - then).total_seconds()

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from istio_upgrade.istio.naming import PROXY_CONTAINER
 from istio_upgrade.sandbox.cluster import Timings
 from istio_upgrade.sandbox.controllers.events import SCHEDULER
-from istio_upgrade.sandbox.controllers.faults import pod_fault
 from istio_upgrade.sandbox.controllers.istiod import is_istiod_pod
 from istio_upgrade.sandbox.controllers.objects import (
     PODS,
@@ -24,6 +23,7 @@ from istio_upgrade.sandbox.controllers.objects import (
     is_terminating,
     pod_phase,
 )
+from istio_upgrade.sandbox.controllers.rollout_faults import pod_fault
 from istio_upgrade.sandbox.controllers.runtime import Runtime
 from istio_upgrade.sandbox.faults import RolloutFault
 from istio_upgrade.sandbox.store import NotFound, Obj, StoreError, WatchEvent, now_iso
@@ -121,7 +121,7 @@ class PodLifecycle:
             "qosClass": "BestEffort",
         }
         try:
-            created = self.rt.store.create(PODS, pod)
+            created = self.rt.store.create(PODS, pod, copy_result=False)
         except StoreError as err:
             self.rt.events.record(
                 owner,
@@ -286,16 +286,17 @@ class PodLifecycle:
             _pod_conditions(status, ready=False)
 
         self.rt.edit_status(PODS, pod, fn)
-        for i, c in enumerate(containers):
+        # Kubelet reports every container; the first one's story is enough here and keeps a
+        # 20,000-pod scenario from spending its time writing Events.
+        for c in containers[:1]:
             cname = str(c.get("name"))
             path = f"spec.containers{{{cname}}}"
-            if i == 0:
-                self.rt.events.record(
-                    pod,
-                    "Pulled",
-                    f'Container image "{c.get("image")}" already present on machine',
-                    field_path=path,
-                )
+            self.rt.events.record(
+                pod,
+                "Pulled",
+                f'Container image "{c.get("image")}" already present on machine',
+                field_path=path,
+            )
             self.rt.events.record(pod, "Created", f"Created container {cname}", field_path=path)
             self.rt.events.record(pod, "Started", f"Started container {cname}", field_path=path)
         if _is_job_pod(pod):

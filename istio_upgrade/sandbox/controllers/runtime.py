@@ -10,6 +10,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -60,8 +61,9 @@ class Runtime:
         self.children: dict[str, set[Key]] = {}
         """Owner uid → keys of the objects it controls."""
         self._owner_of: dict[Key, str] = {}
-        self.dirty: dict[Key, None] = {}
-        """Insertion-ordered set of objects to reconcile."""
+        self.dirty: set[Key] = set()
+        """Objects waiting to be reconciled; ``_queue`` keeps them in arrival order."""
+        self._queue: deque[Key] = deque()
         self._timers: list[_Timer] = []
         self._seq = itertools.count()
         self.wake: Callable[[], None] = lambda: None
@@ -170,18 +172,28 @@ class Runtime:
     # -- work queue and timers -----------------------------------------------------------------
 
     def mark(self, rt_key: str, namespace: str, name: str) -> None:
-        self.dirty[(rt_key, namespace, name)] = None
+        key = (rt_key, namespace, name)
+        if key not in self.dirty:
+            self.dirty.add(key)
+            self._queue.append(key)
         self.wake()
+
+    def pop_dirty(self) -> Key:
+        """The object that has waited longest for a reconcile."""
+        key = self._queue.popleft()
+        self.dirty.discard(key)
+        return key
 
     def after(self, delay_s: float, fn: Callable[[], None]) -> None:
         """Run ``fn`` on the controller loop once ``delay_s`` seconds have passed."""
         heapq.heappush(self._timers, _Timer(time.monotonic() + delay_s, next(self._seq), fn))
         self.wake()
 
-    def due_timers(self) -> list[Callable[[], None]]:
+    def due_timers(self, limit: int) -> list[Callable[[], None]]:
+        """Up to ``limit`` timers whose time has come, earliest first."""
         now = time.monotonic()
-        out = []
-        while self._timers and self._timers[0].due <= now:
+        out: list[Callable[[], None]] = []
+        while self._timers and self._timers[0].due <= now and len(out) < limit:
             out.append(heapq.heappop(self._timers).fn)
         return out
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from istio_upgrade.sandbox.controllers.events import STATEFULSET_CONTROLLER
-from istio_upgrade.sandbox.controllers.faults import matching_fault
 from istio_upgrade.sandbox.controllers.injector import route
 from istio_upgrade.sandbox.controllers.objects import (
     PODS,
@@ -16,6 +15,7 @@ from istio_upgrade.sandbox.controllers.objects import (
     template_hash,
 )
 from istio_upgrade.sandbox.controllers.pods import PodLifecycle
+from istio_upgrade.sandbox.controllers.rollout_faults import matching_fault
 from istio_upgrade.sandbox.controllers.runtime import Runtime
 from istio_upgrade.sandbox.store import Obj
 

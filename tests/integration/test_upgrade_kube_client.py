@@ -1,0 +1,104 @@
+"""The Kubernetes layer's error taxonomy, against the sandbox's real HTTP API and its faults."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.exceptions import ApplicationError
+
+from istio_upgrade.activities import installer, migration
+from istio_upgrade.activities.kube_client import Kube, KubeClients
+from istio_upgrade.models import ClusterRef, InstallInput, NamespaceLabels
+
+
+@pytest.fixture
+async def sandbox(sandbox_factory: Any) -> Any:
+    box = await sandbox_factory("demo")
+    yield box
+    await asyncio.to_thread(box.stop)
+
+
+def client(sandbox: Any) -> Kube:
+    return KubeClients(str(sandbox.kubeconfig)).for_cluster(
+        ClusterRef(name="demo", context="sandbox")
+    )
+
+
+def put_faults(sandbox: Any, faults: dict[str, Any]) -> None:
+    httpx.put(f"{sandbox.url}/sandbox/faults", json=faults, timeout=10).raise_for_status()
+
+
+def test_throttling_is_retried_after_the_servers_delay(sandbox: Any) -> None:
+    kube = client(sandbox)
+    put_faults(
+        sandbox,
+        {"api": [{"kind": "status", "code": 429, "retry_after_s": 1, "count": 2,
+                  "resources": ["namespaces"], "verbs": ["get"]}]},
+    )  # fmt: skip
+    started = time.monotonic()
+    ns = kube.get("v1", "Namespace", "frontend")
+    assert ns["metadata"]["name"] == "frontend"
+    assert time.monotonic() - started >= 1.5, "two Retry-After: 1 answers were honoured"
+
+
+def test_conflicts_on_label_writes_are_retried(sandbox: Any) -> None:
+    kube = client(sandbox)
+    put_faults(
+        sandbox,
+        {"api": [{"kind": "conflict", "count": 3, "resources": ["namespaces"],
+                  "verbs": ["patch"]}]},
+    )  # fmt: skip
+    migration.relabel(kube, [NamespaceLabels(namespace="cart", istio_rev="1-24-2")])
+    labels = kube.get("v1", "Namespace", "cart")["metadata"]["labels"]
+    assert labels["istio.io/rev"] == "1-24-2"
+
+
+def test_missing_namespace_is_permanent_and_says_what_to_do(sandbox: Any) -> None:
+    kube = client(sandbox)
+    with pytest.raises(ApplicationError) as info:
+        migration.relabel(kube, [NamespaceLabels(namespace="ghost", istio_rev="1-24-2")])
+    assert info.value.type == "NamespaceNotFound" and info.value.non_retryable
+    assert "ghost" in info.value.message and "start the upgrade again" in info.value.message
+
+
+def test_invalid_bundle_is_permanent(sandbox: Any) -> None:
+    kube = client(sandbox)
+    spec = InstallInput(
+        cluster=ClusterRef(name="demo", context="sandbox"),
+        version="1.24.2",
+        revision="1-24-2",
+        installer={"bundle_yaml": "---\nfoo: bar\n"},
+        upgrade_id="u",
+    )
+    with pytest.raises(ApplicationError) as info:
+        installer.install(kube, spec)
+    assert info.value.type == "InvalidManifest" and info.value.non_retryable
+
+
+def test_install_then_uninstall_removes_exactly_the_inventory(sandbox: Any) -> None:
+    kube = client(sandbox)
+    spec = InstallInput(
+        cluster=ClusterRef(name="demo", context="sandbox"),
+        version="1.24.2",
+        revision="1-24-2",
+        upgrade_id="istio-upgrade/demo/1-24-2",
+    )
+    first = installer.install(kube, spec)
+    again = installer.install(kube, spec)
+    assert first.applied == again.applied and len(first.applied) >= 7
+    removed = installer.uninstall(kube, "1-24-2")
+    assert removed.from_inventory and sorted(removed.deleted) == sorted(first.applied)
+    assert kube.get_or_none("apps/v1", "Deployment", "istiod-1-23-4", "istio-system")
+    again_removed = installer.uninstall(kube, "1-24-2")
+    assert not again_removed.from_inventory and not again_removed.deleted
+
+
+def test_unknown_context_is_permanent(sandbox: Any) -> None:
+    clients = KubeClients(str(sandbox.kubeconfig))
+    with pytest.raises(ApplicationError) as info:
+        clients.for_cluster(ClusterRef(name="demo", context="nope"))
+    assert info.value.type == "KubeconfigError" and "cluster.context" in info.value.message

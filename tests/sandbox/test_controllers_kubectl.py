@@ -1,0 +1,106 @@
+"""End to end through HTTP: kubectl drives rollouts that the sandbox controllers carry out."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import textwrap
+
+import pytest
+
+from istio_upgrade.istio.manifests import render_revision
+from tests.sandbox.conftest import KubeTarget, ServedSandbox
+from tests.sandbox.controllers_support import WEBHOOKS
+
+pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not on PATH")
+
+
+def kubectl(kube: KubeTarget, *args: str, stdin: str | None = None) -> str:
+    proc = subprocess.run(
+        ["kubectl", "--kubeconfig", str(kube.kubeconfig), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, f"kubectl {' '.join(args)}: {proc.stderr}"
+    return proc.stdout
+
+
+def test_rollout_restart_then_rollout_status(kube: KubeTarget, namespace: str) -> None:
+    manifest = textwrap.dedent(
+        f"""
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata: {{name: web, namespace: {namespace}}}
+        spec:
+          replicas: 3
+          selector: {{matchLabels: {{app: web}}}}
+          template:
+            metadata: {{labels: {{app: web}}}}
+            spec:
+              containers: [{{name: web, image: "nginx:1.27"}}]
+        """
+    )
+    kubectl(kube, "apply", "-f", "-", stdin=manifest)
+    out = kubectl(kube, "-n", namespace, "rollout", "status", "deployment/web", "--timeout=30s")
+    assert 'deployment "web" successfully rolled out' in out
+    before = set(kubectl(kube, "-n", namespace, "get", "pods", "-o", "name").split())
+    assert len(before) == 3
+
+    kubectl(kube, "-n", namespace, "rollout", "restart", "deployment/web")
+    out = kubectl(kube, "-n", namespace, "rollout", "status", "deployment/web", "--timeout=30s")
+    assert "successfully rolled out" in out
+    rs = kubectl(
+        kube,
+        "-n",
+        namespace,
+        "get",
+        "rs",
+        "-o",
+        "jsonpath={range .items[*]}{.spec.replicas}{' '}{end}",
+    )
+    assert sorted(rs.split()) == ["0", "3"]
+    history = kubectl(kube, "-n", namespace, "get", "events", "-o", "jsonpath={.items[*].reason}")
+    assert "ScalingReplicaSet" in history and "SuccessfulCreate" in history
+
+
+def kubectl_fails(kube: KubeTarget, *args: str) -> str:
+    proc = subprocess.run(
+        ["kubectl", "--kubeconfig", str(kube.kubeconfig), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode != 0, f"kubectl {' '.join(args)} unexpectedly succeeded"
+    return proc.stderr
+
+
+def test_pods_created_over_http_go_through_the_injector(
+    kube: KubeTarget, sandbox: ServedSandbox, namespace: str
+) -> None:
+    # Only the webhook of revision 1-25-0 exists: its istiod has no endpoints.
+    webhook = next(
+        o
+        for o in render_revision("1.25.0", "1-25-0")
+        if o["kind"] == "MutatingWebhookConfiguration"
+    )
+    sandbox.call(lambda: sandbox.cluster.store.create(WEBHOOKS, webhook))
+    try:
+        kubectl(kube, "label", "namespace", namespace, "istio.io/rev=1-25-0")
+        err = kubectl_fails(kube, "-n", namespace, "run", "probe", "--image=busybox:1.36")
+        assert "Internal error occurred: failed calling webhook" in err
+        assert 'no endpoints available for service "istiod-1-25-0"' in err
+        kubectl(kube, "label", "namespace", namespace, "istio.io/rev-")
+        kubectl(kube, "-n", namespace, "run", "probe", "--image=busybox:1.36")
+        kubectl(
+            kube, "-n", namespace, "wait", "--for=condition=Ready", "pod/probe", "--timeout=30s"
+        )
+        logs = kubectl(kube, "-n", namespace, "logs", "probe", "--tail=3")
+        assert len(logs.splitlines()) == 3
+    finally:
+        sandbox.call(
+            lambda: sandbox.cluster.store.delete(WEBHOOKS, "", webhook["metadata"]["name"])
+        )
