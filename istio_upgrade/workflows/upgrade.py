@@ -482,6 +482,9 @@ class IstioCanaryUpgrade:
         later = [ns for b in plan.batches[batch.index + 1 :] for ns in b.namespaces]
         results: list[GateResult] = []
         while True:
+            # Every evaluation, the first included, looks back over at least one interval:
+            # evaluating at window_start would measure an empty window.
+            await self._sleep(gate.interval_seconds)
             await self._checkpoint()
             now = workflow.now()
             query = GateQuery(
@@ -544,7 +547,6 @@ class IstioCanaryUpgrade:
                     "approve to continue or abort to roll back"
                 )
                 return
-            await self._sleep(gate.interval_seconds)
 
     # Promote and cleanup -------------------------------------------------------------
 
