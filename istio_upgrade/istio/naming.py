@@ -7,7 +7,7 @@ import re
 ISTIO_NAMESPACE = "istio-system"
 
 LABEL_INJECTION = "istio-injection"
-"""Namespace label ``istio-injection=enabled``: served by the ``default`` tag; beats istio.io/rev."""
+"""Namespace label ``istio-injection=enabled``, served by the default tag; beats the rev label."""
 LABEL_REV = "istio.io/rev"
 """Namespace (or pod) label naming a revision or a tag."""
 LABEL_TAG = "istio.io/tag"

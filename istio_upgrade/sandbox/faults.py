@@ -25,14 +25,17 @@ class ApiFault(_Strict):
     retry_after_s: int = Field(1, ge=0, description="Retry-After header sent with a 429.")
     latency_ms: int = Field(0, ge=0)
     verbs: list[str] = Field(
-        default_factory=list, description="get, list, watch, create, update, patch, delete; empty = all."
+        default_factory=list,
+        description="get, list, watch, create, update, patch, delete; empty = all.",
     )
     resources: list[str] = Field(
         default_factory=list, description="Plural resource names (pods, deployments); empty = all."
     )
     namespaces: list[str] = Field(default_factory=list, description="Empty = all.")
     probability: float = Field(1.0, ge=0.0, le=1.0)
-    count: int | None = Field(None, ge=0, description="Fire at most this many times; None = always.")
+    count: int | None = Field(
+        None, ge=0, description="Fire at most this many times; None = always."
+    )
 
 
 class RolloutFault(_Strict):
@@ -42,7 +45,9 @@ class RolloutFault(_Strict):
     """stuck: new pods are never created for a rollout; never_ready: pods start but never
     pass readiness; crash: pods restart in a loop (never Ready, restartCount grows)."""
     namespace: str
-    workload: str | None = Field(None, description="Deployment/StatefulSet/DaemonSet name; None = all.")
+    workload: str | None = Field(
+        None, description="Deployment/StatefulSet/DaemonSet name; None = all."
+    )
     revision: str | None = Field(
         None, description="Only pods injected by this Istio revision; None = any pod."
     )

@@ -88,7 +88,9 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
         sub=("status", "scale"),
         categories=("all",),
     ),
-    _rt("apps", "v1", "DaemonSet", "daemonsets", short=("ds",), sub=("status",), categories=("all",)),
+    _rt(
+        "apps", "v1", "DaemonSet", "daemonsets", short=("ds",), sub=("status",), categories=("all",)
+    ),
     _rt(
         "apps",
         "v1",
@@ -101,7 +103,14 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
     _rt("apps", "v1", "ControllerRevision", "controllerrevisions"),
     _rt("batch", "v1", "Job", "jobs", sub=("status",), categories=("all",)),
     _rt("batch", "v1", "CronJob", "cronjobs", short=("cj",), sub=("status",), categories=("all",)),
-    _rt("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", short=("pdb",), sub=("status",)),
+    _rt(
+        "policy",
+        "v1",
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
+        short=("pdb",),
+        sub=("status",),
+    ),
     _rt(
         "admissionregistration.k8s.io",
         "v1",
@@ -136,7 +145,14 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
         sub=("status",),
     ),
     # Sail Operator CRs, so the `sail` installer strategy has something to talk to.
-    _rt("sailoperator.io", "v1", "IstioRevision", "istiorevisions", namespaced=False, sub=("status",)),
+    _rt(
+        "sailoperator.io",
+        "v1",
+        "IstioRevision",
+        "istiorevisions",
+        namespaced=False,
+        sub=("status",),
+    ),
     _rt(
         "sailoperator.io",
         "v1",

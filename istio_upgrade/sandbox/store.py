@@ -166,7 +166,7 @@ class Store:
             meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
         name = meta.get("name", "")
         if not name:
-            raise Invalid(f"{rt.kind} \"\" is invalid: metadata.name: Required value", rt=rt)
+            raise Invalid(f'{rt.kind} "" is invalid: metadata.name: Required value', rt=rt)
         ns = meta.get("namespace", "") if rt.namespaced else ""
         if rt.namespaced and not ns:
             raise Invalid(f'{rt.kind} "{name}" is invalid: metadata.namespace: Required value')
@@ -210,7 +210,7 @@ class Store:
         want_rv = meta.get("resourceVersion")
         if want_rv and want_rv != current["metadata"]["resourceVersion"]:
             raise Conflict(
-                f'Operation cannot be fulfilled on {rt.plural}{"." + rt.group if rt.group else ""} '
+                f"Operation cannot be fulfilled on {rt.plural}{'.' + rt.group if rt.group else ''} "
                 f'"{name}": the object has been modified; please apply your changes to the latest '
                 "version and try again",
                 rt=rt,
