@@ -6,6 +6,7 @@ Every function takes a connected :class:`temporalio.client.Client` whose data co
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -13,14 +14,19 @@ from typing import Any
 from temporalio.client import Client, TLSConfig, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
 
 from istio_upgrade.models import (
     AbortRequest,
     ApproveRequest,
+    ExtendSoakRequest,
     Progress,
     UpgradeSpec,
     workflow_id_for,
 )
+from istio_upgrade.models.search import search_attributes_for
+
+log = logging.getLogger(__name__)
 
 TASK_QUEUE = "istio-upgrade"
 """The workers' default task queue (they read ``TEMPORAL_TASK_QUEUE``; so does the CLI)."""
@@ -28,7 +34,7 @@ WORKFLOW_TYPE = "IstioCanaryUpgrade"
 
 
 def workflow_id(spec: UpgradeSpec) -> str:
-    """``istio-upgrade/<cluster>/<revision>``: one upgrade per cluster and target revision."""
+    """``istio-upgrade.<cluster>.<revision>``: one upgrade per cluster and target revision."""
     return workflow_id_for(spec)
 
 
@@ -83,6 +89,68 @@ def _read_env_file(variable: str) -> bytes | None:
     return Path(path).read_bytes() if path else None
 
 
+class ClusterBusyError(Exception):
+    """Another upgrade of the same cluster is running; one upgrade per cluster at a time."""
+
+    def __init__(self, cluster: str, running_id: str) -> None:
+        super().__init__(
+            f"cluster {cluster} is already being upgraded by {running_id}; "
+            "wait for it to end or abort it first"
+        )
+        self.cluster = cluster
+        self.running_id = running_id
+        """Workflow id of the running upgrade."""
+
+
+def running_upgrades_query(cluster: str) -> str:
+    """Visibility query for the running upgrades of ``cluster``.
+
+    It matches on the workflow id (``istio-upgrade.<cluster>.…``) rather than the
+    ``IstioCluster`` search attribute so it also finds upgrades started without search
+    attributes (Web UI form, HTTP API) and works on namespaces that never registered them.
+    """
+    return (
+        f"WorkflowType = '{WORKFLOW_TYPE}' AND ExecutionStatus = 'Running' "
+        f"AND WorkflowId STARTS_WITH 'istio-upgrade.{cluster}.'"
+    )
+
+
+async def running_upgrade_of(client: Client, cluster: str) -> str | None:
+    """The workflow id of the upgrade running on ``cluster``, if any (dry runs excluded)."""
+    async for execution in client.list_workflows(running_upgrades_query(cluster), limit=20):
+        # Dry runs (``plan``) run as ``istio-upgrade.<cluster>.<revision>.dry-run-…``.
+        if execution.id.count(".") == 2:
+            return execution.id
+    return None
+
+
+def spec_details(spec: UpgradeSpec) -> str:
+    """Markdown shown as the workflow's static details in the Web UI."""
+    migration = spec.migration
+    if migration.batches is not None:
+        batches = f"{len(migration.batches)} explicit batches"
+    else:
+        first = ", ".join(migration.canary) or f"{migration.first_batch_size} namespace(s)"
+        batches = (
+            f"canary {first}, then x{migration.growth_factor:g} up to {migration.max_batch_size}"
+        )
+    slos = ", ".join(f"{s.name} {s.objective:g}" for s in spec.gate.slos) or "none"
+    approvals = [name for name, on in spec.approvals.model_dump().items() if on]
+    lines = [
+        f"**Cluster** `{spec.cluster.name}` (context `{spec.cluster.context or 'current'}`)",
+        f"**Target** Istio {spec.target.version}, revision `{spec.target_revision}`"
+        + (f", from `{spec.source_revision}`" if spec.source_revision else ""),
+        f"**Batches** {batches}; selector `{migration.selector or 'all namespaces'}`",
+        f"**Gate** SLOs {slos}; soak {spec.gate.soak_seconds:g}s, "
+        f"max {spec.gate.max_soak_seconds:g}s, inconclusive → {spec.gate.on_inconclusive}",
+        f"**Approvals** {', '.join(approvals) or 'none'}",
+        f"**Prometheus** {spec.prometheus_url}",
+    ]
+    if spec.dry_run:
+        lines.append("**Dry run**: nothing is written to the cluster")
+    return "\n\n".join(lines)
+
+
 async def start_upgrade(
     client: Client, spec: UpgradeSpec, *, task_queue: str = TASK_QUEUE
 ) -> WorkflowHandle[Any, Any]:
@@ -90,21 +158,52 @@ async def start_upgrade(
 
     The id is :func:`workflow_id`; a second trigger for the same cluster and revision
     attaches to the running upgrade instead of starting a twin (``USE_EXISTING``). After an
-    upgrade failed or was rolled back the same id may start again (``ALLOW_DUPLICATE``);
-    a completed upgrade is not repeated (``ALLOW_DUPLICATE_FAILED_ONLY``).
+    upgrade failed or was rolled back the same id may start again; a succeeded upgrade is not
+    repeated (``ALLOW_DUPLICATE_FAILED_ONLY``: the start raises
+    ``temporalio.exceptions.WorkflowAlreadyStartedError``).
+
+    One upgrade per cluster at a time: while an upgrade of the cluster to *another* revision
+    runs, the start is refused with :class:`ClusterBusyError`. The check reads Temporal's
+    visibility store, so two starts for different revisions in the same instant could both
+    pass it; triggers are operators and release pipelines, not a thundering herd.
+
+    The typed search attributes of :mod:`istio_upgrade.models.search` are set at start; on a
+    namespace that has not registered them the upgrade starts without them (and a warning).
 
     Returns:
         The handle of the running (or already running) workflow.
+
+    Raises:
+        ClusterBusyError: Another revision is being rolled out on the cluster.
     """
-    return await client.start_workflow(
-        WORKFLOW_TYPE,
-        spec,
-        id=workflow_id(spec),
-        task_queue=task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-        static_summary=f"Istio upgrade of {spec.cluster.name} to {spec.target_revision}",
-    )
+    upgrade_id = workflow_id(spec)
+    running = await running_upgrade_of(client, spec.cluster.name)
+    if running is not None and running != upgrade_id:
+        raise ClusterBusyError(spec.cluster.name, running)
+    options: dict[str, Any] = {
+        "id": upgrade_id,
+        "task_queue": task_queue,
+        "id_conflict_policy": WorkflowIDConflictPolicy.USE_EXISTING,
+        "id_reuse_policy": WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+        "static_summary": f"Istio upgrade of {spec.cluster.name} to {spec.target_revision}",
+        "static_details": spec_details(spec),
+    }
+    try:
+        return await client.start_workflow(
+            WORKFLOW_TYPE, spec, search_attributes=search_attributes_for(spec), **options
+        )
+    except RPCError as error:
+        if error.status != RPCStatusCode.INVALID_ARGUMENT or "search attribute" not in (
+            error.message.lower()
+        ):
+            raise
+        log.warning(
+            "search attributes not registered in this namespace (%s); starting %s without "
+            "them; see docs/operations.md",
+            error.message,
+            upgrade_id,
+        )
+        return await client.start_workflow(WORKFLOW_TYPE, spec, **options)
 
 
 def handle(client: Client, upgrade_id: str) -> WorkflowHandle[Any, Any]:
@@ -140,6 +239,20 @@ async def pause(client: Client, upgrade_id: str) -> str:
 async def resume(client: Client, upgrade_id: str) -> str:
     """Resume a paused upgrade."""
     return await _update(client, upgrade_id, "resume", None)
+
+
+async def extend_soak(
+    client: Client, upgrade_id: str, seconds: float, who: str = "", reason: str = ""
+) -> str:
+    """Soak the current batch ``seconds`` longer before its gate may pass.
+
+    Also sends a batch that waits for approval after an INCONCLUSIVE gate back to soaking.
+
+    Raises:
+        temporalio.client.WorkflowUpdateFailedError: No batch is soaking.
+    """
+    request = ExtendSoakRequest(seconds=seconds, requested_by=who, reason=reason)
+    return await _update(client, upgrade_id, "extend_soak", request)
 
 
 async def abort(client: Client, upgrade_id: str, who: str, reason: str) -> str:

@@ -8,10 +8,12 @@ from typing import Any, TypeVar
 
 import click
 from temporalio.client import WorkflowQueryFailedError, WorkflowUpdateFailedError
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from istio_upgrade.cli.exit_codes import ExitCode
 from istio_upgrade.cli.specfile import SpecError
+from istio_upgrade.client import ClusterBusyError
 
 T = TypeVar("T")
 
@@ -36,6 +38,14 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         for line in error.lines:
             click.echo(f"{error.source}: {line}", err=True)
         raise click.exceptions.Exit(int(ExitCode.USAGE)) from error
+    except ClusterBusyError as error:
+        raise CommandError(f"rejected: {error}", ExitCode.REJECTED) from error
+    except WorkflowAlreadyStartedError as error:
+        raise CommandError(
+            f"rejected: upgrade {error.workflow_id} already succeeded; a succeeded upgrade is "
+            "not repeated (start another revision, or check `status`)",
+            ExitCode.REJECTED,
+        ) from error
     except WorkflowUpdateFailedError as error:
         cause = error.cause
         message = getattr(cause, "message", None) or str(cause or error)

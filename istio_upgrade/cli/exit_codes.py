@@ -23,6 +23,6 @@ class ExitCode(IntEnum):
     UNAVAILABLE = 6
     """Temporal could not be reached, or no upgrade has that id."""
     REJECTED = 7
-    """The upgrade refused the request (for example ``approve`` when no approval is pending)."""
+    """The request was refused: ``approve`` when nothing waits, ``start`` on a busy cluster …"""
     WAITING = 8
     """``status``: the upgrade waits for an operator (approval or resume)."""

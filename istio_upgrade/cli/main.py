@@ -101,7 +101,7 @@ def cli(
       4  the upgrade failed and the cluster may need attention
       5  the workflow was cancelled or terminated
       6  Temporal unreachable, or no upgrade with that id
-      7  the upgrade rejected the request (e.g. nothing to approve)
+      7  the request was rejected (e.g. nothing to approve, cluster busy)
       8  status: the upgrade waits for an operator (an ended one: its outcome's code)
     """
     ctx.obj = TemporalOptions(
@@ -131,14 +131,26 @@ async def _client(opts: TemporalOptions) -> Any:
 @OUTPUT_OPTION
 @click.pass_obj
 def start(opts: TemporalOptions, spec_file: str, wait: bool, output: str) -> None:
-    """Start an upgrade (or attach to the running one with the same id)."""
+    """Start an upgrade (or attach to the running one with the same id).
+
+    Refused (exit 7, the running upgrade's id on stdout) while another revision is being
+    rolled out on the same cluster.
+    """
     from istio_upgrade.cli import specs, watching
-    from istio_upgrade.client import start_upgrade
+    from istio_upgrade.client import ClusterBusyError, start_upgrade
 
     async def go() -> int:
         spec = specs.load_spec(spec_file)
         client = await _client(opts)
-        handle = await start_upgrade(client, spec, task_queue=opts.task_queue)
+        try:
+            handle = await start_upgrade(client, spec, task_queue=opts.task_queue)
+        except ClusterBusyError as busy:
+            # The running upgrade's id on stdout, so scripts can `watch` or `abort` it.
+            if output == "json":
+                _emit_json({"rejected": str(busy), "running_workflow_id": busy.running_id})
+            else:
+                click.echo(busy.running_id)
+            raise
         if output == "json" and not wait:
             _emit_json({"workflow_id": handle.id, "run_id": handle.result_run_id})
             return int(ExitCode.OK)
@@ -310,6 +322,42 @@ def abort(
     async def go() -> int:
         answer = await api.abort(await _client(opts), upgrade_id, _who(who), reason)
         _print_answer(output, upgrade_id, "abort", answer)
+        return int(ExitCode.OK)
+
+    sys.exit(run(go()))
+
+
+@cli.command(name="extend-soak")
+@click.argument("upgrade_id")
+@click.option(
+    "--seconds",
+    "-s",
+    type=click.FloatRange(min=0, min_open=True),
+    required=True,
+    help="How much longer the current batch soaks.",
+)
+@REASON_OPTION
+@WHO_OPTION
+@OUTPUT_OPTION
+@click.pass_obj
+def extend_soak(
+    opts: TemporalOptions,
+    upgrade_id: str,
+    seconds: float,
+    reason: str,
+    who: str | None,
+    output: str,
+) -> None:
+    """Soak the current batch longer before its gate may pass.
+
+    A batch waiting for approval after an INCONCLUSIVE gate goes back to soaking.
+    Rejected (exit 7) when no batch is soaking.
+    """
+    from istio_upgrade import client as api
+
+    async def go() -> int:
+        answer = await api.extend_soak(await _client(opts), upgrade_id, seconds, _who(who), reason)
+        _print_answer(output, upgrade_id, "extend_soak", answer)
         return int(ExitCode.OK)
 
     sys.exit(run(go()))

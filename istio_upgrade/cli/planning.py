@@ -35,7 +35,7 @@ async def dry_run(
     handle = await client.start_workflow(
         WORKFLOW_TYPE,
         dry,
-        id=f"{workflow_id(spec)}/dry-run-{uuid.uuid4().hex[:8]}",
+        id=f"{workflow_id(spec)}.dry-run-{uuid.uuid4().hex[:8]}",
         task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,

@@ -20,6 +20,7 @@ from istio_upgrade.cli.outcome import Ending, closed_status, wait_for_end
 from istio_upgrade.cli.render import progress_view
 from istio_upgrade.client import WORKFLOW_TYPE, get_progress, handle
 from istio_upgrade.models import Progress
+from istio_upgrade.models.search import CLUSTER, OUTCOME, PHASE
 
 QUERY_TIMEOUT_S = 5.0
 """A query needs a worker; without one it would wait, so ``watch`` gives up on a refresh."""
@@ -145,11 +146,16 @@ async def list_upgrades(
     rows: list[dict[str, Any]] = []
     async for execution in client.list_workflows(query, limit=limit):
         status = execution.status
+        attributes = execution.typed_search_attributes
         rows.append(
             {
                 "workflow_id": execution.id,
                 "run_id": execution.run_id,
                 "status": status.name if isinstance(status, WorkflowExecutionStatus) else None,
+                # Set when the upgrade was started with search attributes (CLI, client API).
+                "cluster": attributes.get(CLUSTER),
+                "phase": attributes.get(PHASE),
+                "outcome": attributes.get(OUTCOME),
                 "started": execution.start_time.isoformat(),
                 "closed": execution.close_time.isoformat() if execution.close_time else None,
             }
@@ -163,8 +169,9 @@ def print_list(rows: list[dict[str, Any]]) -> None:
         click.echo("no upgrades")
         return
     table = Table(show_edge=False, pad_edge=False)
-    for column in ("workflow_id", "status", "started", "closed"):
+    columns = ("workflow_id", "status", "phase", "outcome", "started", "closed")
+    for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(row["workflow_id"], row["status"] or "", row["started"], row["closed"] or "")
+        table.add_row(*(row[column] or "" for column in columns))
     Console().print(table)

@@ -84,6 +84,8 @@ class BatchProgress(_Model):
     restarted: list[str] = Field(default_factory=list)
     """``namespace/Kind/name`` of the workloads restarted."""
     gate_results: list[GateResult] = Field(default_factory=list)
+    soak_extended_seconds: float = 0.0
+    """Extra soak operators added with ``extend_soak``."""
 
 
 class ApprovalRecord(_Model):
@@ -154,6 +156,24 @@ class ApproveRequest(BaseModel):
     """Why."""
 
 
+class ExtendSoakRequest(BaseModel):
+    """Argument of the ``extend_soak`` update/signal: watch the current batch longer.
+
+    The batch must then hold PASS for its soak plus the extension, and an INCONCLUSIVE gate
+    gets that much longer before its ``on_inconclusive`` policy applies; a batch waiting for
+    approval after an INCONCLUSIVE gate goes back to soaking.
+    """
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    seconds: float = Field(gt=0, le=7 * 24 * 3600)
+    """How much longer to soak, in seconds (at most a week)."""
+    requested_by: str = ""
+    """Who asked."""
+    reason: str = ""
+    """Why."""
+
+
 class AbortRequest(BaseModel):
     """Argument of the ``abort`` update/signal: stop and roll back."""
 
@@ -185,10 +205,20 @@ def progress_markdown(progress: Progress) -> str:
                 else ""
             )
             names = ", ".join(batch.namespaces)
-            lines.append(f"| {batch.index} | {_cell(names)} | {batch.status} | {gate} |")
+            status: str = batch.status
+            if batch.soak_extended_seconds:
+                status += f" (soak +{batch.soak_extended_seconds:g}s)"
+            marker = "▶ " if progress.current_batch == batch.index else ""
+            lines.append(f"| {marker}{batch.index} | {_cell(names)} | {status} | {gate} |")
     if progress.stragglers:
         shown = ", ".join(f"{s.namespace}/{s.pod}" for s in progress.stragglers[:5])
         lines.append(f"\nStragglers: {shown}")
+    if progress.approvals:
+        last_approval = progress.approvals[-1]
+        comment = f" ({_cell(last_approval.comment)})" if last_approval.comment else ""
+        lines.append(
+            f"\nApproved: {_cell(last_approval.step)} by {_cell(last_approval.approver)}{comment}"
+        )
     if progress.errors:
         lines.append(f"\nErrors: {_cell('; '.join(progress.errors[-3:]))}")
     return "\n".join(lines)

@@ -1,9 +1,16 @@
 """Typed search attributes that make upgrades filterable in the Temporal Web UI and CLI.
 
 A namespace must register them before a workflow may set them (``temporal operator
-search-attribute create``; the local dev server registers them at start). Starters set them
-with ``search_attributes_for(spec)``; the workflow updates the phase only when the starter set
-them — proof that the server knows them, so a server without them still runs upgrades.
+search-attribute create``, see docs/operations.md; the local dev server registers them at
+start). Starters set them with ``search_attributes_for(spec)``; the workflow updates the phase
+and, at the end, the outcome only when the starter set them — proof that the server knows
+them, so a server without them still runs upgrades.
+
+Examples of visibility queries (Web UI search box, ``temporal workflow list --query``)::
+
+    IstioCluster = 'prod-eu' AND ExecutionStatus = 'Running'
+    IstioUpgradePhase = 'WAITING_APPROVAL'
+    IstioUpgradeOutcome = 'ROLLED_BACK' AND IstioTargetRevision = '1-24-2'
 """
 
 from __future__ import annotations
@@ -18,8 +25,12 @@ TARGET_REVISION = SearchAttributeKey.for_keyword("IstioTargetRevision")
 """The revision being installed."""
 PHASE = SearchAttributeKey.for_keyword("IstioUpgradePhase")
 """The upgrade's current phase (``Phase`` value)."""
+OUTCOME = SearchAttributeKey.for_keyword("IstioUpgradeOutcome")
+"""How the upgrade ended (``SUCCEEDED``, ``ROLLED_BACK``, ``FAILED``, ``DRY_RUN``); unset while
+it runs."""
 
-ALL_SEARCH_ATTRIBUTES = (CLUSTER, TARGET_REVISION, PHASE)
+ALL_SEARCH_ATTRIBUTES = (CLUSTER, TARGET_REVISION, PHASE, OUTCOME)
+"""Every attribute a namespace must register (all of type Keyword)."""
 
 
 def search_attributes_for(spec: UpgradeSpec) -> TypedSearchAttributes:

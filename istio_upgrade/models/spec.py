@@ -293,8 +293,12 @@ class UpgradeSpec(_Strict):
 
 
 def workflow_id_for(spec: UpgradeSpec) -> str:
-    """The workflow id of an upgrade: ``istio-upgrade/<cluster>/<revision>``.
+    """The workflow id of an upgrade: ``istio-upgrade.<cluster>.<revision>``.
 
     A second trigger of the same upgrade attaches to the running one instead of starting a twin.
+    Cluster and revision are DNS-1123 labels (no dots), so the id is unambiguous, and it holds
+    only URL-safe characters: Temporal's HTTP API takes the workflow id as a URL path segment
+    and decodes ``%2F`` before routing, so an id containing ``/`` could not be started,
+    signalled or queried over HTTP.
     """
-    return f"istio-upgrade/{spec.cluster.name}/{spec.target_revision}"
+    return f"istio-upgrade.{spec.cluster.name}.{spec.target_revision}"

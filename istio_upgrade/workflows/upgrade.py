@@ -54,12 +54,13 @@ with workflow.unsafe.imports_passed_through():
         ApprovalRecord,
         ApproveRequest,
         BatchProgress,
+        ExtendSoakRequest,
         Phase,
         Progress,
         UpgradeResult,
         progress_markdown,
     )
-    from istio_upgrade.models.search import CLUSTER, PHASE
+    from istio_upgrade.models.search import CLUSTER, OUTCOME, PHASE
     from istio_upgrade.models.spec import UpgradeSpec
     from istio_upgrade.workflows.gate import evaluate_gate
     from istio_upgrade.workflows.plan import plan_upgrade
@@ -85,6 +86,7 @@ _RETRY = RetryPolicy(
     maximum_attempts=10,
     non_retryable_error_types=_NON_RETRYABLE,
 )
+_ENDINGS = {Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.FAILED, Phase.DRY_RUN}
 _SHORT = timedelta(minutes=3)
 _HEARTBEAT = timedelta(seconds=30)
 
@@ -113,6 +115,9 @@ class IstioCanaryUpgrade:
         self._finished = False
         self._no_return = False
         self._rollback_incomplete = False
+        self._soaking: BatchProgress | None = None
+        self._soak_extension = 0.0
+        self._extensions = 0
 
     # Operator messages ------------------------------------------------------------
 
@@ -135,6 +140,10 @@ class IstioCanaryUpgrade:
     def _validate_pause(self) -> None:
         if self._finished:
             raise ValueError("the upgrade has finished; nothing to pause")
+        if self._abort is not None:
+            raise ValueError(f"the upgrade is aborting ({self._abort.reason}); nothing to pause")
+        if self._paused:
+            raise ValueError("the upgrade is already paused; resume it to continue")
 
     @workflow.update
     def resume(self) -> str:
@@ -154,7 +163,27 @@ class IstioCanaryUpgrade:
     @approve.validator
     def _validate_approve(self, request: ApproveRequest) -> None:
         if self._waiting_approval is None:
-            raise ValueError("nothing is waiting for approval")
+            raise ValueError(
+                f"nothing is waiting for approval (phase {self._progress.phase.value}); "
+                "approve applies to an approval gate or a batch whose gate stayed INCONCLUSIVE"
+            )
+
+    @workflow.update
+    def extend_soak(self, request: ExtendSoakRequest) -> str:
+        """Soak the current batch longer before its gate may pass (or its policy applies)."""
+        return self._do_extend_soak(request)
+
+    @extend_soak.validator
+    def _validate_extend_soak(self, request: ExtendSoakRequest) -> None:
+        if self._finished:
+            raise ValueError("the upgrade has finished; nothing to soak")
+        if self._abort is not None:
+            raise ValueError(f"the upgrade is rolling back ({self._abort.reason})")
+        if self._soaking is None:
+            raise ValueError(
+                f"no batch is soaking (phase {self._progress.phase.value}); extend_soak "
+                "applies while a batch warms up, soaks or waits after an INCONCLUSIVE gate"
+            )
 
     @workflow.update
     def abort(self, request: AbortRequest) -> str:
@@ -198,6 +227,17 @@ class IstioCanaryUpgrade:
         if not self._finished and not self._no_return and self._abort is None:
             self._do_abort(request)
 
+    @workflow.signal
+    def signal_extend_soak(self, request: ExtendSoakRequest) -> None:
+        """Signal equivalent of ``extend_soak``; ignored (with a warning) when nothing soaks."""
+        if self._finished or self._abort is not None or self._soaking is None:
+            self._progress.warnings.append(
+                f"soak extension by {request.requested_by or 'an operator'} ignored: "
+                "no batch was soaking"
+            )
+            return
+        self._do_extend_soak(request)
+
     def _set_paused(self, paused: bool) -> str:
         self._paused = paused
         self._progress.paused = paused
@@ -208,6 +248,15 @@ class IstioCanaryUpgrade:
         self._abort = request
         self._refresh()
         return f"aborting: {request.reason}"
+
+    def _do_extend_soak(self, request: ExtendSoakRequest) -> str:
+        bp = self._soaking
+        assert bp is not None
+        self._soak_extension += request.seconds
+        self._extensions += 1
+        bp.soak_extended_seconds = self._soak_extension
+        self._refresh()
+        return f"batch {bp.index}: soak extended by {request.seconds:g}s"
 
     def _do_approve(self, request: ApproveRequest) -> str:
         step = self._waiting_approval or ""
@@ -473,6 +522,15 @@ class IstioCanaryUpgrade:
     async def _soak(
         self, spec: UpgradeSpec, plan: Plan, batch: Batch, bp: BatchProgress, pre_end: datetime
     ) -> None:
+        self._soaking, self._soak_extension = bp, 0.0
+        try:
+            await self._soak_batch(spec, plan, batch, bp, pre_end)
+        finally:
+            self._soaking = None
+
+    async def _soak_batch(
+        self, spec: UpgradeSpec, plan: Plan, batch: Batch, bp: BatchProgress, pre_end: datetime
+    ) -> None:
         gate = spec.gate
         self._set_batch(bp, "warming_up")
         await self._sleep(gate.warmup_seconds)
@@ -526,9 +584,10 @@ class IstioCanaryUpgrade:
                     "GateFailed",
                     result,
                 )
-            if result.verdict == "PASS" and elapsed >= gate.soak_seconds:
+            extra = self._soak_extension
+            if result.verdict == "PASS" and elapsed >= gate.soak_seconds + extra:
                 return
-            if result.verdict == "INCONCLUSIVE" and elapsed >= gate.max_soak_seconds:
+            if result.verdict == "INCONCLUSIVE" and elapsed >= gate.max_soak_seconds + extra:
                 why = "; ".join(result.reasons)
                 if gate.on_inconclusive == "proceed":
                     self._progress.warnings.append(
@@ -542,11 +601,13 @@ class IstioCanaryUpgrade:
                         "GateInconclusive",
                         result,
                     )
-                await self._approval(
+                approved = await self._approval(
                     f"batch {batch.index} gate inconclusive after {elapsed:g}s ({why}); "
-                    "approve to continue or abort to roll back"
+                    "approve to continue, extend_soak to keep measuring, or abort to roll back",
+                    extendable=True,
                 )
-                return
+                if approved:
+                    return
 
     # Promote and cleanup -------------------------------------------------------------
 
@@ -711,17 +772,30 @@ class IstioCanaryUpgrade:
                 )
         await self._checkpoint()
 
-    async def _approval(self, step: str) -> None:
+    async def _approval(self, step: str, *, extendable: bool = False) -> bool:
+        """Wait until ``step`` is approved; True when it was.
+
+        With ``extendable``, an ``extend_soak`` also ends the wait (returning False): the
+        caller goes back to soaking instead of proceeding.
+        """
         await self._checkpoint()
         previous = self._progress.phase
+        extensions = self._extensions
         self._waiting_approval = step
         self._progress.waiting_for = f"approval: {step}"
         self._set_phase(Phase.WAITING_APPROVAL)
-        await workflow.wait_condition(lambda: step in self._approved or self._abort is not None)
+        await workflow.wait_condition(
+            lambda: (
+                step in self._approved
+                or self._abort is not None
+                or (extendable and self._extensions != extensions)
+            )
+        )
         self._waiting_approval = None
         self._progress.waiting_for = None
         self._set_phase(previous)
         await self._checkpoint()
+        return step in self._approved
 
     def _set_phase(self, phase: Phase) -> None:
         changed = self._progress.phase != phase
@@ -729,7 +803,10 @@ class IstioCanaryUpgrade:
         self._refresh()
         # Only when the starter set the attributes: then the server has them registered.
         if changed and workflow.info().typed_search_attributes.get(CLUSTER) is not None:
-            workflow.upsert_search_attributes([PHASE.value_set(phase.value)])
+            updates = [PHASE.value_set(phase.value)]
+            if phase in _ENDINGS:
+                updates.append(OUTCOME.value_set(phase.value))
+            workflow.upsert_search_attributes(updates)
 
     def _set_batch(self, bp: BatchProgress, status: Any) -> None:
         bp.status = status

@@ -89,7 +89,7 @@ async def test_plan_start_approve_abort_watch_list(upgrade_env: tuple[Cli, Path]
 
     started = await run.json("start", "-f", str(spec_file))
     upgrade_id = started["workflow_id"]
-    assert upgrade_id.startswith("istio-upgrade/cli-") and upgrade_id.endswith("/1-24-2")
+    assert upgrade_id.startswith("istio-upgrade.cli-") and upgrade_id.endswith(".1-24-2")
     # A second trigger attaches to the running upgrade instead of starting a twin.
     again = await run.json("start", "-f", str(spec_file))
     assert again == started
@@ -97,6 +97,21 @@ async def test_plan_start_approve_abort_watch_list(upgrade_env: tuple[Cli, Path]
     waiting = await wait_for_status(run, upgrade_id, ExitCode.WAITING)
     assert waiting["progress"]["phase"] == "WAITING_APPROVAL"
     assert waiting["progress"]["waiting_for"].startswith("approval: migrate batch 0")
+
+    # One upgrade per cluster: another revision is refused, naming the running upgrade.
+    other = yaml.safe_load(spec_file.read_text())
+    other["target"] = {"version": "1.25.0"}
+    other_file = spec_file.with_name("other.yaml")
+    other_file.write_text(yaml.safe_dump(other))
+    busy = await run("start", "-f", str(other_file))
+    assert busy.exit_code == ExitCode.REJECTED, (busy.stdout, busy.stderr)
+    assert busy.stdout.strip() == upgrade_id
+    assert "already being upgraded by " + upgrade_id in busy.stderr
+    busy_json = await run.json("start", "-f", str(other_file), expect=ExitCode.REJECTED)
+    assert busy_json["running_workflow_id"] == upgrade_id
+    running = await run.json("list")
+    row = next(r for r in running if r["workflow_id"] == upgrade_id)
+    assert row["phase"] == "WAITING_APPROVAL" and row["outcome"] is None
 
     rejected = await run("resume", upgrade_id)
     assert rejected.exit_code == ExitCode.REJECTED
@@ -120,13 +135,19 @@ async def test_plan_start_approve_abort_watch_list(upgrade_env: tuple[Cli, Path]
 
     listed = await run.json("list", "--all")
     assert upgrade_id in [row["workflow_id"] for row in listed]
+    for _ in range(20):  # the outcome reaches the visibility store asynchronously
+        listed = await run.json("list", "--all")
+        if next(r for r in listed if r["workflow_id"] == upgrade_id)["outcome"]:
+            break
+        await asyncio.sleep(0.3)
+    assert next(r for r in listed if r["workflow_id"] == upgrade_id)["outcome"] == "ROLLED_BACK"
     running = await run.json("list")
     assert upgrade_id not in [row["workflow_id"] for row in running]
 
 
 async def test_unknown_upgrade_id_exits_6(upgrade_env: tuple[Cli, Path]) -> None:
     run, _ = upgrade_env
-    result = await run("status", "istio-upgrade/nowhere/1-0-0")
+    result = await run("status", "istio-upgrade.nowhere.1-0-0")
     assert result.exit_code == ExitCode.UNAVAILABLE
     assert result.stderr.startswith("error: not found")
 

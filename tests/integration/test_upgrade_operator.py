@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import pytest
@@ -10,7 +11,9 @@ from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpda
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from istio_upgrade.models import AbortRequest, ApproveRequest, Progress
+from istio_upgrade import client as api
+from istio_upgrade.models import AbortRequest, ApproveRequest, ExtendSoakRequest, Progress
+from istio_upgrade.models.search import CLUSTER, OUTCOME, PHASE
 from istio_upgrade.workflows.upgrade import IstioCanaryUpgrade
 from tests.integration.upgrade_stack import fast_spec, pod_revisions, upgrade_stack
 
@@ -58,6 +61,15 @@ async def test_approval_gates_and_abort_rolls_back(
             "the pause to take effect",
         )
         assert second.paused
+        # Paused means held: no batch moves on and no workload restarts meanwhile.
+        held = [(b.status, b.restarted) for b in second.batches]
+        await asyncio.sleep(2)
+        third = await handle.query(IstioCanaryUpgrade.progress)
+        assert [(b.status, b.restarted) for b in third.batches] == held
+        assert third.waiting_for == second.waiting_for
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await handle.execute_update(IstioCanaryUpgrade.pause)
+        assert "already paused" in str(refused.value.cause)
         await handle.execute_update(IstioCanaryUpgrade.resume)
         with pytest.raises(WorkflowUpdateFailedError):
             await handle.execute_update(IstioCanaryUpgrade.resume)  # not paused any more
@@ -103,3 +115,70 @@ async def test_cancellation_rolls_back_before_ending(
             for d in stack.objects("/apis/apps/v1/namespaces/istio-system/deployments")
         }
         assert deployments == {"istiod-1-23-4"}
+
+
+async def test_inconclusive_gate_waits_extend_soak_approve_then_abort_mid_batch(
+    temporal_local: WorkflowEnvironment, sandbox_factory: Any, prometheus_factory: Any
+) -> None:
+    async with upgrade_stack(temporal_local.client, sandbox_factory, prometheus_factory) as stack:
+        client = temporal_local.client
+        cluster = f"op-{uuid.uuid4().hex[:6]}"
+        # 99.99% needs thousands of requests per window before a namespace may PASS: the
+        # sandbox's traffic keeps the gate INCONCLUSIVE, and the policy waits for a person.
+        spec = fast_spec(
+            stack.prometheus.url,
+            cluster={"name": cluster},
+            gate={
+                "slos": [{"name": "availability", "objective": 0.9999}],
+                "soak_seconds": 2,
+                "max_soak_seconds": 2,
+                "on_inconclusive": "wait_for_approval",
+            },
+        )
+        handle = await api.start_upgrade(client, spec, task_queue=stack.task_queue)
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await api.extend_soak(client, handle.id, 30)  # still installing
+        assert "no batch is soaking" in str(refused.value.cause)
+        waiting = await wait_progress(
+            handle, lambda p: p.waiting_for and "inconclusive" in p.waiting_for, "the policy"
+        )
+        assert waiting.phase.value == "WAITING_APPROVAL" and waiting.current_batch == 0
+        assert (await handle.describe()).typed_search_attributes.get(PHASE) == "WAITING_APPROVAL"
+
+        # Extending the soak sends the waiting batch back to soaking, for that much longer.
+        answer = await handle.execute_update(
+            IstioCanaryUpgrade.extend_soak, ExtendSoakRequest(seconds=4, requested_by="alice")
+        )
+        assert answer == "batch 0: soak extended by 4s"
+        soaking = await handle.query(IstioCanaryUpgrade.progress)
+        assert soaking.phase.value == "SOAKING" and soaking.waiting_for is None
+        assert soaking.batches[0].soak_extended_seconds == 4
+        evaluations = len(waiting.batches[0].gate_results)
+        again = await wait_progress(
+            handle, lambda p: p.waiting_for and "inconclusive" in p.waiting_for, "the policy again"
+        )
+        assert len(again.batches[0].gate_results) >= evaluations + 2
+
+        assert "approved: batch 0" in await api.approve(client, handle.id, "bob", "low traffic")
+        # Abort in the middle of batch 1: both batches are rolled back.
+        await wait_progress(
+            handle,
+            lambda p: p.current_batch == 1 and p.batches[1].status != "pending",
+            "batch 1 to start",
+        )
+        await api.abort(client, handle.id, "carol", "stop mid-batch")
+        with pytest.raises(WorkflowFailureError) as info:
+            await handle.result()
+        cause = info.value.cause
+        assert isinstance(cause, ApplicationError) and cause.type == "Aborted"
+        final = await handle.query(IstioCanaryUpgrade.progress)
+        statuses = [b.status for b in final.batches]
+        assert statuses[:2] == ["rolled_back", "rolled_back"], final.errors
+        assert set(statuses[2:]) <= {"pending"}, statuses
+        for namespace in [*final.batches[1].namespaces[:3], "frontend"]:
+            assert set(pod_revisions(stack, namespace).values()) <= {"1-23-4", None}, namespace
+        attributes = (await handle.describe()).typed_search_attributes
+        assert attributes.get(CLUSTER) == cluster
+        assert attributes.get(PHASE) == attributes.get(OUTCOME) == "ROLLED_BACK"
+        with pytest.raises(Exception, match=r"already completed|finished"):
+            await api.extend_soak(client, handle.id, 30)

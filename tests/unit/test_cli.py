@@ -35,7 +35,7 @@ def test_every_command_is_registered() -> None:
     assert code == 0
     for name in (
         "start", "plan", "status", "watch", "pause", "resume", "approve", "abort",
-        "list", "schema", "worker", "sandbox", "demo",
+        "extend-soak", "list", "schema", "worker", "sandbox", "demo",
     ):  # fmt: skip
         assert f"\n  {name} " in out, name
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from rich.console import Console
 
 from istio_upgrade.cli.render import batch_step, gate_summary, latest_gate, progress_view
-from istio_upgrade.models import BatchProgress, GateResult, Phase, Progress
+from istio_upgrade.models import BatchProgress, GateResult, Phase, Progress, progress_markdown
 from istio_upgrade.models.gate import NamespaceGate, Verdict
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -85,3 +86,56 @@ def test_batch_bar_reaches_the_end_when_passed_or_rolled_back() -> None:
     assert batch_step(BatchProgress(index=0, namespaces=["a"], status="soaking")) == 6
     assert batch_step(BatchProgress(index=0, namespaces=["a"], status="passed")) == 7
     assert batch_step(BatchProgress(index=0, namespaces=["a"], status="rolled_back")) == 7
+
+
+def _at_phase(phase: Phase) -> Progress:
+    """A plausible snapshot of an upgrade in ``phase``: three batches, the middle one current."""
+    soaking = phase in {Phase.SOAKING, Phase.WAITING_APPROVAL}
+    rolled = phase in {Phase.ROLLING_BACK, Phase.ROLLED_BACK, Phase.FAILED}
+    middle = "soaking" if soaking else "rolled_back" if rolled else "restarting"
+    return Progress(
+        upgrade_id="istio-upgrade.prod.1-24-2",
+        cluster="prod",
+        source_revision="1-23-4",
+        target_revision="1-24-2",
+        phase=phase,
+        paused=phase == Phase.MIGRATING,
+        current_batch=1,
+        waiting_for="approval: batch 1 gate inconclusive"
+        if phase == Phase.WAITING_APPROVAL
+        else None,
+        batches=[
+            BatchProgress(
+                index=0,
+                namespaces=["frontend"],
+                status="rolled_back" if rolled else "passed",
+                gate_results=[gate("PASS", 2, {"frontend": 0.2}, 1)],
+            ),
+            BatchProgress(
+                index=1,
+                namespaces=["catalog", "checkout"],
+                status=middle,
+                soak_extended_seconds=60 if soaking else 0,
+                gate_results=[gate("INCONCLUSIVE", 1, {"checkout": 1.0}, 2)] if soaking else [],
+            ),
+            BatchProgress(index=2, namespaces=["istio-ingress"]),
+        ],
+    )
+
+
+@pytest.mark.parametrize("phase", list(Phase), ids=lambda p: p.value)
+def test_watch_and_web_ui_render_every_phase(phase: Phase) -> None:
+    progress = _at_phase(phase)
+    text = render(progress)
+    assert f"1-23-4 → 1-24-2  {phase.value}" in text
+    assert "frontend" in text and "catalog, checkout" in text and "istio-ingress" in text
+    assert "▶ 1" in text
+    if progress.paused:
+        assert "PAUSED" in text
+    if progress.waiting_for:
+        assert "waiting for: approval: batch 1" in text
+    markdown = progress_markdown(progress)
+    assert f"phase **{phase.value}**" in markdown
+    assert "| ▶ 1 | catalog, checkout |" in markdown
+    if phase == Phase.SOAKING:
+        assert "soaking (soak +60s)" in markdown

@@ -40,7 +40,7 @@ def error_of(doc: dict[str, Any]) -> str:
 def test_minimal_spec_derives_revision_and_id() -> None:
     spec = UpgradeSpec.model_validate(base())
     assert spec.target.revision == "1-24-2"
-    assert workflow_id_for(spec) == "istio-upgrade/prod/1-24-2"
+    assert workflow_id_for(spec) == "istio-upgrade.prod.1-24-2"
     assert spec.promote.tags == ["default"]
     assert spec.gate.slos and spec.gate.slos[0].objective == 0.999
     assert not spec.dry_run and not spec.force
@@ -48,7 +48,7 @@ def test_minimal_spec_derives_revision_and_id() -> None:
 
 def test_explicit_revision_is_kept() -> None:
     spec = UpgradeSpec.model_validate(base(target={"version": "1.24.2", "revision": "canary-124"}))
-    assert workflow_id_for(spec) == "istio-upgrade/prod/canary-124"
+    assert workflow_id_for(spec) == "istio-upgrade.prod.canary-124"
 
 
 @pytest.mark.parametrize(
