@@ -14,28 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-ENVOY_BUCKET_EDGES_MS: tuple[float, ...] = (
-    0.5,
-    1,
-    5,
-    10,
-    25,
-    50,
-    100,
-    250,
-    500,
-    1000,
-    2500,
-    5000,
-    10000,
-    30000,
-    60000,
-    300000,
-    600000,
-    1800000,
-    3600000,
-)
-"""Upper bounds (``le``) of Istio's ``istio_request_duration_milliseconds`` histogram."""
+from istio_upgrade.istio.telemetry import ENVOY_BUCKET_EDGES_MS
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
 _UNIT_SECONDS = {
