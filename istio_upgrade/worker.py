@@ -3,7 +3,8 @@
 Configuration comes from the environment: ``TEMPORAL_ADDRESS`` (default ``localhost:7233``),
 ``TEMPORAL_NAMESPACE`` (``default``), ``TEMPORAL_TASK_QUEUE`` (``istio-upgrade``),
 ``TEMPORAL_TLS_CERT``/``TEMPORAL_TLS_KEY``/``TEMPORAL_TLS_CA`` (file paths, mutual TLS),
-``TEMPORAL_API_KEY`` (Temporal Cloud), ``KUBECONFIG`` and ``LOG_LEVEL``.
+``TEMPORAL_TLS`` (``true``: TLS with the system roots), ``TEMPORAL_API_KEY`` (Temporal Cloud),
+``KUBECONFIG`` (unset in a pod: the pod's service account) and ``LOG_LEVEL``.
 """
 
 from __future__ import annotations
@@ -12,15 +13,14 @@ import asyncio
 import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import structlog
-from temporalio.client import Client, TLSConfig
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.client import Client
 from temporalio.worker import Worker
 
 from istio_upgrade.activities.kube import KubeActivities
 from istio_upgrade.activities.prometheus import measure_gate, query_revision_xds
+from istio_upgrade.client import connect as client_connect
 from istio_upgrade.logging import configure_logging
 from istio_upgrade.workflows.upgrade import TASK_QUEUE, IstioCanaryUpgrade
 
@@ -39,7 +39,8 @@ def build_worker(
     Args:
         client: Connected Temporal client (with the pydantic data converter).
         task_queue: Task queue to poll.
-        kubeconfig: kubeconfig path for the clusters; default ``KUBECONFIG`` or ``~/.kube/config``.
+        kubeconfig: kubeconfig path for the clusters; default ``KUBECONFIG``, else
+            ``~/.kube/config``, else (in a pod) the pod's service account.
         max_workers: Threads for the blocking Kubernetes activities.
 
     Returns:
@@ -56,27 +57,14 @@ def build_worker(
     )
 
 
-def _read(path_var: str) -> bytes | None:
-    path = os.environ.get(path_var)
-    return Path(path).read_bytes() if path else None
-
-
 async def connect(address: str | None = None, namespace: str | None = None) -> Client:
-    """Connect to Temporal as the environment says, with the pydantic data converter."""
-    cert, key, ca = _read("TEMPORAL_TLS_CERT"), _read("TEMPORAL_TLS_KEY"), _read("TEMPORAL_TLS_CA")
-    api_key = os.environ.get("TEMPORAL_API_KEY") or None
-    tls: TLSConfig | bool = False
-    if cert or ca:
-        tls = TLSConfig(client_cert=cert, client_private_key=key, server_root_ca_cert=ca)
-    elif api_key:
-        tls = True
-    return await Client.connect(
-        address or os.environ.get("TEMPORAL_ADDRESS", "localhost:7233"),
-        namespace=namespace or os.environ.get("TEMPORAL_NAMESPACE", "default"),
-        tls=tls,
-        api_key=api_key,
-        data_converter=pydantic_data_converter,
-    )
+    """Connect to Temporal as the environment says, with the pydantic data converter.
+
+    The CLI's connection logic, so that worker and CLI agree on every ``TEMPORAL_*`` variable
+    (``TEMPORAL_TLS=true`` included, which a worker behind a TLS frontend without an API key or
+    a client certificate needs).
+    """
+    return await client_connect(address, namespace)
 
 
 async def run() -> None:

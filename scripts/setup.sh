@@ -17,7 +17,9 @@ as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-if [ ! -x .venv/bin/python ]; then
+# A .venv without pip is what an earlier `python3 -m venv` leaves behind when python3-venv
+# was missing; create it (again) in that case too.
+if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
   if ! "$PYTHON" -m venv .venv 2>/dev/null; then
     # Debian and Ubuntu ship venv separately.
     as_root apt-get update -q

@@ -18,18 +18,33 @@ def _event_line(event: Obj) -> str:
     ).strip()
 
 
+def _events(kube: Kube, namespace: str) -> list[Obj] | str:
+    """The namespace's Events, or why they could not be read."""
+    # Like the log below: a failure here (RBAC without events, a flaky API) must not replace
+    # the rollout failure being diagnosed with a failure of the diagnosis.
+    try:
+        return list(kube.list("v1", "Event", namespace))
+    except Exception as error:
+        return f"(events unavailable: {error})"
+
+
 def collect(kube: Kube, stragglers: list[Straggler], tail_lines: int) -> list[Diagnostic]:
     """Events and proxy logs of at most ``MAX_PODS`` stragglers (one event list per namespace)."""
-    events_by_ns: dict[str, list[Obj]] = {}
+    events_by_ns: dict[str, list[Obj] | str] = {}
     found: list[Diagnostic] = []
     for straggler in stragglers[:MAX_PODS]:
         if straggler.namespace not in events_by_ns:
-            events_by_ns[straggler.namespace] = list(kube.list("v1", "Event", straggler.namespace))
-        events = [
-            _event_line(e)
-            for e in events_by_ns[straggler.namespace]
-            if (e.get("involvedObject") or {}).get("name") == straggler.pod
-        ]
+            events_by_ns[straggler.namespace] = _events(kube, straggler.namespace)
+        listed = events_by_ns[straggler.namespace]
+        events = (
+            [listed]
+            if isinstance(listed, str)
+            else [
+                _event_line(e)
+                for e in listed
+                if (e.get("involvedObject") or {}).get("name") == straggler.pod
+            ]
+        )
         try:
             log = kube.pod_log(straggler.namespace, straggler.pod, PROXY_CONTAINER, tail_lines)
         except NotFound:

@@ -74,10 +74,15 @@ def proxy_version(pod: Obj) -> str | None:
 
 
 def pod_info(pod: Obj) -> PodInfo:
+    """The facts about one pod that discovery and verification need."""
     meta = _meta(pod)
     status = pod.get("status") or {}
     conditions = status.get("conditions") or []
-    templates = (meta.get("annotations") or {}).get(ANNOTATION_INJECT_TEMPLATES, "")
+    annotations = meta.get("annotations") or {}
+    templates = annotations.get(ANNOTATION_INJECT_TEMPLATES, "")
+    # Istio's injector still honours the deprecated annotation form of the opt-out; ignoring it
+    # would report such pods as stragglers "without sidecar" and roll the batch back.
+    opt_out = ((meta.get("labels") or {}).get(LABEL_POD_INJECT), annotations.get(LABEL_POD_INJECT))
     return PodInfo(
         name=meta["name"],
         phase=status.get("phase") or "Pending",
@@ -85,7 +90,7 @@ def pod_info(pod: Obj) -> PodInfo:
         terminating=bool(meta.get("deletionTimestamp")),
         injected_revision=injected_revision(pod),
         proxy_version=proxy_version(pod),
-        opted_out=(meta.get("labels") or {}).get(LABEL_POD_INJECT) == "false",
+        opted_out="false" in opt_out,
         gateway="gateway" in [t.strip() for t in str(templates).split(",")],
     )
 

@@ -123,9 +123,27 @@ def install(kube: Kube, spec: InstallInput) -> InstallResult:
     return InstallResult(applied=[_describe(r) for r in refs], inventory_configmap=cm_name)
 
 
+def _owner(kube: Kube, spec: InstallInput, cm_name: str) -> str | None:
+    """The upgrade id to record as the revision's installer; None for an adopted revision.
+
+    The inventory is always written before istiod, so an istiod without our inventory was
+    installed by someone else (the upgrade adopts it with ``force``). Recording our id then
+    would make a later attempt treat it as its own and uninstall it on rollback.
+    """
+    cm = kube.get_or_none("v1", "ConfigMap", cm_name, ISTIO_NAMESPACE)
+    if cm is not None:
+        recorded = ((cm.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_UPGRADE_ID)
+        # Keep whoever is recorded: applying without the annotation would drop it (it is ours
+        # as a field manager), and with our id would claim a revision we did not install.
+        return str(recorded) if recorded else None
+    istiod = kube.get_or_none("apps/v1", "Deployment", istiod_name(spec.revision), ISTIO_NAMESPACE)
+    return spec.upgrade_id if istiod is None else None
+
+
 def _apply_all(
     kube: Kube, spec: InstallInput, cm_name: str, objects: list[Obj], refs: list[dict[str, str]]
 ) -> None:
+    owner = _owner(kube, spec, cm_name)
     kube.apply(
         {
             "apiVersion": "v1",
@@ -134,7 +152,7 @@ def _apply_all(
                 "name": cm_name,
                 "namespace": ISTIO_NAMESPACE,
                 "labels": {LABEL_MANAGED_BY: MANAGER, LABEL_REV: spec.revision},
-                "annotations": {ANNOTATION_UPGRADE_ID: spec.upgrade_id},
+                "annotations": {ANNOTATION_UPGRADE_ID: owner} if owner else {},
             },
             "data": {"objects": json.dumps(refs, indent=1), "version": spec.version},
         }
@@ -254,8 +272,8 @@ def _default_refs(revision: str) -> list[dict[str, str]]:
 def uninstall(kube: Kube, revision: str) -> UninstallResult:
     """Delete a revision's objects: the inventory's list when present, else the well-known names.
 
-    Objects are deleted in reverse apply order (webhooks first, so no pod creation is routed to
-    an istiod being removed); objects already gone are reported, not errors.
+    Webhook configurations go first (so no pod creation is routed to an istiod being removed),
+    then the rest in reverse apply order; objects already gone are reported, not errors.
     """
     result = UninstallResult()
     cm_name = inventory_configmap_name(revision)
@@ -267,7 +285,11 @@ def uninstall(kube: Kube, revision: str) -> UninstallResult:
             raise _invalid(
                 f"{ISTIO_NAMESPACE}/{cm_name} is corrupt; delete the revision by hand"
             ) from None
-        refs = list(reversed(refs))
+        # A hand-rendered bundle may list its webhooks anywhere; delete them first regardless,
+        # or pod creation would keep being routed (failurePolicy: Fail) to a vanishing istiod.
+        refs = sorted(
+            reversed(refs), key=lambda r: not r.get("kind", "").endswith("WebhookConfiguration")
+        )
         result.from_inventory = True
     else:
         refs = _default_refs(revision)

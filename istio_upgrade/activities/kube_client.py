@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 from kubernetes import config as kube_config
-from kubernetes.client import ApiClient
+from kubernetes.client import ApiClient, Configuration
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 from temporalio.exceptions import ApplicationError
@@ -34,6 +34,9 @@ from istio_upgrade.models.spec import ClusterRef
 Obj = dict[str, Any]
 
 FIELD_MANAGER = "istio-upgrade"
+IN_CLUSTER_CONTEXT = "in-cluster"
+"""The one context name (besides none) a spec may use when the worker runs on in-cluster config;
+it is the name the kubeconfig formerly shipped in ``deploy/`` gave the worker's own cluster."""
 PAGE_SIZE = 500
 
 # apiVersion/kind → (plural, namespaced) for the kinds the product touches; anything else is
@@ -158,7 +161,7 @@ class Kube:
         if status in (401, 403):
             raise ApplicationError(
                 f"{what} was refused ({status}: {text}); grant the worker's kubeconfig user "
-                "the RBAC permissions in deploy/rbac.yaml",
+                "or service account the RBAC permissions in deploy/rbac.yaml",
                 type="Forbidden",
                 non_retryable=True,
             )
@@ -321,34 +324,83 @@ class Kube:
 
 
 class KubeClients:
-    """One ``Kube`` per kubeconfig context, created on first use and then shared by threads."""
+    """One ``Kube`` per kubeconfig context, created on first use and then shared by threads.
+
+    Credentials come from, in order: the kubeconfig passed in or named by ``KUBECONFIG``; else
+    ``~/.kube/config`` if it exists; else, inside a pod (``KUBERNETES_SERVICE_HOST`` set), the
+    pod's service account. A kubeconfig that is named but missing is an error rather than a
+    reason to fall back: silently upgrading a different cluster than the one configured would
+    be far worse than failing.
+    """
 
     def __init__(self, kubeconfig: str | None = None) -> None:
         self.kubeconfig = kubeconfig or os.environ.get("KUBECONFIG") or None
         self._clients: dict[str | None, Kube] = {}
         self._lock = threading.Lock()
 
+    def in_cluster(self) -> bool:
+        """Whether clients use the pod's service account instead of a kubeconfig."""
+        if self.kubeconfig:
+            return False
+        if os.path.exists(os.path.expanduser(kube_config.KUBE_CONFIG_DEFAULT_LOCATION)):
+            return False
+        return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+
+    def _in_cluster_client(self, cluster: ClusterRef) -> ApiClient:
+        if cluster.context not in (None, IN_CLUSTER_CONTEXT):
+            raise ApplicationError(
+                f"cluster {cluster.name} names context {cluster.context}, but the worker has no "
+                "kubeconfig and reaches only its own cluster through its service account; "
+                f"leave cluster.context unset (or {IN_CLUSTER_CONTEXT!r}), or mount a kubeconfig "
+                "with that context and set KUBECONFIG",
+                type="KubeconfigError",
+                non_retryable=True,
+            )
+        # A fresh Configuration rather than the library-wide default, so that the refresh hook
+        # the loader installs (it re-reads the rotated, short-lived projected token) belongs to
+        # this client alone.
+        configuration = Configuration()
+        try:
+            kube_config.load_incluster_config(  # type: ignore[no-untyped-call]
+                client_configuration=configuration
+            )
+        except ConfigException as error:
+            raise ApplicationError(
+                f"cannot use the pod's service account for cluster {cluster.name}: {error}; "
+                "mount the service account token (automountServiceAccountToken) or set KUBECONFIG",
+                type="KubeconfigError",
+                non_retryable=True,
+            ) from None
+        return ApiClient(configuration)
+
+    def _kubeconfig_client(self, cluster: ClusterRef) -> ApiClient:
+        try:
+            api: ApiClient = kube_config.new_client_from_config(  # type: ignore[no-untyped-call]
+                config_file=self.kubeconfig, context=cluster.context
+            )
+        except (ConfigException, FileNotFoundError) as error:
+            raise ApplicationError(
+                f"cannot load kubeconfig {self.kubeconfig or '~/.kube/config'} context "
+                f"{cluster.context or '(current)'} for cluster {cluster.name}: {error}; "
+                "fix cluster.context or the worker's KUBECONFIG",
+                type="KubeconfigError",
+                non_retryable=True,
+            ) from None
+        return api
+
     def for_cluster(self, cluster: ClusterRef) -> Kube:
         """The client of ``cluster.context``.
 
         Raises:
-            ApplicationError: The kubeconfig or the context does not exist (non-retryable).
+            ApplicationError: No usable credentials for the cluster (non-retryable).
         """
         with self._lock:
             kube = self._clients.get(cluster.context)
             if kube is None:
-                try:
-                    api = kube_config.new_client_from_config(  # type: ignore[no-untyped-call]
-                        config_file=self.kubeconfig, context=cluster.context
-                    )
-                except (ConfigException, FileNotFoundError) as error:
-                    raise ApplicationError(
-                        f"cannot load kubeconfig {self.kubeconfig or '~/.kube/config'} context "
-                        f"{cluster.context or '(current)'} for cluster {cluster.name}: {error}; "
-                        "fix cluster.context or the worker's KUBECONFIG",
-                        type="KubeconfigError",
-                        non_retryable=True,
-                    ) from None
+                if self.in_cluster():
+                    api = self._in_cluster_client(cluster)
+                else:
+                    api = self._kubeconfig_client(cluster)
                 kube = Kube(api, cluster.name)
                 self._clients[cluster.context] = kube
             return kube

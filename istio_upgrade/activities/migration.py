@@ -227,7 +227,9 @@ def wait_rollouts(
             else:
                 pending.pop(namespace, None)
                 done.add(namespace)
-        heartbeat(sorted(done), started)
+            # One poll of a large batch against a slow API server can outlast the heartbeat
+            # timeout; beating per namespace also saves the progress a retry resumes from.
+            heartbeat(sorted(done), started)
         waited = time.time() - started
         if not pending:
             return RolloutReport(complete=True, waited_seconds=waited)

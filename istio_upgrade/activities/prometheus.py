@@ -260,16 +260,26 @@ def _parse_liveness(
     m: GateMeasurements, result: Sequence[dict[str, Any]], since: float, pre_window: str | None
 ) -> None:
     pre_seconds = float(pre_window.rstrip("s")) if pre_window else 0.0
+    unknown: set[str] = set()
     for series in result:
         labels = series.get("metric", {})
         ns = labels.get(promql.DEST_NS)
         value = _value(series)
-        if ns is None or math.isnan(value):
+        if ns is None:
+            continue
+        if math.isnan(value):
+            unknown.add(ns)
             continue
         if labels.get("window") == "pre" and pre_seconds > 0:
             m.pre_migration_rate[ns] = value / pre_seconds
         elif labels.get("window") == "current":
             m.request_rate[ns] = value / max(1.0, math.floor(since))
+    # The gate reads "a pre-migration rate but no current one" as traffic stopped; a NaN must
+    # not pass for that, so such a namespace gets no liveness verdict at all.
+    for ns in sorted(unknown):
+        m.pre_migration_rate.pop(ns, None)
+        m.request_rate.pop(ns, None)
+        m.errors.append(f"liveness: the request rate of {ns} is NaN")
 
 
 def _parse_control_plane(

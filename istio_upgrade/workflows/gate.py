@@ -260,9 +260,11 @@ def _slo_check(ctx: _Context, ns: _Namespace, slo: SLOSpec, gate: NamespaceGate)
 
 def _liveness(ctx: _Context, ns: _Namespace) -> None:
     pre = ctx.m.pre_migration_rate.get(ns.name)
-    now = ctx.m.request_rate.get(ns.name)
-    if pre is None or pre <= 0 or now is None:
+    if pre is None or pre <= 0:
         return
+    # Both rates come from one query, so a pre-migration rate without a current one means the
+    # namespace stopped serving altogether — the strongest drop, not missing data.
+    now = ctx.m.request_rate.get(ns.name, 0.0)
     if now < ctx.spec.liveness_min_ratio * pre:
         ns.signals["liveness"] = (
             f"{ns.name}: serves {now:.3g} req/s, {_pct(now / pre)} of its pre-migration "

@@ -54,7 +54,9 @@ with workflow.unsafe.imports_passed_through():
         ApprovalRecord,
         ApproveRequest,
         BatchProgress,
+        BatchStatus,
         ExtendSoakRequest,
+        Outcome,
         Phase,
         Progress,
         UpgradeResult,
@@ -367,7 +369,13 @@ class IstioCanaryUpgrade:
         uid = workflow.info().workflow_id
         await self._checkpoint()
         self._set_phase(Phase.INSTALLING)
-        if not spec.rollback.keep_new_revision:
+        # A target adopted with force existed before this upgrade and may serve namespaces that
+        # were already on it; rolling back must not remove a control plane it did not create.
+        # Patched so that running upgrades that adopted a revision keep their recorded path.
+        adopted = report.target_installed and not report.resumed
+        if not spec.rollback.keep_new_revision and not (
+            adopted and workflow.patched("keep-adopted-target-on-rollback")
+        ):
             self._push(f"uninstall {target}", lambda: self._uninstall(target))
         await self._act(
             "install_revision",
@@ -808,7 +816,7 @@ class IstioCanaryUpgrade:
                 updates.append(OUTCOME.value_set(phase.value))
             workflow.upsert_search_attributes(updates)
 
-    def _set_batch(self, bp: BatchProgress, status: Any) -> None:
+    def _set_batch(self, bp: BatchProgress, status: BatchStatus) -> None:
         bp.status = status
         for ns in bp.namespaces:
             if status != "soaking":
@@ -826,7 +834,7 @@ class IstioCanaryUpgrade:
         self._set_phase(phase)
 
     def _result(
-        self, outcome: Any, summary: str, plan: Plan, report: PrecheckReport
+        self, outcome: Outcome, summary: str, plan: Plan, report: PrecheckReport
     ) -> UpgradeResult:
         return UpgradeResult(
             outcome=outcome,

@@ -162,7 +162,10 @@ async def test_status_without_worker_exits_6_naming_the_worker(
             {"cluster": {"name": f"idle-{uuid.uuid4().hex[:6]}"}, "target": {"version": "1.24.2"}}
         )
     )
-    started = await idle.json("start", "-f", str(spec_file))
+    start = await idle("start", "-f", str(spec_file), "-o", "json")
+    assert start.exit_code == 0, (start.stdout, start.stderr)
+    assert "no worker polls task queue" in start.stderr
+    started = json.loads(start.stdout)
     try:
         result = await idle("status", started["workflow_id"])
         assert result.exit_code == ExitCode.UNAVAILABLE

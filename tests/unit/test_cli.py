@@ -30,6 +30,25 @@ def test_help_documents_every_exit_code() -> None:
         assert f"  {int(exit_code)}  " in out, f"exit code {exit_code.name} undocumented"
 
 
+def test_operations_doc_lists_every_exit_code() -> None:
+    """docs/operations.md holds the one table of exit codes; it must not drift from the enum."""
+    doc = (Path(__file__).parents[2] / "docs" / "operations.md").read_text()
+    table = doc[doc.index("## Exit codes") :]
+    for exit_code in ExitCode:
+        assert f"\n| {int(exit_code)} | " in table, f"exit code {exit_code.name} undocumented"
+
+
+def test_extend_soak_beyond_a_week_is_a_usage_error() -> None:
+    code, _, _ = invoke("extend-soak", "istio-upgrade.prod.1-24-2", "--seconds", "1e9")
+    assert code == ExitCode.USAGE
+
+
+def test_sandbox_scenarios_lists_the_shipped_ones() -> None:
+    code, out, _ = invoke("sandbox", "scenarios")
+    assert code == 0
+    assert {"demo", "bad-canary", "flaky-api", "large"} <= set(out.split())
+
+
 def test_every_command_is_registered() -> None:
     code, out, _ = invoke("--help")
     assert code == 0
@@ -106,8 +125,8 @@ def test_unknown_option_is_a_usage_error() -> None:
 @pytest.mark.parametrize(
     "args",
     [
-        ["status", "istio-upgrade/prod/1-24-2"],
-        ["approve", "istio-upgrade/prod/1-24-2", "-m", "looks good"],
+        ["status", "istio-upgrade.prod.1-24-2"],
+        ["approve", "istio-upgrade.prod.1-24-2", "-m", "looks good"],
         ["list"],
     ],
 )

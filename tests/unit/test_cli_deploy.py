@@ -48,17 +48,13 @@ def test_config_sets_what_the_worker_reads() -> None:
     assert data["TEMPORAL_TASK_QUEUE"] == TASK_QUEUE
 
 
-def test_mounted_kubeconfig_is_the_workers_kubeconfig() -> None:
+def test_worker_uses_its_service_account_not_a_mounted_kubeconfig() -> None:
+    # Without KUBECONFIG the worker falls back to in-cluster config, whose token the client
+    # library refreshes; a hand-made kubeconfig with tokenFile would read the token once.
+    assert "KUBECONFIG" not in one("ConfigMap", "istio-upgrade-worker")["data"]
     pod = one("Deployment", "istio-upgrade-worker")["spec"]["template"]["spec"]
-    mount = pod["containers"][0]["volumeMounts"][0]
-    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
-    item = volume["configMap"]["items"][0]
-    path = f"{mount['mountPath']}/{item['path']}"
-    assert one("ConfigMap", "istio-upgrade-worker")["data"]["KUBECONFIG"] == path
-    kubeconfig = yaml.safe_load(one("ConfigMap", volume["configMap"]["name"])["data"][item["key"]])
-    assert kubeconfig["current-context"] == "in-cluster"
-    user = kubeconfig["users"][0]["user"]
-    assert user["tokenFile"] == "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    assert pod.get("automountServiceAccountToken", True)
+    assert not pod["containers"][0].get("volumeMounts")
 
 
 def test_worker_may_patch_but_not_create_namespaces_or_workloads() -> None:
@@ -77,3 +73,5 @@ def test_worker_may_patch_but_not_create_namespaces_or_workloads() -> None:
     assert verbs("", "pods") == {"get", "list", "watch"}
     assert "delete" not in verbs("", "pods")
     assert not verbs("", "secrets")
+    # Only the manifests installer exists; no grant for an installer that is not there.
+    assert not any("sailoperator.io" in rule.get("apiGroups", []) for rule in rules)

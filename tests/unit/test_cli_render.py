@@ -47,7 +47,7 @@ def test_worst_namespace_is_shown_not_the_batch_average() -> None:
 
 def test_view_shows_phase_batches_gates_and_what_it_waits_for() -> None:
     progress = Progress(
-        upgrade_id="istio-upgrade/prod/1-24-2",
+        upgrade_id="istio-upgrade.prod.1-24-2",
         source_revision="1-23-4",
         target_revision="1-24-2",
         phase=Phase.WAITING_APPROVAL,
@@ -71,7 +71,7 @@ def test_view_shows_phase_batches_gates_and_what_it_waits_for() -> None:
         errors=["boom"],
     )
     text = render(progress)
-    assert "istio-upgrade/prod/1-24-2  1-23-4 → 1-24-2  WAITING_APPROVAL" in text
+    assert "istio-upgrade.prod.1-24-2  1-23-4 → 1-24-2  WAITING_APPROVAL" in text
     assert "PASS #3 accounts 0.5x/14.4" in text
     assert "▶ 1" in text
     assert "a, b, c, d +2" in text

@@ -204,6 +204,15 @@ def test_silent_traffic_drop_fails_on_liveness() -> None:
     assert "0.25%" in second.reasons[0]
 
 
+def test_traffic_stopping_altogether_fails_on_liveness() -> None:
+    # No current series while the pre-migration one exists: the batch serves nothing at all.
+    m = measurements({"a": counts(0, 10)}, pre_migration_rate={"a": 40.0})
+    first, second = twice(SPEC, m)
+    assert first.verdict == "INCONCLUSIVE"
+    assert second.verdict == "FAIL"
+    assert "traffic dropped" in second.reasons[0]
+
+
 def test_liveness_tolerates_half_the_traffic() -> None:
     m = measurements(
         {"a": counts(0, 5000)}, request_rate={"a": 20.5}, pre_migration_rate={"a": 40.0}

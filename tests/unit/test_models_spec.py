@@ -65,6 +65,14 @@ def test_explicit_revision_is_kept() -> None:
         ),
         (base(cluster={"name": "Prod_EU"}), ["cluster.name", "DNS-1123"]),
         (base(cluster={"name": "p", "prometheus_url": "prom:9090"}), ["prometheus_url", "http://"]),
+        (
+            base(cluster={"name": "p", "prometheus_url": "https://u:hunter2@prom:9090"}),
+            ["cluster.prometheus_url", "credentials", "history"],
+        ),
+        (
+            base(gate={"prometheus_url": "http://u:hunter2@prom:9090"}),
+            ["gate.prometheus_url", "credentials"],
+        ),
         (base(source_revision="1-24-2"), ["source_revision", "target must be a new revision"]),
         (base(migration={"selector": "a in ()"}), ["migration.selector", "kubectl -l"]),
         (base(migration={"batches": [["a"], []]}), ["migration.batches[1] is empty"]),

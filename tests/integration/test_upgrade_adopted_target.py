@@ -1,0 +1,77 @@
+"""A target revision adopted with ``force`` is not uninstalled when the upgrade rolls back.
+
+Runs the real workflow on the time-skipping test server with stand-in activities registered
+under the real names: what matters here is which activities the workflow calls.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from temporalio import activity
+from temporalio.client import WorkflowFailureError
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from istio_upgrade.models import RevisionInfo
+from istio_upgrade.models.activities import (
+    DiscoverInput,
+    InstallInput,
+    InstallResult,
+    RevisionInput,
+    UninstallResult,
+)
+from istio_upgrade.models.inventory import ClusterInventory
+from istio_upgrade.workflows.upgrade import IstioCanaryUpgrade
+from tests.unit.plan_fixtures import ENABLED, inventory, spec
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("installed_by", [None, "earlier"], ids=["adopted", "own"])
+async def test_rollback_keeps_an_adopted_target_revision(
+    temporal_ts: WorkflowEnvironment, installed_by: str | None
+) -> None:
+    workflow_id = f"adopt-{uuid.uuid4()}"
+    owner = workflow_id if installed_by == "earlier" else None
+    existing = RevisionInfo(name="1-24-2", version="1.24.2", installed_by=owner, ready=True)
+    inv = inventory({"a": ENABLED}, extra_revisions=[existing])
+    uninstalled: list[str] = []
+
+    @activity.defn(name="discover")
+    async def discover(_: DiscoverInput) -> ClusterInventory:
+        return inv
+
+    @activity.defn(name="install_revision")
+    async def install_revision(_: InstallInput) -> InstallResult:
+        return InstallResult(inventory_configmap="istio-upgrade-inventory-1-24-2")
+
+    @activity.defn(name="wait_revision_ready")
+    async def wait_revision_ready(_: RevisionInput) -> None:
+        raise ApplicationError("not ready", type="RevisionNotReady", non_retryable=True)
+
+    @activity.defn(name="uninstall_revision")
+    async def uninstall_revision(request: RevisionInput) -> UninstallResult:
+        uninstalled.append(request.revision)
+        return UninstallResult()
+
+    queue = f"q-{uuid.uuid4()}"
+    client = temporal_ts.client
+    client = type(client)(client.service_client, data_converter=pydantic_data_converter)
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[IstioCanaryUpgrade],
+        activities=[discover, install_revision, wait_revision_ready, uninstall_revision],
+    ):
+        with pytest.raises(WorkflowFailureError):
+            await client.execute_workflow(
+                IstioCanaryUpgrade.run,
+                spec(force=True, gate={"prometheus_url": "http://prometheus:9090"}),
+                id=workflow_id,
+                task_queue=queue,
+            )
+    assert uninstalled == ([] if installed_by is None else ["1-24-2"])
