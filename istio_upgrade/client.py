@@ -84,9 +84,22 @@ async def connect(
     )
 
 
+class ConnectionConfigError(ValueError):
+    """The Temporal connection settings in the environment cannot be used as they are."""
+
+
 def _read_env_file(variable: str) -> bytes | None:
     path = os.environ.get(variable)
-    return Path(path).read_bytes() if path else None
+    if not path:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        # Fail with the variable's name: a bare FileNotFoundError does not say which setting.
+        raise ConnectionConfigError(
+            f"{variable}={path} cannot be read ({error.strerror}); "
+            f"point {variable} at the PEM file or unset it"
+        ) from error
 
 
 class ClusterBusyError(Exception):

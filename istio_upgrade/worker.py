@@ -20,6 +20,7 @@ from temporalio.worker import Worker
 
 from istio_upgrade.activities.kube import KubeActivities
 from istio_upgrade.activities.prometheus import measure_gate, query_revision_xds
+from istio_upgrade.client import ConnectionConfigError
 from istio_upgrade.client import connect as client_connect
 from istio_upgrade.logging import configure_logging
 from istio_upgrade.workflows.upgrade import TASK_QUEUE, IstioCanaryUpgrade
@@ -86,7 +87,12 @@ async def run() -> None:
 def main() -> None:
     """Entry point of ``istio-upgrade worker`` and ``python -m istio_upgrade.worker``."""
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except ConnectionConfigError as error:
+        # A misconfigured Deployment should say which variable to fix, not print a traceback.
+        log.error("cannot start the worker", error=str(error))
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -78,6 +78,10 @@ class Conflict(Exception):
     """A write lost an optimistic-concurrency race (HTTP 409)."""
 
 
+class ServerUnavailable(Exception):
+    """The API server failed this one request (HTTP 500, 502, 503, 504)."""
+
+
 class TooManyRequests(Exception):
     """The API server asked to slow down (HTTP 429)."""
 
@@ -102,8 +106,14 @@ def _wait(state: RetryCallState) -> float:
     return min(0.1 * 2.0**state.attempt_number, 2.0)
 
 
+# Every request this client sends is "make it so" (merge patches, server-side apply, reads),
+# so repeating one after a transient answer is safe. Retrying the single request here keeps
+# a large batch step from failing as a whole on one 503 among hundreds of calls; Temporal's
+# activity retries stay in charge of anything that lasts longer than a few seconds.
 _retry_briefly = retry(
-    retry=retry_if_exception(lambda e: isinstance(e, TooManyRequests | Conflict)),
+    retry=retry_if_exception(
+        lambda e: isinstance(e, TooManyRequests | Conflict | ServerUnavailable)
+    ),
     wait=_wait,
     stop=stop_after_attempt(6),
     reraise=True,
@@ -176,6 +186,8 @@ class Kube:
             except ValueError:
                 after = 1.0
             raise TooManyRequests(f"{what}: too many requests", after)
+        if status in (500, 502, 503, 504):
+            raise ServerUnavailable(f"{what}: server error {status} ({text})")
         if status in (400, 415, 422):
             raise ApplicationError(
                 f"{what} was rejected as invalid ({status}: {text}); fix the object or bundle",
@@ -194,7 +206,7 @@ class Kube:
         body: Any = None,
         content_type: str | None = None,
     ) -> Obj:
-        """One JSON request, with 409/429 retried briefly."""
+        """One JSON request, with 409/429/5xx retried briefly."""
         data = self._raw(method, path, query=query, body=body, content_type=content_type)
         return json.loads(data) if data else {}
 

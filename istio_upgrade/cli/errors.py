@@ -13,7 +13,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from istio_upgrade.cli.exit_codes import ExitCode
 from istio_upgrade.cli.specfile import SpecError
-from istio_upgrade.client import ClusterBusyError
+from istio_upgrade.client import ClusterBusyError, ConnectionConfigError
 
 T = TypeVar("T")
 
@@ -40,6 +40,8 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         raise click.exceptions.Exit(int(ExitCode.USAGE)) from error
     except ClusterBusyError as error:
         raise CommandError(f"rejected: {error}", ExitCode.REJECTED) from error
+    except ConnectionConfigError as error:
+        raise CommandError(str(error), ExitCode.USAGE) from error
     except WorkflowAlreadyStartedError as error:
         raise CommandError(
             f"rejected: upgrade {error.workflow_id} already succeeded; a succeeded upgrade is "

@@ -57,6 +57,20 @@ def test_conflicts_on_label_writes_are_retried(sandbox: Any) -> None:
     assert labels["istio.io/rev"] == "1-24-2"
 
 
+def test_transient_server_errors_are_retried_per_request(sandbox: Any) -> None:
+    kube = client(sandbox)
+    put_faults(
+        sandbox,
+        {"api": [{"kind": "status", "code": 503, "count": 2, "resources": ["namespaces"],
+                  "verbs": ["patch"]},
+                 {"kind": "status", "code": 500, "count": 1, "resources": ["namespaces"],
+                  "verbs": ["get"]}]},
+    )  # fmt: skip
+    migration.relabel(kube, [NamespaceLabels(namespace="payments", istio_rev="1-24-2")])
+    labels = kube.get("v1", "Namespace", "payments")["metadata"]["labels"]
+    assert labels["istio.io/rev"] == "1-24-2"
+
+
 def test_missing_namespace_is_permanent_and_says_what_to_do(sandbox: Any) -> None:
     kube = client(sandbox)
     with pytest.raises(ApplicationError) as info:

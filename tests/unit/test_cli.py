@@ -165,3 +165,14 @@ def test_sandbox_up_with_unknown_scenario_exits_2(tmp_path: Path) -> None:
     assert result.exit_code == ExitCode.USAGE
     assert "no-such" in result.stderr
     assert not (tmp_path / "kc").exists()
+
+
+def test_unreadable_tls_file_names_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = tmp_path / "client.pem"
+    monkeypatch.setenv("TEMPORAL_TLS_CERT", str(missing))
+    code, _, err = invoke("--address", UNREACHABLE, "list")
+    assert code == ExitCode.USAGE
+    assert f"TEMPORAL_TLS_CERT={missing} cannot be read" in err
+    assert "Traceback" not in err
