@@ -7,7 +7,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import click
 from pydantic import BaseModel
@@ -265,14 +265,7 @@ WHO_OPTION = click.option("--who", help="Operator name recorded with the action;
 @click.pass_obj
 def pause(opts: TemporalOptions, upgrade_id: str, output: str) -> None:
     """Hold the upgrade before its next step (the running step finishes)."""
-    from istio_upgrade import client as api
-
-    async def go() -> int:
-        answer = await api.pause(await _client(opts), upgrade_id)
-        _print_answer(output, upgrade_id, "pause", answer)
-        return int(ExitCode.OK)
-
-    sys.exit(run(go()))
+    _send_plain_update(opts, upgrade_id, output, "pause")
 
 
 @cli.command()
@@ -281,11 +274,20 @@ def pause(opts: TemporalOptions, upgrade_id: str, output: str) -> None:
 @click.pass_obj
 def resume(opts: TemporalOptions, upgrade_id: str, output: str) -> None:
     """Resume a paused upgrade."""
+    _send_plain_update(opts, upgrade_id, output, "resume")
+
+
+def _send_plain_update(
+    opts: TemporalOptions, upgrade_id: str, output: str, action: Literal["pause", "resume"]
+) -> None:
+    """Send an argument-less operator update and print the workflow's answer."""
     from istio_upgrade import client as api
 
+    send = api.pause if action == "pause" else api.resume
+
     async def go() -> int:
-        answer = await api.resume(await _client(opts), upgrade_id)
-        _print_answer(output, upgrade_id, "resume", answer)
+        answer = await send(await _client(opts), upgrade_id)
+        _print_answer(output, upgrade_id, action, answer)
         return int(ExitCode.OK)
 
     sys.exit(run(go()))
