@@ -11,18 +11,9 @@ from typing import Any
 from istio_upgrade.istio.manifests import render_revision, render_tag
 from istio_upgrade.sandbox.cluster import Cluster, Timings
 from istio_upgrade.sandbox.controllers import Controllers
+from istio_upgrade.sandbox.controllers.objects import DEPLOYMENTS, EVENTS, NAMESPACES, PODS
 from istio_upgrade.sandbox.resources import BY_KEY, by_kind
 from istio_upgrade.sandbox.store import Obj
-
-PODS = BY_KEY["/pods"]
-NAMESPACES = BY_KEY["/namespaces"]
-EVENTS = BY_KEY["/events"]
-DEPLOYMENTS = BY_KEY["apps/deployments"]
-REPLICASETS = BY_KEY["apps/replicasets"]
-STATEFULSETS = BY_KEY["apps/statefulsets"]
-DAEMONSETS = BY_KEY["apps/daemonsets"]
-JOBS = BY_KEY["batch/jobs"]
-WEBHOOKS = BY_KEY["admissionregistration.k8s.io/mutatingwebhookconfigurations"]
 
 FAST = Timings(
     pod_start_s=0.02,

@@ -9,8 +9,8 @@ import textwrap
 import pytest
 
 from istio_upgrade.istio.manifests import render_revision
+from istio_upgrade.sandbox.controllers.objects import WEBHOOKS
 from tests.sandbox.conftest import KubeTarget, ServedSandbox
-from tests.sandbox.controllers_support import WEBHOOKS
 
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not on PATH")
 

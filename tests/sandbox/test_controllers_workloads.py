@@ -6,14 +6,10 @@ import pytest
 
 from istio_upgrade.sandbox.controllers import NODES, BadRequest, pod_log
 from istio_upgrade.sandbox.controllers.events import EventRecorder
+from istio_upgrade.sandbox.controllers.objects import DAEMONSETS, EVENTS, JOBS, PODS, STATEFULSETS
 from istio_upgrade.sandbox.faults import RolloutFault
 from istio_upgrade.sandbox.store import Obj, Store, WatchEvent
 from tests.sandbox.controllers_support import (
-    DAEMONSETS,
-    EVENTS,
-    JOBS,
-    PODS,
-    STATEFULSETS,
     condition,
     create,
     install_revision,

@@ -7,13 +7,15 @@ import json
 import pytest
 
 from istio_upgrade.sandbox.cluster import Cluster
-from istio_upgrade.sandbox.store import Obj, StoreError
-from tests.sandbox.controllers_support import (
+from istio_upgrade.sandbox.controllers.objects import (
     DEPLOYMENTS,
     NAMESPACES,
     PODS,
     REPLICASETS,
     WEBHOOKS,
+)
+from istio_upgrade.sandbox.store import Obj, StoreError
+from tests.sandbox.controllers_support import (
     condition,
     create,
     deployment,
