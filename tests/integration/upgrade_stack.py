@@ -79,7 +79,14 @@ class Stack:
         )
 
     def get(self, path: str) -> Any:
-        return httpx.get(f"{self.sandbox.url}{path}", timeout=10).json()
+        # Scenarios such as flaky-api inject 429/5xx into every client, the test's own
+        # reads included; retry those like any Kubernetes client would.
+        for _ in range(20):
+            response = httpx.get(f"{self.sandbox.url}{path}", timeout=10)
+            if response.status_code not in {429, 500, 502, 503, 504}:
+                break
+        response.raise_for_status()
+        return response.json()
 
     def delete(self, path: str) -> int:
         return httpx.delete(f"{self.sandbox.url}{path}", timeout=10).status_code
