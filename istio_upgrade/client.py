@@ -24,6 +24,7 @@ from istio_upgrade.models import (
     UpgradeSpec,
     workflow_id_for,
 )
+from istio_upgrade.models.removal import RemovalResult, RemoveRevisionSpec, removal_workflow_id
 from istio_upgrade.models.search import search_attributes_for
 
 log = logging.getLogger(__name__)
@@ -217,6 +218,39 @@ async def start_upgrade(
             upgrade_id,
         )
         return await client.start_workflow(WORKFLOW_TYPE, spec, **options)
+
+
+REMOVAL_WORKFLOW_TYPE = "IstioRevisionRemoval"
+
+
+async def start_removal(
+    client: Client, spec: RemoveRevisionSpec, *, task_queue: str = TASK_QUEUE
+) -> WorkflowHandle[Any, Any]:
+    """Start removing an old revision that an upgrade kept, or attach to that removal.
+
+    The workflow uninstalls the revision only if no live pod, namespace label, tag or (with
+    ``cluster.prometheus_url``) connected proxy still uses it; otherwise it fails with
+    ``RevisionInUse`` and names what does. The id is ``istio-remove-revision.<cluster>.<rev>``
+    and may run again after a refusal.
+
+    Raises:
+        ClusterBusyError: An upgrade of the cluster is running; its target revision may not be
+            in use *yet*, so nothing is removed while one runs.
+    """
+    running = await running_upgrade_of(client, spec.cluster.name)
+    if running is not None:
+        raise ClusterBusyError(spec.cluster.name, running)
+    return await client.start_workflow(
+        REMOVAL_WORKFLOW_TYPE,
+        spec,
+        result_type=RemovalResult,
+        id=removal_workflow_id(spec),
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        static_summary=f"Remove Istio revision {spec.revision} from {spec.cluster.name}"
+        + (" (dry run)" if spec.dry_run else ""),
+    )
 
 
 def handle(client: Client, upgrade_id: str) -> WorkflowHandle[Any, Any]:

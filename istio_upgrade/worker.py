@@ -1,4 +1,5 @@
-"""The Temporal worker: the ``IstioCanaryUpgrade`` workflow and every activity it calls.
+"""The Temporal worker: the ``IstioCanaryUpgrade`` and ``IstioRevisionRemoval`` workflows and
+every activity they call.
 
 Configuration comes from the environment: ``TEMPORAL_ADDRESS`` (default ``localhost:7233``),
 ``TEMPORAL_NAMESPACE`` (``default``), ``TEMPORAL_TASK_QUEUE`` (``istio-upgrade``),
@@ -23,6 +24,7 @@ from istio_upgrade.activities.prometheus import measure_gate, query_revision_xds
 from istio_upgrade.client import ConnectionConfigError
 from istio_upgrade.client import connect as client_connect
 from istio_upgrade.logging import configure_logging
+from istio_upgrade.workflows.removal import IstioRevisionRemoval
 from istio_upgrade.workflows.upgrade import TASK_QUEUE, IstioCanaryUpgrade
 
 log = structlog.get_logger(__name__)
@@ -35,7 +37,7 @@ def build_worker(
     kubeconfig: str | None = None,
     max_workers: int = 16,
 ) -> Worker:
-    """A worker running the upgrade workflow and its activities.
+    """A worker running the upgrade and removal workflows and their activities.
 
     Args:
         client: Connected Temporal client (with the pydantic data converter).
@@ -51,7 +53,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[IstioCanaryUpgrade],
+        workflows=[IstioCanaryUpgrade, IstioRevisionRemoval],
         activities=[*kube.all(), measure_gate, query_revision_xds],
         activity_executor=ThreadPoolExecutor(max_workers=max_workers),
         max_concurrent_activities=max_workers,

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from istio_upgrade.activities.kube_client import Kube, Obj
+from istio_upgrade.activities.kube_client import PAGE_SIZE, Kube, Obj
 from istio_upgrade.istio.naming import (
     ANNOTATION_INJECT_TEMPLATES,
     ANNOTATION_REV,
@@ -184,18 +184,34 @@ def deployment_available(deploy: Obj) -> bool:
     )
 
 
-def discover(kube: Kube) -> ClusterInventory:
+def _ticking(items: Iterable[Obj], tick: Callable[[], None] | None) -> Iterator[Obj]:
+    """Yield ``items``, calling ``tick`` before the first and after every ``PAGE_SIZE``."""
+    if tick is not None:
+        tick()
+    for count, item in enumerate(items, 1):
+        yield item
+        if tick is not None and count % PAGE_SIZE == 0:
+            tick()
+
+
+def discover(kube: Kube, tick: Callable[[], None] | None = None) -> ClusterInventory:
     """Read revisions, tags, injector webhooks, namespaces, workloads and pods.
 
     Args:
         kube: Client of the cluster.
+        tick: Called about once per page read (the activity's heartbeat): listing every pod
+            of a large cluster takes tens of seconds.
 
     Returns:
         The inventory; ``api_requests`` counts the requests made.
     """
+
+    def each(api_version: str, kind: str) -> Iterator[Obj]:
+        return _ticking(kube.list(api_version, kind), tick)
+
     before = kube.requests
     revisions = _revisions(kube)
-    configs = list(kube.list("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration"))
+    configs = list(each("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration"))
     webhooks = _webhooks(configs)
     tags: dict[str, str] = {}
     for config in configs:
@@ -203,10 +219,10 @@ def discover(kube: Kube) -> ClusterInventory:
         if labels.get(LABEL_TAG) and labels.get(LABEL_REV):
             tags[labels[LABEL_TAG]] = labels[LABEL_REV]
 
-    rs_owner = replicaset_owners(kube.list("apps/v1", "ReplicaSet"))
+    rs_owner = replicaset_owners(each("apps/v1", "ReplicaSet"))
     stamps: dict[tuple[str, str, str], str | None] = {}
     for kind in ("Deployment", "StatefulSet", "DaemonSet"):
-        for obj in kube.list("apps/v1", kind):
+        for obj in each("apps/v1", kind):
             meta = _meta(obj)
             template_meta = ((obj.get("spec") or {}).get("template") or {}).get("metadata") or {}
             stamp = (template_meta.get("annotations") or {}).get(ANNOTATION_RESTART_STAMP)
@@ -220,7 +236,7 @@ def discover(kube: Kube) -> ClusterInventory:
             restartable=True,
             restart_stamp=stamp,
         )
-    for pod in kube.list("v1", "Pod"):
+    for pod in each("v1", "Pod"):
         namespace = _meta(pod).get("namespace", "")
         kind, name = pod_owner(pod, rs_owner)
         by_ns = workloads.setdefault(namespace, {})
@@ -235,7 +251,7 @@ def discover(kube: Kube) -> ClusterInventory:
         workload.add_pod(pod_info(pod))
 
     namespaces: list[NamespaceInfo] = []
-    for ns in kube.list("v1", "Namespace"):
+    for ns in each("v1", "Namespace"):
         meta = _meta(ns)
         labels = {str(k): str(v) for k, v in (meta.get("labels") or {}).items()}
         if (ns.get("status") or {}).get("phase") == "Terminating":

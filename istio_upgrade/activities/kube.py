@@ -53,7 +53,9 @@ class KubeActivities:
     @activity.defn(name="discover")
     def discover(self, spec: DiscoverInput) -> ClusterInventory:
         """Read revisions, tags, webhooks, namespaces, workloads and pods of the cluster."""
-        return discovery.discover(self.clients.for_cluster(spec.cluster))
+        return discovery.discover(
+            self.clients.for_cluster(spec.cluster), lambda: activity.heartbeat()
+        )
 
     @activity.defn(name="install_revision")
     def install_revision(self, spec: InstallInput) -> InstallResult:

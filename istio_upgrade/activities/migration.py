@@ -92,11 +92,13 @@ def restart(
         namespaces: Namespaces of the batch.
         stamp: Upgrade id and step; workloads already stamped with it are skipped.
         max_concurrent: Restarts in flight at once.
-        on_progress: Called after each restart (heartbeat).
+        on_progress: Called per namespace listed and after each restart (heartbeat).
     """
     result = RestartResult()
     todo: list[tuple[str, str, str]] = []
     for namespace in namespaces:
+        if on_progress:
+            on_progress(namespace)
         found_namespace = kube.get_or_none("v1", "Namespace", namespace)
         if found_namespace is None:
             raise _namespace_missing(namespace, kube.cluster)

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import click
 from pydantic import BaseModel
+from temporalio.client import WorkflowFailureError
 
 from istio_upgrade.cli.errors import CommandError, run
 from istio_upgrade.cli.exit_codes import ExitCode
@@ -365,6 +366,72 @@ def extend_soak(
     async def go() -> int:
         answer = await api.extend_soak(await _client(opts), upgrade_id, seconds, _who(who), reason)
         _print_answer(output, upgrade_id, "extend_soak", answer)
+        return int(ExitCode.OK)
+
+    sys.exit(run(go()))
+
+
+@cli.command(name="remove-revision")
+@click.option("--cluster", required=True, help="Cluster name, as in the upgrade spec.")
+@click.option("--revision", required=True, help="The revision to remove, e.g. 1-23-4.")
+@click.option("--context", help="kubeconfig context of the cluster (as in the upgrade spec).")
+@click.option(
+    "--prometheus-url",
+    help="Prometheus of the cluster; adds the check that no proxy is connected to the revision.",
+)
+@click.option("--dry-run", is_flag=True, help="Only check whether the revision could go.")
+@OUTPUT_OPTION
+@click.pass_obj
+def remove_revision(
+    opts: TemporalOptions,
+    cluster: str,
+    revision: str,
+    context: str | None,
+    prometheus_url: str | None,
+    dry_run: bool,
+    output: str,
+) -> None:
+    """Remove an old revision an upgrade kept, once nothing uses it any more.
+
+    The worker checks that no live pod, namespace label, tag or connected proxy uses the
+    revision, then uninstalls it. Exit 0 when removed (or already gone), 7 when something
+    still uses it (named on stderr), 2 on bad options.
+    """
+    from pydantic import ValidationError
+
+    from istio_upgrade.cli import workers
+    from istio_upgrade.cli.specfile import SpecError, error_lines
+    from istio_upgrade.client import start_removal
+    from istio_upgrade.models.removal import RemovalResult, RemoveRevisionSpec
+
+    async def go() -> int:
+        doc = {
+            "cluster": {"name": cluster, "context": context, "prometheus_url": prometheus_url},
+            "revision": revision,
+            "dry_run": dry_run,
+        }
+        try:
+            spec = RemoveRevisionSpec.model_validate(doc)
+        except ValidationError as error:
+            raise SpecError("options", error_lines(error)) from error
+        client = await _client(opts)
+        handle = await start_removal(client, spec, task_queue=opts.task_queue)
+        await workers.warn_without_workers(client, opts.task_queue, f"removal {handle.id}")
+        try:
+            result: RemovalResult = await handle.result()
+        except WorkflowFailureError as failure:
+            cause = failure.cause
+            details = getattr(cause, "details", None) or []
+            if output == "json" and details:
+                _emit_json(RemovalResult.model_validate(details[0]))
+            message = getattr(cause, "message", None) or str(failure)
+            raise CommandError(f"rejected: {message}", ExitCode.REJECTED) from failure
+        if output == "json":
+            _emit_json(result)
+        else:
+            click.echo(result.summary)
+            for warning in result.warnings:
+                click.echo(f"warning: {warning}", err=True)
         return int(ExitCode.OK)
 
     sys.exit(run(go()))

@@ -20,7 +20,8 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
 
-def _dns1123(value: str, field: str) -> str:
+def check_dns1123(value: str, field: str) -> str:
+    """``value`` when it is a DNS-1123 label, else a ValueError naming ``field``."""
     if not is_dns1123_label(value):
         raise ValueError(
             f"{field} {value!r} must be a DNS-1123 label: lowercase letters, digits and '-', "
@@ -42,7 +43,7 @@ class ClusterRef(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        return _dns1123(value, "cluster.name")
+        return check_dns1123(value, "cluster.name")
 
     @field_validator("prometheus_url")
     @classmethod
@@ -81,7 +82,7 @@ class TargetSpec(_Strict):
                 "target.revision 'default' is reserved for the default tag; "
                 "omit the field to use the version's revision name"
             )
-        return _dns1123(value, "target.revision")
+        return check_dns1123(value, "target.revision")
 
     @model_validator(mode="after")
     def _derive(self) -> TargetSpec:
@@ -175,7 +176,7 @@ class MigrationSpec(_Strict):
     @classmethod
     def _names(cls, value: list[str]) -> list[str]:
         for name in value:
-            _dns1123(name, "namespace")
+            check_dns1123(name, "namespace")
         return value
 
     @model_validator(mode="after")
@@ -192,7 +193,7 @@ class MigrationSpec(_Strict):
             if not batch:
                 raise ValueError(f"migration.batches[{index}] is empty; remove it")
             for name in batch:
-                _dns1123(name, f"migration.batches[{index}] namespace")
+                check_dns1123(name, f"migration.batches[{index}] namespace")
                 if name in seen:
                     raise ValueError(
                         f"migration.batches[{index}]: namespace {name!r} is already in an "
@@ -225,7 +226,7 @@ class PromoteSpec(_Strict):
     @classmethod
     def _tags(cls, value: list[str]) -> list[str]:
         for tag in value:
-            _dns1123(tag, "promote.tags entry")
+            check_dns1123(tag, "promote.tags entry")
         return value
 
 
@@ -267,7 +268,7 @@ class UpgradeSpec(_Strict):
     @field_validator("source_revision")
     @classmethod
     def _source(cls, value: str | None) -> str | None:
-        return None if value is None else _dns1123(value, "source_revision")
+        return None if value is None else check_dns1123(value, "source_revision")
 
     @model_validator(mode="after")
     def _distinct(self) -> UpgradeSpec:

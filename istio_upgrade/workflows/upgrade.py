@@ -66,28 +66,13 @@ with workflow.unsafe.imports_passed_through():
     from istio_upgrade.models.spec import UpgradeSpec
     from istio_upgrade.workflows.gate import evaluate_gate
     from istio_upgrade.workflows.plan import plan_upgrade
+    from istio_upgrade.workflows.retries import ACTIVITY_RETRY, NON_RETRYABLE_ERRORS
 
 T = TypeVar("T")
 
 WORKFLOW_NAME = "IstioCanaryUpgrade"
 TASK_QUEUE = "istio-upgrade"
 
-_NON_RETRYABLE = [
-    "Forbidden",
-    "InvalidObject",
-    "InvalidManifest",
-    "UnknownKind",
-    "KubeconfigError",
-    "NamespaceNotFound",
-    "RevisionNotReady",
-]
-_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=20),
-    maximum_attempts=10,
-    non_retryable_error_types=_NON_RETRYABLE,
-)
 _ENDINGS = {Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.FAILED, Phase.DRY_RUN}
 _SHORT = timedelta(minutes=3)
 _HEARTBEAT = timedelta(seconds=30)
@@ -309,6 +294,7 @@ class IstioCanaryUpgrade:
             DiscoverInput(cluster=spec.cluster, upgrade_id=info.workflow_id),
             ClusterInventory,
             "discover the cluster",
+            heartbeats=True,
         )
         self._set_phase(Phase.PLANNING)
         plan, report = plan_upgrade(inventory, spec, info.workflow_id)
@@ -479,6 +465,7 @@ class IstioCanaryUpgrade:
             ),
             RestartResult,
             f"batch {batch.index}: restart workloads",
+            heartbeats=True,
         )
         bp.restarted = restarted.restarted + restarted.already_restarted
         self._set_batch(bp, "rolling_out")
@@ -642,7 +629,11 @@ class IstioCanaryUpgrade:
         if xds:
             blockers.append(f"{xds:g} proxies still connected to istiod-{old} (pilot_xds)")
         if blockers:
-            warnings.append(f"revision {old} kept, still in use: {'; '.join(blockers)}")
+            warnings.append(
+                f"revision {old} kept, still in use: {'; '.join(blockers)}; once nothing uses "
+                f"it, run `istio-upgrade remove-revision --cluster {spec.cluster.name} "
+                f"--revision {old}`"
+            )
             return False, warnings
         await self._uninstall(old)
         return True, warnings
@@ -690,6 +681,7 @@ class IstioCanaryUpgrade:
             ),
             RestartResult,
             f"rollback batch {batch.index}: restart workloads",
+            heartbeats=True,
         )
         try:
             await self._settle(
@@ -735,15 +727,18 @@ class IstioCanaryUpgrade:
         long_seconds: float | None = None,
         start_to_close: timedelta = _SHORT,
         attempts: int | None = None,
+        heartbeats: bool = False,
     ) -> T:
-        retry = _RETRY
+        """Run one activity; ``long_seconds`` (waits) and ``heartbeats`` ask for a heartbeat
+        timeout, so that a crashed worker's attempt is retried in seconds, not minutes."""
+        retry = ACTIVITY_RETRY
         if attempts is not None:
             retry = RetryPolicy(
-                initial_interval=_RETRY.initial_interval,
-                backoff_coefficient=_RETRY.backoff_coefficient,
-                maximum_interval=_RETRY.maximum_interval,
+                initial_interval=ACTIVITY_RETRY.initial_interval,
+                backoff_coefficient=ACTIVITY_RETRY.backoff_coefficient,
+                maximum_interval=ACTIVITY_RETRY.maximum_interval,
                 maximum_attempts=attempts,
-                non_retryable_error_types=_NON_RETRYABLE,
+                non_retryable_error_types=NON_RETRYABLE_ERRORS,
             )
         result: T = await workflow.execute_activity(
             name,
@@ -752,7 +747,7 @@ class IstioCanaryUpgrade:
             start_to_close_timeout=(
                 timedelta(seconds=long_seconds + 120) if long_seconds else start_to_close
             ),
-            heartbeat_timeout=_HEARTBEAT if long_seconds else None,
+            heartbeat_timeout=_HEARTBEAT if long_seconds or heartbeats else None,
             retry_policy=retry,
             summary=summary,
         )

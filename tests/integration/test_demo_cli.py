@@ -11,32 +11,14 @@ from typing import Any
 
 import pytest_asyncio
 import yaml
-from click.testing import CliRunner, Result
 from temporalio.testing import WorkflowEnvironment
 
 from istio_upgrade.cli.exit_codes import ExitCode
-from istio_upgrade.cli.main import cli
 from istio_upgrade.devenv import LocalTemporal
 from istio_upgrade.worker import build_worker
 
 from ..conftest import PrometheusFactory, SandboxFactory
-
-
-class Cli:
-    """Runs ``istio-upgrade`` against the test's Temporal server and task queue."""
-
-    def __init__(self, address: str, task_queue: str) -> None:
-        self.base = ["--address", address, "--task-queue", task_queue]
-
-    async def __call__(self, *args: str) -> Result:
-        # The command runs its own event loop (asyncio.run): give it a thread.
-        runner = CliRunner()
-        return await asyncio.to_thread(runner.invoke, cli, [*self.base, *args])
-
-    async def json(self, *args: str, expect: int = 0) -> Any:
-        result = await self(*args, "-o", "json")
-        assert result.exit_code == expect, (result.exit_code, result.stdout, result.stderr)
-        return json.loads(result.stdout)
+from .upgrade_stack import Cli
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -11,7 +11,7 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from istio_upgrade.activities import migration
+from istio_upgrade.activities import discovery, migration
 from istio_upgrade.activities.kube_client import KubeClients
 from istio_upgrade.models import ClusterRef, UpgradeResult
 from istio_upgrade.workflows.upgrade import IstioCanaryUpgrade
@@ -87,11 +87,30 @@ async def test_retried_restart_does_not_restart_twice(sandbox_factory: Any) -> N
     kube = KubeClients(str(sandbox.kubeconfig)).for_cluster(
         ClusterRef(name="demo", context="sandbox")
     )
-    first = await asyncio.to_thread(migration.restart, kube, ["frontend", "cart"], "wf/batch-0", 2)
+    beats: list[str] = []
+    first = await asyncio.to_thread(
+        migration.restart, kube, ["frontend", "cart"], "wf/batch-0", 2, beats.append
+    )
     again = await asyncio.to_thread(migration.restart, kube, ["frontend", "cart"], "wf/batch-0", 2)
     assert first.restarted == ["cart/Deployment/cart", "frontend/Deployment/web"]
+    # Heartbeats while listing each namespace and after each restart.
+    assert sorted(beats) == sorted(["frontend", "cart", *first.restarted])
     assert again.restarted == []
     assert sorted(again.already_restarted) == first.restarted
+    with contextlib.suppress(Exception):
+        await asyncio.to_thread(sandbox.stop)
+
+
+async def test_discovery_heartbeats_while_listing(sandbox_factory: Any) -> None:
+    sandbox = await sandbox_factory("demo")
+    kube = KubeClients(str(sandbox.kubeconfig)).for_cluster(
+        ClusterRef(name="demo", context="sandbox")
+    )
+    ticks: list[int] = []
+    inventory = await asyncio.to_thread(discovery.discover, kube, lambda: ticks.append(1))
+    # One tick per cluster-wide list: webhooks, ReplicaSets, 3 workload kinds, pods, namespaces.
+    assert len(ticks) == 7
+    assert {ns.name for ns in inventory.namespaces} >= {"frontend", "cart"}
     with contextlib.suppress(Exception):
         await asyncio.to_thread(sandbox.stop)
 

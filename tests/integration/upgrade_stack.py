@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -12,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from click.testing import CliRunner, Result
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
+from istio_upgrade.cli.main import cli
 from istio_upgrade.devenv import PrometheusServer, ScrapeTarget
 from istio_upgrade.models import UpgradeSpec, workflow_id_for
 from istio_upgrade.worker import build_worker
@@ -85,7 +88,6 @@ class Stack:
             response = httpx.get(f"{self.sandbox.url}{path}", timeout=10)
             if response.status_code not in {429, 500, 502, 503, 504}:
                 break
-        response.raise_for_status()
         return response.json()
 
     def delete(self, path: str) -> int:
@@ -94,6 +96,23 @@ class Stack:
     def objects(self, path: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = self.get(path).get("items", [])
         return items
+
+
+class Cli:
+    """Runs ``istio-upgrade`` against the test's Temporal server and task queue."""
+
+    def __init__(self, address: str, task_queue: str) -> None:
+        self.base = ["--address", address, "--task-queue", task_queue]
+
+    async def __call__(self, *args: str) -> Result:
+        # The command runs its own event loop (asyncio.run): give it a thread.
+        runner = CliRunner()
+        return await asyncio.to_thread(runner.invoke, cli, [*self.base, *args])
+
+    async def json(self, *args: str, expect: int = 0) -> Any:
+        result = await self(*args, "-o", "json")
+        assert result.exit_code == expect, (result.exit_code, result.stdout, result.stderr)
+        return json.loads(result.stdout)
 
 
 @contextlib.asynccontextmanager

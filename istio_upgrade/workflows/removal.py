@@ -1,0 +1,131 @@
+"""``IstioRevisionRemoval``: uninstall an old revision once nothing uses it any more.
+
+An upgrade keeps its old revision when something still uses it (a bare pod it cannot restart,
+a namespace someone relabelled). After the operator has dealt with that, this workflow runs
+the upgrade's own last checks — no live pod injected by the revision, no namespace labelled
+with it, no tag pointing at it and, when Prometheus is named, no proxy connected to its istiod
+— and only then deletes it. Refusal fails the workflow (non-retryable ``RevisionInUse``) with
+the blockers in the message and the ``RemovalResult`` as first detail.
+
+Deterministic code only; the Kubernetes and Prometheus work happens in the upgrade's activities.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
+    from istio_upgrade.models.activities import RevisionInput, UninstallResult, UnusedReport
+    from istio_upgrade.models.removal import RemovalResult, RemoveRevisionSpec
+    from istio_upgrade.workflows.retries import ACTIVITY_RETRY
+
+WORKFLOW_NAME = "IstioRevisionRemoval"
+
+
+@workflow.defn(name=WORKFLOW_NAME)
+class IstioRevisionRemoval:
+    """Check that a revision is unused, then uninstall it."""
+
+    def __init__(self) -> None:
+        self._step = "validating"
+
+    @workflow.query
+    def step(self) -> str:
+        """What the removal is doing now."""
+        return self._step
+
+    def _at(self, step: str) -> None:
+        self._step = step
+        workflow.set_current_details(f"**Step** {step}")
+
+    @workflow.run
+    async def run(self, spec: RemoveRevisionSpec | dict[str, Any]) -> RemovalResult:
+        """Remove ``spec.revision`` from ``spec.cluster`` if nothing uses it.
+
+        Returns:
+            ``REMOVED``, ``NOT_INSTALLED`` (nothing was left to delete) or ``DRY_RUN``.
+
+        Raises:
+            ApplicationError: ``InvalidSpec``, or ``RevisionInUse`` naming what still uses it.
+        """
+        if not isinstance(spec, RemoveRevisionSpec):
+            try:
+                spec = RemoveRevisionSpec.model_validate(spec)
+            except ValidationError as error:
+                raise ApplicationError(
+                    f"invalid RemoveRevisionSpec: {error}", type="InvalidSpec", non_retryable=True
+                ) from None
+        cluster, revision = spec.cluster, spec.revision
+        result = RemovalResult(cluster=cluster.name, revision=revision, outcome="IN_USE")
+
+        self._at(f"checking that nothing uses revision {revision}")
+        unused: UnusedReport = await workflow.execute_activity(
+            "verify_revision_unused",
+            RevisionInput(cluster=cluster, revision=revision),
+            result_type=UnusedReport,
+            start_to_close_timeout=timedelta(minutes=3),
+            retry_policy=ACTIVITY_RETRY,
+            summary=f"verify revision {revision} is unused",
+        )
+        result.blockers = list(unused.blockers)
+        if cluster.prometheus_url:
+            xds: float | None = await workflow.execute_activity(
+                "query_revision_xds",
+                args=[cluster.prometheus_url, revision],
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+                summary=f"proxies still connected to istiod-{revision}",
+            )
+            if xds:
+                result.blockers.append(f"{xds:g} proxies still connected to istiod-{revision}")
+            elif xds is None:
+                result.warnings.append(
+                    f"no pilot_xds data for revision {revision}; relying on the pod check"
+                )
+        else:
+            result.warnings.append(
+                "no cluster.prometheus_url: connected proxies (pilot_xds) were not checked"
+            )
+
+        if result.blockers:
+            result.summary = (
+                f"revision {revision} is still in use: {'; '.join(result.blockers)}. "
+                "Move or delete what uses it (restart pods, relabel namespaces, move tags), "
+                "then run the removal again"
+            )
+            self._at("refused: the revision is still in use")
+            raise ApplicationError(result.summary, result, type="RevisionInUse", non_retryable=True)
+        if spec.dry_run:
+            result.outcome = "DRY_RUN"
+            result.summary = f"revision {revision} is unused and can be removed (dry run)"
+            self._at(result.summary)
+            return result
+
+        self._at(f"uninstalling revision {revision}")
+        removed: UninstallResult = await workflow.execute_activity(
+            "uninstall_revision",
+            RevisionInput(cluster=cluster, revision=revision),
+            result_type=UninstallResult,
+            start_to_close_timeout=timedelta(minutes=3),
+            retry_policy=ACTIVITY_RETRY,
+            summary=f"uninstall revision {revision}",
+        )
+        result.deleted, result.missing = removed.deleted, removed.missing
+        if removed.deleted:
+            result.outcome = "REMOVED"
+            result.summary = (
+                f"revision {revision} removed from {cluster.name}: "
+                f"{len(removed.deleted)} object(s) deleted"
+            )
+        else:
+            result.outcome = "NOT_INSTALLED"
+            result.summary = f"revision {revision} was not installed on {cluster.name}"
+        self._at(result.summary)
+        return result

@@ -1,0 +1,94 @@
+"""Removing the old revision an upgrade kept: refused while used, removed once unused."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+
+from istio_upgrade.activities.prometheus import query_revision_xds
+from istio_upgrade.cli.exit_codes import ExitCode
+from istio_upgrade.client import ClusterBusyError, start_removal
+from istio_upgrade.devenv import LocalTemporal
+from istio_upgrade.models import ClusterRef, UpgradeResult
+from istio_upgrade.models.removal import RemoveRevisionSpec
+from tests.integration.upgrade_stack import Cli, fast_spec, upgrade_stack
+
+pytestmark = pytest.mark.slow
+
+
+async def test_kept_revision_is_removed_once_unused(
+    temporal_dev_server: LocalTemporal,
+    temporal_local: WorkflowEnvironment,
+    sandbox_factory: Any,
+    prometheus_factory: Any,
+) -> None:
+    client = temporal_local.client
+    async with upgrade_stack(client, sandbox_factory, prometheus_factory) as stack:
+        cluster = ClusterRef(name="demo", context="sandbox", prometheus_url=stack.prometheus.url)
+        old = RemoveRevisionSpec(cluster=cluster, revision="1-23-4")
+
+        # Before the upgrade everything uses 1-23-4: refused, naming labels, tags and pods.
+        handle = await start_removal(client, old, task_queue=stack.task_queue)
+        with pytest.raises(WorkflowFailureError) as info:
+            await handle.result()
+        cause = info.value.cause
+        assert isinstance(cause, ApplicationError) and cause.type == "RevisionInUse"
+        for blocker in ("tags pointing at 1-23-4", "istio.io/rev=1-23-4", "frontend/web-"):
+            assert blocker in cause.message, cause.message
+        assert stack.get("/apis/apps/v1/namespaces/istio-system/deployments/istiod-1-23-4")[
+            "metadata"
+        ]["name"]
+
+        # While an upgrade runs, no removal starts: its target may not be in use yet.
+        upgrade = await stack.start(fast_spec(stack.prometheus.url))
+        probe = RemoveRevisionSpec(cluster=cluster, revision="1-24-2", dry_run=True)
+        with pytest.raises(ClusterBusyError) as busy:
+            for _ in range(20):  # visibility may trail the start by a moment
+                await start_removal(client, probe, task_queue=stack.task_queue)
+                await asyncio.sleep(0.25)
+        assert busy.value.running_id == upgrade.id
+
+        # The bare pod keeps 1-23-4 installed; the result says how to finish.
+        result: UpgradeResult = await upgrade.result()
+        assert result.outcome == "SUCCEEDED", result.summary
+        assert not result.old_revision_removed
+        assert any("remove-revision --cluster demo --revision 1-23-4" in w for w in result.warnings)
+
+        cli = Cli(temporal_dev_server.address, stack.task_queue)
+        args = ["remove-revision", "--cluster", "demo", "--context", "sandbox"]
+        args += ["--prometheus-url", stack.prometheus.url, "--revision", "1-23-4"]
+        refused = await cli(*args)
+        assert refused.exit_code == ExitCode.REJECTED, refused.output
+        assert "batch/debug-shell" in refused.stderr and "run the removal again" in refused.stderr
+
+        assert stack.delete("/api/v1/namespaces/batch/pods/debug-shell") == 200
+        for _ in range(60):  # until Prometheus has scraped the proxy's disconnection
+            if not await query_revision_xds(stack.prometheus.url, "1-23-4"):
+                break
+            await asyncio.sleep(0.5)
+        dry = await cli.json(*args, "--dry-run")
+        assert dry["outcome"] == "DRY_RUN", dry
+        assert stack.get("/apis/apps/v1/namespaces/istio-system/deployments/istiod-1-23-4")[
+            "metadata"
+        ]["name"]
+
+        removed = await cli.json(*args)
+        assert removed["outcome"] == "REMOVED", removed
+        assert "Deployment/istio-system/istiod-1-23-4" in removed["deleted"], removed
+        gone = stack.get("/apis/apps/v1/namespaces/istio-system/deployments/istiod-1-23-4")
+        assert gone["code"] == 404, gone
+        assert stack.get("/apis/apps/v1/namespaces/istio-system/deployments/istiod-1-24-2")[
+            "status"
+        ]["availableReplicas"]
+
+        again = await cli.json(*args)
+        assert again["outcome"] == "NOT_INSTALLED", again
+
+        bad = await cli("remove-revision", "--cluster", "demo", "--revision", "default")
+        assert bad.exit_code == ExitCode.USAGE
+        assert "revision" in bad.stderr and "default tag" in bad.stderr
