@@ -15,23 +15,31 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+from temporalio.client import WorkflowFailureError
 
+from istio_upgrade.activities.prometheus import query_revision_xds
 from istio_upgrade.cli.outcome import Ending
 from istio_upgrade.cli.render import gate_summary, latest_gate
 from istio_upgrade.cli.watching import follow_live
-from istio_upgrade.client import start_upgrade, workflow_id
+from istio_upgrade.client import start_removal, start_upgrade, workflow_id
 from istio_upgrade.devenv.binaries import MissingBinaryError
 from istio_upgrade.devenv.prometheus import PrometheusStartError
 from istio_upgrade.devenv.stack import DevStack, LocalCluster
 from istio_upgrade.istio.manifests import render_bundle_yaml, render_revision
-from istio_upgrade.models import GateSpec, Progress, SLOSpec, UpgradeSpec
+from istio_upgrade.models import ClusterRef, GateSpec, Progress, SLOSpec, UpgradeSpec
+from istio_upgrade.models.removal import RemovalResult, RemoveRevisionSpec
 
 SOURCE_VERSION = "1.23.4"
+SOURCE_REVISION = "1-23-4"
 TARGET_VERSION = "1.24.2"
 TARGET_REVISION = "1-24-2"
+BARE_POD = ("batch", "debug-shell")
+"""The demo scenario's pod without owner: no upgrade can restart it, so it keeps the old
+revision installed until someone deletes it."""
 
 
 @dataclass
@@ -45,11 +53,19 @@ class Run:
     progress: Progress | None = None
     seconds: float = 0.0
     url: str | None = None
+    removal: RemovalResult | None = None
+    """The follow-up removal of the old revision the upgrade kept, if one ran."""
 
     @property
     def as_expected(self) -> bool:
         if self.ending is None:
             return False
+        if self.expected == "SUCCEEDED" and self.ending.result is not None:
+            # The old revision is gone: removed by the upgrade, or after the bare pod went.
+            removed = self.ending.result.old_revision_removed or (
+                self.removal is not None and self.removal.outcome == "REMOVED"
+            )
+            return self.ending.outcome == "SUCCEEDED" and removed
         if self.expected == "ROLLED_BACK":
             failed = self.ending.result.failed_gate if self.ending.result else None
             # Rolled back *by the gate*: an abort or a crash would not show the feature.
@@ -117,6 +133,62 @@ async def run_upgrade(
     console.print(Text(f"{run.ending.outcome}: {run.ending.message}", style=style))
 
 
+async def remove_kept_revision(
+    stack: DevStack, cluster: LocalCluster, run: Run, console: Console
+) -> None:
+    """Do what an operator would after a successful upgrade kept the old revision.
+
+    The bare pod blocks the removal (the upgrade cannot restart it); its owner deletes it,
+    then ``remove-revision`` checks again that nothing uses the revision and uninstalls it.
+    """
+    result = run.ending.result if run.ending else None
+    if result is None or run.ending is None or run.ending.outcome != "SUCCEEDED":
+        return
+    if result.old_revision_removed:
+        return
+    for warning in result.warnings:
+        console.print(Text(f"warning: {warning}", style="yellow"), soft_wrap=True)
+    namespace, pod = BARE_POD
+    console.print(
+        f"As the owner of the bare pod {namespace}/{pod}: delete it, then "
+        f"`istio-upgrade remove-revision --cluster {cluster.name} --revision {SOURCE_REVISION}`",
+        soft_wrap=True,
+    )
+    async with httpx.AsyncClient(base_url=cluster.api_url, timeout=10) as http:
+        await http.delete(f"/api/v1/namespaces/{namespace}/pods/{pod}")
+    # The removal asks Prometheus whether proxies are still connected to the old istiod;
+    # give it the scrape that sees the pod gone.
+    for _ in range(40):
+        if not await query_revision_xds(cluster.prometheus_url, SOURCE_REVISION):
+            break
+        await asyncio.sleep(0.5)
+    spec = RemoveRevisionSpec(
+        cluster=ClusterRef(
+            name=cluster.name, context=cluster.name, prometheus_url=cluster.prometheus_url
+        ),
+        revision=SOURCE_REVISION,
+    )
+    handle = await start_removal(stack.client, spec)
+    try:
+        run.removal = await handle.result()
+    except WorkflowFailureError as failure:
+        console.print(Text(f"removal refused: {failure.cause}", style="red"), soft_wrap=True)
+        return
+    console.print(Text(run.removal.summary, style="green"), soft_wrap=True)
+
+
+def old_revision_summary(run: Run) -> str:
+    """What became of the old revision: removed, restored (rollback) or still installed."""
+    result = run.ending.result if run.ending else None
+    if result is None:
+        return "-"
+    if result.old_revision_removed:
+        return "removed by the upgrade"
+    if run.removal is not None and run.removal.outcome == "REMOVED":
+        return "removed after the bare pod went"
+    return "in use (rolled back)" if result.outcome == "ROLLED_BACK" else "kept"
+
+
 def batches_summary(run: Run) -> str:
     """``5/5 done (2 inconclusive)`` or ``2/5 done, failed at batch 2``."""
     batches = run.progress.batches if run.progress else []
@@ -147,6 +219,7 @@ def summary_table(runs: list[Run]) -> Table:
     table.add_column("outcome", no_wrap=True)
     table.add_column("batches")
     table.add_column("gate")
+    table.add_column(f"revision {SOURCE_REVISION}")
     table.add_column("time", justify="right", no_wrap=True)
     for run in runs:
         outcome = run.ending.outcome if run.ending else "not run"
@@ -156,6 +229,7 @@ def summary_table(runs: list[Run]) -> Table:
             Text(f"{outcome} {mark}", style="green" if run.as_expected else "red"),
             batches_summary(run),
             decisive_gate(run),
+            old_revision_summary(run),
             f"{run.seconds:.0f}s",
         )
     return table
@@ -201,6 +275,7 @@ async def demo_main(
         console.print(f"rendered bundle: {bundle}", soft_wrap=True)
         for cluster, run in zip(clusters, runs, strict=True):
             await run_upgrade(stack, cluster, bundle, run, console)
+            await remove_kept_revision(stack, cluster, run, console)
         console.print(summary_table(runs))
         for run in runs:
             if run.url:

@@ -19,6 +19,7 @@ from istio_upgrade.models import (
     progress_markdown,
     workflow_id_for,
 )
+from istio_upgrade.models.removal import RemoveRevisionSpec, removal_workflow_id
 from istio_upgrade.models.schema import SCHEMA_PATH, render
 from istio_upgrade.models.selector import parse_selector, selector_matches
 
@@ -165,3 +166,25 @@ def test_published_schema_is_current() -> None:
     schema = json.loads(SCHEMA_PATH.read_text())
     assert schema["additionalProperties"] is False
     assert set(schema["required"]) == {"cluster", "target"}
+
+
+@pytest.mark.parametrize(
+    ("doc", "field", "hint"),
+    [
+        ({"cluster": {"name": "prod"}, "revision": "Bad_Rev"}, "revision", "DNS-1123"),
+        ({"cluster": {"name": "prod"}, "revision": "default"}, "revision", "default tag"),
+        ({"cluster": {"name": "prod"}, "revision": "1-23-4", "force": True}, "force", "extra"),
+        ({"cluster": {"name": "Prod"}, "revision": "1-23-4"}, "cluster.name", "DNS-1123"),
+    ],
+)
+def test_removal_spec_errors_name_the_field(doc: dict[str, Any], field: str, hint: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        RemoveRevisionSpec.model_validate(doc)
+    error = info.value.errors()[0]
+    assert ".".join(str(part) for part in error["loc"]) == field
+    assert hint in error["msg"] or hint in error["type"]
+
+
+def test_removal_workflow_id() -> None:
+    spec = RemoveRevisionSpec.model_validate({"cluster": {"name": "prod"}, "revision": "1-23-4"})
+    assert removal_workflow_id(spec) == "istio-remove-revision.prod.1-23-4"
