@@ -146,8 +146,6 @@ async def remove_kept_revision(
         return
     if result.old_revision_removed:
         return
-    for warning in result.warnings:
-        console.print(Text(f"warning: {warning}", style="yellow"), soft_wrap=True)
     namespace, pod = BARE_POD
     console.print(
         f"As the owner of the bare pod {namespace}/{pod}: delete it, then "

@@ -118,6 +118,8 @@ class Progress(_Model):
     tags_moved: list[str] = Field(default_factory=list)
     started_at: datetime | None = None
     updated_at: datetime | None = None
+    runs: int = 1
+    """Workflow runs so far: a long upgrade continues as new between batches (same id)."""
 
 
 Outcome = Literal["SUCCEEDED", "ROLLED_BACK", "FAILED", "DRY_RUN"]

@@ -162,6 +162,9 @@ class MigrationSpec(_Strict):
     """Namespaces running injected gateways migrate in a final batch of their own."""
     rollout_timeout_seconds: float = Field(600.0, gt=0)
     """How long a batch's restarts may take before it counts as stalled."""
+    max_batches_per_run: int = Field(0, ge=0)
+    """Continue the workflow as new after this many batches, keeping each run's history short;
+    0 = when Temporal suggests it (history size). The workflow id stays the same."""
 
     @field_validator("selector")
     @classmethod

@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         VerifyInput,
         VerifyReport,
     )
+    from istio_upgrade.models.carryover import Carryover
     from istio_upgrade.models.gate import GateMeasurements, GateQuery, GateResult
     from istio_upgrade.models.inventory import ClusterInventory
     from istio_upgrade.models.plan import Batch, NamespaceLabels, Plan, PrecheckReport
@@ -105,6 +106,8 @@ class IstioCanaryUpgrade:
         self._soaking: BatchProgress | None = None
         self._soak_extension = 0.0
         self._extensions = 0
+        # Whether a rollback removes the target revision (this upgrade installed it).
+        self._uninstall_target = False
 
     # Operator messages ------------------------------------------------------------
 
@@ -259,12 +262,15 @@ class IstioCanaryUpgrade:
     # Main -------------------------------------------------------------------------
 
     @workflow.run
-    async def run(self, spec: UpgradeSpec | dict[str, Any]) -> UpgradeResult:
+    async def run(
+        self, spec: UpgradeSpec | dict[str, Any], carried: Carryover | None = None
+    ) -> UpgradeResult:
         """Upgrade the cluster described by ``spec``.
 
         Args:
             spec: The upgrade; a JSON object that is not a valid ``UpgradeSpec`` (e.g. typed
                 into the Web UI's start form) fails the workflow with ``InvalidSpec``.
+            carried: Set only by the upgrade itself when it continues as new between batches.
 
         Returns:
             The result of a successful upgrade or a dry run.
@@ -282,6 +288,8 @@ class IstioCanaryUpgrade:
                     f"invalid UpgradeSpec: {error}", type="InvalidSpec", non_retryable=True
                 ) from None
         self._spec = spec
+        if carried is not None:
+            return await self._continued(spec, carried)
         info = workflow.info()
         p = self._progress
         p.upgrade_id = info.workflow_id
@@ -319,8 +327,30 @@ class IstioCanaryUpgrade:
             )
             return self._result("DRY_RUN", summary, plan, report)
 
+        return await self._guarded(spec, plan, report, inventory.tags, None)
+
+    async def _continued(self, spec: UpgradeSpec, carried: Carryover) -> UpgradeResult:
+        """Pick up where the previous run of this upgrade continued as new."""
+        self._progress = carried.progress
+        self._progress.runs += 1
+        self._plan = carried.plan
+        self._approved = set(carried.approved)
+        self._refresh()
+        return await self._guarded(
+            spec, carried.plan, carried.report, carried.original_tags, carried
+        )
+
+    async def _guarded(
+        self,
+        spec: UpgradeSpec,
+        plan: Plan,
+        report: PrecheckReport,
+        original_tags: dict[str, str],
+        carried: Carryover | None,
+    ) -> UpgradeResult:
+        """Run the upgrade; on failure, abort or cancellation roll back what was done."""
         try:
-            result = await self._upgrade(spec, plan, inventory, report)
+            result = await self._upgrade(spec, plan, report, original_tags, carried)
         except asyncio.CancelledError:
             self._progress.errors.append("cancelled: rolling back")
             await asyncio.shield(asyncio.ensure_future(self._rollback()))
@@ -349,47 +379,30 @@ class IstioCanaryUpgrade:
         return result
 
     async def _upgrade(
-        self, spec: UpgradeSpec, plan: Plan, inventory: ClusterInventory, report: PrecheckReport
+        self,
+        spec: UpgradeSpec,
+        plan: Plan,
+        report: PrecheckReport,
+        original_tags: dict[str, str],
+        carried: Carryover | None,
     ) -> UpgradeResult:
         target = plan.target_revision
-        uid = workflow.info().workflow_id
-        await self._checkpoint()
-        self._set_phase(Phase.INSTALLING)
-        # A target adopted with force existed before this upgrade and may serve namespaces that
-        # were already on it; rolling back must not remove a control plane it did not create.
-        # Patched so that running upgrades that adopted a revision keep their recorded path.
-        adopted = report.target_installed and not report.resumed
-        if not spec.rollback.keep_new_revision and not (
-            adopted and workflow.patched("keep-adopted-target-on-rollback")
-        ):
-            self._push(f"uninstall {target}", lambda: self._uninstall(target))
-        await self._act(
-            "install_revision",
-            InstallInput(
-                cluster=spec.cluster,
-                version=spec.target.version,
-                revision=target,
-                hub=spec.target.hub,
-                installer=spec.installer,
-                upgrade_id=uid,
-            ),
-            InstallResult,
-            f"install revision {target}",
-        )
-        self._set_phase(Phase.WAITING_REVISION)
-        await self._act(
-            "wait_revision_ready",
-            RevisionInput(cluster=spec.cluster, revision=target, timeout_seconds=300),
-            type(None),
-            f"wait for istiod-{target} Ready",
-            long_seconds=300,
-            attempts=2,
-        )
-        if spec.approvals.before_first_batch:
-            await self._approval(f"migrate batch 0 to {target}")
+        if carried is None:
+            await self._install(spec, plan, report)
+            first = 0
+        else:
+            # Rebuild the compensation stack the previous run held, in the same order.
+            self._uninstall_target = carried.uninstall_target_on_rollback
+            if self._uninstall_target:
+                self._push(f"uninstall {target}", lambda: self._uninstall(target))
+            first = carried.next_batch
+            for done in plan.batches[:first]:
+                self._push_batch_rollback(spec, plan, done)
 
-        migrated: list[str] = []
-        for batch in plan.batches:
+        migrated = [ns for b in plan.batches[:first] for ns in b.namespaces]
+        for batch in plan.batches[first:]:
+            if batch.index > first and self._run_is_long(spec, batch.index - first):
+                await self._continue_as_new(spec, plan, report, original_tags, batch.index)
             if batch.index > 0 and spec.approvals.between_batches:
                 await self._approval(f"migrate batch {batch.index}")
             await self._migrate_batch(spec, plan, batch)
@@ -400,7 +413,7 @@ class IstioCanaryUpgrade:
         await self._checkpoint()
         self._set_phase(Phase.PROMOTING)
         if plan.tags_to_move:
-            self._push("restore tags", lambda: self._restore_tags(inventory, plan.tags_to_move))
+            self._push("restore tags", lambda: self._restore_tags(original_tags, plan.tags_to_move))
             await self._act(
                 "move_tags",
                 MoveTagsInput(cluster=spec.cluster, tags=plan.tags_to_move, revision=target),
@@ -432,6 +445,83 @@ class IstioCanaryUpgrade:
         result.old_revision_removed = removed
         return result
 
+    async def _install(self, spec: UpgradeSpec, plan: Plan, report: PrecheckReport) -> None:
+        """Install the target revision and wait until its istiod is Ready."""
+        target = plan.target_revision
+        uid = workflow.info().workflow_id
+        await self._checkpoint()
+        self._set_phase(Phase.INSTALLING)
+        # A target adopted with force existed before this upgrade and may serve namespaces that
+        # were already on it; rolling back must not remove a control plane it did not create.
+        # Patched so that running upgrades that adopted a revision keep their recorded path.
+        adopted = report.target_installed and not report.resumed
+        if not spec.rollback.keep_new_revision and not (
+            adopted and workflow.patched("keep-adopted-target-on-rollback")
+        ):
+            self._uninstall_target = True
+            self._push(f"uninstall {target}", lambda: self._uninstall(target))
+        await self._act(
+            "install_revision",
+            InstallInput(
+                cluster=spec.cluster,
+                version=spec.target.version,
+                revision=target,
+                hub=spec.target.hub,
+                installer=spec.installer,
+                upgrade_id=uid,
+            ),
+            InstallResult,
+            f"install revision {target}",
+        )
+        self._set_phase(Phase.WAITING_REVISION)
+        await self._act(
+            "wait_revision_ready",
+            RevisionInput(cluster=spec.cluster, revision=target, timeout_seconds=300),
+            type(None),
+            f"wait for istiod-{target} Ready",
+            long_seconds=300,
+            attempts=2,
+        )
+        if spec.approvals.before_first_batch:
+            await self._approval(f"migrate batch 0 to {target}")
+
+    def _run_is_long(self, spec: UpgradeSpec, batches_this_run: int) -> bool:
+        """Whether to continue as new before the next batch (history size or the spec says so)."""
+        limit = spec.migration.max_batches_per_run
+        if limit and batches_this_run >= limit:
+            return True
+        return workflow.info().is_continue_as_new_suggested()
+
+    async def _continue_as_new(
+        self,
+        spec: UpgradeSpec,
+        plan: Plan,
+        report: PrecheckReport,
+        original_tags: dict[str, str],
+        next_batch: int,
+    ) -> None:
+        """Hand the upgrade to a fresh run (same workflow id) at a batch boundary."""
+        # Updates and signals handled in this run must not be lost with it; the checkpoint
+        # comes last (without yielding when not paused) so an abort is acted on here, never
+        # dropped between runs.
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._checkpoint()
+        progress = self._progress.model_copy(deep=True)
+        for bp in progress.batches[:next_batch]:
+            # Finished batches keep their decisive evaluation: the payload stays small however
+            # many batches and evaluations came before.
+            bp.gate_results = bp.gate_results[-1:]
+        carried = Carryover(
+            progress=progress,
+            plan=plan,
+            report=report,
+            original_tags=original_tags,
+            next_batch=next_batch,
+            uninstall_target_on_rollback=self._uninstall_target,
+            approved=sorted(self._approved),
+        )
+        workflow.continue_as_new(args=[spec, carried])
+
     # Batches ----------------------------------------------------------------------
 
     async def _migrate_batch(self, spec: UpgradeSpec, plan: Plan, batch: Batch) -> None:
@@ -444,7 +534,7 @@ class IstioCanaryUpgrade:
         pre_end = workflow.now()
         bp.started_at = pre_end
         self._set_batch(bp, "relabeling")
-        self._push(f"roll back batch {batch.index}", lambda: self._restore_batch(spec, plan, batch))
+        self._push_batch_rollback(spec, plan, batch)
         await self._act(
             "relabel_namespaces",
             RelabelInput(
@@ -647,11 +737,11 @@ class IstioCanaryUpgrade:
             f"uninstall revision {revision}",
         )
 
-    async def _restore_tags(self, inventory: ClusterInventory, tags: list[str]) -> None:
+    async def _restore_tags(self, original: dict[str, str], tags: list[str]) -> None:
         assert self._spec is not None
         by_revision: dict[str | None, list[str]] = {}
         for tag in tags:
-            by_revision.setdefault(inventory.tags.get(tag), []).append(tag)
+            by_revision.setdefault(original.get(tag), []).append(tag)
         for revision, group in by_revision.items():
             await self._act(
                 "move_tags",
@@ -716,6 +806,9 @@ class IstioCanaryUpgrade:
 
     def _push(self, label: str, step: Callable[[], Awaitable[None]]) -> None:
         self._compensations.append((label, step))
+
+    def _push_batch_rollback(self, spec: UpgradeSpec, plan: Plan, batch: Batch) -> None:
+        self._push(f"roll back batch {batch.index}", lambda: self._restore_batch(spec, plan, batch))
 
     async def _act(
         self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from temporalio.client import WorkflowFailureError
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
@@ -76,3 +76,59 @@ async def test_bad_canary_rolls_back_and_names_the_gate(
         assert progress.batches[0].status == "rolled_back"
         failed = [r for r in progress.batches[0].gate_results if r.verdict == "FAIL"]
         assert failed and failed[-1].queries
+
+
+async def test_rollback_spans_runs_after_continue_as_new(
+    temporal_local: WorkflowEnvironment, sandbox_factory: Any, prometheus_factory: Any
+) -> None:
+    async with upgrade_stack(
+        temporal_local.client, sandbox_factory, prometheus_factory, "bad-canary"
+    ) as stack:
+        before = {
+            ns["metadata"]["name"]: ns["metadata"].get("labels", {})
+            for ns in stack.objects("/api/v1/namespaces")
+        }
+        gate = {
+            **FAST_GATE,
+            "slos": [{"name": "availability", "objective": 0.99, "burn_rate_threshold": 2}],
+            "soak_seconds": 8,
+            "max_soak_seconds": 16,
+        }
+        # One batch per run: the healthy canary passes in run 1, the batch holding the broken
+        # checkout fails in run 2, whose rollback must also undo run 1's batch.
+        spec = fast_spec(
+            stack.prometheus.url,
+            migration={"canary": ["frontend"], "max_batches_per_run": 1},
+            gate=gate,
+        )
+        first_run = await stack.start(spec)
+        with pytest.raises(WorkflowFailureError) as info:
+            await first_run.result()  # follows the runs to the last one
+        cause = info.value.cause
+        assert isinstance(cause, ApplicationError)
+        assert cause.type == "GateFailed", cause.message
+        assert "batch 1" in cause.message and "checkout" in cause.message
+
+        run_1 = stack.client.get_workflow_handle(first_run.id, run_id=first_run.result_run_id)
+        assert (await run_1.describe()).status == WorkflowExecutionStatus.CONTINUED_AS_NEW
+        latest = stack.client.get_workflow_handle(first_run.id)
+        progress = await latest.query(IstioCanaryUpgrade.progress)
+        assert progress.runs == 2
+        assert progress.phase.value == "ROLLED_BACK"
+        assert [b.status for b in progress.batches[:2]] == ["rolled_back", "rolled_back"]
+        # Run 1's evaluations came along (the decisive one), run 2's are all there.
+        assert progress.batches[0].gate_results[-1].verdict == "PASS"
+
+        after = {
+            ns["metadata"]["name"]: ns["metadata"].get("labels", {})
+            for ns in stack.objects("/api/v1/namespaces")
+        }
+        assert after == before, "every namespace keeps exactly its original labels"
+        for ns in ("frontend", "checkout"):
+            revisions = pod_revisions(stack, ns)
+            assert revisions and set(revisions.values()) == {"1-23-4"}, (ns, revisions)
+        deployments = {
+            d["metadata"]["name"]
+            for d in stack.objects("/apis/apps/v1/namespaces/istio-system/deployments")
+        }
+        assert deployments == {"istiod-1-23-4"}
