@@ -213,7 +213,7 @@ def wait_rollouts(
         kube: Client of the cluster.
         namespaces: Namespaces to wait for.
         timeout_seconds: Deadline, counted from ``started``.
-        poll_seconds: Time between polls.
+        poll_seconds: Time between polls at first (see :func:`poll_interval`).
         done: Namespaces known complete (resumed from heartbeat details).
         started: Wall-clock start of the wait (resumed from heartbeat details).
         heartbeat: Called each poll with the namespaces done and ``started``.
@@ -241,7 +241,19 @@ def wait_rollouts(
                 pending=[line for lines in pending.values() for line in lines],
                 waited_seconds=waited,
             )
-        time.sleep(poll_seconds)
+        time.sleep(poll_interval(poll_seconds, waited))
+
+
+MAX_POLL_SECONDS = 10.0
+
+
+def poll_interval(poll_seconds: float, waited: float) -> float:
+    """Seconds to the next poll: ``poll_seconds`` at first, a tenth of the wait so far later.
+
+    Quick rollouts are seen within a second; a rollout that takes many minutes is polled every
+    few seconds (at most every ``MAX_POLL_SECONDS``), not three lists per namespace per second.
+    """
+    return max(poll_seconds, min(waited / 10, MAX_POLL_SECONDS))
 
 
 def verify(kube: Kube, namespaces: list[str], expected: str) -> VerifyReport:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from istio_upgrade.activities.discovery import injected_revision, pod_info, proxy_version
-from istio_upgrade.activities.migration import rollout_pending
+from istio_upgrade.activities.migration import MAX_POLL_SECONDS, poll_interval, rollout_pending
 
 
 def deploy(generation: int = 2, **status: Any) -> dict[str, Any]:
@@ -99,3 +99,11 @@ def test_pod_info_reads_proxy_version_opt_out_and_gateway() -> None:
     assert info.proxy_version == "1.24.2" and info.ready and info.active
     assert info.opted_out and info.gateway
     assert proxy_version({"spec": {"containers": [{"name": "app", "image": "x:1"}]}}) is None
+
+
+@pytest.mark.parametrize(
+    ("waited", "expected"),
+    [(0.0, 1.0), (5.0, 1.0), (30.0, 3.0), (90.0, 9.0), (600.0, MAX_POLL_SECONDS)],
+)
+def test_rollout_polls_slow_down_as_the_wait_grows(waited: float, expected: float) -> None:
+    assert poll_interval(1.0, waited) == pytest.approx(expected)
