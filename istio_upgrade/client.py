@@ -231,7 +231,7 @@ async def start_removal(
     The workflow uninstalls the revision only if no live pod, namespace label, tag or (with
     ``cluster.prometheus_url``) connected proxy still uses it; otherwise it fails with
     ``RevisionInUse`` and names what does. The id is ``istio-remove-revision.<cluster>.<rev>``
-    and may run again after a refusal.
+    (``….dry-run`` for a dry run) and may run again after a refusal.
 
     Raises:
         ClusterBusyError: An upgrade of the cluster is running; its target revision may not be

@@ -12,6 +12,7 @@ from typing import Any, Literal
 import click
 from pydantic import BaseModel
 from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import ApplicationError, CancelledError, FailureError, TerminatedError
 
 from istio_upgrade.cli.errors import CommandError, run
 from istio_upgrade.cli.exit_codes import ExitCode
@@ -395,7 +396,8 @@ def remove_revision(
 
     The worker checks that no live pod, namespace label, tag or connected proxy uses the
     revision, then uninstalls it. Exit 0 when removed (or already gone), 7 when something
-    still uses it (named on stderr), 2 on bad options.
+    still uses it (named on stderr) or an upgrade of the cluster runs, 2 on bad options,
+    5 when the workflow was cancelled, 1 when a step kept failing (the message says why).
     """
     from pydantic import ValidationError
 
@@ -421,11 +423,24 @@ def remove_revision(
             result: RemovalResult = await handle.result()
         except WorkflowFailureError as failure:
             cause = failure.cause
-            details = getattr(cause, "details", None) or []
-            if output == "json" and details:
-                _emit_json(RemovalResult.model_validate(details[0]))
-            message = getattr(cause, "message", None) or str(failure)
-            raise CommandError(f"rejected: {message}", ExitCode.REJECTED) from failure
+            if isinstance(cause, ApplicationError) and cause.type == "RevisionInUse":
+                if output == "json" and cause.details:
+                    _emit_json(RemovalResult.model_validate(cause.details[0]))
+                raise CommandError(f"rejected: {cause.message}", ExitCode.REJECTED) from failure
+            if isinstance(cause, CancelledError | TerminatedError):
+                raise CommandError(
+                    f"removal {handle.id} was cancelled or terminated", ExitCode.CANCELLED
+                ) from failure
+            # An activity that kept failing: its own error says why (kubeconfig, RBAC …).
+            inner: BaseException = cause or failure
+            while isinstance(inner, FailureError) and inner.cause is not None:
+                inner = inner.cause
+            message = getattr(inner, "message", None) or str(inner)
+            raise CommandError(
+                f"removal {handle.id} failed: {message}; nothing more was deleted than the "
+                "workflow's history shows (Web UI, or `temporal workflow show`)",
+                ExitCode.ERROR,
+            ) from failure
         if output == "json":
             _emit_json(result)
         else:

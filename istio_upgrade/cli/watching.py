@@ -140,7 +140,8 @@ async def list_upgrades(
     client: Client, *, running_only: bool = True, limit: int = 50
 ) -> list[dict[str, Any]]:
     """Upgrades known to Temporal, newest first, as plain rows."""
-    query = f"WorkflowType = '{WORKFLOW_TYPE}'"
+    # A long upgrade continues as new between batches: list its current run only.
+    query = f"WorkflowType = '{WORKFLOW_TYPE}' AND ExecutionStatus != 'ContinuedAsNew'"
     if running_only:
         query += " AND ExecutionStatus = 'Running'"
     rows: list[dict[str, Any]] = []

@@ -42,8 +42,13 @@ class RemoveRevisionSpec(BaseModel):
 
 
 def removal_workflow_id(spec: RemoveRevisionSpec) -> str:
-    """``istio-remove-revision.<cluster>.<revision>``: one removal per cluster and revision."""
-    return f"istio-remove-revision.{spec.cluster.name}.{spec.revision}"
+    """``istio-remove-revision.<cluster>.<revision>``, ``….dry-run`` for a dry run.
+
+    One removal per cluster and revision; a dry run has an id of its own so that a real
+    removal never attaches to one (or the other way round).
+    """
+    base = f"istio-remove-revision.{spec.cluster.name}.{spec.revision}"
+    return f"{base}.dry-run" if spec.dry_run else base
 
 
 class RemovalResult(BaseModel):

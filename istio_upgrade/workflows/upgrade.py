@@ -77,6 +77,9 @@ TASK_QUEUE = "istio-upgrade"
 _ENDINGS = {Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.FAILED, Phase.DRY_RUN}
 _SHORT = timedelta(minutes=3)
 _HEARTBEAT = timedelta(seconds=30)
+# Steps that heartbeat per page or namespace: one request may block for a while (request
+# timeout, throttling with Retry-After), yet a crashed worker is still noticed in minutes.
+_HEARTBEAT_PER_REQUEST = timedelta(minutes=2)
 
 
 class UpgradeFailure(ApplicationError):
@@ -91,14 +94,21 @@ class UpgradeFailure(ApplicationError):
 class IstioCanaryUpgrade:
     """One canary upgrade of one cluster's Istio control plane."""
 
-    def __init__(self) -> None:
-        self._progress = Progress()
-        self._plan: Plan | None = None
+    @workflow.init
+    def __init__(
+        self, spec: UpgradeSpec | dict[str, Any], carried: Carryover | None = None
+    ) -> None:
+        # A continued run takes its state here, before the first signal or update of the run
+        # is handled: a message in that first task must see the real progress, not a blank one.
+        self._progress = carried.progress if carried is not None else Progress()
+        if carried is not None:
+            self._progress.runs += 1
+        self._plan: Plan | None = carried.plan if carried is not None else None
         self._spec: UpgradeSpec | None = None
         self._paused = False
         self._abort: AbortRequest | None = None
         self._waiting_approval: str | None = None
-        self._approved: set[str] = set()
+        self._approved: set[str] = set(carried.approved) if carried is not None else set()
         self._compensations: list[tuple[str, Callable[[], Awaitable[None]]]] = []
         self._finished = False
         self._no_return = False
@@ -330,11 +340,7 @@ class IstioCanaryUpgrade:
         return await self._guarded(spec, plan, report, inventory.tags, None)
 
     async def _continued(self, spec: UpgradeSpec, carried: Carryover) -> UpgradeResult:
-        """Pick up where the previous run of this upgrade continued as new."""
-        self._progress = carried.progress
-        self._progress.runs += 1
-        self._plan = carried.plan
-        self._approved = set(carried.approved)
+        """Pick up where the previous run of this upgrade continued as new (state: ``__init__``)."""
         self._refresh()
         return await self._guarded(
             spec, carried.plan, carried.report, carried.original_tags, carried
@@ -488,9 +494,11 @@ class IstioCanaryUpgrade:
     def _run_is_long(self, spec: UpgradeSpec, batches_this_run: int) -> bool:
         """Whether to continue as new before the next batch (history size or the spec says so)."""
         limit = spec.migration.max_batches_per_run
-        if limit and batches_this_run >= limit:
-            return True
-        return workflow.info().is_continue_as_new_suggested()
+        long = bool(limit and batches_this_run >= limit)
+        long = long or workflow.info().is_continue_as_new_suggested()
+        # Upgrades recorded before runs could continue as new must replay without doing so:
+        # their histories can carry the server's suggestion too.
+        return long and workflow.patched("continue-as-new-between-batches")
 
     async def _continue_as_new(
         self,
@@ -823,7 +831,8 @@ class IstioCanaryUpgrade:
         heartbeats: bool = False,
     ) -> T:
         """Run one activity; ``long_seconds`` (waits) and ``heartbeats`` ask for a heartbeat
-        timeout, so that a crashed worker's attempt is retried in seconds, not minutes."""
+        timeout, so that a crashed worker's attempt is retried before its start-to-close
+        timeout runs out."""
         retry = ACTIVITY_RETRY
         if attempts is not None:
             retry = RetryPolicy(
@@ -840,7 +849,9 @@ class IstioCanaryUpgrade:
             start_to_close_timeout=(
                 timedelta(seconds=long_seconds + 120) if long_seconds else start_to_close
             ),
-            heartbeat_timeout=_HEARTBEAT if long_seconds or heartbeats else None,
+            heartbeat_timeout=(
+                _HEARTBEAT if long_seconds else _HEARTBEAT_PER_REQUEST if heartbeats else None
+            ),
             retry_policy=retry,
             summary=summary,
         )

@@ -7,6 +7,7 @@ guard that change with ``workflow.patched`` so running upgrades keep their old p
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,12 @@ from temporalio.worker import Replayer
 from istio_upgrade.workflows.upgrade import IstioCanaryUpgrade
 
 HISTORIES = Path(__file__).parent / "histories"
-EXPECTED = {"clean-upgrade.json", "bad-canary-rollback.json"}
+EXPECTED = {
+    "clean-upgrade.json",
+    "bad-canary-rollback.json",
+    "continued-run-1.json",
+    "continued-run-2.json",
+}
 
 
 def test_recorded_histories_exist() -> None:
@@ -35,3 +41,20 @@ async def test_history_replays_deterministically(path: Path) -> None:
     replayer = Replayer(workflows=[IstioCanaryUpgrade], data_converter=pydantic_data_converter)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None
+
+
+async def test_upgrades_recorded_before_continue_as_new_replay_with_the_suggestion() -> None:
+    # The server may have suggested continuing as new in histories recorded before runs could;
+    # replaying them must not continue as new (the change is guarded by workflow.patched).
+    doc = json.loads((HISTORIES / "clean-upgrade.json").read_text())
+    flagged = 0
+    for event in doc["events"]:
+        attributes = event.get("workflowTaskStartedEventAttributes")
+        if attributes is not None:
+            attributes["suggestContinueAsNew"] = True
+            flagged += 1
+    assert flagged > 10
+    history = WorkflowHistory.from_json("replay-suggested", json.dumps(doc))
+    replayer = Replayer(workflows=[IstioCanaryUpgrade], data_converter=pydantic_data_converter)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, result.replay_failure

@@ -188,3 +188,5 @@ def test_removal_spec_errors_name_the_field(doc: dict[str, Any], field: str, hin
 def test_removal_workflow_id() -> None:
     spec = RemoveRevisionSpec.model_validate({"cluster": {"name": "prod"}, "revision": "1-23-4"})
     assert removal_workflow_id(spec) == "istio-remove-revision.prod.1-23-4"
+    dry = spec.model_copy(update={"dry_run": True})
+    assert removal_workflow_id(dry) == "istio-remove-revision.prod.1-23-4.dry-run"
