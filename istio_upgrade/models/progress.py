@@ -193,7 +193,9 @@ def progress_markdown(progress: Progress) -> str:
     """A markdown summary of an upgrade for the Temporal Web UI's current-details pane."""
     lines = [
         f"**{progress.cluster}**: {progress.source_revision or '?'} → {progress.target_revision}"
-        f" — phase **{progress.phase.value}**" + (" (paused)" if progress.paused else ""),
+        f" — phase **{progress.phase.value}**"
+        + (" (paused)" if progress.paused else "")
+        + (f" — run {progress.runs} (continued as new)" if progress.runs > 1 else ""),
     ]
     if progress.waiting_for:
         lines.append(f"\nWaiting for: {_cell(progress.waiting_for)}")

@@ -139,3 +139,10 @@ def test_watch_and_web_ui_render_every_phase(phase: Phase) -> None:
     assert "| ▶ 1 | catalog, checkout |" in markdown
     if phase == Phase.SOAKING:
         assert "soaking (soak +60s)" in markdown
+
+
+def test_web_ui_details_name_the_run_of_a_continued_upgrade() -> None:
+    progress = _at_phase(Phase.SOAKING)
+    assert "continued as new" not in progress_markdown(progress)
+    progress.runs = 3
+    assert "run 3 (continued as new)" in progress_markdown(progress)
