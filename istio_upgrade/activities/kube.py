@@ -12,7 +12,7 @@ from typing import Any
 
 from temporalio import activity
 
-from istio_upgrade.activities import diagnostics, discovery, installer, migration
+from istio_upgrade.activities import diagnostics, discovery, installer, lock, migration
 from istio_upgrade.activities.kube_client import KubeClients
 from istio_upgrade.models.activities import (
     DiagnosticsInput,
@@ -20,6 +20,8 @@ from istio_upgrade.models.activities import (
     DiscoverInput,
     InstallInput,
     InstallResult,
+    LockInput,
+    LockResult,
     MoveTagsInput,
     MoveTagsResult,
     RelabelInput,
@@ -135,6 +137,21 @@ class KubeActivities:
         """Delete a revision's control plane (by its inventory when this product installed it)."""
         return installer.uninstall(self.clients.for_cluster(spec.cluster), spec.revision)
 
+    @activity.defn(name="acquire_cluster_lock")
+    def acquire_cluster_lock(self, spec: LockInput) -> LockResult:
+        """Take the cluster's one-upgrade-at-a-time lock (re-entrant for the same upgrade)."""
+        return lock.acquire(self.clients.for_cluster(spec.cluster), spec.holder)
+
+    @activity.defn(name="release_cluster_lock")
+    def release_cluster_lock(self, spec: LockInput) -> bool:
+        """Drop the cluster lock if this upgrade holds it."""
+        return lock.release(self.clients.for_cluster(spec.cluster), spec.holder)
+
+    @activity.defn(name="cluster_lock_holder")
+    def cluster_lock_holder(self, spec: LockInput) -> str | None:
+        """The upgrade holding the cluster lock, if any (``spec.holder`` is ignored)."""
+        return lock.holder(self.clients.for_cluster(spec.cluster))
+
     def all(self) -> list[Any]:
         """Every activity method, for ``Worker(activities=...)``."""
         return [
@@ -149,6 +166,9 @@ class KubeActivities:
             self.move_tags,
             self.verify_revision_unused,
             self.uninstall_revision,
+            self.acquire_cluster_lock,
+            self.release_cluster_lock,
+            self.cluster_lock_holder,
         ]
 
     def close(self) -> None:

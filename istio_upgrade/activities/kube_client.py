@@ -78,6 +78,10 @@ class Conflict(Exception):
     """A write lost an optimistic-concurrency race (HTTP 409)."""
 
 
+class AlreadyExists(Exception):
+    """A create found an object of that name (HTTP 409, reason AlreadyExists); not retried."""
+
+
 class ServerUnavailable(Exception):
     """The API server failed this one request (HTTP 500, 502, 503, 504)."""
 
@@ -96,6 +100,14 @@ def _message(error: ApiException) -> str:
         return str(body.get("message") or error.reason)
     except (ValueError, AttributeError):
         return str(error.reason)
+
+
+def _reason(error: ApiException) -> str:
+    """The ``reason`` of a ``kind: Status`` answer (``AlreadyExists``, ``Conflict`` …)."""
+    try:
+        return str(json.loads(error.body or "{}").get("reason") or "")
+    except (ValueError, AttributeError):
+        return ""
 
 
 def _wait(state: RetryCallState) -> float:
@@ -178,6 +190,8 @@ class Kube:
         if status == 404:
             raise NotFound(f"{what}: not found ({text})")
         if status == 409:
+            if _reason(error) == "AlreadyExists":
+                raise AlreadyExists(f"{what}: already exists ({text})")
             raise Conflict(f"{what}: conflict ({text})")
         if status == 429:
             headers = error.headers or {}
@@ -304,6 +318,18 @@ class Kube:
             query.append(("force", "true"))
         return self.request(
             "PATCH", path, query=query, body=obj, content_type="application/apply-patch+yaml"
+        )
+
+    def create(self, obj: Obj) -> Obj:
+        """Create an object; raises :class:`AlreadyExists` when the name is taken."""
+        meta = obj.get("metadata") or {}
+        path = self.path(obj["apiVersion"], obj["kind"], meta.get("namespace"))
+        return self.request(
+            "POST",
+            path,
+            query=[("fieldManager", FIELD_MANAGER)],
+            body=obj,
+            content_type="application/json",
         )
 
     def merge_patch(

@@ -18,6 +18,33 @@ class DiscoverInput(_Model):
     upgrade_id: str = ""
 
 
+LOCK_CONFIGMAP = "istio-upgrade-lock"
+"""ConfigMap in ``istio-system`` naming the upgrade that holds the cluster."""
+
+
+def lock_busy_message(cluster: str, holder: str | None) -> str:
+    """Why a cluster is refused, and how to clear a lock whose upgrade no longer runs."""
+    return (
+        f"cluster {cluster} is locked by upgrade {holder} (ConfigMap "
+        f"istio-system/{LOCK_CONFIGMAP}); wait for it to end or abort it. If that upgrade no "
+        f"longer runs (it was terminated), delete the lock: kubectl -n istio-system "
+        f"delete configmap {LOCK_CONFIGMAP}"
+    )
+
+
+class LockInput(_Model):
+    """The cluster lock of one upgrade (``holder``: the upgrade's workflow id)."""
+
+    cluster: ClusterRef
+    holder: str
+
+
+class LockResult(_Model):
+    acquired: bool
+    holder: str | None = None
+    """Who holds the lock now (this upgrade when ``acquired``)."""
+
+
 class InstallInput(_Model):
     cluster: ClusterRef
     version: str

@@ -28,3 +28,5 @@ class Carryover(BaseModel):
     """Whether a rollback removes the target revision (False when it was adopted or kept)."""
     approved: list[str] = Field(default_factory=list)
     """Steps approved so far."""
+    locked: bool = False
+    """The upgrade holds the cluster lock (released when it ends cleanly)."""

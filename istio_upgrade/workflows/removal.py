@@ -4,8 +4,9 @@ An upgrade keeps its old revision when something still uses it (a bare pod it ca
 a namespace someone relabelled). After the operator has dealt with that, this workflow runs
 the upgrade's own last checks — no live pod injected by the revision, no namespace labelled
 with it, no tag pointing at it and, when Prometheus is named, no proxy connected to its istiod
-— and only then deletes it. Refusal fails the workflow (non-retryable ``RevisionInUse``) with
-the blockers in the message and the ``RemovalResult`` as first detail.
+— plus one of its own, that no upgrade holds the cluster lock — and only then deletes it.
+Refusal fails the workflow (non-retryable ``RevisionInUse``) with the blockers in the message
+and the ``RemovalResult`` as first detail.
 
 Deterministic code only; the Kubernetes and Prometheus work happens in the upgrade's activities.
 """
@@ -22,7 +23,13 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
-    from istio_upgrade.models.activities import RevisionInput, UninstallResult, UnusedReport
+    from istio_upgrade.models.activities import (
+        LockInput,
+        RevisionInput,
+        UninstallResult,
+        UnusedReport,
+        lock_busy_message,
+    )
     from istio_upgrade.models.removal import RemovalResult, RemoveRevisionSpec
     from istio_upgrade.workflows.retries import ACTIVITY_RETRY
 
@@ -75,6 +82,17 @@ class IstioRevisionRemoval:
             summary=f"verify revision {revision} is unused",
         )
         result.blockers = list(unused.blockers)
+        # An upgrade holding the cluster may be about to use the revision (its target before
+        # the first batch moves, or the old one it would roll back to).
+        holder: str | None = await workflow.execute_activity(
+            "cluster_lock_holder",
+            LockInput(cluster=cluster, holder=""),
+            start_to_close_timeout=timedelta(minutes=1),
+            retry_policy=ACTIVITY_RETRY,
+            summary="is an upgrade holding the cluster?",
+        )
+        if holder:
+            result.blockers.append(lock_busy_message(cluster.name, holder))
         if cluster.prometheus_url:
             xds: float | None = await workflow.execute_activity(
                 "query_revision_xds",

@@ -7,9 +7,10 @@ rolls back exactly what was done — in reverse order, shielded from cancellatio
 
 Failure contract: a successful upgrade or a dry run *returns* an ``UpgradeResult``; a rolled
 back or refused upgrade *fails* the workflow with a non-retryable ``ApplicationError`` whose
-``type`` says why (``PrecheckFailed``, ``GateFailed``, ``GateInconclusive``, ``RolloutFailed``,
-``Aborted``, ``StepFailed``), whose message names the gate and its numbers, and whose first
-detail is the ``UpgradeResult`` (outcome ``ROLLED_BACK`` or ``FAILED``). The Web UI shows red.
+``type`` says why (``PrecheckFailed``, ``ClusterBusy``, ``GateFailed``, ``GateInconclusive``,
+``RolloutFailed``, ``Aborted``, ``StepFailed``), whose message names the gate and its numbers,
+and whose first detail is the ``UpgradeResult`` (outcome ``ROLLED_BACK`` or ``FAILED``). The
+Web UI shows red.
 """
 
 from __future__ import annotations
@@ -28,11 +29,14 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
     from istio_upgrade.models.activities import (
+        LOCK_CONFIGMAP,
         DiagnosticsInput,
         DiagnosticsResult,
         DiscoverInput,
         InstallInput,
         InstallResult,
+        LockInput,
+        LockResult,
         MoveTagsInput,
         MoveTagsResult,
         RelabelInput,
@@ -45,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
         UnusedReport,
         VerifyInput,
         VerifyReport,
+        lock_busy_message,
     )
     from istio_upgrade.models.carryover import Carryover
     from istio_upgrade.models.gate import GateMeasurements, GateQuery, GateResult
@@ -118,6 +123,8 @@ class IstioCanaryUpgrade:
         self._extensions = 0
         # Whether a rollback removes the target revision (this upgrade installed it).
         self._uninstall_target = False
+        # Whether this upgrade holds the cluster lock (taken before its first write).
+        self._locked = carried.locked if carried is not None else False
 
     # Operator messages ------------------------------------------------------------
 
@@ -337,7 +344,43 @@ class IstioCanaryUpgrade:
             )
             return self._result("DRY_RUN", summary, plan, report)
 
+        if workflow.patched("cluster-lock"):
+            await self._lock(spec, plan, report)
         return await self._guarded(spec, plan, report, inventory.tags, None)
+
+    async def _lock(self, spec: UpgradeSpec, plan: Plan, report: PrecheckReport) -> None:
+        """Take the cluster's lock before the first write, or refuse: one upgrade per cluster."""
+        lock = await self._act(
+            "acquire_cluster_lock",
+            LockInput(cluster=spec.cluster, holder=workflow.info().workflow_id),
+            LockResult,
+            "lock the cluster for this upgrade",
+        )
+        if not lock.acquired:
+            message = lock_busy_message(spec.cluster.name, lock.holder)
+            self._finish(Phase.FAILED)
+            result = self._result("FAILED", f"refused: {message}", plan, report)
+            raise ApplicationError(message, result, type="ClusterBusy", non_retryable=True)
+        self._locked = True
+
+    async def _unlock(self) -> None:
+        """Release the cluster lock; a failure leaves a warning, never a failed upgrade."""
+        if not self._locked:
+            return
+        assert self._spec is not None
+        try:
+            await self._act(
+                "release_cluster_lock",
+                LockInput(cluster=self._spec.cluster, holder=workflow.info().workflow_id),
+                bool,
+                "release the cluster lock",
+            )
+            self._locked = False
+        except FailureError as error:
+            self._progress.warnings.append(
+                f"the cluster lock was not released ({error}); "
+                + lock_busy_message(self._spec.cluster.name, workflow.info().workflow_id)
+            )
 
     async def _continued(self, spec: UpgradeSpec, carried: Carryover) -> UpgradeResult:
         """Pick up where the previous run of this upgrade continued as new (state: ``__init__``)."""
@@ -360,6 +403,7 @@ class IstioCanaryUpgrade:
         except asyncio.CancelledError:
             self._progress.errors.append("cancelled: rolling back")
             await asyncio.shield(asyncio.ensure_future(self._rollback()))
+            await asyncio.shield(asyncio.ensure_future(self._release_if_clean()))
             self._finish(Phase.ROLLED_BACK)
             raise
         except FailureError as error:
@@ -372,6 +416,7 @@ class IstioCanaryUpgrade:
             first_error = len(self._progress.errors)
             self._progress.errors.append(message)
             await asyncio.shield(asyncio.ensure_future(self._rollback()))
+            await asyncio.shield(asyncio.ensure_future(self._release_if_clean()))
             problems = self._progress.errors[first_error + 1 :]
             complete = not self._rollback_incomplete
             self._finish(Phase.ROLLED_BACK if complete else Phase.FAILED)
@@ -383,6 +428,18 @@ class IstioCanaryUpgrade:
             failed.failed_batch = self._progress.current_batch
             raise ApplicationError(summary, failed, type=kind, non_retryable=True) from None
         return result
+
+    async def _release_if_clean(self) -> None:
+        """After a rollback: release the lock, unless the cluster is left half-migrated."""
+        if not self._rollback_incomplete:
+            await self._unlock()
+        elif self._locked:
+            # Keeping it stops the next upgrade from starting on a cluster that needs a person.
+            self._progress.warnings.append(
+                f"the cluster lock (ConfigMap istio-system/{LOCK_CONFIGMAP}) is kept because the "
+                "rollback is incomplete; once the cluster is repaired, delete it: kubectl -n "
+                f"istio-system delete configmap {LOCK_CONFIGMAP}"
+            )
 
     async def _upgrade(
         self,
@@ -436,6 +493,7 @@ class IstioCanaryUpgrade:
         self._set_phase(Phase.CLEANING_UP)
         removed, warnings = await self._cleanup(spec, plan.source_revision)
         self._progress.warnings += warnings
+        await self._unlock()
         self._finish(Phase.SUCCEEDED)
         summary = (
             f"{len(migrated)} namespaces moved from {plan.source_revision} to {target} in "
@@ -527,6 +585,7 @@ class IstioCanaryUpgrade:
             next_batch=next_batch,
             uninstall_target_on_rollback=self._uninstall_target,
             approved=sorted(self._approved),
+            locked=self._locked,
         )
         workflow.continue_as_new(args=[spec, carried])
 

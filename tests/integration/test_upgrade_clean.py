@@ -9,7 +9,13 @@ from temporalio.testing import WorkflowEnvironment
 
 from istio_upgrade.models import UpgradeResult
 from istio_upgrade.workflows.upgrade import IstioCanaryUpgrade
-from tests.integration.upgrade_stack import fast_spec, pod_revisions, record_history, upgrade_stack
+from tests.integration.upgrade_stack import (
+    fast_spec,
+    lock_holder,
+    pod_revisions,
+    record_history,
+    upgrade_stack,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -28,6 +34,7 @@ async def test_clean_upgrade_moves_everything_and_removes_old_revision(
 
         assert result.outcome == "SUCCEEDED", result.summary
         assert result.old_revision_removed, result.warnings
+        assert lock_holder(stack) is None  # the cluster is free for the next upgrade
         plan = result.plan
         assert plan is not None
         assert plan.batches[0].namespaces == ["frontend"]

@@ -15,7 +15,7 @@ from istio_upgrade import client as api
 from istio_upgrade.models import AbortRequest, ApproveRequest, ExtendSoakRequest, Progress
 from istio_upgrade.models.search import CLUSTER, OUTCOME, PHASE
 from istio_upgrade.workflows.upgrade import IstioCanaryUpgrade
-from tests.integration.upgrade_stack import fast_spec, pod_revisions, upgrade_stack
+from tests.integration.upgrade_stack import fast_spec, lock_holder, pod_revisions, upgrade_stack
 
 pytestmark = pytest.mark.slow
 
@@ -44,6 +44,7 @@ async def test_approval_gates_and_abort_rolls_back(
         assert first.phase.value == "WAITING_APPROVAL" and "batch 0" in (first.waiting_for or "")
         # Nothing migrated yet: the new revision is installed and Ready, namespaces untouched.
         assert set(pod_revisions(stack, "frontend").values()) == {"1-23-4"}
+        assert lock_holder(stack) == handle.id  # taken before the first write
 
         answer = await handle.execute_update(
             IstioCanaryUpgrade.approve, ApproveRequest(approver="alice", comment="go")
@@ -90,6 +91,7 @@ async def test_approval_gates_and_abort_rolls_back(
         assert labels.get("istio-injection") == "enabled" and "istio.io/rev" not in labels
         progress = await handle.query(IstioCanaryUpgrade.progress)
         assert [a.approver for a in progress.approvals] == ["alice"]
+        assert lock_holder(stack) is None  # released once the rollback was complete
 
 
 async def test_cancellation_rolls_back_before_ending(
@@ -115,6 +117,7 @@ async def test_cancellation_rolls_back_before_ending(
             for d in stack.objects("/apis/apps/v1/namespaces/istio-system/deployments")
         }
         assert deployments == {"istiod-1-23-4"}
+        assert lock_holder(stack) is None
 
 
 async def test_inconclusive_gate_waits_extend_soak_approve_then_abort_mid_batch(

@@ -20,6 +20,7 @@ from temporalio.worker import Worker
 from istio_upgrade.cli.main import cli
 from istio_upgrade.devenv import PrometheusServer, ScrapeTarget
 from istio_upgrade.models import UpgradeSpec, workflow_id_for
+from istio_upgrade.models.activities import LOCK_CONFIGMAP
 from istio_upgrade.worker import build_worker
 from istio_upgrade.workflows.upgrade import IstioCanaryUpgrade
 
@@ -90,6 +91,9 @@ class Stack:
                 break
         return response.json()
 
+    def post(self, path: str, body: dict[str, Any]) -> int:
+        return httpx.post(f"{self.sandbox.url}{path}", json=body, timeout=10).status_code
+
     def delete(self, path: str) -> int:
         return httpx.delete(f"{self.sandbox.url}{path}", timeout=10).status_code
 
@@ -143,6 +147,15 @@ def pod_revisions(stack: Stack, namespace: str) -> dict[str, str | None]:
             continue
         revisions[meta["name"]] = (meta.get("annotations") or {}).get("istio.io/rev")
     return revisions
+
+
+def lock_holder(stack: Stack) -> str | None:
+    """The upgrade holding the cluster lock ConfigMap, or None when there is no lock."""
+    lock = stack.get(f"/api/v1/namespaces/istio-system/configmaps/{LOCK_CONFIGMAP}")
+    if lock.get("kind") != "ConfigMap":
+        return None
+    holder: str = lock["data"]["holder"]
+    return holder
 
 
 HISTORIES = Path(__file__).resolve().parents[1] / "replay" / "histories"

@@ -1,0 +1,71 @@
+"""One upgrade per cluster, held by the cluster itself: starts that bypass the starters' check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+
+from istio_upgrade.client import start_removal
+from istio_upgrade.models import ClusterRef
+from istio_upgrade.models.activities import LOCK_CONFIGMAP
+from istio_upgrade.models.removal import RemoveRevisionSpec
+from tests.integration.upgrade_stack import fast_spec, lock_holder, upgrade_stack
+
+pytestmark = pytest.mark.slow
+
+OTHER = "istio-upgrade.demo.1-25-0"
+
+
+async def test_a_locked_cluster_refuses_upgrades_and_removals(
+    temporal_local: WorkflowEnvironment, sandbox_factory: Any, prometheus_factory: Any
+) -> None:
+    async with upgrade_stack(temporal_local.client, sandbox_factory, prometheus_factory) as stack:
+        # Another upgrade holds the cluster, e.g. one started from the Web UI a moment ago.
+        lock = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": LOCK_CONFIGMAP, "namespace": "istio-system"},
+            "data": {"holder": OTHER},
+        }
+        assert stack.post("/api/v1/namespaces/istio-system/configmaps", lock) == 201
+        before = {
+            n["metadata"]["name"]: n["metadata"]["labels"]
+            for n in stack.objects("/api/v1/namespaces")
+        }
+
+        # Started straight through Temporal: no visibility check on the way in.
+        handle = await stack.start(fast_spec(stack.prometheus.url))
+        with pytest.raises(WorkflowFailureError) as info:
+            await handle.result()
+        cause = info.value.cause
+        assert isinstance(cause, ApplicationError) and cause.type == "ClusterBusy"
+        assert OTHER in cause.message
+        assert f"kubectl -n istio-system delete configmap {LOCK_CONFIGMAP}" in cause.message
+        assert cause.details and cause.details[0]["outcome"] == "FAILED"
+        # Refused before any write: labels untouched, no new control plane, lock not stolen.
+        after = {
+            n["metadata"]["name"]: n["metadata"]["labels"]
+            for n in stack.objects("/api/v1/namespaces")
+        }
+        assert after == before
+        deployments = {
+            d["metadata"]["name"]
+            for d in stack.objects("/apis/apps/v1/namespaces/istio-system/deployments")
+        }
+        assert deployments == {"istiod-1-23-4"}
+        assert lock_holder(stack) == OTHER
+
+        # A removal refuses too: the holder may be about to use any revision.
+        spec = RemoveRevisionSpec(
+            cluster=ClusterRef(name="demo", context="sandbox"), revision="1-20-0", dry_run=True
+        )
+        removal = await start_removal(stack.client, spec, task_queue=stack.task_queue)
+        with pytest.raises(WorkflowFailureError) as refused:
+            await removal.result()
+        assert isinstance(refused.value.cause, ApplicationError)
+        assert refused.value.cause.type == "RevisionInUse"
+        assert f"locked by upgrade {OTHER}" in refused.value.cause.message
