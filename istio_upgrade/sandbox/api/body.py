@@ -8,7 +8,9 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from istio_upgrade.sandbox.api import protobuf
 from istio_upgrade.sandbox.api.errors import ApiError
+from istio_upgrade.sandbox.api.protobuf import PROTOBUF
 
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_PATCH = "application/strategic-merge-patch+json"
@@ -21,7 +23,7 @@ JSON_TYPES = ("application/json", "application/yaml", "text/plain", "application
 
 
 def _check_media_type(request: web.Request, accepted: tuple[str, ...]) -> None:
-    # Protobuf and CBOR bodies get 415, which makes client-go retry the request in JSON.
+    # CBOR bodies (and protobuf of kinds not decoded) get 415: client-go then sends JSON.
     if request.body_exists and request.content_type not in accepted:
         raise ApiError(
             415,
@@ -31,7 +33,9 @@ def _check_media_type(request: web.Request, accepted: tuple[str, ...]) -> None:
 
 
 async def read_json(request: web.Request) -> Any:
-    """The decoded JSON body; 400 when it is not JSON, 415 when it is protobuf or CBOR."""
+    """The decoded JSON body; 400 when it is not JSON, 415 for CBOR and most protobuf."""
+    if request.body_exists and request.content_type == PROTOBUF:
+        return protobuf.decode(await request.read())
     _check_media_type(request, (*JSON_TYPES, *PATCH_TYPES))
     raw = await request.read()
     if not raw.strip():
