@@ -764,9 +764,23 @@ class IstioCanaryUpgrade:
     # Promote and cleanup -------------------------------------------------------------
 
     async def _cleanup(self, spec: UpgradeSpec, old: str) -> tuple[bool, list[str]]:
-        warnings: list[str] = []
+        """Remove the old revision if nothing uses it; (removed, warnings)."""
         if spec.cleanup.keep_old_revision:
             return False, [f"revision {old} kept (cleanup.keep_old_revision)"]
+        try:
+            return await self._remove_old(spec, old)
+        except FailureError as error:
+            # Every namespace is on the new revision and the tags have moved: the upgrade
+            # succeeded. Only the old control plane's removal did not; say how to finish it.
+            cause = f": {error.cause}" if error.cause else ""
+            return False, [
+                f"revision {old} kept: removing it failed ({error}{cause}); once the cause is "
+                f"fixed, run `istio-upgrade remove-revision --cluster {spec.cluster.name} "
+                f"--revision {old}`"
+            ]
+
+    async def _remove_old(self, spec: UpgradeSpec, old: str) -> tuple[bool, list[str]]:
+        warnings: list[str] = []
         unused = await self._act(
             "verify_revision_unused",
             RevisionInput(cluster=spec.cluster, revision=old),

@@ -21,6 +21,8 @@ from istio_upgrade.models.activities import (
     DiscoverInput,
     InstallInput,
     InstallResult,
+    LockInput,
+    LockResult,
     RevisionInput,
     UninstallResult,
 )
@@ -58,6 +60,18 @@ async def test_rollback_keeps_an_adopted_target_revision(
         uninstalled.append(request.revision)
         return UninstallResult()
 
+    locks: list[str] = []
+
+    @activity.defn(name="acquire_cluster_lock")
+    async def acquire_cluster_lock(request: LockInput) -> LockResult:
+        locks.append(f"acquire {request.holder}")
+        return LockResult(acquired=True, holder=request.holder)
+
+    @activity.defn(name="release_cluster_lock")
+    async def release_cluster_lock(request: LockInput) -> bool:
+        locks.append(f"release {request.holder}")
+        return True
+
     queue = f"q-{uuid.uuid4()}"
     client = temporal_ts.client
     client = type(client)(client.service_client, data_converter=pydantic_data_converter)
@@ -65,13 +79,24 @@ async def test_rollback_keeps_an_adopted_target_revision(
         client,
         task_queue=queue,
         workflows=[IstioCanaryUpgrade],
-        activities=[discover, install_revision, wait_revision_ready, uninstall_revision],
+        activities=[
+            discover,
+            install_revision,
+            wait_revision_ready,
+            uninstall_revision,
+            acquire_cluster_lock,
+            release_cluster_lock,
+        ],
     ):
-        with pytest.raises(WorkflowFailureError):
+        with pytest.raises(WorkflowFailureError) as info:
             await client.execute_workflow(
                 IstioCanaryUpgrade.run,
                 spec(force=True, gate={"prometheus_url": "http://prometheus:9090"}),
                 id=workflow_id,
                 task_queue=queue,
             )
+    # Rolled back because the revision never became Ready (not for any other reason).
+    cause = info.value.cause
+    assert isinstance(cause, ApplicationError) and "not ready" in cause.message, cause
     assert uninstalled == ([] if installed_by is None else ["1-24-2"])
+    assert locks == [f"acquire {workflow_id}", f"release {workflow_id}"]

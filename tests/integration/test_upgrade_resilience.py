@@ -159,3 +159,33 @@ async def test_invalid_spec_fails_before_any_write(
         for field in ("cluster.name", "target.version", "x"):
             assert field in cause.message, cause.message
         assert stack.sandbox.stats()["writes"] == 0
+
+
+async def test_failed_removal_of_the_old_revision_still_reports_success(
+    temporal_local: WorkflowEnvironment, sandbox_factory: Any, prometheus_factory: Any
+) -> None:
+    async with upgrade_stack(temporal_local.client, sandbox_factory, prometheus_factory) as stack:
+        assert stack.delete("/api/v1/namespaces/batch/pods/debug-shell") == 200
+        spec = fast_spec(stack.prometheus.url, cleanup={"grace_seconds": 6})
+        handle = await stack.start(spec)
+        for _ in range(600):
+            progress = await handle.query(IstioCanaryUpgrade.progress)
+            if progress.phase.value == "GRACE":
+                break
+            await asyncio.sleep(0.2)
+        else:
+            pytest.fail("the upgrade never reached its grace period")
+        # Every namespace has moved and the tags too; now the connected-proxies check of the
+        # old revision cannot be made, so the revision must stay — and the upgrade stays a
+        # success, not a "rollback" of nothing.
+        await stack.prometheus.stop()
+        result: UpgradeResult = await asyncio.wait_for(handle.result(), timeout=120)
+        assert result.outcome == "SUCCEEDED", result.summary
+        assert not result.old_revision_removed
+        kept = [w for w in result.warnings if "removing it failed" in w]
+        assert kept and "remove-revision --cluster demo --revision 1-23-4" in kept[0], kept
+        deployments = {
+            d["metadata"]["name"]
+            for d in stack.objects("/apis/apps/v1/namespaces/istio-system/deployments")
+        }
+        assert deployments == {"istiod-1-23-4", "istiod-1-24-2"}
