@@ -15,8 +15,7 @@ from temporalio.exceptions import ApplicationError
 from istio_upgrade.activities.discovery import LABEL_MANAGED_BY, MANAGER
 from istio_upgrade.activities.kube_client import AlreadyExists, Kube, NotFound, Obj
 from istio_upgrade.istio.naming import ISTIO_NAMESPACE
-from istio_upgrade.models.activities import LOCK_CONFIGMAP as LOCK_NAME
-from istio_upgrade.models.activities import LockResult
+from istio_upgrade.models.activities import LOCK_CONFIGMAP, LockResult
 
 
 def _holder(obj: Obj | None) -> str | None:
@@ -27,7 +26,7 @@ def _holder(obj: Obj | None) -> str | None:
 
 def holder(kube: Kube) -> str | None:
     """The workflow id holding the cluster's lock, if any."""
-    return _holder(kube.get_or_none("v1", "ConfigMap", LOCK_NAME, ISTIO_NAMESPACE))
+    return _holder(kube.get_or_none("v1", "ConfigMap", LOCK_CONFIGMAP, ISTIO_NAMESPACE))
 
 
 def acquire(kube: Kube, upgrade_id: str) -> LockResult:
@@ -36,7 +35,7 @@ def acquire(kube: Kube, upgrade_id: str) -> LockResult:
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {
-            "name": LOCK_NAME,
+            "name": LOCK_CONFIGMAP,
             "namespace": ISTIO_NAMESPACE,
             "labels": {LABEL_MANAGED_BY: MANAGER},
         },
@@ -65,4 +64,4 @@ def release(kube: Kube, upgrade_id: str) -> bool:
     """Drop the lock if ``upgrade_id`` holds it; never another upgrade's. True when dropped."""
     if holder(kube) != upgrade_id:
         return False
-    return kube.delete("v1", "ConfigMap", LOCK_NAME, ISTIO_NAMESPACE)
+    return kube.delete("v1", "ConfigMap", LOCK_CONFIGMAP, ISTIO_NAMESPACE)
