@@ -13,7 +13,12 @@ from istio_upgrade.client import start_removal
 from istio_upgrade.models import ClusterRef
 from istio_upgrade.models.activities import LOCK_CONFIGMAP
 from istio_upgrade.models.removal import RemoveRevisionSpec
-from tests.integration.upgrade_stack import fast_spec, lock_holder, upgrade_stack
+from tests.integration.upgrade_stack import (
+    fast_spec,
+    lock_holder,
+    namespace_labels,
+    upgrade_stack,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -32,10 +37,7 @@ async def test_a_locked_cluster_refuses_upgrades_and_removals(
             "data": {"holder": OTHER},
         }
         assert stack.post("/api/v1/namespaces/istio-system/configmaps", lock) == 201
-        before = {
-            n["metadata"]["name"]: n["metadata"]["labels"]
-            for n in stack.objects("/api/v1/namespaces")
-        }
+        before = namespace_labels(stack)
 
         # Started straight through Temporal: no visibility check on the way in.
         handle = await stack.start(fast_spec(stack.prometheus.url))
@@ -47,10 +49,7 @@ async def test_a_locked_cluster_refuses_upgrades_and_removals(
         assert f"kubectl -n istio-system delete configmap {LOCK_CONFIGMAP}" in cause.message
         assert cause.details and cause.details[0]["outcome"] == "FAILED"
         # Refused before any write: labels untouched, no new control plane, lock not stolen.
-        after = {
-            n["metadata"]["name"]: n["metadata"]["labels"]
-            for n in stack.objects("/api/v1/namespaces")
-        }
+        after = namespace_labels(stack)
         assert after == before
         deployments = {
             d["metadata"]["name"]

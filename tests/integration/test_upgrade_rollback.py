@@ -13,12 +13,21 @@ from istio_upgrade.workflows.upgrade import IstioCanaryUpgrade
 from tests.integration.upgrade_stack import (
     FAST_GATE,
     fast_spec,
+    namespace_labels,
     pod_revisions,
     record_history,
     upgrade_stack,
 )
 
 pytestmark = pytest.mark.slow
+
+CANARY_GATE = {
+    **FAST_GATE,
+    # 2x allowed burn on a 99% SLO: checkout's 5% errors burn 5x; long enough soaks to count.
+    "slos": [{"name": "availability", "objective": 0.99, "burn_rate_threshold": 2}],
+    "soak_seconds": 10,
+    "max_soak_seconds": 20,
+}
 
 
 async def test_bad_canary_rolls_back_and_names_the_gate(
@@ -27,17 +36,8 @@ async def test_bad_canary_rolls_back_and_names_the_gate(
     async with upgrade_stack(
         temporal_local.client, sandbox_factory, prometheus_factory, "bad-canary"
     ) as stack:
-        before = {
-            ns["metadata"]["name"]: ns["metadata"].get("labels", {})
-            for ns in stack.objects("/api/v1/namespaces")
-        }
-        gate = {
-            **FAST_GATE,
-            "slos": [{"name": "availability", "objective": 0.99, "burn_rate_threshold": 2}],
-            "soak_seconds": 10,
-            "max_soak_seconds": 20,
-            "on_inconclusive": "rollback",
-        }
+        before = namespace_labels(stack)
+        gate = {**CANARY_GATE, "on_inconclusive": "rollback"}
         spec = fast_spec(
             stack.prometheus.url,
             migration={"canary": ["checkout", "cart"]},
@@ -53,10 +53,7 @@ async def test_bad_canary_rolls_back_and_names_the_gate(
         assert "batch 0" in cause.message and "checkout" in cause.message
         assert "availability" in cause.message
 
-        after = {
-            ns["metadata"]["name"]: ns["metadata"].get("labels", {})
-            for ns in stack.objects("/api/v1/namespaces")
-        }
+        after = namespace_labels(stack)
         assert after == before, "every namespace keeps exactly its original labels"
         for ns in ("checkout", "cart"):
             revisions = pod_revisions(stack, ns)
@@ -84,16 +81,8 @@ async def test_rollback_spans_runs_after_continue_as_new(
     async with upgrade_stack(
         temporal_local.client, sandbox_factory, prometheus_factory, "bad-canary"
     ) as stack:
-        before = {
-            ns["metadata"]["name"]: ns["metadata"].get("labels", {})
-            for ns in stack.objects("/api/v1/namespaces")
-        }
-        gate = {
-            **FAST_GATE,
-            "slos": [{"name": "availability", "objective": 0.99, "burn_rate_threshold": 2}],
-            "soak_seconds": 10,
-            "max_soak_seconds": 20,
-        }
+        before = namespace_labels(stack)
+        gate = CANARY_GATE
         # One batch per run: the healthy canary passes in run 1, the batch holding the broken
         # checkout fails in run 2, whose rollback must also undo run 1's batch.
         spec = fast_spec(
@@ -121,10 +110,7 @@ async def test_rollback_spans_runs_after_continue_as_new(
         # Run 1's evaluations came along (the decisive one), run 2's are all there.
         assert progress.batches[0].gate_results[-1].verdict != "FAIL"
 
-        after = {
-            ns["metadata"]["name"]: ns["metadata"].get("labels", {})
-            for ns in stack.objects("/api/v1/namespaces")
-        }
+        after = namespace_labels(stack)
         assert after == before, "every namespace keeps exactly its original labels"
         for ns in ("frontend", "checkout"):
             revisions = pod_revisions(stack, ns)

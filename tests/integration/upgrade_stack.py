@@ -149,6 +149,14 @@ def pod_revisions(stack: Stack, namespace: str) -> dict[str, str | None]:
     return revisions
 
 
+def namespace_labels(stack: Stack) -> dict[str, dict[str, str]]:
+    """Namespace → its labels: a snapshot to compare before and after an upgrade."""
+    return {
+        ns["metadata"]["name"]: ns["metadata"].get("labels", {})
+        for ns in stack.objects("/api/v1/namespaces")
+    }
+
+
 def lock_holder(stack: Stack) -> str | None:
     """The upgrade holding the cluster lock ConfigMap, or None when there is no lock."""
     lock = stack.get(f"/api/v1/namespaces/istio-system/configmaps/{LOCK_CONFIGMAP}")
