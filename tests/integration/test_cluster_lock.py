@@ -15,6 +15,7 @@ from istio_upgrade.models.activities import LOCK_CONFIGMAP
 from istio_upgrade.models.removal import RemoveRevisionSpec
 from tests.integration.upgrade_stack import (
     fast_spec,
+    istiod_deployments,
     lock_holder,
     namespace_labels,
     upgrade_stack,
@@ -51,10 +52,7 @@ async def test_a_locked_cluster_refuses_upgrades_and_removals(
         # Refused before any write: labels untouched, no new control plane, lock not stolen.
         after = namespace_labels(stack)
         assert after == before
-        deployments = {
-            d["metadata"]["name"]
-            for d in stack.objects("/apis/apps/v1/namespaces/istio-system/deployments")
-        }
+        deployments = istiod_deployments(stack)
         assert deployments == {"istiod-1-23-4"}
         assert lock_holder(stack) == OTHER
 

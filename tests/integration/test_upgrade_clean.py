@@ -11,6 +11,7 @@ from istio_upgrade.models import UpgradeResult
 from istio_upgrade.workflows.upgrade import IstioCanaryUpgrade
 from tests.integration.upgrade_stack import (
     fast_spec,
+    istiod_deployments,
     lock_holder,
     pod_revisions,
     record_history,
@@ -63,10 +64,7 @@ async def test_clean_upgrade_moves_everything_and_removes_old_revision(
             if "istio.io/tag" in w["metadata"].get("labels", {})
         }
         assert tags == {"default": "1-24-2", "canary": "1-24-2"}
-        deployments = {
-            d["metadata"]["name"]
-            for d in stack.objects("/apis/apps/v1/namespaces/istio-system/deployments")
-        }
+        deployments = istiod_deployments(stack)
         assert deployments == {"istiod-1-24-2"}
         progress = await handle.query(IstioCanaryUpgrade.progress)
         assert all(b.status == "passed" for b in progress.batches)

@@ -15,7 +15,13 @@ from istio_upgrade import client as api
 from istio_upgrade.models import AbortRequest, ApproveRequest, ExtendSoakRequest, Progress
 from istio_upgrade.models.search import CLUSTER, OUTCOME, PHASE
 from istio_upgrade.workflows.upgrade import IstioCanaryUpgrade
-from tests.integration.upgrade_stack import fast_spec, lock_holder, pod_revisions, upgrade_stack
+from tests.integration.upgrade_stack import (
+    fast_spec,
+    istiod_deployments,
+    lock_holder,
+    pod_revisions,
+    upgrade_stack,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -112,10 +118,7 @@ async def test_cancellation_rolls_back_before_ending(
         progress = await handle.query(IstioCanaryUpgrade.progress)
         assert progress.batches[0].status == "rolled_back", progress.errors
         assert set(pod_revisions(stack, "frontend").values()) == {"1-23-4"}
-        deployments = {
-            d["metadata"]["name"]
-            for d in stack.objects("/apis/apps/v1/namespaces/istio-system/deployments")
-        }
+        deployments = istiod_deployments(stack)
         assert deployments == {"istiod-1-23-4"}
         assert lock_holder(stack) is None
 

@@ -15,7 +15,7 @@ from istio_upgrade.activities import discovery, migration
 from istio_upgrade.activities.kube_client import KubeClients
 from istio_upgrade.models import ClusterRef, UpgradeResult
 from istio_upgrade.workflows.upgrade import IstioCanaryUpgrade
-from tests.integration.upgrade_stack import Stack, fast_spec, upgrade_stack
+from tests.integration.upgrade_stack import Stack, fast_spec, istiod_deployments, upgrade_stack
 
 pytestmark = pytest.mark.slow
 
@@ -184,8 +184,5 @@ async def test_failed_removal_of_the_old_revision_still_reports_success(
         assert not result.old_revision_removed
         kept = [w for w in result.warnings if "removing it failed" in w]
         assert kept and "remove-revision --cluster demo --revision 1-23-4" in kept[0], kept
-        deployments = {
-            d["metadata"]["name"]
-            for d in stack.objects("/apis/apps/v1/namespaces/istio-system/deployments")
-        }
+        deployments = istiod_deployments(stack)
         assert deployments == {"istiod-1-23-4", "istiod-1-24-2"}

@@ -13,6 +13,7 @@ from istio_upgrade.workflows.upgrade import IstioCanaryUpgrade
 from tests.integration.upgrade_stack import (
     FAST_GATE,
     fast_spec,
+    istiod_deployments,
     namespace_labels,
     pod_revisions,
     record_history,
@@ -58,10 +59,7 @@ async def test_bad_canary_rolls_back_and_names_the_gate(
         for ns in ("checkout", "cart"):
             revisions = pod_revisions(stack, ns)
             assert revisions and set(revisions.values()) == {"1-23-4"}, (ns, revisions)
-        deployments = {
-            d["metadata"]["name"]
-            for d in stack.objects("/apis/apps/v1/namespaces/istio-system/deployments")
-        }
+        deployments = istiod_deployments(stack)
         assert deployments == {"istiod-1-23-4"}
         configmaps = {
             c["metadata"]["name"]
@@ -115,8 +113,5 @@ async def test_rollback_spans_runs_after_continue_as_new(
         for ns in ("frontend", "checkout"):
             revisions = pod_revisions(stack, ns)
             assert revisions and set(revisions.values()) == {"1-23-4"}, (ns, revisions)
-        deployments = {
-            d["metadata"]["name"]
-            for d in stack.objects("/apis/apps/v1/namespaces/istio-system/deployments")
-        }
+        deployments = istiod_deployments(stack)
         assert deployments == {"istiod-1-23-4"}

@@ -157,6 +157,14 @@ def namespace_labels(stack: Stack) -> dict[str, dict[str, str]]:
     }
 
 
+def istiod_deployments(stack: Stack) -> set[str]:
+    """Names of the control-plane Deployments in ``istio-system``: which revisions exist."""
+    return {
+        d["metadata"]["name"]
+        for d in stack.objects("/apis/apps/v1/namespaces/istio-system/deployments")
+    }
+
+
 def lock_holder(stack: Stack) -> str | None:
     """The upgrade holding the cluster lock ConfigMap, or None when there is no lock."""
     lock = stack.get(f"/api/v1/namespaces/istio-system/configmaps/{LOCK_CONFIGMAP}")
