@@ -17,7 +17,6 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -27,11 +26,11 @@ with workflow.unsafe.imports_passed_through():
         LockInput,
         RevisionInput,
         UninstallResult,
-        UnusedReport,
         lock_busy_message,
     )
     from istio_upgrade.models.removal import RemovalResult, RemoveRevisionSpec
     from istio_upgrade.workflows.retries import ACTIVITY_RETRY
+    from istio_upgrade.workflows.revision_use import revision_use
 
 WORKFLOW_NAME = "IstioRevisionRemoval"
 
@@ -73,15 +72,9 @@ class IstioRevisionRemoval:
         result = RemovalResult(cluster=cluster.name, revision=revision, outcome="IN_USE")
 
         self._at(f"checking that nothing uses revision {revision}")
-        unused: UnusedReport = await workflow.execute_activity(
-            "verify_revision_unused",
-            RevisionInput(cluster=cluster, revision=revision),
-            result_type=UnusedReport,
-            start_to_close_timeout=timedelta(minutes=3),
-            retry_policy=ACTIVITY_RETRY,
-            summary=f"verify revision {revision} is unused",
+        result.blockers, result.warnings = await revision_use(
+            cluster, revision, cluster.prometheus_url
         )
-        result.blockers = list(unused.blockers)
         # An upgrade holding the cluster may be about to use the revision (its target before
         # the first batch moves, or the old one it would roll back to).
         holder: str | None = await workflow.execute_activity(
@@ -93,24 +86,6 @@ class IstioRevisionRemoval:
         )
         if holder:
             result.blockers.append(lock_busy_message(cluster.name, holder))
-        if cluster.prometheus_url:
-            xds: float | None = await workflow.execute_activity(
-                "query_revision_xds",
-                args=[cluster.prometheus_url, revision],
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=RetryPolicy(maximum_attempts=3),
-                summary=f"proxies still connected to istiod-{revision}",
-            )
-            if xds:
-                result.blockers.append(f"{xds:g} proxies still connected to istiod-{revision}")
-            elif xds is None:
-                result.warnings.append(
-                    f"no pilot_xds data for revision {revision}; relying on the pod check"
-                )
-        else:
-            result.warnings.append(
-                "no cluster.prometheus_url: connected proxies (pilot_xds) were not checked"
-            )
 
         if result.blockers:
             result.summary = (

@@ -46,7 +46,6 @@ with workflow.unsafe.imports_passed_through():
         RolloutInput,
         RolloutReport,
         UninstallResult,
-        UnusedReport,
         VerifyInput,
         VerifyReport,
         lock_busy_message,
@@ -73,6 +72,7 @@ with workflow.unsafe.imports_passed_through():
     from istio_upgrade.workflows.gate import evaluate_gate
     from istio_upgrade.workflows.plan import plan_upgrade
     from istio_upgrade.workflows.retries import ACTIVITY_RETRY, NON_RETRYABLE_ERRORS
+    from istio_upgrade.workflows.revision_use import revision_use
 
 T = TypeVar("T")
 
@@ -780,25 +780,7 @@ class IstioCanaryUpgrade:
             ]
 
     async def _remove_old(self, spec: UpgradeSpec, old: str) -> tuple[bool, list[str]]:
-        warnings: list[str] = []
-        unused = await self._act(
-            "verify_revision_unused",
-            RevisionInput(cluster=spec.cluster, revision=old),
-            UnusedReport,
-            f"verify revision {old} is unused",
-        )
-        xds: float | None = await workflow.execute_activity(
-            "query_revision_xds",
-            args=[spec.prometheus_url, old],
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RetryPolicy(maximum_attempts=3),
-            summary=f"proxies still connected to istiod-{old}",
-        )
-        if xds is None:
-            warnings.append(f"no pilot_xds data for revision {old}; relying on the pod check")
-        blockers = list(unused.blockers)
-        if xds:
-            blockers.append(f"{xds:g} proxies still connected to istiod-{old} (pilot_xds)")
+        blockers, warnings = await revision_use(spec.cluster, old, spec.prometheus_url)
         if blockers:
             warnings.append(
                 f"revision {old} kept, still in use: {'; '.join(blockers)}; once nothing uses "

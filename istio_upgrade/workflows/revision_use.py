@@ -1,0 +1,52 @@
+"""Whether a revision is still in use: the check made before any control plane is removed.
+
+Shared by the end of an upgrade and by ``IstioRevisionRemoval``. Deterministic: the reading is
+done by the ``verify_revision_unused`` (Kubernetes) and ``query_revision_xds`` (Prometheus)
+activities, in that order.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from istio_upgrade.models.activities import RevisionInput, UnusedReport
+    from istio_upgrade.models.spec import ClusterRef
+    from istio_upgrade.workflows.retries import ACTIVITY_RETRY
+
+
+async def revision_use(
+    cluster: ClusterRef, revision: str, prometheus_url: str | None
+) -> tuple[list[str], list[str]]:
+    """What still uses ``revision`` and what could not be checked: (blockers, warnings).
+
+    Blockers are live pods it injected, namespaces labelled with it, tags pointing at it and
+    proxies connected to its istiod (``pilot_xds``, when ``prometheus_url`` is given).
+    """
+    unused: UnusedReport = await workflow.execute_activity(
+        "verify_revision_unused",
+        RevisionInput(cluster=cluster, revision=revision),
+        result_type=UnusedReport,
+        start_to_close_timeout=timedelta(minutes=3),
+        retry_policy=ACTIVITY_RETRY,
+        summary=f"verify revision {revision} is unused",
+    )
+    blockers, warnings = list(unused.blockers), []
+    if prometheus_url is None:
+        warnings.append("no Prometheus URL: connected proxies (pilot_xds) were not checked")
+        return blockers, warnings
+    xds: float | None = await workflow.execute_activity(
+        "query_revision_xds",
+        args=[prometheus_url, revision],
+        start_to_close_timeout=timedelta(seconds=30),
+        retry_policy=RetryPolicy(maximum_attempts=3),
+        summary=f"proxies still connected to istiod-{revision}",
+    )
+    if xds is None:
+        warnings.append(f"no pilot_xds data for revision {revision}; relying on the pod check")
+    elif xds:
+        blockers.append(f"{xds:g} proxies still connected to istiod-{revision} (pilot_xds)")
+    return blockers, warnings
