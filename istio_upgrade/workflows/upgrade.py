@@ -120,6 +120,8 @@ class IstioCanaryUpgrade:
         self._rollback_incomplete = False
         self._soaking: BatchProgress | None = None
         self._soak_extension = 0.0
+        # When the soaking batch's window opened and how long an INCONCLUSIVE gate may last.
+        self._soak_window: tuple[datetime, float] | None = None
         self._extensions = 0
         # Whether a rollback removes the target revision (this upgrade installed it).
         self._uninstall_target = False
@@ -259,9 +261,20 @@ class IstioCanaryUpgrade:
     def _do_extend_soak(self, request: ExtendSoakRequest) -> str:
         bp = self._soaking
         assert bp is not None
-        self._soak_extension += request.seconds
+        extra = request.seconds
+        if (
+            self._waiting_approval is not None
+            and self._soak_window is not None
+            and workflow.patched("extend-soak-from-now")
+        ):
+            # The batch waits because its INCONCLUSIVE limit passed, perhaps long ago: "300 s
+            # more" means 300 s of measuring from now, not past a deadline already gone.
+            opened, limit = self._soak_window
+            elapsed = (workflow.now() - opened).total_seconds()
+            extra += max(0.0, elapsed - (limit + self._soak_extension))
+        self._soak_extension += extra
         self._extensions += 1
-        bp.soak_extended_seconds = self._soak_extension
+        bp.soak_extended_seconds += request.seconds
         self._refresh()
         return f"batch {bp.index}: soak extended by {request.seconds:g}s"
 
@@ -678,7 +691,7 @@ class IstioCanaryUpgrade:
         try:
             await self._soak_batch(spec, plan, batch, bp, pre_end)
         finally:
-            self._soaking = None
+            self._soaking, self._soak_window = None, None
 
     async def _soak_batch(
         self, spec: UpgradeSpec, plan: Plan, batch: Batch, bp: BatchProgress, pre_end: datetime
@@ -687,6 +700,7 @@ class IstioCanaryUpgrade:
         self._set_batch(bp, "warming_up")
         await self._sleep(gate.warmup_seconds)
         window_start = workflow.now()
+        self._soak_window = (window_start, gate.max_soak_seconds)
         self._set_phase(Phase.SOAKING)
         self._set_batch(bp, "soaking")
         later = [ns for b in plan.batches[batch.index + 1 :] for ns in b.namespaces]

@@ -151,14 +151,16 @@ async def test_inconclusive_gate_waits_extend_soak_approve_then_abort_mid_batch(
         assert waiting.phase.value == "WAITING_APPROVAL" and waiting.current_batch == 0
         assert (await handle.describe()).typed_search_attributes.get(PHASE) == "WAITING_APPROVAL"
 
-        # Extending the soak sends the waiting batch back to soaking, for that much longer.
+        # Extending the soak sends the waiting batch back to soaking, for that much longer
+        # from now: the SRE took longer to answer than the extension they ask for.
+        await asyncio.sleep(6)
         answer = await handle.execute_update(
-            IstioCanaryUpgrade.extend_soak, ExtendSoakRequest(seconds=4, requested_by="alice")
+            IstioCanaryUpgrade.extend_soak, ExtendSoakRequest(seconds=5, requested_by="alice")
         )
-        assert answer == "batch 0: soak extended by 4s"
+        assert answer == "batch 0: soak extended by 5s"
         soaking = await handle.query(IstioCanaryUpgrade.progress)
         assert soaking.phase.value == "SOAKING" and soaking.waiting_for is None
-        assert soaking.batches[0].soak_extended_seconds == 4
+        assert soaking.batches[0].soak_extended_seconds == 5
         evaluations = len(waiting.batches[0].gate_results)
         again = await wait_progress(
             handle, lambda p: p.waiting_for and "inconclusive" in p.waiting_for, "the policy again"
