@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -97,13 +98,16 @@ class Window:
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def env(
     tmp_path_factory: pytest.TempPathFactory, sandbox_factory: Any, prometheus_factory: Any
-) -> Env:
+) -> AsyncIterator[Env]:
     scenario = tmp_path_factory.mktemp("gate") / "gate.yaml"
     scenario.write_text(SCENARIO)
     sandbox = await sandbox_factory(Path(scenario))
     prometheus = await prometheus_factory([sandbox.address])
     await prometheus.wait_for_series('istio_requests_total{destination_workload_namespace="new-a"}')
-    return Env(sandbox=sandbox, prometheus=prometheus, started=time.time())
+    yield Env(sandbox=sandbox, prometheus=prometheus, started=time.time())
+    # Stop both with the module rather than at session end: they would load later tests.
+    await prometheus.stop()
+    await asyncio.to_thread(sandbox.stop)
 
 
 async def open_window(env: Env, faults: Faults) -> Window:
@@ -111,11 +115,13 @@ async def open_window(env: Env, faults: Faults) -> Window:
     history = env.started + WINDOW_S - time.time()
     if history > 0:
         await asyncio.sleep(history)
-    changed = datetime.now(UTC)
     await asyncio.to_thread(env.sandbox.set_faults, faults)
-    # Start the window a scrape after the change, end it after the last scrape has landed.
-    start = changed + timedelta(seconds=1.5)
-    await asyncio.sleep(1.5 + WINDOW_S + 1.0)
+    changed = datetime.now(UTC)
+    # Start the window two scrapes after the change, so that series the faults create (5xx
+    # codes never seen before) have samples before it opens and ``increase`` counts them
+    # whole; end it after the last scrape has landed.
+    start = changed + timedelta(seconds=2.5)
+    await asyncio.sleep(2.5 + WINDOW_S + 1.0)
     end = start + timedelta(seconds=WINDOW_S)
     return Window(start, end, changed - timedelta(seconds=WINDOW_S), changed)
 
@@ -129,9 +135,8 @@ async def healthy(env: Env) -> Window:
 async def canary_faults(env: Env) -> Window:
     """new-a: 3% 5xx, new-b: +300 ms, new-c: traffic silently gone; only on pods of 1-24-2.
 
-    3% (burn 30 against the allowed 14.4) rather than a ratio nearer the threshold: the 5xx
-    series are born inside the window, and Prometheus' ``increase`` drops what a new series
-    counted before its first scrape, so a short window reads up to ~15% fewer errors.
+    3% (burn 30 against the allowed 14.4) rather than a ratio nearer the threshold: ten
+    seconds of 40 req/s make a dozen errors, and one more or less moves the burn by 8%.
     """
     return await open_window(
         env,
