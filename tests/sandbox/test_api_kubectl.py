@@ -7,9 +7,12 @@ Runs against the sandbox by default and against ``KUBECONFIG`` with ``pytest -m 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import queue
 import shutil
 import subprocess
+import threading
 import time
 from typing import Any
 
@@ -154,16 +157,33 @@ def test_get_watch_sees_a_new_object(kube: KubeTarget, api: k8s.ApiClient, names
         stderr=subprocess.PIPE,
         text=True,
     )
+    lines: queue.Queue[str] = queue.Queue()
+    stdout, stderr = proc.stdout, proc.stderr
+    assert stdout is not None and stderr is not None
+
+    def pump() -> None:
+        for line in stdout:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    seen: list[str] = []
     try:
         time.sleep(1.0)  # let kubectl list and open its watch
         k8s.CoreV1Api(api).create_namespaced_config_map(
             namespace, k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name="fresh"))
         )
-        time.sleep(1.0)
+        # However slowly kubectl starts on a busy machine, the object shows within 30 s.
+        deadline = time.monotonic() + 30
+        while not any(line.split()[:1] == ["fresh"] for line in seen):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            with contextlib.suppress(queue.Empty):
+                seen.append(lines.get(timeout=remaining))
     finally:
         proc.terminate()
-        out, err = proc.communicate(timeout=10)
-    assert any(line.split()[:1] == ["fresh"] for line in out.splitlines()), (out, err)
+        proc.wait(timeout=10)
+    assert any(line.split()[:1] == ["fresh"] for line in seen), (seen, stderr.read())
 
 
 def test_bad_selector_from_kubectl(kube: KubeTarget, namespace: str) -> None:

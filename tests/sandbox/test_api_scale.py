@@ -1,8 +1,10 @@
-"""Listing stays fast at the ``large`` scenario's scale (20,000 pods in 2,000 namespaces)."""
+"""Listing stays right at the ``large`` scenario's scale (20,000 pods in 2,000 namespaces).
+
+How fast it is, is measured by ``bench/sandbox_large.py`` (``docs/bench/sandbox-large.json``).
+"""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -38,40 +40,35 @@ def large() -> Iterator[ServedSandbox]:
         served.stop()
 
 
-def _timed_get(http: httpx.Client, path: str, **params: str) -> tuple[float, httpx.Response]:
-    started = time.perf_counter()
-    resp = http.get(path, params=params)
-    return time.perf_counter() - started, resp
-
-
-def test_namespace_pod_list_is_fast(large: ServedSandbox) -> None:
+def test_namespace_pod_list_returns_only_that_namespace(large: ServedSandbox) -> None:
     with httpx.Client(base_url=large.url) as http:
-        http.get("/api/v1/namespaces/ns-0000/pods")  # warm the connection
-        worst = 0.0
         for n in (1, 999, 1999):
-            took, resp = _timed_get(
-                http, f"/api/v1/namespaces/ns-{n:04d}/pods", labelSelector="app=app"
+            resp = http.get(
+                f"/api/v1/namespaces/ns-{n:04d}/pods", params={"labelSelector": "app=app"}
             )
-            assert len(resp.json()["items"]) == PODS_PER_NAMESPACE
-            worst = max(worst, took)
-    assert worst < 0.25, f"namespace list took {worst:.3f}s"
+            items = resp.json()["items"]
+            assert len(items) == PODS_PER_NAMESPACE
+            assert {i["metadata"]["namespace"] for i in items} == {f"ns-{n:04d}"}
 
 
 def test_paged_cluster_wide_list_visits_every_pod_once(large: ServedSandbox) -> None:
-    seen = 0
+    seen: set[tuple[str, str]] = set()
     token = ""
     with httpx.Client(base_url=large.url, timeout=30) as http:
-        started = time.perf_counter()
-        took_first, first = _timed_get(http, "/api/v1/pods", limit="500")
-        assert first.json()["metadata"]["remainingItemCount"] == 20_000 - 500
-        assert took_first < 0.5, f"first page took {took_first:.3f}s"
+        first = http.get("/api/v1/pods", params={"limit": "500"}).json()
+        assert len(first["items"]) == 500
+        assert first["metadata"]["remainingItemCount"] == 20_000 - 500
+        pages = 0
         while True:
             params = {"limit": "2000", **({"continue": token} if token else {})}
             body = http.get("/api/v1/pods", params=params).json()
-            seen += len(body["items"])
+            pages += 1
+            for item in body["items"]:
+                key = (item["metadata"]["namespace"], item["metadata"]["name"])
+                assert key not in seen, f"{key} listed twice"
+                seen.add(key)
             token = body["metadata"].get("continue", "")
             if not token:
                 break
-        total = time.perf_counter() - started
-    assert seen == NAMESPACES * PODS_PER_NAMESPACE
-    assert total < 10.0
+    assert len(seen) == NAMESPACES * PODS_PER_NAMESPACE
+    assert pages == 10
