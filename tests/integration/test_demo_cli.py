@@ -91,9 +91,14 @@ async def test_plan_start_approve_abort_watch_list(upgrade_env: tuple[Cli, Path]
     assert "already being upgraded by " + upgrade_id in busy.stderr
     busy_json = await run.json("start", "-f", str(other_file), expect=ExitCode.REJECTED)
     assert busy_json["running_workflow_id"] == upgrade_id
-    running = await run.json("list")
-    row = next(r for r in running if r["workflow_id"] == upgrade_id)
-    assert row["phase"] == "WAITING_APPROVAL" and row["outcome"] is None
+    row: dict[str, Any] = {}
+    for _ in range(40):  # the phase reaches the visibility store asynchronously
+        running = await run.json("list")
+        row = next((r for r in running if r["workflow_id"] == upgrade_id), {})
+        if row.get("phase") == "WAITING_APPROVAL":
+            break
+        await asyncio.sleep(0.25)
+    assert row.get("phase") == "WAITING_APPROVAL" and row["outcome"] is None, running
 
     rejected = await run("resume", upgrade_id)
     assert rejected.exit_code == ExitCode.REJECTED

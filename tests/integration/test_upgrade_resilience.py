@@ -177,8 +177,11 @@ async def test_failed_removal_of_the_old_revision_still_reports_success(
             pytest.fail("the upgrade never reached its grace period")
         # Every namespace has moved and the tags too; now the connected-proxies check of the
         # old revision cannot be made, so the revision must stay — and the upgrade stays a
-        # success, not a "rollback" of nothing.
+        # success, not a "rollback" of nothing. Paused, the upgrade holds after its grace
+        # period however long stopping Prometheus takes.
+        await handle.execute_update(IstioCanaryUpgrade.pause)
         await stack.prometheus.stop()
+        await handle.execute_update(IstioCanaryUpgrade.resume)
         result: UpgradeResult = await asyncio.wait_for(handle.result(), timeout=120)
         assert result.outcome == "SUCCEEDED", result.summary
         assert not result.old_revision_removed
