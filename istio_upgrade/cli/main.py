@@ -359,7 +359,8 @@ def extend_soak(
 ) -> None:
     """Soak the current batch longer before its gate may pass.
 
-    A batch waiting for approval after an INCONCLUSIVE gate goes back to soaking.
+    A batch waiting for approval after an INCONCLUSIVE gate goes back to soaking for
+    that long from now.
     Rejected (exit 7) when no batch is soaking.
     """
     from istio_upgrade import client as api

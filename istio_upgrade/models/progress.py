@@ -163,7 +163,8 @@ class ExtendSoakRequest(BaseModel):
 
     The batch must then hold PASS for its soak plus the extension, and an INCONCLUSIVE gate
     gets that much longer before its ``on_inconclusive`` policy applies; a batch waiting for
-    approval after an INCONCLUSIVE gate goes back to soaking.
+    approval after an INCONCLUSIVE gate goes back to soaking for that long, counted from the
+    extension.
     """
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
