@@ -32,7 +32,7 @@ def large() -> Iterator[ServedSandbox]:
                 "status": {"phase": "Running"},
             }
             cluster.store.create(pod_type, pod)
-    # No controllers: this measures the HTTP layer, not reconciliation of 20,000 pods.
+    # No controllers: this exercises the HTTP layer, not reconciliation of 20,000 pods.
     served = ServedSandbox(cluster, with_controllers=False).start()
     try:
         yield served
