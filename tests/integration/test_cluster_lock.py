@@ -14,6 +14,7 @@ from istio_upgrade.models import ClusterRef
 from istio_upgrade.models.activities import LOCK_CONFIGMAP
 from istio_upgrade.models.removal import RemoveRevisionSpec
 from tests.integration.upgrade_stack import (
+    failure,
     fast_spec,
     istiod_deployments,
     lock_holder,
@@ -42,10 +43,8 @@ async def test_a_locked_cluster_refuses_upgrades_and_removals(
 
         # Started straight through Temporal: no visibility check on the way in.
         handle = await stack.start(fast_spec(stack.prometheus.url))
-        with pytest.raises(WorkflowFailureError) as info:
-            await handle.result()
-        cause = info.value.cause
-        assert isinstance(cause, ApplicationError) and cause.type == "ClusterBusy"
+        cause = await failure(handle)
+        assert cause.type == "ClusterBusy"
         assert OTHER in cause.message
         assert f"kubectl -n istio-system delete configmap {LOCK_CONFIGMAP}" in cause.message
         assert cause.details and cause.details[0]["outcome"] == "FAILED"

@@ -6,8 +6,6 @@ import asyncio
 from typing import Any
 
 import pytest
-from temporalio.client import WorkflowFailureError
-from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from istio_upgrade.activities.prometheus import query_revision_xds
@@ -16,7 +14,13 @@ from istio_upgrade.client import ClusterBusyError, start_removal
 from istio_upgrade.devenv import LocalTemporal
 from istio_upgrade.models import ClusterRef, UpgradeResult
 from istio_upgrade.models.removal import RemoveRevisionSpec
-from tests.integration.upgrade_stack import Cli, fast_spec, istiod_deployments, upgrade_stack
+from tests.integration.upgrade_stack import (
+    Cli,
+    failure,
+    fast_spec,
+    istiod_deployments,
+    upgrade_stack,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -34,10 +38,8 @@ async def test_kept_revision_is_removed_once_unused(
 
         # Before the upgrade everything uses 1-23-4: refused, naming labels, tags and pods.
         handle = await start_removal(client, old, task_queue=stack.task_queue)
-        with pytest.raises(WorkflowFailureError) as info:
-            await handle.result()
-        cause = info.value.cause
-        assert isinstance(cause, ApplicationError) and cause.type == "RevisionInUse"
+        cause = await failure(handle)
+        assert cause.type == "RevisionInUse"
         for blocker in ("tags pointing at 1-23-4", "istio.io/rev=1-23-4", "frontend/web-"):
             assert blocker in cause.message, cause.message
         assert "istiod-1-23-4" in istiod_deployments(stack)

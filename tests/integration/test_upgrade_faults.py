@@ -7,13 +7,11 @@ from typing import Any
 
 import pytest
 import yaml
-from temporalio.client import WorkflowFailureError
-from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from istio_upgrade.models import UpgradeResult
 from istio_upgrade.workflows.upgrade import IstioCanaryUpgrade
-from tests.integration.upgrade_stack import fast_spec, pod_revisions, upgrade_stack
+from tests.integration.upgrade_stack import failure, fast_spec, pod_revisions, upgrade_stack
 
 pytestmark = pytest.mark.slow
 
@@ -57,10 +55,8 @@ async def test_stalled_rollout_is_diagnosed_and_rolled_back(
             migration={"canary": ["cart"], "rollout_timeout_seconds": 6},
         )
         handle = await stack.start(spec)
-        with pytest.raises(WorkflowFailureError) as info:
-            await handle.result()
-        cause = info.value.cause
-        assert isinstance(cause, ApplicationError) and cause.type == "RolloutFailed", cause
+        cause = await failure(handle)
+        assert cause.type == "RolloutFailed", cause
         assert "cart/Deployment/cart" in cause.message
         progress = await handle.query(IstioCanaryUpgrade.progress)
         assert progress.stragglers and all(s.namespace == "cart" for s in progress.stragglers)

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from istio_upgrade import client as api
@@ -16,6 +15,7 @@ from istio_upgrade.models import AbortRequest, ApproveRequest, ExtendSoakRequest
 from istio_upgrade.models.search import CLUSTER, OUTCOME, PHASE
 from istio_upgrade.workflows.upgrade import IstioCanaryUpgrade
 from tests.integration.upgrade_stack import (
+    failure,
     fast_spec,
     istiod_deployments,
     lock_holder,
@@ -87,10 +87,8 @@ async def test_approval_gates_and_abort_rolls_back(
         await handle.execute_update(
             IstioCanaryUpgrade.abort, AbortRequest(reason="change freeze", requested_by="bob")
         )
-        with pytest.raises(WorkflowFailureError) as info:
-            await handle.result()
-        cause = info.value.cause
-        assert isinstance(cause, ApplicationError) and cause.type == "Aborted"
+        cause = await failure(handle)
+        assert cause.type == "Aborted"
         assert "change freeze" in cause.message
         assert set(pod_revisions(stack, "frontend").values()) == {"1-23-4"}
         labels = stack.get("/api/v1/namespaces/frontend")["metadata"]["labels"]
@@ -175,10 +173,8 @@ async def test_inconclusive_gate_waits_extend_soak_approve_then_abort_mid_batch(
             "batch 1 to start",
         )
         await api.abort(client, handle.id, "carol", "stop mid-batch")
-        with pytest.raises(WorkflowFailureError) as info:
-            await handle.result()
-        cause = info.value.cause
-        assert isinstance(cause, ApplicationError) and cause.type == "Aborted"
+        cause = await failure(handle)
+        assert cause.type == "Aborted"
         final = await handle.query(IstioCanaryUpgrade.progress)
         statuses = [b.status for b in final.batches]
         assert statuses[:2] == ["rolled_back", "rolled_back"], final.errors

@@ -8,14 +8,19 @@ from typing import Any
 
 import pytest
 from temporalio.client import WorkflowFailureError
-from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from istio_upgrade.activities import discovery, migration
 from istio_upgrade.activities.kube_client import KubeClients
 from istio_upgrade.models import ClusterRef, UpgradeResult
 from istio_upgrade.workflows.upgrade import IstioCanaryUpgrade
-from tests.integration.upgrade_stack import Stack, fast_spec, istiod_deployments, upgrade_stack
+from tests.integration.upgrade_stack import (
+    Stack,
+    failure,
+    fast_spec,
+    istiod_deployments,
+    upgrade_stack,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -138,10 +143,8 @@ async def test_invalid_spec_fails_before_any_write(
             stack.prometheus.url, migration={"canary": [], "batches": [["frontend"], ["ghost"]]}
         )
         handle = await stack.start(spec)
-        with pytest.raises(WorkflowFailureError) as info:
-            await handle.result()
-        cause = info.value.cause
-        assert isinstance(cause, ApplicationError) and cause.type == "PrecheckFailed"
+        cause = await failure(handle)
+        assert cause.type == "PrecheckFailed"
         assert "migration.batches[1]" in cause.message and "ghost" in cause.message
         skew = fast_spec(stack.prometheus.url, target={"version": "1.27.0"})
         with pytest.raises(WorkflowFailureError) as info:
@@ -152,10 +155,8 @@ async def test_invalid_spec_fails_before_any_write(
         handle = await stack.client.start_workflow(
             "IstioCanaryUpgrade", raw, id="istio-upgrade/bad/raw", task_queue=stack.task_queue
         )
-        with pytest.raises(WorkflowFailureError) as info:
-            await handle.result()
-        cause = info.value.cause
-        assert isinstance(cause, ApplicationError) and cause.type == "InvalidSpec"
+        cause = await failure(handle)
+        assert cause.type == "InvalidSpec"
         for field in ("cluster.name", "target.version", "x"):
             assert field in cause.message, cause.message
         assert stack.sandbox.stats()["writes"] == 0

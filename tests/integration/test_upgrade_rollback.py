@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
-from temporalio.exceptions import ApplicationError
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from istio_upgrade.workflows.upgrade import IstioCanaryUpgrade
 from tests.integration.upgrade_stack import (
     FAST_GATE,
+    failure,
     fast_spec,
     istiod_deployments,
     namespace_labels,
@@ -45,11 +45,8 @@ async def test_bad_canary_rolls_back_and_names_the_gate(
             gate=gate,
         )
         handle = await stack.start(spec)
-        with pytest.raises(WorkflowFailureError) as info:
-            await handle.result()
+        cause = await failure(handle)
         await record_history(handle, "bad-canary-rollback")
-        cause = info.value.cause
-        assert isinstance(cause, ApplicationError)
         assert cause.type == "GateFailed", cause.message
         assert "batch 0" in cause.message and "checkout" in cause.message
         assert "availability" in cause.message
@@ -80,19 +77,15 @@ async def test_rollback_spans_runs_after_continue_as_new(
         temporal_local.client, sandbox_factory, prometheus_factory, "bad-canary"
     ) as stack:
         before = namespace_labels(stack)
-        gate = CANARY_GATE
         # One batch per run: the healthy canary passes in run 1, the batch holding the broken
         # checkout fails in run 2, whose rollback must also undo run 1's batch.
         spec = fast_spec(
             stack.prometheus.url,
             migration={"canary": ["frontend"], "max_batches_per_run": 1},
-            gate=gate,
+            gate=CANARY_GATE,
         )
         first_run = await stack.start(spec)
-        with pytest.raises(WorkflowFailureError) as info:
-            await first_run.result()  # follows the runs to the last one
-        cause = info.value.cause
-        assert isinstance(cause, ApplicationError)
+        cause = await failure(first_run)  # follows the runs to the last one
         assert cause.type == "GateFailed", cause.message
         assert "batch 1" in cause.message and "checkout" in cause.message
 

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from click.testing import CliRunner, Result
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from istio_upgrade.cli.main import cli
@@ -175,6 +177,15 @@ def lock_holder(stack: Stack) -> str | None:
 
 
 HISTORIES = Path(__file__).resolve().parents[1] / "replay" / "histories"
+
+
+async def failure(handle: WorkflowHandle[Any, Any]) -> ApplicationError:
+    """The ApplicationError the workflow ended with; the test fails if it did not fail so."""
+    with pytest.raises(WorkflowFailureError) as info:
+        await handle.result()
+    cause = info.value.cause
+    assert isinstance(cause, ApplicationError), cause
+    return cause
 
 
 async def record_history(handle: WorkflowHandle[Any, Any], name: str) -> None:
