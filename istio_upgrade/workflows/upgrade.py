@@ -415,8 +415,7 @@ class IstioCanaryUpgrade:
             result = await self._upgrade(spec, plan, report, original_tags, carried)
         except asyncio.CancelledError:
             self._progress.errors.append("cancelled: rolling back")
-            await asyncio.shield(asyncio.ensure_future(self._rollback()))
-            await asyncio.shield(asyncio.ensure_future(self._release_if_clean()))
+            await self._roll_back_and_release()
             self._finish(Phase.ROLLED_BACK)
             raise
         except FailureError as error:
@@ -428,8 +427,7 @@ class IstioCanaryUpgrade:
                 message = f"step failed: {error.cause or error}"
             first_error = len(self._progress.errors)
             self._progress.errors.append(message)
-            await asyncio.shield(asyncio.ensure_future(self._rollback()))
-            await asyncio.shield(asyncio.ensure_future(self._release_if_clean()))
+            await self._roll_back_and_release()
             problems = self._progress.errors[first_error + 1 :]
             complete = not self._rollback_incomplete
             self._finish(Phase.ROLLED_BACK if complete else Phase.FAILED)
@@ -441,6 +439,12 @@ class IstioCanaryUpgrade:
             failed.failed_batch = self._progress.current_batch
             raise ApplicationError(summary, failed, type=kind, non_retryable=True) from None
         return result
+
+    async def _roll_back_and_release(self) -> None:
+        """Undo what was done, then release the lock; shielded, so that a cancellation
+        arriving meanwhile cannot stop the undoing halfway."""
+        await asyncio.shield(asyncio.ensure_future(self._rollback()))
+        await asyncio.shield(asyncio.ensure_future(self._release_if_clean()))
 
     async def _release_if_clean(self) -> None:
         """After a rollback: release the lock, unless the cluster is left half-migrated."""
