@@ -20,6 +20,8 @@ class DiscoverInput(_Model):
 
 LOCK_CONFIGMAP = "istio-upgrade-lock"
 """ConfigMap in ``istio-system`` naming the upgrade that holds the cluster."""
+LOCK_DELETE_COMMAND = f"kubectl -n istio-system delete configmap {LOCK_CONFIGMAP}"
+"""What an operator runs to clear a lock no running upgrade holds."""
 
 
 def lock_busy_message(cluster: str, holder: str | None) -> str:
@@ -27,8 +29,7 @@ def lock_busy_message(cluster: str, holder: str | None) -> str:
     return (
         f"cluster {cluster} is locked by upgrade {holder} (ConfigMap "
         f"istio-system/{LOCK_CONFIGMAP}); wait for it to end or abort it. If that upgrade no "
-        f"longer runs (it was terminated), delete the lock: kubectl -n istio-system "
-        f"delete configmap {LOCK_CONFIGMAP}"
+        f"longer runs (it was terminated), delete the lock: {LOCK_DELETE_COMMAND}"
     )
 
 
