@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
 
     from istio_upgrade.models.activities import (
         LOCK_CONFIGMAP,
+        LOCK_DELETE_COMMAND,
         DiagnosticsInput,
         DiagnosticsResult,
         DiscoverInput,
@@ -71,7 +72,7 @@ with workflow.unsafe.imports_passed_through():
     from istio_upgrade.models.spec import UpgradeSpec
     from istio_upgrade.workflows.gate import evaluate_gate
     from istio_upgrade.workflows.plan import plan_upgrade
-    from istio_upgrade.workflows.retries import ACTIVITY_RETRY, NON_RETRYABLE_ERRORS
+    from istio_upgrade.workflows.retries import ACTIVITY_RETRY
     from istio_upgrade.workflows.revision_use import revision_use
 
 T = TypeVar("T")
@@ -85,6 +86,11 @@ _HEARTBEAT = timedelta(seconds=30)
 # Steps that heartbeat per page or namespace: one request may block for a while (request
 # timeout, throttling with Retry-After), yet a crashed worker is still noticed in minutes.
 _HEARTBEAT_PER_REQUEST = timedelta(minutes=2)
+
+
+def _removal_command(spec: UpgradeSpec, revision: str) -> str:
+    """The command that finishes removing a revision the upgrade had to keep."""
+    return f"`istio-upgrade remove-revision --cluster {spec.cluster.name} --revision {revision}`"
 
 
 class UpgradeFailure(ApplicationError):
@@ -454,8 +460,8 @@ class IstioCanaryUpgrade:
             # Keeping it stops the next upgrade from starting on a cluster that needs a person.
             self._progress.warnings.append(
                 f"the cluster lock (ConfigMap istio-system/{LOCK_CONFIGMAP}) is kept because the "
-                "rollback is incomplete; once the cluster is repaired, delete it: kubectl -n "
-                f"istio-system delete configmap {LOCK_CONFIGMAP}"
+                "rollback is incomplete; once the cluster is repaired, delete it: "
+                f"{LOCK_DELETE_COMMAND}"
             )
 
     async def _upgrade(
@@ -793,8 +799,7 @@ class IstioCanaryUpgrade:
             cause = f": {error.cause}" if error.cause else ""
             return False, [
                 f"revision {old} kept: removing it failed ({error}{cause}); once the cause is "
-                f"fixed, run `istio-upgrade remove-revision --cluster {spec.cluster.name} "
-                f"--revision {old}`"
+                f"fixed, run {_removal_command(spec, old)}"
             ]
 
     async def _remove_old(self, spec: UpgradeSpec, old: str) -> tuple[bool, list[str]]:
@@ -802,8 +807,7 @@ class IstioCanaryUpgrade:
         if blockers:
             warnings.append(
                 f"revision {old} kept, still in use: {'; '.join(blockers)}; once nothing uses "
-                f"it, run `istio-upgrade remove-revision --cluster {spec.cluster.name} "
-                f"--revision {old}`"
+                f"it, run {_removal_command(spec, old)}"
             )
             return False, warnings
         await self._uninstall(old)
@@ -908,13 +912,7 @@ class IstioCanaryUpgrade:
         timeout runs out."""
         retry = ACTIVITY_RETRY
         if attempts is not None:
-            retry = RetryPolicy(
-                initial_interval=ACTIVITY_RETRY.initial_interval,
-                backoff_coefficient=ACTIVITY_RETRY.backoff_coefficient,
-                maximum_interval=ACTIVITY_RETRY.maximum_interval,
-                maximum_attempts=attempts,
-                non_retryable_error_types=NON_RETRYABLE_ERRORS,
-            )
+            retry = dataclasses.replace(ACTIVITY_RETRY, maximum_attempts=attempts)
         result: T = await workflow.execute_activity(
             name,
             arg,
