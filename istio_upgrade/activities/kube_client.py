@@ -94,20 +94,13 @@ class TooManyRequests(Exception):
         self.retry_after = retry_after
 
 
-def _message(error: ApiException) -> str:
+def _status(error: ApiException) -> tuple[str, str]:
+    """``message`` and ``reason`` of a ``kind: Status`` answer (reason: ``AlreadyExists`` …)."""
     try:
         body = json.loads(error.body or "{}")
-        return str(body.get("message") or error.reason)
+        return str(body.get("message") or error.reason), str(body.get("reason") or "")
     except (ValueError, AttributeError):
-        return str(error.reason)
-
-
-def _reason(error: ApiException) -> str:
-    """The ``reason`` of a ``kind: Status`` answer (``AlreadyExists``, ``Conflict`` …)."""
-    try:
-        return str(json.loads(error.body or "{}").get("reason") or "")
-    except (ValueError, AttributeError):
-        return ""
+        return str(error.reason), ""
 
 
 def _wait(state: RetryCallState) -> float:
@@ -179,7 +172,7 @@ class Kube:
     def _translate(self, error: ApiException, method: str, path: str) -> None:
         status = error.status or 0
         what = f"{method} {path} on cluster {self.cluster}"
-        text = _message(error)
+        text, reason = _status(error)
         if status in (401, 403):
             raise ApplicationError(
                 f"{what} was refused ({status}: {text}); grant the worker's kubeconfig user "
@@ -190,7 +183,7 @@ class Kube:
         if status == 404:
             raise NotFound(f"{what}: not found ({text})")
         if status == 409:
-            if _reason(error) == "AlreadyExists":
+            if reason == "AlreadyExists":
                 raise AlreadyExists(f"{what}: already exists ({text})")
             raise Conflict(f"{what}: conflict ({text})")
         if status == 429:
