@@ -55,9 +55,7 @@ class KubeActivities:
     @activity.defn(name="discover")
     def discover(self, spec: DiscoverInput) -> ClusterInventory:
         """Read revisions, tags, webhooks, namespaces, workloads and pods of the cluster."""
-        return discovery.discover(
-            self.clients.for_cluster(spec.cluster), lambda: activity.heartbeat()
-        )
+        return discovery.discover(self.clients.for_cluster(spec.cluster), activity.heartbeat)
 
     @activity.defn(name="install_revision")
     def install_revision(self, spec: InstallInput) -> InstallResult:

@@ -140,10 +140,12 @@ async def list_upgrades(
     client: Client, *, running_only: bool = True, limit: int = 50
 ) -> list[dict[str, Any]]:
     """Upgrades known to Temporal, newest first, as plain rows."""
-    # A long upgrade continues as new between batches: list its current run only.
-    query = f"WorkflowType = '{WORKFLOW_TYPE}' AND ExecutionStatus != 'ContinuedAsNew'"
+    query = f"WorkflowType = '{WORKFLOW_TYPE}'"
     if running_only:
         query += " AND ExecutionStatus = 'Running'"
+    else:
+        # A long upgrade continues as new between batches: list its current run only.
+        query += " AND ExecutionStatus != 'ContinuedAsNew'"
     rows: list[dict[str, Any]] = []
     async for execution in client.list_workflows(query, limit=limit):
         status = execution.status

@@ -10,7 +10,6 @@ from aiohttp import web
 
 from istio_upgrade.sandbox.api import protobuf
 from istio_upgrade.sandbox.api.errors import ApiError
-from istio_upgrade.sandbox.api.protobuf import PROTOBUF
 
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_PATCH = "application/strategic-merge-patch+json"
@@ -34,7 +33,7 @@ def _check_media_type(request: web.Request, accepted: tuple[str, ...]) -> None:
 
 async def read_json(request: web.Request) -> Any:
     """The decoded JSON body; 400 when it is not JSON, 415 for CBOR and most protobuf."""
-    if request.body_exists and request.content_type == PROTOBUF:
+    if request.body_exists and request.content_type == protobuf.PROTOBUF:
         return protobuf.decode(await request.read())
     _check_media_type(request, (*JSON_TYPES, *PATCH_TYPES))
     raw = await request.read()

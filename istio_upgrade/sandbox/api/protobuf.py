@@ -18,7 +18,7 @@ from istio_upgrade.sandbox.api.errors import ApiError
 PROTOBUF = "application/vnd.kubernetes.protobuf"
 _MAGIC = b"k8s\x00"
 
-# Field number → (JSON name, how to decode). "str"/"bytes"/"int"/"bool" are scalars,
+# Field number → (JSON name, how to decode). "str"/"bool" are scalars,
 # "map"/"bmap" maps of string to string/bytes, "strs" repeated strings, a dict a message.
 _Schema = dict[int, tuple[str, Any]]
 _OWNER_REF: _Schema = {
