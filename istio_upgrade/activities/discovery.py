@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from istio_upgrade.activities.kube_client import PAGE_SIZE, Kube, Obj
+from istio_upgrade.activities.kube_client import Kube, Obj
 from istio_upgrade.istio.naming import (
     ANNOTATION_INJECT_TEMPLATES,
     ANNOTATION_REV,
@@ -184,16 +184,6 @@ def deployment_available(deploy: Obj) -> bool:
     )
 
 
-def _ticking(items: Iterable[Obj], tick: Callable[[], None] | None) -> Iterator[Obj]:
-    """Yield ``items``, calling ``tick`` before the first and after every ``PAGE_SIZE``."""
-    if tick is not None:
-        tick()
-    for count, item in enumerate(items, 1):
-        yield item
-        if tick is not None and count % PAGE_SIZE == 0:
-            tick()
-
-
 def discover(kube: Kube, tick: Callable[[], None] | None = None) -> ClusterInventory:
     """Read revisions, tags, injector webhooks, namespaces, workloads and pods.
 
@@ -207,7 +197,7 @@ def discover(kube: Kube, tick: Callable[[], None] | None = None) -> ClusterInven
     """
 
     def each(api_version: str, kind: str) -> Iterator[Obj]:
-        return _ticking(kube.list(api_version, kind), tick)
+        return kube.list(api_version, kind, on_page=tick)
 
     before = kube.requests
     revisions = _revisions(kube)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -284,11 +284,15 @@ class Kube:
         *,
         label_selector: str | None = None,
         field_selector: str | None = None,
+        on_page: Callable[[], None] | None = None,
     ) -> Iterator[Obj]:
-        """Every item, fetched ``PAGE_SIZE`` at a time with ``limit``/``continue``."""
+        """Every item, fetched ``PAGE_SIZE`` at a time with ``limit``/``continue``;
+        ``on_page`` is called before each page is requested (an activity's heartbeat)."""
         path = self.path(api_version, kind, namespace)
         token: str | None = None
         while True:
+            if on_page is not None:
+                on_page()
             query: list[tuple[str, Any]] = [("limit", PAGE_SIZE)]
             if label_selector:
                 query.append(("labelSelector", label_selector))
