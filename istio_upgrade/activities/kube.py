@@ -36,6 +36,7 @@ from istio_upgrade.models.activities import (
     VerifyReport,
 )
 from istio_upgrade.models.inventory import ClusterInventory
+from istio_upgrade.models.spec import ClusterRef
 
 
 def _details() -> dict[str, Any]:
@@ -146,9 +147,9 @@ class KubeActivities:
         return lock.release(self.clients.for_cluster(spec.cluster), spec.holder)
 
     @activity.defn(name="cluster_lock_holder")
-    def cluster_lock_holder(self, spec: LockInput) -> str | None:
-        """The upgrade holding the cluster lock, if any (``spec.holder`` is ignored)."""
-        return lock.holder(self.clients.for_cluster(spec.cluster))
+    def cluster_lock_holder(self, cluster: ClusterRef) -> str | None:
+        """The upgrade holding the cluster lock, if any."""
+        return lock.holder(self.clients.for_cluster(cluster))
 
     def all(self) -> list[Any]:
         """Every activity method, for ``Worker(activities=...)``."""

@@ -23,7 +23,6 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
     from istio_upgrade.models.activities import (
-        LockInput,
         RevisionInput,
         UninstallResult,
         lock_busy_message,
@@ -79,7 +78,7 @@ class IstioRevisionRemoval:
         # the first batch moves, or the old one it would roll back to).
         holder: str | None = await workflow.execute_activity(
             "cluster_lock_holder",
-            LockInput(cluster=cluster, holder=""),
+            cluster,
             start_to_close_timeout=timedelta(minutes=1),
             retry_policy=ACTIVITY_RETRY,
             summary="is an upgrade holding the cluster?",
