@@ -57,14 +57,17 @@ class Run:
     """The follow-up removal of the old revision the upgrade kept, if one ran."""
 
     @property
+    def removed_afterwards(self) -> bool:
+        """Whether the follow-up removal uninstalled the old revision."""
+        return self.removal is not None and self.removal.outcome == "REMOVED"
+
+    @property
     def as_expected(self) -> bool:
         if self.ending is None:
             return False
         if self.expected == "SUCCEEDED" and self.ending.result is not None:
             # The old revision is gone: removed by the upgrade, or after the bare pod went.
-            removed = self.ending.result.old_revision_removed or (
-                self.removal is not None and self.removal.outcome == "REMOVED"
-            )
+            removed = self.ending.result.old_revision_removed or self.removed_afterwards
             return self.ending.outcome == "SUCCEEDED" and removed
         if self.expected == "ROLLED_BACK":
             failed = self.ending.result.failed_gate if self.ending.result else None
@@ -77,15 +80,18 @@ class Run:
         return self.ending.outcome == self.expected
 
 
+def cluster_ref(cluster: LocalCluster) -> ClusterRef:
+    """How specs name a local cluster: its kubeconfig context is its name."""
+    return ClusterRef(
+        name=cluster.name, context=cluster.name, prometheus_url=cluster.prometheus_url
+    )
+
+
 def demo_spec(cluster: LocalCluster, bundle: Path) -> UpgradeSpec:
     """The upgrade both clusters get: the same spec a real cluster would, with short windows."""
     return UpgradeSpec.model_validate(
         {
-            "cluster": {
-                "name": cluster.name,
-                "context": cluster.name,
-                "prometheus_url": cluster.prometheus_url,
-            },
+            "cluster": cluster_ref(cluster),
             "target": {"version": TARGET_VERSION},
             "installer": {"bundle_path": str(bundle)},
             "migration": {"first_batch_size": 1, "growth_factor": 2, "max_batch_size": 6},
@@ -141,10 +147,10 @@ async def remove_kept_revision(
     The bare pod blocks the removal (the upgrade cannot restart it); its owner deletes it,
     then ``remove-revision`` checks again that nothing uses the revision and uninstalls it.
     """
-    result = run.ending.result if run.ending else None
-    if result is None or run.ending is None or run.ending.outcome != "SUCCEEDED":
+    ending = run.ending
+    if ending is None or ending.result is None or ending.outcome != "SUCCEEDED":
         return
-    if result.old_revision_removed:
+    if ending.result.old_revision_removed:
         return
     namespace, pod = BARE_POD
     console.print(
@@ -160,12 +166,7 @@ async def remove_kept_revision(
         if not await query_revision_xds(cluster.prometheus_url, SOURCE_REVISION):
             break
         await asyncio.sleep(0.5)
-    spec = RemoveRevisionSpec(
-        cluster=ClusterRef(
-            name=cluster.name, context=cluster.name, prometheus_url=cluster.prometheus_url
-        ),
-        revision=SOURCE_REVISION,
-    )
+    spec = RemoveRevisionSpec(cluster=cluster_ref(cluster), revision=SOURCE_REVISION)
     handle = await start_removal(stack.client, spec)
     try:
         run.removal = await handle.result()
@@ -182,7 +183,7 @@ def old_revision_summary(run: Run) -> str:
         return "-"
     if result.old_revision_removed:
         return "removed by the upgrade"
-    if run.removal is not None and run.removal.outcome == "REMOVED":
+    if run.removed_afterwards:
         return "removed after the bare pod went"
     return "in use (rolled back)" if result.outcome == "ROLLED_BACK" else "kept"
 
