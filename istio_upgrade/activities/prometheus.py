@@ -345,3 +345,19 @@ async def query_revision_xds(prometheus_url: str, revision: str) -> float | None
         return None
     value = _value(result[0])
     return None if math.isnan(value) else value
+
+
+async def wait_revision_disconnected(
+    prometheus_url: str, revision: str, timeout_s: float = 30.0
+) -> bool:
+    """Wait until Prometheus has scraped that no proxy is connected to ``revision``'s istiod.
+
+    For callers that just removed the revision's last proxy and are about to ask
+    ``query_revision_xds`` through the removal; False when ``timeout_s`` passed first.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while await query_revision_xds(prometheus_url, revision):
+        if asyncio.get_running_loop().time() >= deadline:
+            return False
+        await asyncio.sleep(0.5)
+    return True

@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 from temporalio.client import WorkflowFailureError
 
-from istio_upgrade.activities.prometheus import query_revision_xds
+from istio_upgrade.activities.prometheus import wait_revision_disconnected
 from istio_upgrade.cli.outcome import Ending
 from istio_upgrade.cli.render import gate_summary, latest_gate
 from istio_upgrade.cli.watching import follow_live
@@ -162,10 +162,7 @@ async def remove_kept_revision(
         await http.delete(f"/api/v1/namespaces/{namespace}/pods/{pod}")
     # The removal asks Prometheus whether proxies are still connected to the old istiod;
     # give it the scrape that sees the pod gone.
-    for _ in range(40):
-        if not await query_revision_xds(cluster.prometheus_url, SOURCE_REVISION):
-            break
-        await asyncio.sleep(0.5)
+    await wait_revision_disconnected(cluster.prometheus_url, SOURCE_REVISION, timeout_s=20)
     spec = RemoveRevisionSpec(cluster=cluster_ref(cluster), revision=SOURCE_REVISION)
     handle = await start_removal(stack.client, spec)
     try:
