@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import pytest_asyncio
 import yaml
 from temporalio.testing import WorkflowEnvironment
@@ -61,6 +62,21 @@ async def wait_for_status(cli_: Cli, upgrade_id: str, code: int, timeout_s: floa
             await asyncio.sleep(0.5)
 
 
+async def listed_row(
+    run: Cli, upgrade_id: str, ok: Callable[[dict[str, Any]], bool], *args: str
+) -> dict[str, Any]:
+    """The upgrade's row in ``list -o json`` once ``ok`` holds: search attributes and the
+    outcome reach the visibility store asynchronously. Fails after 10 s."""
+    row: dict[str, Any] = {}
+    for _ in range(40):
+        rows = await run.json("list", *args)
+        row = next((r for r in rows if r["workflow_id"] == upgrade_id), {})
+        if ok(row):
+            return row
+        await asyncio.sleep(0.25)
+    pytest.fail(f"list {' '.join(args)} never showed {upgrade_id} as expected; last: {row}")
+
+
 async def test_plan_start_approve_abort_watch_list(upgrade_env: tuple[Cli, Path]) -> None:
     run, spec_file = upgrade_env
 
@@ -91,14 +107,8 @@ async def test_plan_start_approve_abort_watch_list(upgrade_env: tuple[Cli, Path]
     assert "already being upgraded by " + upgrade_id in busy.stderr
     busy_json = await run.json("start", "-f", str(other_file), expect=ExitCode.REJECTED)
     assert busy_json["running_workflow_id"] == upgrade_id
-    row: dict[str, Any] = {}
-    for _ in range(40):  # the phase reaches the visibility store asynchronously
-        running = await run.json("list")
-        row = next((r for r in running if r["workflow_id"] == upgrade_id), {})
-        if row.get("phase") == "WAITING_APPROVAL":
-            break
-        await asyncio.sleep(0.25)
-    assert row.get("phase") == "WAITING_APPROVAL" and row["outcome"] is None, running
+    row = await listed_row(run, upgrade_id, lambda r: r.get("phase") == "WAITING_APPROVAL")
+    assert row["outcome"] is None, row
 
     rejected = await run("resume", upgrade_id)
     assert rejected.exit_code == ExitCode.REJECTED
@@ -122,12 +132,8 @@ async def test_plan_start_approve_abort_watch_list(upgrade_env: tuple[Cli, Path]
 
     listed = await run.json("list", "--all")
     assert upgrade_id in [row["workflow_id"] for row in listed]
-    for _ in range(20):  # the outcome reaches the visibility store asynchronously
-        listed = await run.json("list", "--all")
-        if next(r for r in listed if r["workflow_id"] == upgrade_id)["outcome"]:
-            break
-        await asyncio.sleep(0.3)
-    assert next(r for r in listed if r["workflow_id"] == upgrade_id)["outcome"] == "ROLLED_BACK"
+    row = await listed_row(run, upgrade_id, lambda r: bool(r.get("outcome")), "--all")
+    assert row["outcome"] == "ROLLED_BACK", row
     running = await run.json("list")
     assert upgrade_id not in [row["workflow_id"] for row in running]
 

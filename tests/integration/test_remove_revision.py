@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from istio_upgrade.activities.prometheus import query_revision_xds
+from istio_upgrade.activities.prometheus import wait_revision_disconnected
 from istio_upgrade.cli.exit_codes import ExitCode
-from istio_upgrade.client import ClusterBusyError, start_removal
+from istio_upgrade.client import ClusterBusyError, running_upgrade_of, start_removal
 from istio_upgrade.devenv import LocalTemporal
 from istio_upgrade.models import ClusterRef, UpgradeResult
 from istio_upgrade.models.removal import RemoveRevisionSpec
@@ -47,10 +47,12 @@ async def test_kept_revision_is_removed_once_unused(
         # While an upgrade runs, no removal starts: its target may not be in use yet.
         upgrade = await stack.start(fast_spec(stack.prometheus.url))
         probe = RemoveRevisionSpec(cluster=cluster, revision="1-24-2", dry_run=True)
+        for _ in range(120):  # visibility may trail the start by a moment
+            if await running_upgrade_of(client, "demo") == upgrade.id:
+                break
+            await asyncio.sleep(0.25)
         with pytest.raises(ClusterBusyError) as busy:
-            for _ in range(120):  # visibility may trail the start by a moment
-                await start_removal(client, probe, task_queue=stack.task_queue)
-                await asyncio.sleep(0.25)
+            await start_removal(client, probe, task_queue=stack.task_queue)
         assert busy.value.running_id == upgrade.id
 
         # The bare pod keeps 1-23-4 installed; the result says how to finish.
@@ -67,12 +69,8 @@ async def test_kept_revision_is_removed_once_unused(
         assert "batch/debug-shell" in refused.stderr and "run the removal again" in refused.stderr
 
         assert stack.delete("/api/v1/namespaces/batch/pods/debug-shell") == 200
-        for _ in range(60):  # until Prometheus has scraped the proxy's disconnection
-            if not await query_revision_xds(stack.prometheus.url, "1-23-4"):
-                break
-            await asyncio.sleep(0.5)
-        else:
-            pytest.fail("pilot_xds of 1-23-4 still counts proxies 30 s after the last left")
+        disconnected = await wait_revision_disconnected(stack.prometheus.url, "1-23-4")
+        assert disconnected, "pilot_xds of 1-23-4 still counts proxies 30 s after the last left"
         dry = await cli.json(*args, "--dry-run")
         assert dry["outcome"] == "DRY_RUN", dry
         assert "istiod-1-23-4" in istiod_deployments(stack)

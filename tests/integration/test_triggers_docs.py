@@ -17,15 +17,13 @@ from typing import Any
 
 import httpx
 import pytest
-from temporalio.client import WorkflowFailureError
-from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from istio_upgrade.devenv import LocalTemporal
 from istio_upgrade.models import UpgradeSpec
 from istio_upgrade.models.search import CLUSTER, OUTCOME
 from istio_upgrade.workflows.upgrade import IstioCanaryUpgrade
-from tests.integration.upgrade_stack import pod_revisions, upgrade_stack
+from tests.integration.upgrade_stack import failure, pod_revisions, upgrade_stack, wait_progress
 
 pytestmark = pytest.mark.slow
 
@@ -175,12 +173,8 @@ async def test_http_examples_start_query_approve_abort(
         assert again["runId"] == started["runId"] and not again.get("started"), again
 
         handle = client.get_workflow_handle(run.upgrade_id)
-        async with asyncio.timeout(60):
-            while True:
-                progress = await handle.query(IstioCanaryUpgrade.progress)
-                if progress.waiting_for:
-                    break
-                await asyncio.sleep(0.3)
+        progress = await wait_progress(handle, lambda p: p.waiting_for, "the approval")
+        assert progress.waiting_for
         assert progress.waiting_for.startswith("approval: migrate batch 0")
 
         queried = await run("query/progress")
@@ -199,10 +193,8 @@ async def test_http_examples_start_query_approve_abort(
                 break
             await asyncio.sleep(0.3)
         await run("signal/signal_abort")
-        with pytest.raises(WorkflowFailureError) as failure:
-            await handle.result()
-        cause = failure.value.cause
-        assert isinstance(cause, ApplicationError) and cause.type == "Aborted"
+        cause = await failure(handle)
+        assert cause.type == "Aborted"
         assert "error budget burning" in cause.message
         assert set(pod_revisions(stack, "frontend").values()) == {"1-23-4"}
 

@@ -64,8 +64,7 @@ async def test_clean_upgrade_moves_everything_and_removes_old_revision(
             if "istio.io/tag" in w["metadata"].get("labels", {})
         }
         assert tags == {"default": "1-24-2", "canary": "1-24-2"}
-        deployments = istiod_deployments(stack)
-        assert deployments == {"istiod-1-24-2"}
+        assert istiod_deployments(stack) == {"istiod-1-24-2"}
         progress = await handle.query(IstioCanaryUpgrade.progress)
         assert all(b.status == "passed" for b in progress.batches)
         assert all(b.gate_results for b in progress.batches)

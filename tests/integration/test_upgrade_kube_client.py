@@ -11,8 +11,9 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from istio_upgrade.activities import installer, migration
-from istio_upgrade.activities.kube_client import Kube, KubeClients
+from istio_upgrade.activities.kube_client import KubeClients
 from istio_upgrade.models import ClusterRef, InstallInput, NamespaceLabels
+from tests.integration.upgrade_stack import sandbox_kube
 
 
 @pytest.fixture
@@ -22,18 +23,12 @@ async def sandbox(sandbox_factory: Any) -> Any:
     await asyncio.to_thread(box.stop)
 
 
-def client(sandbox: Any) -> Kube:
-    return KubeClients(str(sandbox.kubeconfig)).for_cluster(
-        ClusterRef(name="demo", context="sandbox")
-    )
-
-
 def put_faults(sandbox: Any, faults: dict[str, Any]) -> None:
     httpx.put(f"{sandbox.url}/sandbox/faults", json=faults, timeout=10).raise_for_status()
 
 
 def test_throttling_is_retried_after_the_servers_delay(sandbox: Any) -> None:
-    kube = client(sandbox)
+    kube = sandbox_kube(sandbox)
     put_faults(
         sandbox,
         {"api": [{"kind": "status", "code": 429, "retry_after_s": 1, "count": 2,
@@ -46,7 +41,7 @@ def test_throttling_is_retried_after_the_servers_delay(sandbox: Any) -> None:
 
 
 def test_conflicts_on_label_writes_are_retried(sandbox: Any) -> None:
-    kube = client(sandbox)
+    kube = sandbox_kube(sandbox)
     put_faults(
         sandbox,
         {"api": [{"kind": "conflict", "count": 3, "resources": ["namespaces"],
@@ -58,7 +53,7 @@ def test_conflicts_on_label_writes_are_retried(sandbox: Any) -> None:
 
 
 def test_transient_server_errors_are_retried_per_request(sandbox: Any) -> None:
-    kube = client(sandbox)
+    kube = sandbox_kube(sandbox)
     put_faults(
         sandbox,
         {"api": [{"kind": "status", "code": 503, "count": 2, "resources": ["namespaces"],
@@ -72,7 +67,7 @@ def test_transient_server_errors_are_retried_per_request(sandbox: Any) -> None:
 
 
 def test_missing_namespace_is_permanent_and_says_what_to_do(sandbox: Any) -> None:
-    kube = client(sandbox)
+    kube = sandbox_kube(sandbox)
     with pytest.raises(ApplicationError) as info:
         migration.relabel(kube, [NamespaceLabels(namespace="ghost", istio_rev="1-24-2")])
     assert info.value.type == "NamespaceNotFound" and info.value.non_retryable
@@ -80,7 +75,7 @@ def test_missing_namespace_is_permanent_and_says_what_to_do(sandbox: Any) -> Non
 
 
 def test_invalid_bundle_is_permanent(sandbox: Any) -> None:
-    kube = client(sandbox)
+    kube = sandbox_kube(sandbox)
     spec = InstallInput(
         cluster=ClusterRef(name="demo", context="sandbox"),
         version="1.24.2",
@@ -94,7 +89,7 @@ def test_invalid_bundle_is_permanent(sandbox: Any) -> None:
 
 
 def test_install_then_uninstall_removes_exactly_the_inventory(sandbox: Any) -> None:
-    kube = client(sandbox)
+    kube = sandbox_kube(sandbox)
     spec = InstallInput(
         cluster=ClusterRef(name="demo", context="sandbox"),
         version="1.24.2",

@@ -7,11 +7,11 @@ import uuid
 from typing import Any
 
 import pytest
-from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
 from istio_upgrade import client as api
-from istio_upgrade.models import AbortRequest, ApproveRequest, ExtendSoakRequest, Progress
+from istio_upgrade.models import AbortRequest, ApproveRequest, ExtendSoakRequest
 from istio_upgrade.models.search import CLUSTER, OUTCOME, PHASE
 from istio_upgrade.workflows.upgrade import IstioCanaryUpgrade
 from tests.integration.upgrade_stack import (
@@ -21,20 +21,10 @@ from tests.integration.upgrade_stack import (
     lock_holder,
     pod_revisions,
     upgrade_stack,
+    wait_progress,
 )
 
 pytestmark = pytest.mark.slow
-
-
-async def wait_progress(
-    handle: WorkflowHandle[Any, Any], ok: Any, what: str, seconds: float = 60
-) -> Progress:
-    for _ in range(int(seconds / 0.2)):
-        progress = await handle.query(IstioCanaryUpgrade.progress)
-        if ok(progress):
-            return progress
-        await asyncio.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 async def test_approval_gates_and_abort_rolls_back(
@@ -116,8 +106,7 @@ async def test_cancellation_rolls_back_before_ending(
         progress = await handle.query(IstioCanaryUpgrade.progress)
         assert progress.batches[0].status == "rolled_back", progress.errors
         assert set(pod_revisions(stack, "frontend").values()) == {"1-23-4"}
-        deployments = istiod_deployments(stack)
-        assert deployments == {"istiod-1-23-4"}
+        assert istiod_deployments(stack) == {"istiod-1-23-4"}
         assert lock_holder(stack) is None
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 import pytest
@@ -11,15 +10,16 @@ from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
 from istio_upgrade.activities import discovery, migration
-from istio_upgrade.activities.kube_client import KubeClients
-from istio_upgrade.models import ClusterRef, UpgradeResult
+from istio_upgrade.models import UpgradeResult
 from istio_upgrade.workflows.upgrade import IstioCanaryUpgrade
 from tests.integration.upgrade_stack import (
     Stack,
     failure,
     fast_spec,
     istiod_deployments,
+    sandbox_kube,
     upgrade_stack,
+    wait_progress,
 )
 
 pytestmark = pytest.mark.slow
@@ -57,17 +57,14 @@ async def test_worker_killed_mid_batch_finishes_without_double_restarts(
         handle = await stack.start(spec)
         assert stack.worker is not None
         # Wait until the second batch is being migrated, then kill the worker.
-        for _ in range(300):
-            progress = await handle.query(IstioCanaryUpgrade.progress)
-            if len(progress.batches) > 1 and progress.batches[1].status in {
-                "rolling_out",
-                "warming_up",
-                "soaking",
-            }:
-                break
-            await asyncio.sleep(0.2)
-        else:
-            pytest.fail("the second batch never started")
+        await wait_progress(
+            handle,
+            lambda p: (
+                len(p.batches) > 1
+                and p.batches[1].status in {"rolling_out", "warming_up", "soaking"}
+            ),
+            "the second batch to start",
+        )
         await stack.worker.shutdown()
         await asyncio.sleep(1)
         replacement = stack.new_worker()
@@ -89,9 +86,7 @@ async def test_worker_killed_mid_batch_finishes_without_double_restarts(
 
 async def test_retried_restart_does_not_restart_twice(sandbox_factory: Any) -> None:
     sandbox = await sandbox_factory("demo")
-    kube = KubeClients(str(sandbox.kubeconfig)).for_cluster(
-        ClusterRef(name="demo", context="sandbox")
-    )
+    kube = sandbox_kube(sandbox)
     beats: list[str] = []
     first = await asyncio.to_thread(
         migration.restart, kube, ["frontend", "cart"], "wf/batch-0", 2, beats.append
@@ -102,22 +97,16 @@ async def test_retried_restart_does_not_restart_twice(sandbox_factory: Any) -> N
     assert sorted(beats) == sorted(["frontend", "cart", *first.restarted])
     assert again.restarted == []
     assert sorted(again.already_restarted) == first.restarted
-    with contextlib.suppress(Exception):
-        await asyncio.to_thread(sandbox.stop)
 
 
 async def test_discovery_heartbeats_while_listing(sandbox_factory: Any) -> None:
     sandbox = await sandbox_factory("demo")
-    kube = KubeClients(str(sandbox.kubeconfig)).for_cluster(
-        ClusterRef(name="demo", context="sandbox")
-    )
+    kube = sandbox_kube(sandbox)
     ticks: list[int] = []
     inventory = await asyncio.to_thread(discovery.discover, kube, lambda: ticks.append(1))
     # One tick per cluster-wide list: webhooks, ReplicaSets, 3 workload kinds, pods, namespaces.
     assert len(ticks) == 7
     assert {ns.name for ns in inventory.namespaces} >= {"frontend", "cart"}
-    with contextlib.suppress(Exception):
-        await asyncio.to_thread(sandbox.stop)
 
 
 async def test_dry_run_writes_nothing(
@@ -169,13 +158,9 @@ async def test_failed_removal_of_the_old_revision_still_reports_success(
         assert stack.delete("/api/v1/namespaces/batch/pods/debug-shell") == 200
         spec = fast_spec(stack.prometheus.url, cleanup={"grace_seconds": 6})
         handle = await stack.start(spec)
-        for _ in range(600):
-            progress = await handle.query(IstioCanaryUpgrade.progress)
-            if progress.phase.value == "GRACE":
-                break
-            await asyncio.sleep(0.2)
-        else:
-            pytest.fail("the upgrade never reached its grace period")
+        await wait_progress(
+            handle, lambda p: p.phase.value == "GRACE", "the grace period", seconds=120
+        )
         # Every namespace has moved and the tags too; now the connected-proxies check of the
         # old revision cannot be made, so the revision must stay — and the upgrade stays a
         # success, not a "rollback" of nothing. Paused, the upgrade holds after its grace
@@ -188,5 +173,4 @@ async def test_failed_removal_of_the_old_revision_still_reports_success(
         assert not result.old_revision_removed
         kept = [w for w in result.warnings if "removing it failed" in w]
         assert kept and "remove-revision --cluster demo --revision 1-23-4" in kept[0], kept
-        deployments = istiod_deployments(stack)
-        assert deployments == {"istiod-1-23-4", "istiod-1-24-2"}
+        assert istiod_deployments(stack) == {"istiod-1-23-4", "istiod-1-24-2"}

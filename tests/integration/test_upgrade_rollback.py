@@ -56,8 +56,7 @@ async def test_bad_canary_rolls_back_and_names_the_gate(
         for ns in ("checkout", "cart"):
             revisions = pod_revisions(stack, ns)
             assert revisions and set(revisions.values()) == {"1-23-4"}, (ns, revisions)
-        deployments = istiod_deployments(stack)
-        assert deployments == {"istiod-1-23-4"}
+        assert istiod_deployments(stack) == {"istiod-1-23-4"}
         configmaps = {
             c["metadata"]["name"]
             for c in stack.objects("/api/v1/namespaces/istio-system/configmaps")
@@ -106,5 +105,4 @@ async def test_rollback_spans_runs_after_continue_as_new(
         for ns in ("frontend", "checkout"):
             revisions = pod_revisions(stack, ns)
             assert revisions and set(revisions.values()) == {"1-23-4"}, (ns, revisions)
-        deployments = istiod_deployments(stack)
-        assert deployments == {"istiod-1-23-4"}
+        assert istiod_deployments(stack) == {"istiod-1-23-4"}

@@ -7,7 +7,7 @@ import contextlib
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,10 +19,12 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
+from istio_upgrade.activities import lock
+from istio_upgrade.activities.kube_client import Kube, KubeClients
 from istio_upgrade.cli.main import cli
 from istio_upgrade.devenv import PrometheusServer, ScrapeTarget
-from istio_upgrade.models import UpgradeSpec, workflow_id_for
-from istio_upgrade.models.activities import LOCK_CONFIGMAP
+from istio_upgrade.models import ClusterRef, UpgradeSpec, workflow_id_for
+from istio_upgrade.models.progress import Progress
 from istio_upgrade.worker import build_worker
 from istio_upgrade.workflows.upgrade import IstioCanaryUpgrade
 
@@ -92,9 +94,6 @@ class Stack:
             if response.status_code not in {429, 500, 502, 503, 504}:
                 break
         return response.json()
-
-    def post(self, path: str, body: dict[str, Any]) -> int:
-        return httpx.post(f"{self.sandbox.url}{path}", json=body, timeout=10).status_code
 
     def delete(self, path: str) -> int:
         return httpx.delete(f"{self.sandbox.url}{path}", timeout=10).status_code
@@ -167,16 +166,31 @@ def istiod_deployments(stack: Stack) -> set[str]:
     }
 
 
+def sandbox_kube(sandbox: Any) -> Kube:
+    """The product's Kubernetes client for a sandbox started with the default context."""
+    return KubeClients(str(sandbox.kubeconfig)).for_cluster(
+        ClusterRef(name="demo", context="sandbox")
+    )
+
+
 def lock_holder(stack: Stack) -> str | None:
     """The upgrade holding the cluster lock ConfigMap, or None when there is no lock."""
-    lock = stack.get(f"/api/v1/namespaces/istio-system/configmaps/{LOCK_CONFIGMAP}")
-    if lock.get("kind") != "ConfigMap":
-        return None
-    holder: str = lock["data"]["holder"]
-    return holder
+    return lock.holder(sandbox_kube(stack.sandbox))
 
 
 HISTORIES = Path(__file__).resolve().parents[1] / "replay" / "histories"
+
+
+async def wait_progress(
+    handle: WorkflowHandle[Any, Any], ok: Callable[[Progress], Any], what: str, seconds: float = 60
+) -> Progress:
+    """Query the upgrade's progress every 0.2 s until ``ok`` holds; fail after ``seconds``."""
+    for _ in range(int(seconds / 0.2)):
+        progress = await handle.query(IstioCanaryUpgrade.progress)
+        if ok(progress):
+            return progress
+        await asyncio.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}")
 
 
 async def failure(handle: WorkflowHandle[Any, Any]) -> ApplicationError:

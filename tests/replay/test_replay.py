@@ -34,12 +34,15 @@ def load(path: Path) -> WorkflowHistory:
     return WorkflowHistory.from_json(f"replay-{path.stem}", path.read_text())
 
 
+def replayer() -> Replayer:
+    return Replayer(workflows=[IstioCanaryUpgrade], data_converter=pydantic_data_converter)
+
+
 @pytest.mark.parametrize("path", sorted(HISTORIES.glob("*.json")), ids=lambda p: p.stem)
 async def test_history_replays_deterministically(path: Path) -> None:
     history = load(path)
     assert len(history.events) > 10
-    replayer = Replayer(workflows=[IstioCanaryUpgrade], data_converter=pydantic_data_converter)
-    result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
+    result = await replayer().replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None
 
 
@@ -55,6 +58,5 @@ async def test_upgrades_recorded_before_continue_as_new_replay_with_the_suggesti
             flagged += 1
     assert flagged > 10
     history = WorkflowHistory.from_json("replay-suggested", json.dumps(doc))
-    replayer = Replayer(workflows=[IstioCanaryUpgrade], data_converter=pydantic_data_converter)
-    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure
