@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 from kubernetes import client, config
 
-from istio_upgrade.sandbox.server import SandboxProcess
+from istio_sandbox.server import SandboxProcess
 
 
 def _percentiles(samples: list[float]) -> dict[str, float]:

@@ -147,11 +147,11 @@ async def sandbox_factory(
     """Start a sandbox cluster in a child process from a scenario name or YAML path.
 
     Call as ``sandbox = await sandbox_factory("demo")``; keyword arguments go to
-    :class:`~istio_upgrade.sandbox.server.SandboxProcess` (``context``, ``port`` …). The
+    :class:`~istio_sandbox.server.SandboxProcess` (``context``, ``port`` …). The
     kubeconfig is ``sandbox.kubeconfig``. A sandbox started by a test stops when the test
     ends; one started by a module/session fixture stops at session end.
     """
-    from istio_upgrade.sandbox.server import SandboxProcess
+    from istio_sandbox.server import SandboxProcess
 
     async def factory(scenario: str | Path, **kwargs: Any) -> SandboxProcess:
         kwargs.setdefault("workdir", tmp_path_factory.mktemp("sandbox"))

@@ -523,7 +523,7 @@ def sandbox_up(
     scenario: str, kubeconfig: Path, host: str, port: int, context: str, ready_file: Path | None
 ) -> None:
     """Serve a sandbox cluster until Ctrl-C; exit 2 for an unusable scenario."""
-    from istio_upgrade.sandbox.server import run_up
+    from istio_sandbox.server import run_up
 
     sys.exit(
         run_up(
@@ -540,7 +540,7 @@ def sandbox_up(
 @sandbox.command("scenarios")
 def sandbox_scenarios() -> None:
     """List the shipped scenarios."""
-    from istio_upgrade.sandbox.scenario import shipped_scenarios
+    from istio_sandbox.scenario import shipped_scenarios
 
     click.echo("\n".join(shipped_scenarios()))
 

@@ -25,8 +25,8 @@ from aiohttp import web
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from istio_upgrade.sandbox.api import build_app
-from istio_upgrade.sandbox.cluster import Cluster, Timings
+from istio_sandbox.api import build_app
+from istio_sandbox.cluster import Cluster, Timings
 
 T = TypeVar("T")
 
@@ -108,7 +108,7 @@ class ServedSandbox:
 def _controllers(cluster: Cluster) -> Any:
     """``Controllers(cluster)`` when that package is present; the API is testable without it."""
     try:
-        module = importlib.import_module("istio_upgrade.sandbox.controllers")
+        module = importlib.import_module("istio_sandbox.controllers")
     except ImportError:
         return None
     factory = getattr(module, "Controllers", None)

@@ -9,11 +9,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from istio_upgrade.istio.manifests import render_revision, render_tag
-from istio_upgrade.sandbox.cluster import Cluster, Timings
-from istio_upgrade.sandbox.controllers import Controllers
-from istio_upgrade.sandbox.controllers.objects import DEPLOYMENTS, EVENTS, NAMESPACES, PODS
-from istio_upgrade.sandbox.resources import BY_KEY, by_kind
-from istio_upgrade.sandbox.store import Obj
+from istio_sandbox.cluster import Cluster, Timings
+from istio_sandbox.controllers import Controllers
+from istio_sandbox.controllers.objects import DEPLOYMENTS, EVENTS, NAMESPACES, PODS
+from istio_sandbox.resources import BY_KEY, by_kind
+from istio_sandbox.store import Obj
 
 FAST = Timings(
     pod_start_s=0.02,
@@ -85,7 +85,7 @@ def set_tag(cluster: Cluster, tag: str, revision: str) -> None:
 
 
 async def revision_ready(cluster: Cluster, revision: str) -> None:
-    from istio_upgrade.sandbox.controllers import revision_ready as ready
+    from istio_sandbox.controllers import revision_ready as ready
 
     await wait_for(lambda: ready(cluster, revision), what=f"istiod-{revision} Ready")
 

@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from istio_upgrade.sandbox.api.handlers import PODS, delete_pod
-from istio_upgrade.sandbox.resources import BY_KEY
-from istio_upgrade.sandbox.store import Store
+from istio_sandbox.api.handlers import PODS, delete_pod
+from istio_sandbox.resources import BY_KEY
+from istio_sandbox.store import Store
 from tests.sandbox.conftest import ServedSandbox
 
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"

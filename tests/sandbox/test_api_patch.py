@@ -6,14 +6,14 @@ from typing import Any
 
 import pytest
 
-from istio_upgrade.sandbox.api.apply import apply, fields_v1
-from istio_upgrade.sandbox.api.patch import (
+from istio_sandbox.api.apply import apply, fields_v1
+from istio_sandbox.api.patch import (
     PatchError,
     json_patch,
     merge_patch,
     strategic_merge_patch,
 )
-from istio_upgrade.sandbox.api.validation import labels_errors, name_errors
+from istio_sandbox.api.validation import labels_errors, name_errors
 
 
 def _deployment() -> dict[str, Any]:

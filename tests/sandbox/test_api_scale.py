@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from istio_upgrade.sandbox.cluster import Cluster
-from istio_upgrade.sandbox.resources import BY_KEY
+from istio_sandbox.cluster import Cluster
+from istio_sandbox.resources import BY_KEY
 from tests.sandbox.conftest import ServedSandbox
 
 NAMESPACES = 2_000

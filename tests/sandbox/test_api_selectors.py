@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from istio_upgrade.sandbox.api.selectors import (
+from istio_sandbox.api.selectors import (
     SelectorError,
     match_label_selector,
     parse_field_selector,

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from istio_upgrade.sandbox.cluster import Cluster
-from istio_upgrade.sandbox.controllers.objects import DEPLOYMENTS, PODS, REPLICASETS
-from istio_upgrade.sandbox.faults import RolloutFault
-from istio_upgrade.sandbox.store import Obj, WatchEvent
+from istio_sandbox.cluster import Cluster
+from istio_sandbox.controllers.objects import DEPLOYMENTS, PODS, REPLICASETS
+from istio_sandbox.faults import RolloutFault
+from istio_sandbox.store import Obj, WatchEvent
 from tests.sandbox.controllers_support import (
     FAST,
     condition,

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 from istio_upgrade.istio.manifests import render_revision
-from istio_upgrade.sandbox.controllers.objects import WEBHOOKS
+from istio_sandbox.controllers.objects import WEBHOOKS
 from tests.sandbox.conftest import KubeTarget, ServedSandbox
 
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not on PATH")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from istio_upgrade.sandbox.controllers import NODES, BadRequest, pod_log
-from istio_upgrade.sandbox.controllers.events import EventRecorder
-from istio_upgrade.sandbox.controllers.objects import DAEMONSETS, EVENTS, JOBS, PODS, STATEFULSETS
-from istio_upgrade.sandbox.faults import RolloutFault
-from istio_upgrade.sandbox.store import Obj, Store, WatchEvent
+from istio_sandbox.controllers import NODES, BadRequest, pod_log
+from istio_sandbox.controllers.events import EventRecorder
+from istio_sandbox.controllers.objects import DAEMONSETS, EVENTS, JOBS, PODS, STATEFULSETS
+from istio_sandbox.faults import RolloutFault
+from istio_sandbox.store import Obj, Store, WatchEvent
 from tests.sandbox.controllers_support import (
     condition,
     create,

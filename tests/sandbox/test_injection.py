@@ -6,15 +6,15 @@ import json
 
 import pytest
 
-from istio_upgrade.sandbox.cluster import Cluster
-from istio_upgrade.sandbox.controllers.objects import (
+from istio_sandbox.cluster import Cluster
+from istio_sandbox.controllers.objects import (
     DEPLOYMENTS,
     NAMESPACES,
     PODS,
     REPLICASETS,
     WEBHOOKS,
 )
-from istio_upgrade.sandbox.store import Obj, StoreError
+from istio_sandbox.store import Obj, StoreError
 from tests.sandbox.controllers_support import (
     condition,
     create,

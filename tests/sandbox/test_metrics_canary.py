@@ -9,12 +9,12 @@ from collections.abc import Callable
 import pytest
 
 from istio_upgrade.istio.manifests import render_revision
-from istio_upgrade.sandbox.controllers import revision_ready
-from istio_upgrade.sandbox.mesh import REQUEST_LABELS, Mesh
-from istio_upgrade.sandbox.resources import BY_KEY, by_kind
-from istio_upgrade.sandbox.scenario import load_scenario
-from istio_upgrade.sandbox.server import Sandbox
-from istio_upgrade.sandbox.store import Obj
+from istio_sandbox.controllers import revision_ready
+from istio_sandbox.mesh import REQUEST_LABELS, Mesh
+from istio_sandbox.resources import BY_KEY, by_kind
+from istio_sandbox.scenario import load_scenario
+from istio_sandbox.server import Sandbox
+from istio_sandbox.store import Obj
 
 pytestmark = pytest.mark.slow
 

@@ -8,16 +8,16 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from istio_upgrade.sandbox.faults import TrafficFault
-from istio_upgrade.sandbox.mesh import BUCKETS_MS, Mesh
-from istio_upgrade.sandbox.resources import BY_KEY
-from istio_upgrade.sandbox.scenario import (
+from istio_sandbox.faults import TrafficFault
+from istio_sandbox.mesh import BUCKETS_MS, Mesh
+from istio_sandbox.resources import BY_KEY
+from istio_sandbox.scenario import (
     Scenario,
     new_cluster,
     parse_scenario,
     populate_control_plane,
 )
-from istio_upgrade.sandbox.store import Store
+from istio_sandbox.store import Store
 
 PODS = BY_KEY["/pods"]
 Sample = tuple[dict[str, str], float]

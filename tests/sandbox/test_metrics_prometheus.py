@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from istio_upgrade.devenv import PrometheusServer
-from istio_upgrade.sandbox.server import SandboxProcess
+from istio_sandbox.server import SandboxProcess
 
 pytestmark = pytest.mark.slow
 

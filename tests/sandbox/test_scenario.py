@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from istio_upgrade.istio.naming import ANNOTATION_INJECT_TEMPLATES
-from istio_upgrade.sandbox.resources import BY_KEY
-from istio_upgrade.sandbox.scenario import (
+from istio_sandbox.resources import BY_KEY
+from istio_sandbox.scenario import (
     Scenario,
     ScenarioError,
     load_scenario,

@@ -15,9 +15,9 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from istio_upgrade.sandbox.faults import Faults, TrafficFault
-from istio_upgrade.sandbox.scenario import load_scenario
-from istio_upgrade.sandbox.server import SandboxProcess, SandboxStartError
+from istio_sandbox.faults import Faults, TrafficFault
+from istio_sandbox.scenario import load_scenario
+from istio_sandbox.server import SandboxProcess, SandboxStartError
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,559 @@
+"""Scenario files: the topology, Istio install, traffic and faults a sandbox starts with.
+
+A scenario is YAML validated by the models below (unknown keys are errors). Shipped scenarios
+live in ``istio_sandbox/scenarios/<name>.yaml`` and load by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from istio_upgrade.istio.manifests import render_revision, render_tag
+from istio_upgrade.istio.naming import (
+    ANNOTATION_INJECT_TEMPLATES,
+    ISTIO_NAMESPACE,
+    LABEL_INJECTION,
+    LABEL_POD_INJECT,
+    LABEL_REV,
+    is_dns1123_label,
+    parse_version,
+    revision_for_version,
+)
+from istio_sandbox.cluster import Cluster, Timings
+from istio_sandbox.faults import Faults
+from istio_sandbox.resources import by_kind
+from istio_sandbox.store import AlreadyExists, Obj
+
+SCENARIO_DIR = Path(__file__).parent / "scenarios"
+APP_IMAGE_HUB = "docker.io/istio-upgrade-sandbox"
+
+
+class ScenarioError(ValueError):
+    """A scenario file that cannot be used; the message names each field path and the fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _dns_label(value: str, what: str) -> str:
+    if not is_dns1123_label(value):
+        raise ValueError(
+            f"{what} {value!r} is not a DNS-1123 label: use at most 63 lower-case letters, "
+            "digits and dashes, starting and ending with a letter or digit"
+        )
+    return value
+
+
+class RevisionSpec(_Strict):
+    """An istiod revision installed and Ready when the sandbox starts."""
+
+    version: str
+    """Istio version, e.g. ``1.23.4``."""
+    revision: str | None = None
+    """Revision name; defaults to the version with dashes (``1-23-4``)."""
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        parse_version(value)
+        return value
+
+    @field_validator("revision")
+    @classmethod
+    def _revision(cls, value: str | None) -> str | None:
+        return None if value is None else _dns_label(value, "revision")
+
+    @property
+    def name(self) -> str:
+        """The revision name actually used."""
+        return self.revision or revision_for_version(self.version)
+
+
+class WorkloadSpec(_Strict):
+    """A Deployment, StatefulSet or DaemonSet, its Service and the traffic it serves."""
+
+    name: str
+    """Workload name; also its Service name and its pods' ``app`` label."""
+    kind: Literal["Deployment", "StatefulSet", "DaemonSet"] = "Deployment"
+    replicas: int = Field(1, ge=0, le=1000)
+    """Pods wanted; ignored for a DaemonSet, which runs one pod per simulated node."""
+    labels: dict[str, str] = Field(default_factory=dict)
+    """Extra pod template labels (``app`` and ``version`` are always set)."""
+    protocol: Literal["http", "grpc"] = "http"
+    rps: float = Field(0.0, ge=0.0)
+    """Requests per second the workload receives in total, split evenly across its callers
+    (or all from outside the mesh when nothing calls it)."""
+    error_ratio: float = Field(0.0, ge=0.0, le=1.0)
+    """Baseline share of failed requests (HTTP 503, or gRPC UNAVAILABLE on gRPC workloads)."""
+    latency_ms: float = Field(20.0, gt=0.0)
+    """Median request duration."""
+    calls: list[str] = Field(default_factory=list)
+    """Workloads this one calls: ``name`` (same namespace) or ``namespace/name``."""
+    gateway: bool = False
+    """An injection-based ingress gateway: pod annotation
+    ``inject.istio.io/templates: gateway``."""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _dns_label(value, "workload name")
+
+
+class PodSpec(_Strict):
+    """A pod created directly, without a controller (not restartable)."""
+
+    name: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    opt_out: bool = False
+    """Label the pod ``sidecar.istio.io/inject: "false"`` so it is never injected."""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _dns_label(value, "pod name")
+
+
+class JobSpec(_Strict):
+    """A batch Job whose pod runs to completion."""
+
+    name: str
+    completions: int = Field(1, ge=1, le=100)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _dns_label(value, "job name")
+
+
+class NamespaceSpec(_Strict):
+    """A namespace and everything in it."""
+
+    name: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    workloads: list[WorkloadSpec] = Field(default_factory=list)
+    pods: list[PodSpec] = Field(default_factory=list)
+    jobs: list[JobSpec] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _dns_label(value, "namespace name")
+
+
+class GenerateSpec(_Strict):
+    """Many alike namespaces: ``<prefix>-0000`` … each with the same workloads."""
+
+    prefix: str
+    count: int = Field(ge=1, le=100_000)
+    labels: dict[str, str] = Field(default_factory=dict)
+    workloads: list[WorkloadSpec] = Field(default_factory=list)
+    """Workload templates; ``calls`` name workloads of the same namespace."""
+    traffic_namespaces: int | None = Field(None, ge=0)
+    """Only the first N namespaces carry traffic (keeps ``/metrics`` small); None = all."""
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        return _dns_label(value, "generate prefix")
+
+    def namespaces(self) -> Iterator[NamespaceSpec]:
+        """The namespaces this entry stands for."""
+        width = max(4, len(str(self.count - 1)))
+        for i in range(self.count):
+            quiet = self.traffic_namespaces is not None and i >= self.traffic_namespaces
+            workloads = [w.model_copy(update={"rps": 0.0}) if quiet else w for w in self.workloads]
+            yield NamespaceSpec(
+                name=f"{self.prefix}-{i:0{width}d}", labels=dict(self.labels), workloads=workloads
+            )
+
+
+class Scenario(_Strict):
+    """A whole sandbox: topology, Istio install, traffic and faults."""
+
+    name: str
+    """Short name, shown by the sandbox."""
+    description: str = ""
+    cluster_name: str = "sandbox"
+    """Name of the simulated cluster (used in workflow ids and metric labels)."""
+    timings: Timings = Field(default_factory=Timings)
+    revisions: list[RevisionSpec] = Field(min_length=1)
+    """Control-plane revisions installed at start."""
+    tags: dict[str, str] = Field(default_factory=dict)
+    """Revision tags at start: tag name → revision name."""
+    namespaces: list[NamespaceSpec] = Field(default_factory=list)
+    generate: list[GenerateSpec] = Field(default_factory=list)
+    faults: Faults = Field(default_factory=Faults)
+
+    @field_validator("cluster_name")
+    @classmethod
+    def _cluster_name(cls, value: str) -> str:
+        return _dns_label(value, "cluster_name")
+
+    @model_validator(mode="after")
+    def _references(self) -> Scenario:
+        problems = list(_reference_problems(self))
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def all_namespaces(self) -> Iterator[tuple[str, NamespaceSpec]]:
+        """Every namespace with the field path it comes from."""
+        for i, ns in enumerate(self.namespaces):
+            yield f"namespaces[{i}]", ns
+        for i, gen in enumerate(self.generate):
+            for ns in gen.namespaces():
+                yield f"generate[{i}]", ns
+
+    def revision_names(self) -> list[str]:
+        return [r.name for r in self.revisions]
+
+
+def _reference_problems(scenario: Scenario) -> Iterator[str]:
+    revisions = scenario.revision_names()
+    seen_rev: set[str] = set()
+    for i, name in enumerate(revisions):
+        if name in seen_rev:
+            yield f"revisions[{i}]: revision {name!r} is listed twice; remove the duplicate"
+        seen_rev.add(name)
+    for tag, target in scenario.tags.items():
+        if not is_dns1123_label(tag):
+            yield f"tags.{tag}: tag name is not a DNS-1123 label; use lower-case letters and dashes"
+        if target not in seen_rev:
+            yield (
+                f"tags.{tag}: revision {target!r} is not installed; use one of "
+                f"{sorted(seen_rev)} or add it under revisions"
+            )
+        if tag in seen_rev:
+            yield f"tags.{tag}: a tag cannot share its name with a revision; rename the tag"
+    selectable = seen_rev | set(scenario.tags)
+
+    workloads: dict[str, set[str]] = {}
+    where: dict[str, str] = {}
+    for path, ns in scenario.all_namespaces():
+        if ns.name in where:
+            yield (
+                f"{path}: namespace {ns.name!r} already defined at {where[ns.name]}; "
+                "namespace names must be unique"
+            )
+            continue
+        if ns.name == ISTIO_NAMESPACE:
+            yield f"{path}: {ISTIO_NAMESPACE} is created by the sandbox; remove it"
+        where[ns.name] = path
+        names = [w.name for w in ns.workloads]
+        workloads[ns.name] = set(names)
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            yield f"{path}.workloads: {dupes} defined twice in namespace {ns.name!r}; rename one"
+        rev_label = ns.labels.get(LABEL_REV)
+        if rev_label is not None and rev_label not in selectable:
+            yield (
+                f"{path}.labels.{LABEL_REV}: {rev_label!r} is neither an installed revision nor "
+                f"a tag; use one of {sorted(selectable)} or add it under revisions or tags"
+            )
+        inj = ns.labels.get(LABEL_INJECTION)
+        if inj is not None and inj not in ("enabled", "disabled"):
+            yield f"{path}.labels.{LABEL_INJECTION}: {inj!r} must be 'enabled' or 'disabled'"
+        if inj == "enabled" and "default" not in scenario.tags:
+            yield (
+                f"{path}.labels.{LABEL_INJECTION}: istio-injection=enabled is served by the "
+                "'default' tag; add tags: {default: <revision>}"
+            )
+
+    checked: set[str] = set()
+    for path, ns in scenario.all_namespaces():
+        # Generated namespaces are alike: checking the first of each entry is enough.
+        if where.get(ns.name) != path or (path.startswith("generate") and path in checked):
+            continue
+        checked.add(path)
+        for j, w in enumerate(ns.workloads):
+            for k, edge in enumerate(w.calls):
+                target_ns, _, target = edge.rpartition("/")
+                target_ns = target_ns or ns.name
+                if target not in workloads.get(target_ns, set()):
+                    yield (
+                        f"{path}.workloads[{j}].calls[{k}]: {edge!r} names no workload; "
+                        f"define workload {target!r} in namespace {target_ns!r} or fix the edge"
+                    )
+
+
+def _format_validation_error(source: str, err: ValidationError) -> str:
+    lines = [f"scenario {source} is invalid:"]
+    for e in err.errors():
+        loc = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in e["loc"])
+        loc = loc.replace(".[", "[")
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field; remove it or check its spelling"
+        elif e["type"] == "missing":
+            msg = "required field is missing; add it"
+        for part in msg.split("\n"):
+            lines.append(f"  {loc}: {part}" if loc else f"  {part}")
+    return "\n".join(lines)
+
+
+def parse_scenario(data: Any, source: str = "<inline>") -> Scenario:
+    """Validate parsed YAML.
+
+    Raises:
+        ScenarioError: Listing every problem with its field path and fix.
+    """
+    if not isinstance(data, dict):
+        raise ScenarioError(f"scenario {source} is invalid: the document must be a mapping")
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as err:
+        raise ScenarioError(_format_validation_error(source, err)) from None
+
+
+def shipped_scenarios() -> list[str]:
+    """Names of the scenarios that ship with the package."""
+    return sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
+
+
+def _scenario_path(name_or_path: str | Path) -> Path:
+    text = str(name_or_path)
+    path = Path(text)
+    if not (path.suffix in (".yaml", ".yml") or "/" in text or path.exists()):
+        path = SCENARIO_DIR / f"{text}.yaml"
+        if not path.exists():
+            raise ScenarioError(
+                f"no scenario named {text!r}; use one of {shipped_scenarios()} or a path to a "
+                "YAML file"
+            )
+    if not path.is_file():
+        raise ScenarioError(f"scenario file {path} does not exist")
+    return path
+
+
+def _read_raw(name_or_path: str | Path, chain: tuple[str, ...] = ()) -> tuple[Any, str]:
+    """The YAML of a scenario with its ``extends`` base merged in (top-level keys override)."""
+    path = _scenario_path(name_or_path)
+    source = str(path)
+    if source in chain:
+        raise ScenarioError(f"scenario {source}: extends loops through {' -> '.join(chain)}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ScenarioError(f"scenario {source} is not valid YAML: {err}") from None
+    if isinstance(data, dict) and "extends" in data:
+        base_name = data.pop("extends")
+        if not isinstance(base_name, str):
+            raise ScenarioError(
+                f"scenario {source} is invalid:\n  extends: must be a scenario name or path"
+            )
+        if "/" not in base_name and not base_name.endswith((".yaml", ".yml")):
+            sibling = path.parent / f"{base_name}.yaml"
+            base_ref: str | Path = sibling if sibling.exists() else base_name
+        else:
+            base_ref = path.parent / base_name
+        base, _ = _read_raw(base_ref, (*chain, source))
+        if not isinstance(base, dict):
+            raise ScenarioError(f"scenario {source}: base {base_name!r} is not a mapping")
+        data = {**base, **data}
+    return data, source
+
+
+def load_scenario(name_or_path: str | Path) -> Scenario:
+    """Load a shipped scenario by name (``demo``) or a scenario file by path.
+
+    A file may start from another one with ``extends: <name or path>``: its top-level keys
+    replace the base's.
+
+    Raises:
+        ScenarioError: The name or file does not exist, is not YAML, or does not validate.
+    """
+    data, source = _read_raw(name_or_path)
+    return parse_scenario(data, source)
+
+
+# -- building objects ---------------------------------------------------------------------
+
+
+def _create(cluster: Cluster, obj: Obj) -> None:
+    rt = by_kind(obj["kind"], obj["apiVersion"])
+    if rt is None:
+        raise ScenarioError(f"the sandbox does not serve {obj['apiVersion']} {obj['kind']}")
+    # populate is idempotent: running it twice keeps what exists
+    with contextlib.suppress(AlreadyExists):
+        cluster.store.create(rt, obj)
+
+
+def _namespace(name: str, labels: dict[str, str], annotations: dict[str, str]) -> Obj:
+    meta: Obj = {"name": name, "labels": {"kubernetes.io/metadata.name": name, **labels}}
+    if annotations:
+        meta["annotations"] = dict(annotations)
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta, "spec": {}}
+
+
+def _port(protocol: str) -> Obj:
+    if protocol == "grpc":
+        return {"name": "grpc", "port": 9090, "targetPort": 9090, "protocol": "TCP"}
+    return {"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}
+
+
+def _container(name: str, protocol: str, image: str) -> Obj:
+    port = _port(protocol)
+    return {
+        "name": name,
+        "image": image,
+        "ports": [{"containerPort": port["targetPort"], "protocol": "TCP"}],
+        "readinessProbe": {"httpGet": {"path": "/healthz", "port": port["targetPort"]}},
+        "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
+    }
+
+
+def workload_objects(namespace: str, w: WorkloadSpec) -> list[Obj]:
+    """The workload, its Service, as a team would deploy them."""
+    pod_labels = {"app": w.name, "version": "v1", **w.labels}
+    annotations: dict[str, str] = {}
+    if w.gateway:
+        pod_labels.setdefault("istio", "ingressgateway")
+        annotations[ANNOTATION_INJECT_TEMPLATES] = "gateway"
+        # Istio's gateway injection template replaces the image "auto" with the proxy image.
+        container = _container("istio-proxy", w.protocol, "auto")
+    else:
+        container = _container(w.name, w.protocol, f"{APP_IMAGE_HUB}/{w.name}:1.0")
+    template: Obj = {
+        "metadata": {"labels": pod_labels},
+        "spec": {"containers": [container], "terminationGracePeriodSeconds": 5},
+    }
+    if annotations:
+        template["metadata"]["annotations"] = annotations
+    spec: Obj = {"selector": {"matchLabels": {"app": w.name}}, "template": template}
+    if w.kind == "Deployment":
+        spec["replicas"] = w.replicas
+        spec["strategy"] = {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"},
+        }
+    elif w.kind == "StatefulSet":
+        spec["replicas"] = w.replicas
+        spec["serviceName"] = w.name
+        spec["updateStrategy"] = {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}
+    else:
+        spec["updateStrategy"] = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}}
+    workload = {
+        "apiVersion": "apps/v1",
+        "kind": w.kind,
+        "metadata": {"name": w.name, "namespace": namespace, "labels": {"app": w.name}},
+        "spec": spec,
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": w.name, "namespace": namespace, "labels": {"app": w.name}},
+        "spec": {"type": "ClusterIP", "selector": {"app": w.name}, "ports": [_port(w.protocol)]},
+    }
+    return [workload, service]
+
+
+def _bare_pod(namespace: str, p: PodSpec) -> Obj:
+    labels = {"app": p.name, **p.labels}
+    if p.opt_out:
+        labels[LABEL_POD_INJECT] = "false"
+    meta: Obj = {"name": p.name, "namespace": namespace, "labels": labels}
+    if p.annotations:
+        meta["annotations"] = dict(p.annotations)
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": meta,
+        "spec": {
+            "containers": [_container(p.name, "http", f"{APP_IMAGE_HUB}/{p.name}:1.0")],
+            "restartPolicy": "Always",
+        },
+    }
+
+
+def _job(namespace: str, j: JobSpec) -> Obj:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": j.name, "namespace": namespace, "labels": {"app": j.name}},
+        "spec": {
+            "completions": j.completions,
+            "parallelism": 1,
+            "backoffLimit": 2,
+            "template": {
+                "metadata": {"labels": {"app": j.name, "job-name": j.name}},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {"name": j.name, "image": f"{APP_IMAGE_HUB}/{j.name}:1.0"},
+                    ],
+                },
+            },
+        },
+    }
+
+
+def populate_control_plane(cluster: Cluster, scenario: Scenario) -> None:
+    """Create ``istio-system``, the revisions' objects and the tag webhooks."""
+    _create(cluster, _namespace(ISTIO_NAMESPACE, {}, {}))
+    for rev in scenario.revisions:
+        for obj in render_revision(rev.version, rev.name):
+            _create(cluster, obj)
+    for tag, revision in scenario.tags.items():
+        for obj in render_tag(tag, revision):
+            _create(cluster, obj)
+
+
+def populate_workloads(cluster: Cluster, scenario: Scenario) -> None:
+    """Create the namespaces, workloads, Services, Jobs and bare pods.
+
+    Pods of workloads come from the controllers; bare pods are created here, through the
+    store's admission chain, so the sidecar injector sees them as it would in a cluster.
+    """
+    for _, ns in scenario.all_namespaces():
+        _create(cluster, _namespace(ns.name, ns.labels, ns.annotations))
+        for w in ns.workloads:
+            for obj in workload_objects(ns.name, w):
+                _create(cluster, obj)
+        for j in ns.jobs:
+            _create(cluster, _job(ns.name, j))
+        for p in ns.pods:
+            _create(cluster, _bare_pod(ns.name, p))
+
+
+def populate(cluster: Cluster, scenario: Scenario) -> None:
+    """Create every object of the scenario in the cluster's store (idempotent)."""
+    populate_control_plane(cluster, scenario)
+    populate_workloads(cluster, scenario)
+
+
+def new_cluster(scenario: Scenario) -> Cluster:
+    """An empty cluster with the scenario's name, timings and faults."""
+    return Cluster(
+        name=scenario.cluster_name,
+        timings=scenario.timings.model_copy(),
+        faults=scenario.faults.model_copy(deep=True),
+    )
+
+
+__all__ = [
+    "GenerateSpec",
+    "JobSpec",
+    "NamespaceSpec",
+    "PodSpec",
+    "RevisionSpec",
+    "Scenario",
+    "ScenarioError",
+    "WorkloadSpec",
+    "load_scenario",
+    "new_cluster",
+    "parse_scenario",
+    "populate",
+    "populate_control_plane",
+    "populate_workloads",
+    "shipped_scenarios",
+    "workload_objects",
+]
