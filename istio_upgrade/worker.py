@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import structlog
 from temporalio.client import Client
@@ -28,6 +30,12 @@ from istio_upgrade.workflows.removal import IstioRevisionRemoval
 from istio_upgrade.workflows.upgrade import TASK_QUEUE, IstioCanaryUpgrade
 
 log = structlog.get_logger(__name__)
+
+
+def registered_activities(kube: KubeActivities) -> list[Callable[..., Any]]:
+    """Every activity implementation the worker registers (each has a stub in
+    :mod:`istio_upgrade.activities.interface`, which is what the workflows call)."""
+    return [*kube.all(), measure_gate, query_revision_xds]
 
 
 def build_worker(
@@ -54,7 +62,7 @@ def build_worker(
         client,
         task_queue=task_queue,
         workflows=[IstioCanaryUpgrade, IstioRevisionRemoval],
-        activities=[*kube.all(), measure_gate, query_revision_xds],
+        activities=registered_activities(kube),
         activity_executor=ThreadPoolExecutor(max_workers=max_workers),
         max_concurrent_activities=max_workers,
     )

@@ -8,7 +8,8 @@ with it, no tag pointing at it and, when Prometheus is named, no proxy connected
 Refusal fails the workflow (non-retryable ``RevisionInUse``) with the blockers in the message
 and the ``RemovalResult`` as first detail.
 
-Deterministic code only; the Kubernetes and Prometheus work happens in the upgrade's activities.
+Deterministic code only; the Kubernetes and Prometheus work happens in the upgrade's activities,
+called by reference through ``run_step``.
 """
 
 from __future__ import annotations
@@ -22,14 +23,11 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
-    from istio_upgrade.models.activities import (
-        RevisionInput,
-        UninstallResult,
-        lock_busy_message,
-    )
+    from istio_upgrade.activities.interface import cluster_lock_holder, uninstall_revision
+    from istio_upgrade.models.activities import RevisionInput, lock_busy_message
     from istio_upgrade.models.removal import RemovalResult, RemoveRevisionSpec
-    from istio_upgrade.workflows.retries import ACTIVITY_RETRY
     from istio_upgrade.workflows.revision_use import revision_use
+    from istio_upgrade.workflows.steps import run_step
 
 WORKFLOW_NAME = "IstioRevisionRemoval"
 
@@ -76,12 +74,11 @@ class IstioRevisionRemoval:
         )
         # An upgrade holding the cluster may be about to use the revision (its target before
         # the first batch moves, or the old one it would roll back to).
-        holder: str | None = await workflow.execute_activity(
-            "cluster_lock_holder",
+        holder = await run_step(
+            cluster_lock_holder,
             cluster,
-            start_to_close_timeout=timedelta(minutes=1),
-            retry_policy=ACTIVITY_RETRY,
             summary="is an upgrade holding the cluster?",
+            start_to_close=timedelta(minutes=1),
         )
         if holder:
             result.blockers.append(lock_busy_message(cluster.name, holder))
@@ -101,12 +98,9 @@ class IstioRevisionRemoval:
             return result
 
         self._at(f"uninstalling revision {revision}")
-        removed: UninstallResult = await workflow.execute_activity(
-            "uninstall_revision",
+        removed = await run_step(
+            uninstall_revision,
             RevisionInput(cluster=cluster, revision=revision),
-            result_type=UninstallResult,
-            start_to_close_timeout=timedelta(minutes=3),
-            retry_policy=ACTIVITY_RETRY,
             summary=f"uninstall revision {revision}",
         )
         result.deleted, result.missing = removed.deleted, removed.missing

@@ -13,9 +13,10 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from istio_upgrade.models.activities import RevisionInput, UnusedReport
+    from istio_upgrade.activities.interface import query_revision_xds, verify_revision_unused
+    from istio_upgrade.models.activities import RevisionInput
     from istio_upgrade.models.spec import ClusterRef
-    from istio_upgrade.workflows.retries import ACTIVITY_RETRY
+    from istio_upgrade.workflows.steps import run_step
 
 
 async def revision_use(
@@ -26,24 +27,23 @@ async def revision_use(
     Blockers are live pods it injected, namespaces labelled with it, tags pointing at it and
     proxies connected to its istiod (``pilot_xds``, when ``prometheus_url`` is given).
     """
-    unused: UnusedReport = await workflow.execute_activity(
-        "verify_revision_unused",
+    unused = await run_step(
+        verify_revision_unused,
         RevisionInput(cluster=cluster, revision=revision),
-        result_type=UnusedReport,
-        start_to_close_timeout=timedelta(minutes=3),
-        retry_policy=ACTIVITY_RETRY,
         summary=f"verify revision {revision} is unused",
     )
     blockers, warnings = list(unused.blockers), []
     if prometheus_url is None:
         warnings.append("no Prometheus URL: connected proxies (pilot_xds) were not checked")
         return blockers, warnings
-    xds: float | None = await workflow.execute_activity(
-        "query_revision_xds",
-        args=[prometheus_url, revision],
-        start_to_close_timeout=timedelta(seconds=30),
-        retry_policy=RetryPolicy(maximum_attempts=3),
+    xds = await run_step(
+        query_revision_xds,
+        prometheus_url,
+        revision,
         summary=f"proxies still connected to istiod-{revision}",
+        start_to_close=timedelta(seconds=30),
+        # Prometheus, not the API server: the default policy's backoff, three attempts.
+        retry=RetryPolicy(maximum_attempts=3),
     )
     if xds is None:
         warnings.append(f"no pilot_xds data for revision {revision}; relying on the pod check")

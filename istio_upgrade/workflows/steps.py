@@ -1,0 +1,131 @@
+"""One way to run an activity from a workflow: timeouts, heartbeats and retries in one place.
+
+Every workflow of the package (``IstioCanaryUpgrade``, ``IstioRevisionRemoval`` and the shared
+``revision_use`` check) schedules its activities through :func:`run_step`, by reference to the
+stubs of :mod:`istio_upgrade.activities.interface`: mypy checks the argument against the
+stub's parameter and the result takes the stub's return type, which is also the type the
+pydantic data converter decodes the result into.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any, TypeVar, overload
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from istio_upgrade.workflows.retries import ACTIVITY_RETRY
+
+A = TypeVar("A")
+B = TypeVar("B")
+R = TypeVar("R")
+
+SHORT = timedelta(minutes=3)
+"""Start-to-close timeout of a step that neither waits nor pages through a cluster."""
+
+HEARTBEAT = timedelta(seconds=30)
+"""Heartbeat timeout of a wait (``wait_seconds``): the wait heartbeats every few seconds."""
+
+HEARTBEAT_PER_REQUEST = timedelta(minutes=2)
+"""Heartbeat timeout of a step that heartbeats per page or namespace (``heartbeats``): one
+request may block for a while (request timeout, throttling with Retry-After), yet a crashed
+worker is still noticed in minutes."""
+
+WAIT_MARGIN_SECONDS = 120
+"""What a wait's start-to-close timeout allows beyond the wait itself."""
+
+
+@overload
+async def run_step(
+    fn: Callable[[A], Awaitable[R]],
+    arg: A,
+    /,
+    *,
+    summary: str,
+    start_to_close: timedelta = SHORT,
+    wait_seconds: float | None = None,
+    heartbeats: bool = False,
+    attempts: int | None = None,
+    retry: RetryPolicy = ACTIVITY_RETRY,
+) -> R: ...
+
+
+@overload
+async def run_step(
+    fn: Callable[[A], R],
+    arg: A,
+    /,
+    *,
+    summary: str,
+    start_to_close: timedelta = SHORT,
+    wait_seconds: float | None = None,
+    heartbeats: bool = False,
+    attempts: int | None = None,
+    retry: RetryPolicy = ACTIVITY_RETRY,
+) -> R: ...
+
+
+@overload
+async def run_step(
+    fn: Callable[[A, B], Awaitable[R]],
+    arg: A,
+    arg2: B,
+    /,
+    *,
+    summary: str,
+    start_to_close: timedelta = SHORT,
+    wait_seconds: float | None = None,
+    heartbeats: bool = False,
+    attempts: int | None = None,
+    retry: RetryPolicy = ACTIVITY_RETRY,
+) -> R: ...
+
+
+async def run_step(
+    fn: Callable[..., Any],
+    *args: Any,
+    summary: str,
+    start_to_close: timedelta = SHORT,
+    wait_seconds: float | None = None,
+    heartbeats: bool = False,
+    attempts: int | None = None,
+    retry: RetryPolicy = ACTIVITY_RETRY,
+) -> Any:
+    """Run the activity ``fn`` (a stub of ``activities.interface``) with ``args``.
+
+    Args:
+        fn: The activity's stub; its registered name is scheduled, its return annotation is
+            the result type.
+        args: The activity's arguments (one input model, or the two of ``query_revision_xds``).
+        summary: The step's label in the Web UI's timeline.
+        start_to_close: Start-to-close timeout of a step that does not wait.
+        wait_seconds: The step waits up to this long (rollouts, readiness): start-to-close
+            becomes the wait plus :data:`WAIT_MARGIN_SECONDS`, with a :data:`HEARTBEAT` timeout
+            so that a crashed worker's attempt is retried before the wait runs out.
+        heartbeats: The step heartbeats per request: :data:`HEARTBEAT_PER_REQUEST` timeout.
+        attempts: Overrides ``retry``'s maximum attempts.
+        retry: The retry policy (default: the Kubernetes activities' ``ACTIVITY_RETRY``).
+
+    Returns:
+        The activity's result, decoded into the stub's return type.
+    """
+    if attempts is not None:
+        retry = dataclasses.replace(retry, maximum_attempts=attempts)
+    return await workflow.execute_activity(
+        fn,
+        args=list(args),
+        start_to_close_timeout=(
+            timedelta(seconds=wait_seconds + WAIT_MARGIN_SECONDS)
+            if wait_seconds
+            else start_to_close
+        ),
+        heartbeat_timeout=(
+            HEARTBEAT if wait_seconds else HEARTBEAT_PER_REQUEST if heartbeats else None
+        ),
+        retry_policy=retry,
+        summary=summary,
+    )
