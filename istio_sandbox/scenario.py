@@ -14,8 +14,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from istio_upgrade.istio.manifests import render_revision, render_tag
-from istio_upgrade.istio.naming import (
+from istio_sandbox.cluster import Cluster, Timings
+from istio_sandbox.faults import Faults
+from istio_sandbox.istio.charts import render_istiod, render_tag
+from istio_sandbox.istio.names import (
     ANNOTATION_INJECT_TEMPLATES,
     ISTIO_NAMESPACE,
     LABEL_INJECTION,
@@ -23,10 +25,8 @@ from istio_upgrade.istio.naming import (
     LABEL_REV,
     is_dns1123_label,
     parse_version,
-    revision_for_version,
+    revision_of_version,
 )
-from istio_sandbox.cluster import Cluster, Timings
-from istio_sandbox.faults import Faults
 from istio_sandbox.resources import by_kind
 from istio_sandbox.store import AlreadyExists, Obj
 
@@ -73,7 +73,7 @@ class RevisionSpec(_Strict):
     @property
     def name(self) -> str:
         """The revision name actually used."""
-        return self.revision or revision_for_version(self.version)
+        return self.revision or revision_of_version(self.version)
 
 
 class WorkloadSpec(_Strict):
@@ -500,7 +500,7 @@ def populate_control_plane(cluster: Cluster, scenario: Scenario) -> None:
     """Create ``istio-system``, the revisions' objects and the tag webhooks."""
     _create(cluster, _namespace(ISTIO_NAMESPACE, {}, {}))
     for rev in scenario.revisions:
-        for obj in render_revision(rev.version, rev.name):
+        for obj in render_istiod(rev.version, rev.name):
             _create(cluster, obj)
     for tag, revision in scenario.tags.items():
         for obj in render_tag(tag, revision):

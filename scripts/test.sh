@@ -6,7 +6,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 
 ruff check .
 ruff format --check .
-mypy istio_upgrade
+mypy istio_upgrade istio_sandbox
+lint-imports
 
 status=0
 python -m pytest "$@" || status=$?

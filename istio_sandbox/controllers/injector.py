@@ -14,16 +14,6 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from istio_upgrade.istio.naming import (
-    ANNOTATION_INJECT_TEMPLATES,
-    ANNOTATION_REV,
-    ANNOTATION_STATUS,
-    DEFAULT_TAG,
-    ISTIO_NAMESPACE,
-    LABEL_REV,
-    PROXY_CONTAINER,
-    istiod_name,
-)
 from istio_sandbox.api.selectors import SelectorError, match_label_selector
 from istio_sandbox.cluster import Cluster
 from istio_sandbox.controllers.events import EventRecorder
@@ -33,6 +23,16 @@ from istio_sandbox.controllers.objects import (
     NAMESPACES,
     WEBHOOKS,
     controller_of,
+)
+from istio_sandbox.istio.names import (
+    ANNOTATION_INJECT_TEMPLATES,
+    ANNOTATION_REV,
+    ANNOTATION_STATUS,
+    DEFAULT_REVISION,
+    ISTIO_NAMESPACE,
+    LABEL_REV,
+    PROXY_CONTAINER,
+    istiod_name,
 )
 from istio_sandbox.store import Obj, StoreError
 
@@ -115,7 +115,7 @@ def route(cluster: Cluster, namespace: str, pod_labels: dict[str, str]) -> Route
             if not _selected(wh.get("objectSelector"), pod_labels):
                 continue
             if first is None:
-                rev = ((cfg["metadata"].get("labels") or {}).get(LABEL_REV)) or DEFAULT_TAG
+                rev = ((cfg["metadata"].get("labels") or {}).get(LABEL_REV)) or DEFAULT_REVISION
                 service = (wh.get("clientConfig") or {}).get("service") or {}
                 first = Route(
                     revision=rev,

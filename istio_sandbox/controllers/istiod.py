@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from istio_upgrade.istio.naming import ISTIO_NAMESPACE, image_tag, istiod_name
 from istio_sandbox.cluster import Cluster
 from istio_sandbox.controllers.objects import DEPLOYMENTS
+from istio_sandbox.istio.names import ISTIO_NAMESPACE, image_tag, istiod_name
 from istio_sandbox.store import Obj
 
 DISCOVERY_CONTAINER = "discovery"

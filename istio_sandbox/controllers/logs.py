@@ -10,11 +10,11 @@ import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 
-from istio_upgrade.istio.naming import ANNOTATION_REV, ANNOTATION_STATUS, PROXY_CONTAINER
 from istio_sandbox.cluster import Cluster
 from istio_sandbox.controllers.injector import INIT_CONTAINER
 from istio_sandbox.controllers.istiod import DISCOVERY_CONTAINER
 from istio_sandbox.controllers.objects import PODS, is_ready
+from istio_sandbox.istio.names import ANNOTATION_REV, ANNOTATION_STATUS, PROXY_CONTAINER
 from istio_sandbox.store import Obj, StoreError
 
 

@@ -9,7 +9,6 @@ import logging
 import time
 from collections.abc import Callable
 
-from istio_upgrade.istio.naming import ISTIO_NAMESPACE
 from istio_sandbox.cluster import Cluster
 from istio_sandbox.controllers import defaults
 from istio_sandbox.controllers.daemonsets import DaemonSetController
@@ -30,6 +29,7 @@ from istio_sandbox.controllers.replicasets import ReplicaSetController
 from istio_sandbox.controllers.runtime import Runtime
 from istio_sandbox.controllers.statefulsets import StatefulSetController
 from istio_sandbox.faults import RolloutFault
+from istio_sandbox.istio.names import ISTIO_NAMESPACE
 from istio_sandbox.store import WatchEvent
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,6 @@ import hashlib
 import itertools
 from collections.abc import Callable
 
-from istio_upgrade.istio.naming import PROXY_CONTAINER
 from istio_sandbox.cluster import Timings
 from istio_sandbox.controllers.events import SCHEDULER
 from istio_sandbox.controllers.istiod import is_istiod_pod
@@ -26,6 +25,7 @@ from istio_sandbox.controllers.objects import (
 from istio_sandbox.controllers.rollout_faults import pod_fault
 from istio_sandbox.controllers.runtime import Runtime
 from istio_sandbox.faults import RolloutFault
+from istio_sandbox.istio.names import PROXY_CONTAINER
 from istio_sandbox.store import NotFound, Obj, StoreError, WatchEvent, now_iso
 
 NODES: tuple[str, ...] = ("sandbox-node-1", "sandbox-node-2", "sandbox-node-3")

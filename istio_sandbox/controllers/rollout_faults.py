@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from istio_upgrade.istio.naming import ANNOTATION_REV
 from istio_sandbox.controllers.objects import REPLICASETS, annotations_of, controller_of
 from istio_sandbox.controllers.runtime import Runtime
 from istio_sandbox.faults import RolloutFault
+from istio_sandbox.istio.names import ANNOTATION_REV
 from istio_sandbox.store import Obj
 
 

@@ -8,8 +8,8 @@ import time
 
 from aiohttp import web
 
-from istio_upgrade.istio.naming import ISTIO_NAMESPACE, LABEL_REV, image_tag
 from istio_sandbox.cluster import Cluster
+from istio_sandbox.istio.names import ISTIO_NAMESPACE, LABEL_REV, image_tag
 from istio_sandbox.mesh.exposition import CONTENT_TYPE, render_family, render_requests
 from istio_sandbox.mesh.pods import PodIndex
 from istio_sandbox.mesh.traffic import TrafficModel

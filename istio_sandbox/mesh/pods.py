@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from istio_upgrade.istio.naming import ANNOTATION_REV, PROXY_CONTAINER, image_tag
+from istio_sandbox.istio.names import ANNOTATION_REV, PROXY_CONTAINER, image_tag
 from istio_sandbox.resources import BY_KEY
 from istio_sandbox.store import Obj, Store, WatchEvent
 

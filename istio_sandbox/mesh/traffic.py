@@ -14,14 +14,19 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
-from istio_upgrade.istio.telemetry import ENVOY_BUCKET_EDGES_MS
 from istio_sandbox.cluster import Cluster
 from istio_sandbox.faults import TrafficFault
 from istio_sandbox.mesh.pods import PodIndex, PodInfo
 from istio_sandbox.scenario import Scenario, WorkloadSpec
 
 UNKNOWN = "unknown"
-BUCKETS_MS = ENVOY_BUCKET_EDGES_MS
+# Istio's default buckets of istio_request_duration_milliseconds (the stats filter's
+# DEFAULT_BUCKETS, istio/proxy source/extensions/filters/http/istio_stats), as Envoy exposes
+# them: each ``le`` edge in ms; +Inf is implicit.
+BUCKETS_MS: tuple[float, ...] = (
+    0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000,
+    30000, 60000, 300000, 600000, 1800000, 3600000,
+)  # fmt: skip
 LATENCY_SIGMA = 0.5
 """Spread of the log-normal request duration around its median."""
 

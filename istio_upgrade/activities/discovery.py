@@ -20,6 +20,7 @@ from istio_upgrade.istio.naming import (
     PROXY_CONTAINER,
     image_tag,
 )
+from istio_upgrade.models.injection import effective_revision
 from istio_upgrade.models.inventory import (
     RESTARTABLE_KINDS,
     ClusterInventory,
@@ -29,7 +30,6 @@ from istio_upgrade.models.inventory import (
     WebhookInfo,
     WorkloadInfo,
 )
-from istio_upgrade.workflows.plan import effective_revision
 
 ANNOTATION_RESTART_STAMP = "istio-upgrade.io/restart-stamp"
 """Pod-template annotation: the upgrade id and step that last restarted the workload."""

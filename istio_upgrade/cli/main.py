@@ -493,58 +493,6 @@ def worker() -> None:
         ) from error
 
 
-@cli.group()
-def sandbox() -> None:
-    """The simulated cluster: a Kubernetes API server with Istio injection and mesh metrics."""
-
-
-@sandbox.command("up")
-@click.option(
-    "--scenario",
-    default="demo",
-    show_default=True,
-    help="Shipped scenario (see `sandbox scenarios`) or path to a scenario YAML file.",
-)
-@click.option(
-    "--kubeconfig",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Where to write the kubeconfig pointing at the sandbox.",
-)
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=0, show_default=True, help="0 picks a free port.")
-@click.option("--context", default="sandbox", show_default=True, help="kubeconfig context name.")
-@click.option(
-    "--ready-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="File receiving the URLs as JSON once serving (for scripts).",
-)
-def sandbox_up(
-    scenario: str, kubeconfig: Path, host: str, port: int, context: str, ready_file: Path | None
-) -> None:
-    """Serve a sandbox cluster until Ctrl-C; exit 2 for an unusable scenario."""
-    from istio_sandbox.server import run_up
-
-    sys.exit(
-        run_up(
-            scenario=scenario,
-            kubeconfig=kubeconfig,
-            host=host,
-            port=port,
-            context=context,
-            ready_file=ready_file,
-        )
-    )
-
-
-@sandbox.command("scenarios")
-def sandbox_scenarios() -> None:
-    """List the shipped scenarios."""
-    from istio_sandbox.scenario import shipped_scenarios
-
-    click.echo("\n".join(shipped_scenarios()))
-
-
 @cli.command()
 @click.option("--keep-open", is_flag=True, help="Keep the servers up for the Web UI until Ctrl-C.")
 @click.option(
@@ -563,15 +511,23 @@ def demo(keep_open: bool, run_dir: Path | None, ui_port: int | None) -> None:
     sys.exit(run_demo(keep_open=keep_open, run_dir=run_dir, ui_port=ui_port))
 
 
-def _register_slo() -> None:
+def _register_optional() -> None:
     try:
         from istio_upgrade.cli.slo import slo
     except ImportError:
-        return
-    cli.add_command(slo)
+        pass
+    else:
+        cli.add_command(slo)
+    # The sandbox is a development tool: the worker image ships without it.
+    try:
+        from istio_upgrade.cli.sandbox import sandbox
+    except ImportError:
+        pass
+    else:
+        cli.add_command(sandbox)
 
 
-_register_slo()
+_register_optional()
 
 
 def main() -> None:

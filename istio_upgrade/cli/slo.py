@@ -10,8 +10,8 @@ import click
 from rich.console import Console
 
 from istio_upgrade.cli.exit_codes import ExitCode
+from istio_upgrade.cli.slo_check import check_once, render_result
 from istio_upgrade.models.slo import SLOSpec, parse_duration
-from istio_upgrade.slo.check import check_once, render_result
 from istio_upgrade.slo.rules import dump_yaml, render_crd, render_rules
 from istio_upgrade.slo.sloth import SLOFileError, load_slos
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping
 
 from istio_upgrade.istio.naming import (
     ANNOTATION_INJECT_TEMPLATES,
@@ -17,7 +16,8 @@ from istio_upgrade.istio.naming import (
     LABEL_REV,
     parse_version,
 )
-from istio_upgrade.models.inventory import ClusterInventory, NamespaceInfo, WebhookInfo
+from istio_upgrade.models.injection import effective_revision, injecting_configurations
+from istio_upgrade.models.inventory import ClusterInventory, NamespaceInfo
 from istio_upgrade.models.plan import (
     Batch,
     ExcludedNamespace,
@@ -26,7 +26,7 @@ from istio_upgrade.models.plan import (
     Plan,
     PrecheckReport,
 )
-from istio_upgrade.models.selector import label_selector_matches, selector_matches
+from istio_upgrade.models.selector import selector_matches
 from istio_upgrade.models.spec import UpgradeSpec
 
 __all__ = [
@@ -38,52 +38,6 @@ __all__ = [
 ]
 
 _NEVER_MIGRATE = frozenset({"kube-system", "kube-public", "kube-node-lease"})
-
-
-def injecting_configurations(
-    labels: Mapping[str, str],
-    webhooks: list[WebhookInfo],
-    pod_labels: Mapping[str, str] | None = None,
-) -> dict[str, str | None]:
-    """Injector configurations that would mutate a pod in a namespace, like the API server decides.
-
-    Args:
-        labels: Namespace labels.
-        webhooks: Webhooks of every injector MutatingWebhookConfiguration.
-        pod_labels: Labels of the pod; a plain pod without labels by default.
-
-    Returns:
-        Configuration name → revision it injects with, for every configuration with a
-        matching webhook.
-    """
-    pod = pod_labels or {}
-    matched: dict[str, str | None] = {}
-    for hook in webhooks:
-        if label_selector_matches(hook.namespace_selector, labels) and label_selector_matches(
-            hook.object_selector, pod
-        ):
-            matched[hook.configuration] = hook.revision
-    return matched
-
-
-def effective_revision(
-    labels: Mapping[str, str], webhooks: list[WebhookInfo], tags: Mapping[str, str]
-) -> str | None:
-    """The revision that would inject a new plain pod in a namespace with these labels.
-
-    Webhooks decide when discovery found any; otherwise Istio's label precedence is applied
-    (``istio-injection`` beats ``istio.io/rev``; tags resolve to their revision).
-    """
-    if webhooks:
-        revisions = sorted({r for r in injecting_configurations(labels, webhooks).values() if r})
-        return revisions[0] if revisions else None
-    injection = labels.get(LABEL_INJECTION)
-    if injection is not None:
-        return tags.get(DEFAULT_TAG, DEFAULT_TAG) if injection == "enabled" else None
-    rev = labels.get(LABEL_REV)
-    if rev is None:
-        return None
-    return tags.get(rev, rev)
 
 
 def source_revision_of(inventory: ClusterInventory, target_revision: str) -> str | None:

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from istio_upgrade.istio.manifests import render_revision, render_tag
 from istio_sandbox.cluster import Cluster, Timings
 from istio_sandbox.controllers import Controllers
 from istio_sandbox.controllers.objects import DEPLOYMENTS, EVENTS, NAMESPACES, PODS
+from istio_sandbox.istio.charts import render_istiod, render_tag
 from istio_sandbox.resources import BY_KEY, by_kind
 from istio_sandbox.store import Obj
 
@@ -65,7 +65,7 @@ def install_revision(cluster: Cluster, version: str, revision: str) -> None:
     """Apply a rendered istiod revision bundle (istio-system must exist or be created)."""
     if cluster.store.try_get(NAMESPACES, "", "istio-system") is None:
         namespace(cluster, "istio-system")
-    for obj in render_revision(version, revision):
+    for obj in render_istiod(version, revision):
         create(cluster, obj)
 
 

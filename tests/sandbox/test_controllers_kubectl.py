@@ -8,8 +8,8 @@ import textwrap
 
 import pytest
 
-from istio_upgrade.istio.manifests import render_revision
 from istio_sandbox.controllers.objects import WEBHOOKS
+from istio_sandbox.istio.charts import render_istiod
 from tests.sandbox.conftest import KubeTarget, ServedSandbox
 
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not on PATH")
@@ -83,9 +83,7 @@ def test_pods_created_over_http_go_through_the_injector(
 ) -> None:
     # Only the webhook of revision 1-25-0 exists: its istiod has no endpoints.
     webhook = next(
-        o
-        for o in render_revision("1.25.0", "1-25-0")
-        if o["kind"] == "MutatingWebhookConfiguration"
+        o for o in render_istiod("1.25.0", "1-25-0") if o["kind"] == "MutatingWebhookConfiguration"
     )
     sandbox.call(lambda: sandbox.cluster.store.create(WEBHOOKS, webhook))
     try:

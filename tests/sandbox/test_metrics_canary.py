@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from istio_upgrade.istio.manifests import render_revision
 from istio_sandbox.controllers import revision_ready
+from istio_sandbox.istio.charts import render_istiod
 from istio_sandbox.mesh import REQUEST_LABELS, Mesh
 from istio_sandbox.resources import BY_KEY, by_kind
 from istio_sandbox.scenario import load_scenario
@@ -50,7 +50,7 @@ async def test_pods_of_the_bad_revision_fail_and_pilot_xds_moves() -> None:
         cluster, mesh = sandbox.cluster, sandbox.mesh
         store = cluster.store
         await _until(lambda: mesh.pods.proxies[("1-23-4", "1.23.4")] >= 20, 60, "demo Ready")
-        for obj in render_revision("1.24.2", "1-24-2"):
+        for obj in render_istiod("1.24.2", "1-24-2"):
             rt = by_kind(obj["kind"], obj["apiVersion"])
             assert rt is not None
             store.create(rt, obj)

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from istio_upgrade.devenv import PrometheusServer
 from istio_sandbox.server import SandboxProcess
+from istio_upgrade.devenv import PrometheusServer
 
 pytestmark = pytest.mark.slow
 

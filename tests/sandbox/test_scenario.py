@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from istio_upgrade.istio.naming import ANNOTATION_INJECT_TEMPLATES
+from istio_sandbox.istio.names import ANNOTATION_INJECT_TEMPLATES
 from istio_sandbox.resources import BY_KEY
 from istio_sandbox.scenario import (
     Scenario,
