@@ -14,10 +14,10 @@ from typing import Any
 
 from temporalio.client import Client
 
+from istio_sandbox.server import SandboxProcess
 from istio_upgrade.devenv.kubeconfig import merge_kubeconfigs
 from istio_upgrade.devenv.prometheus import PrometheusServer, ScrapeTarget
 from istio_upgrade.devenv.temporal import LocalTemporal, start_dev_server
-from istio_sandbox.server import SandboxProcess
 
 
 @dataclass

@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from istio_sandbox.faults import Faults, TrafficFault
 from istio_upgrade.activities.prometheus import measure_gate, query_revision_xds
+from istio_upgrade.cli.slo_check import check_once
 from istio_upgrade.devenv import PrometheusServer
 from istio_upgrade.models.gate import GateQuery, GateResult, GateSpec
 from istio_upgrade.models.slo import SLOSpec
-from istio_sandbox.faults import Faults, TrafficFault
-from istio_upgrade.cli.slo_check import check_once
 from istio_upgrade.slo.sloth import load_slos
 from istio_upgrade.workflows.gate import evaluate_gate
 
