@@ -1,0 +1,56 @@
+"""Discover the cluster and plan the upgrade; refuse it when the precheck finds errors."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from istio_upgrade.activities.interface import discover
+    from istio_upgrade.models.activities import DiscoverInput
+    from istio_upgrade.models.inventory import ClusterInventory
+    from istio_upgrade.models.plan import Plan, PrecheckReport
+    from istio_upgrade.models.progress import BatchProgress, Phase
+    from istio_upgrade.models.spec import UpgradeSpec
+    from istio_upgrade.workflows.plan import plan_upgrade
+    from istio_upgrade.workflows.state import UpgradeState
+    from istio_upgrade.workflows.steps import run_step
+
+
+async def discover_and_plan(
+    st: UpgradeState, spec: UpgradeSpec
+) -> tuple[ClusterInventory, Plan, PrecheckReport]:
+    """Read the cluster, split its namespaces into batches and precheck the upgrade.
+
+    Raises:
+        ApplicationError: ``PrecheckFailed`` (the ``UpgradeResult`` as first detail).
+    """
+    info = workflow.info()
+    p = st.progress
+    p.upgrade_id = info.workflow_id
+    p.cluster = spec.cluster.name
+    p.target_revision = spec.target_revision
+    p.started_at = workflow.now()
+    st.set_phase(Phase.DISCOVERING)
+    inventory = await run_step(
+        discover,
+        DiscoverInput(cluster=spec.cluster, upgrade_id=info.workflow_id),
+        summary="discover the cluster",
+        heartbeats=True,
+    )
+    st.set_phase(Phase.PLANNING)
+    plan, report = plan_upgrade(inventory, spec, info.workflow_id)
+    st.plan = plan
+    p.source_revision = plan.source_revision or None
+    p.warnings += [f.message for f in report.warnings]
+    p.batches = [BatchProgress(index=b.index, namespaces=b.namespaces) for b in plan.batches]
+    if not report.ok:
+        st.finish(Phase.FAILED)
+        result = st.result("FAILED", "precheck refused the upgrade", plan, report)
+        raise ApplicationError(
+            "precheck failed: " + "; ".join(f.message for f in report.errors),
+            result,
+            type="PrecheckFailed",
+            non_retryable=True,
+        )
+    return inventory, plan, report

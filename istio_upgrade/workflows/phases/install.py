@@ -1,0 +1,77 @@
+"""Install the target revision beside the old one, and its undo (uninstall)."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from istio_upgrade.activities.interface import (
+        install_revision,
+        uninstall_revision,
+        wait_revision_ready,
+    )
+    from istio_upgrade.models.activities import InstallInput, RevisionInput
+    from istio_upgrade.models.plan import Plan, PrecheckReport
+    from istio_upgrade.models.progress import Phase
+    from istio_upgrade.models.spec import ClusterRef, UpgradeSpec
+    from istio_upgrade.workflows.state import UpgradeState
+    from istio_upgrade.workflows.steps import run_step
+
+
+async def install_target(
+    st: UpgradeState, spec: UpgradeSpec, plan: Plan, report: PrecheckReport
+) -> None:
+    """Install the target revision and wait until its istiod is Ready."""
+    target = plan.target_revision
+    uid = workflow.info().workflow_id
+    await st.checkpoint()
+    st.set_phase(Phase.INSTALLING)
+    # A target adopted with force existed before this upgrade and may serve namespaces that
+    # were already on it; rolling back must not remove a control plane it did not create.
+    # Patched so that running upgrades that adopted a revision keep their recorded path.
+    adopted = report.target_installed and not report.resumed
+    if not spec.rollback.keep_new_revision and not (
+        adopted and workflow.patched("keep-adopted-target-on-rollback")
+    ):
+        st.uninstall_target = True
+        push_uninstall_target(st, spec, target)
+    await run_step(
+        install_revision,
+        InstallInput(
+            cluster=spec.cluster,
+            version=spec.target.version,
+            revision=target,
+            hub=spec.target.hub,
+            installer=spec.installer,
+            upgrade_id=uid,
+        ),
+        summary=f"install revision {target}",
+    )
+    st.set_phase(Phase.WAITING_REVISION)
+    await run_step(
+        wait_revision_ready,
+        RevisionInput(cluster=spec.cluster, revision=target, timeout_seconds=300),
+        summary=f"wait for istiod-{target} Ready",
+        wait_seconds=300,
+        attempts=2,
+    )
+    if spec.approvals.before_first_batch:
+        await st.approval(f"migrate batch 0 to {target}")
+
+
+def push_uninstall_target(st: UpgradeState, spec: UpgradeSpec, target: str) -> None:
+    """Make removing the target revision part of the rollback (this upgrade installed it)."""
+    st.compensations.push(
+        f"uninstall {target}",
+        lambda: uninstall(spec.cluster, target),
+        needs_complete_rollback=True,
+    )
+
+
+async def uninstall(cluster: ClusterRef, revision: str) -> None:
+    """Delete a revision's control plane."""
+    await run_step(
+        uninstall_revision,
+        RevisionInput(cluster=cluster, revision=revision),
+        summary=f"uninstall revision {revision}",
+    )

@@ -1,0 +1,75 @@
+"""The cluster lock: taken before an upgrade's first write, released when it is done.
+
+One upgrade per cluster, whoever starts it (ConfigMap ``istio-system/istio-upgrade-lock``).
+A rollback that leaves the cluster half-migrated keeps the lock, so that the next upgrade
+does not start on a cluster that needs a person.
+"""
+
+from __future__ import annotations
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError, FailureError
+
+with workflow.unsafe.imports_passed_through():
+    from istio_upgrade.activities.interface import acquire_cluster_lock, release_cluster_lock
+    from istio_upgrade.models.activities import (
+        LOCK_CONFIGMAP,
+        LOCK_DELETE_COMMAND,
+        LockInput,
+        lock_busy_message,
+    )
+    from istio_upgrade.models.plan import Plan, PrecheckReport
+    from istio_upgrade.models.progress import Phase
+    from istio_upgrade.models.spec import UpgradeSpec
+    from istio_upgrade.workflows.state import UpgradeState
+    from istio_upgrade.workflows.steps import run_step
+
+
+async def acquire(st: UpgradeState, spec: UpgradeSpec, plan: Plan, report: PrecheckReport) -> None:
+    """Take the cluster's lock before the first write, or refuse: one upgrade per cluster.
+
+    Raises:
+        ApplicationError: ``ClusterBusy``, naming the upgrade that holds the lock.
+    """
+    lock = await run_step(
+        acquire_cluster_lock,
+        LockInput(cluster=spec.cluster, holder=workflow.info().workflow_id),
+        summary="lock the cluster for this upgrade",
+    )
+    if not lock.acquired:
+        message = lock_busy_message(spec.cluster.name, lock.holder)
+        st.finish(Phase.FAILED)
+        result = st.result("FAILED", f"refused: {message}", plan, report)
+        raise ApplicationError(message, result, type="ClusterBusy", non_retryable=True)
+    st.locked = True
+
+
+async def release(st: UpgradeState, spec: UpgradeSpec) -> None:
+    """Release the cluster lock; a failure leaves a warning, never a failed upgrade."""
+    if not st.locked:
+        return
+    try:
+        await run_step(
+            release_cluster_lock,
+            LockInput(cluster=spec.cluster, holder=workflow.info().workflow_id),
+            summary="release the cluster lock",
+        )
+        st.locked = False
+    except FailureError as error:
+        st.progress.warnings.append(
+            f"the cluster lock was not released ({error}); "
+            + lock_busy_message(spec.cluster.name, workflow.info().workflow_id)
+        )
+
+
+async def release_if_clean(st: UpgradeState, spec: UpgradeSpec) -> None:
+    """After a rollback: release the lock, unless the cluster is left half-migrated."""
+    if not st.compensations.incomplete:
+        await release(st, spec)
+    elif st.locked:
+        # Keeping it stops the next upgrade from starting on a cluster that needs a person.
+        st.progress.warnings.append(
+            f"the cluster lock (ConfigMap istio-system/{LOCK_CONFIGMAP}) is kept because the "
+            "rollback is incomplete; once the cluster is repaired, delete it: "
+            f"{LOCK_DELETE_COMMAND}"
+        )

@@ -1,0 +1,161 @@
+"""Move one batch of namespaces to the target revision, and its undo.
+
+Per batch: push its rollback, label the namespaces ``istio.io/rev=<target>``, restart their
+workloads (stamped with the upgrade id and batch, so a retry restarts nothing twice), wait
+for the rollouts and verify every pod's sidecar — then soak it behind the gate (``soak.py``).
+"""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from istio_upgrade.activities.interface import (
+        collect_diagnostics,
+        relabel_namespaces,
+        restart_workloads,
+        verify_namespaces,
+        wait_rollouts,
+    )
+    from istio_upgrade.models.activities import (
+        DiagnosticsInput,
+        RelabelInput,
+        RestartInput,
+        RolloutInput,
+        VerifyInput,
+    )
+    from istio_upgrade.models.plan import Batch, NamespaceLabels, Plan
+    from istio_upgrade.models.progress import Phase
+    from istio_upgrade.models.spec import UpgradeSpec
+    from istio_upgrade.workflows.phases.soak import soak
+    from istio_upgrade.workflows.state import UpgradeFailure, UpgradeState
+    from istio_upgrade.workflows.steps import run_step
+
+
+async def migrate_batch(st: UpgradeState, spec: UpgradeSpec, plan: Plan, batch: Batch) -> None:
+    """Relabel, restart and settle ``batch`` on the target revision, then soak it.
+
+    Raises:
+        UpgradeFailure: ``RolloutFailed``, ``GateFailed``, ``GateInconclusive`` or ``Aborted``.
+    """
+    target = plan.target_revision
+    uid = workflow.info().workflow_id
+    bp = st.progress.batches[batch.index]
+    st.progress.current_batch = batch.index
+    await st.checkpoint()
+    st.set_phase(Phase.MIGRATING)
+    pre_end = workflow.now()
+    bp.started_at = pre_end
+    st.set_batch(bp, "relabeling")
+    push_batch_rollback(st, spec, plan, batch)
+    await run_step(
+        relabel_namespaces,
+        RelabelInput(
+            cluster=spec.cluster,
+            labels=[NamespaceLabels(namespace=ns, istio_rev=target) for ns in batch.namespaces],
+        ),
+        summary=f"batch {batch.index}: label {len(batch.namespaces)} namespaces "
+        f"istio.io/rev={target}",
+    )
+    st.set_batch(bp, "restarting")
+    restarted = await run_step(
+        restart_workloads,
+        RestartInput(
+            cluster=spec.cluster,
+            namespaces=batch.namespaces,
+            stamp=f"{uid}/batch-{batch.index}",
+            max_concurrent=spec.migration.max_concurrent_restarts,
+        ),
+        summary=f"batch {batch.index}: restart workloads",
+        heartbeats=True,
+    )
+    bp.restarted = restarted.restarted + restarted.already_restarted
+    st.set_batch(bp, "rolling_out")
+    await settle(st, spec, batch.namespaces, target, f"batch {batch.index}")
+    bp.ready_at = workflow.now()
+    await soak(st, spec, plan, batch, bp, pre_end)
+    bp.finished_at = workflow.now()
+    st.set_batch(bp, "passed")
+
+
+async def settle(
+    st: UpgradeState, spec: UpgradeSpec, namespaces: list[str], revision: str, label: str
+) -> None:
+    """Wait for the rollouts, then verify every pod's revision; diagnose stragglers.
+
+    Raises:
+        UpgradeFailure: ``RolloutFailed``, naming at most five pending rollouts and stragglers.
+    """
+    timeout = spec.migration.rollout_timeout_seconds
+    rollout = await run_step(
+        wait_rollouts,
+        RolloutInput(cluster=spec.cluster, namespaces=namespaces, timeout_seconds=timeout),
+        summary=f"{label}: wait for rollouts",
+        wait_seconds=timeout,
+    )
+    verified = await run_step(
+        verify_namespaces,
+        VerifyInput(cluster=spec.cluster, namespaces=namespaces, expected_revision=revision),
+        summary=f"{label}: verify pods run {revision} sidecars",
+    )
+    st.progress.warnings += [
+        f"not restartable, keeps its old proxy: {ref}" for ref in verified.not_restartable
+    ]
+    if rollout.complete and verified.ok:
+        return
+    st.progress.stragglers = verified.stragglers
+    diag = await run_step(
+        collect_diagnostics,
+        DiagnosticsInput(cluster=spec.cluster, stragglers=verified.stragglers[:5]),
+        summary=f"{label}: collect diagnostics",
+    )
+    st.progress.diagnostics = diag.diagnostics
+    problems = rollout.pending[:5] + [
+        f"{s.namespace}/{s.pod}: {s.reason}" for s in verified.stragglers[:5]
+    ]
+    raise UpgradeFailure(
+        f"{label} did not settle on {revision} within {timeout:g}s: {'; '.join(problems)}",
+        "RolloutFailed",
+    )
+
+
+def push_batch_rollback(st: UpgradeState, spec: UpgradeSpec, plan: Plan, batch: Batch) -> None:
+    """Make returning ``batch`` to the old revision part of the rollback."""
+    st.compensations.push(
+        f"roll back batch {batch.index}", lambda: restore_batch(st, spec, plan, batch)
+    )
+
+
+async def restore_batch(st: UpgradeState, spec: UpgradeSpec, plan: Plan, batch: Batch) -> None:
+    """Give the batch its original labels back and restart it onto the old revision.
+
+    A batch that does not settle back marks the rollback incomplete instead of failing it.
+    """
+    bp = st.progress.batches[batch.index]
+    st.set_batch(bp, "rolling_back")
+    uid = workflow.info().workflow_id
+    await run_step(
+        relabel_namespaces,
+        RelabelInput(cluster=spec.cluster, labels=batch.original_labels),
+        summary=f"rollback batch {batch.index}: restore original labels",
+    )
+    await run_step(
+        restart_workloads,
+        RestartInput(
+            cluster=spec.cluster,
+            namespaces=batch.namespaces,
+            stamp=f"{uid}/rollback-{batch.index}",
+            max_concurrent=spec.migration.max_concurrent_restarts,
+        ),
+        summary=f"rollback batch {batch.index}: restart workloads",
+        heartbeats=True,
+    )
+    try:
+        await settle(
+            st, spec, batch.namespaces, plan.source_revision, f"rollback of batch {batch.index}"
+        )
+    except UpgradeFailure as error:
+        st.progress.errors.append(error.message)
+        st.compensations.mark_incomplete()
+        return
+    st.set_batch(bp, "rolled_back")

@@ -1,0 +1,51 @@
+"""Promote the target revision: move the revision tags to it, and the undo (restore them)."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from istio_upgrade.activities.interface import move_tags
+    from istio_upgrade.models.activities import MoveTagsInput
+    from istio_upgrade.models.plan import Plan
+    from istio_upgrade.models.progress import Phase
+    from istio_upgrade.models.spec import UpgradeSpec
+    from istio_upgrade.workflows.state import UpgradeState
+    from istio_upgrade.workflows.steps import run_step
+
+
+async def promote(
+    st: UpgradeState, spec: UpgradeSpec, plan: Plan, original_tags: dict[str, str]
+) -> None:
+    """Point ``plan.tags_to_move`` at the target (after an approval, if the spec asks)."""
+    target = plan.target_revision
+    if spec.approvals.before_promote:
+        await st.approval(f"move tags {', '.join(plan.tags_to_move)} to {target}")
+    await st.checkpoint()
+    st.set_phase(Phase.PROMOTING)
+    if not plan.tags_to_move:
+        return
+    tags = plan.tags_to_move
+    st.compensations.push("restore tags", lambda: restore_tags(st, spec, original_tags, tags))
+    await run_step(
+        move_tags,
+        MoveTagsInput(cluster=spec.cluster, tags=tags, revision=target),
+        summary=f"move tags {', '.join(tags)} to {target}",
+    )
+    st.progress.tags_moved = list(tags)
+
+
+async def restore_tags(
+    st: UpgradeState, spec: UpgradeSpec, original: dict[str, str], tags: list[str]
+) -> None:
+    """Point every tag back at the revision it named before the upgrade (or remove it)."""
+    by_revision: dict[str | None, list[str]] = {}
+    for tag in tags:
+        by_revision.setdefault(original.get(tag), []).append(tag)
+    for revision, group in by_revision.items():
+        await run_step(
+            move_tags,
+            MoveTagsInput(cluster=spec.cluster, tags=group, revision=revision),
+            summary=f"restore tags {', '.join(group)} to {revision or 'absent'}",
+        )
+    st.progress.tags_moved = []

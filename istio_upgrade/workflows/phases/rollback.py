@@ -1,0 +1,74 @@
+"""Roll back: undo what was done (the compensation stack, in reverse), then release the lock.
+
+Runs on any failure, abort or cancellation of the upgrade's guarded part, always to the end:
+``asyncio.shield`` keeps a cancellation arriving meanwhile from stopping the undoing halfway.
+A refused or rolled-back upgrade fails the workflow with a non-retryable ``ApplicationError``
+whose type says why and whose first detail is the ``UpgradeResult``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError, FailureError
+
+with workflow.unsafe.imports_passed_through():
+    from istio_upgrade.models.gate import GateResult
+    from istio_upgrade.models.plan import Plan, PrecheckReport
+    from istio_upgrade.models.progress import Phase
+    from istio_upgrade.models.spec import UpgradeSpec
+    from istio_upgrade.workflows.phases.lock import release_if_clean
+    from istio_upgrade.workflows.state import UpgradeFailure, UpgradeState
+
+
+async def after_cancellation(st: UpgradeState, spec: UpgradeSpec) -> None:
+    """The workflow was cancelled: roll back, then let the cancellation end it."""
+    st.progress.errors.append("cancelled: rolling back")
+    await roll_back_and_release(st, spec)
+    st.finish(Phase.ROLLED_BACK)
+
+
+async def after_failure(
+    st: UpgradeState, spec: UpgradeSpec, plan: Plan, report: PrecheckReport, error: FailureError
+) -> ApplicationError:
+    """A step failed, the gate refused or an operator aborted: roll back.
+
+    Returns:
+        The error that fails the workflow: its type says why (``StepFailed`` for a failed
+        activity), its first detail is the ``UpgradeResult`` (``ROLLED_BACK``, or ``FAILED``
+        when the rollback is incomplete).
+    """
+    gate: GateResult | None = None
+    if isinstance(error, UpgradeFailure):
+        kind, message, gate = error.type or "StepFailed", error.message, error.gate
+    else:
+        kind = "StepFailed"
+        message = f"step failed: {error.cause or error}"
+    first_error = len(st.progress.errors)
+    st.progress.errors.append(message)
+    await roll_back_and_release(st, spec)
+    problems = st.progress.errors[first_error + 1 :]
+    complete = not st.compensations.incomplete
+    st.finish(Phase.ROLLED_BACK if complete else Phase.FAILED)
+    summary = f"rolled back: {message}" if complete else f"rollback INCOMPLETE: {message}"
+    if problems:
+        summary += f" (rollback problems: {'; '.join(problems)})"
+    failed = st.result("ROLLED_BACK" if complete else "FAILED", summary, plan, report)
+    failed.failed_gate = gate
+    failed.failed_batch = st.progress.current_batch
+    return ApplicationError(summary, failed, type=kind, non_retryable=True)
+
+
+async def roll_back_and_release(st: UpgradeState, spec: UpgradeSpec) -> None:
+    """Undo what was done, then release the lock; shielded, so that a cancellation
+    arriving meanwhile cannot stop the undoing halfway."""
+    await asyncio.shield(asyncio.ensure_future(_roll_back(st)))
+    await asyncio.shield(asyncio.ensure_future(release_if_clean(st, spec)))
+
+
+async def _roll_back(st: UpgradeState) -> None:
+    """Run the compensation stack in reverse; a failing step is recorded, the rest still run."""
+    st.set_phase(Phase.ROLLING_BACK)
+    st.paused = False
+    await st.compensations.unwind(st.progress.errors)

@@ -1,0 +1,133 @@
+"""Soak a migrated batch and evaluate the safety gate until it decides.
+
+Warm-up, then one gate evaluation (``measure_gate`` at the workflow's ``now``, decided by the
+pure ``evaluate_gate``) per interval: FAIL rolls back at once; PASS after the soak time
+proceeds; INCONCLUSIVE past the longest soak applies ``gate.on_inconclusive`` (proceed, roll
+back, or wait for an operator's approval or soak extension).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from istio_upgrade.activities.interface import measure_gate
+    from istio_upgrade.models.gate import GateQuery, GateResult
+    from istio_upgrade.models.plan import Batch, Plan
+    from istio_upgrade.models.progress import BatchProgress, Phase
+    from istio_upgrade.models.spec import UpgradeSpec
+    from istio_upgrade.workflows.gate import evaluate_gate
+    from istio_upgrade.workflows.state import UpgradeFailure, UpgradeState
+    from istio_upgrade.workflows.steps import run_step
+
+
+async def soak(
+    st: UpgradeState,
+    spec: UpgradeSpec,
+    plan: Plan,
+    batch: Batch,
+    bp: BatchProgress,
+    pre_end: datetime,
+) -> None:
+    """Soak ``batch`` until its gate lets it pass; ``extend_soak`` applies meanwhile.
+
+    Args:
+        pre_end: When the batch's migration started: the end of its pre-migration window.
+
+    Raises:
+        UpgradeFailure: ``GateFailed``, ``GateInconclusive`` or ``Aborted``.
+    """
+    st.soaking, st.soak_extension = bp, 0.0
+    try:
+        await _soak_batch(st, spec, plan, batch, bp, pre_end)
+    finally:
+        st.soaking, st.soak_window = None, None
+
+
+async def _soak_batch(
+    st: UpgradeState,
+    spec: UpgradeSpec,
+    plan: Plan,
+    batch: Batch,
+    bp: BatchProgress,
+    pre_end: datetime,
+) -> None:
+    gate = spec.gate
+    st.set_batch(bp, "warming_up")
+    await st.sleep(gate.warmup_seconds)
+    window_start = workflow.now()
+    st.soak_window = (window_start, gate.max_soak_seconds)
+    st.set_phase(Phase.SOAKING)
+    st.set_batch(bp, "soaking")
+    later = [ns for b in plan.batches[batch.index + 1 :] for ns in b.namespaces]
+    results: list[GateResult] = []
+    while True:
+        # Every evaluation, the first included, looks back over at least one interval:
+        # evaluating at window_start would measure an empty window.
+        await st.sleep(gate.interval_seconds)
+        await st.checkpoint()
+        now = workflow.now()
+        query = GateQuery(
+            prometheus_url=spec.prometheus_url,
+            slos=gate.slos,
+            batch_namespaces=batch.namespaces,
+            baseline_namespaces=later,
+            new_revision=plan.target_revision,
+            old_revision=plan.source_revision,
+            window_start=window_start,
+            evaluated_at=now,
+            short_window_seconds=gate.short_window_seconds,
+            pre_migration_start=pre_end - timedelta(seconds=gate.short_window_seconds),
+            pre_migration_end=pre_end,
+            timeout_seconds=gate.query_timeout_seconds,
+            batch_count=len(plan.batches),
+        )
+        measured = await run_step(
+            measure_gate,
+            query,
+            summary=f"batch {batch.index}: gate evaluation {len(results) + 1}",
+            start_to_close=timedelta(seconds=gate.query_timeout_seconds * 8 + 10),
+            attempts=3,
+        )
+        result = evaluate_gate(gate, measured, results)
+        result.sequence = len(results) + 1
+        results.append(result)
+        bp.gate_results.append(result)
+        for name, ns_gate in result.namespaces.items():
+            bp.namespace_status[name] = ns_gate.verdict
+        st.refresh()
+        elapsed = (now - window_start).total_seconds()
+        if result.verdict == "FAIL":
+            st.set_batch(bp, "failed")
+            raise UpgradeFailure(
+                f"gate FAILED on batch {batch.index} ({', '.join(batch.namespaces)}) "
+                f"at evaluation {result.sequence}: {'; '.join(result.reasons)}",
+                "GateFailed",
+                result,
+            )
+        extra = st.soak_extension
+        if result.verdict == "PASS" and elapsed >= gate.soak_seconds + extra:
+            return
+        if result.verdict == "INCONCLUSIVE" and elapsed >= gate.max_soak_seconds + extra:
+            why = "; ".join(result.reasons)
+            if gate.on_inconclusive == "proceed":
+                st.progress.warnings.append(
+                    f"batch {batch.index} gate inconclusive after {elapsed:g}s, "
+                    f"proceeding as configured: {why}"
+                )
+                return
+            if gate.on_inconclusive == "rollback":
+                raise UpgradeFailure(
+                    f"gate INCONCLUSIVE on batch {batch.index} after {elapsed:g}s: {why}",
+                    "GateInconclusive",
+                    result,
+                )
+            approved = await st.approval(
+                f"batch {batch.index} gate inconclusive after {elapsed:g}s ({why}); "
+                "approve to continue, extend_soak to keep measuring, or abort to roll back",
+                extendable=True,
+            )
+            if approved:
+                return
