@@ -21,17 +21,21 @@ from istio_upgrade.models import (
     ApproveRequest,
     ExtendSoakRequest,
     Progress,
+    UpgradeResult,
     UpgradeSpec,
     workflow_id_for,
 )
 from istio_upgrade.models.removal import RemovalResult, RemoveRevisionSpec, removal_workflow_id
 from istio_upgrade.models.search import search_attributes_for
+from istio_upgrade.workflows.removal import IstioRevisionRemoval
+from istio_upgrade.workflows.upgrade import IstioCanaryUpgrade
 
 log = logging.getLogger(__name__)
 
 TASK_QUEUE = "istio-upgrade"
 """The workers' default task queue (they read ``TEMPORAL_TASK_QUEUE``; so does the CLI)."""
 WORKFLOW_TYPE = "IstioCanaryUpgrade"
+"""The upgrade's workflow type, for visibility queries (starts go by ``IstioCanaryUpgrade.run``)."""
 
 
 def workflow_id(spec: UpgradeSpec) -> str:
@@ -167,7 +171,7 @@ def spec_details(spec: UpgradeSpec) -> str:
 
 async def start_upgrade(
     client: Client, spec: UpgradeSpec, *, task_queue: str = TASK_QUEUE
-) -> WorkflowHandle[Any, Any]:
+) -> WorkflowHandle[IstioCanaryUpgrade, UpgradeResult]:
     """Start the upgrade of ``spec``, or attach to it if it is already running.
 
     The id is :func:`workflow_id`; a second trigger for the same cluster and revision
@@ -203,8 +207,10 @@ async def start_upgrade(
         "static_details": spec_details(spec),
     }
     try:
+        # By reference: the type name comes from the class, the handle's result type from
+        # ``run`` (``carried`` is left to its default; only the workflow sets it).
         return await client.start_workflow(
-            WORKFLOW_TYPE, spec, search_attributes=search_attributes_for(spec), **options
+            IstioCanaryUpgrade.run, spec, search_attributes=search_attributes_for(spec), **options
         )
     except RPCError as error:
         if error.status != RPCStatusCode.INVALID_ARGUMENT or "search attribute" not in (
@@ -217,15 +223,16 @@ async def start_upgrade(
             error.message,
             upgrade_id,
         )
-        return await client.start_workflow(WORKFLOW_TYPE, spec, **options)
+        return await client.start_workflow(IstioCanaryUpgrade.run, spec, **options)
 
 
 REMOVAL_WORKFLOW_TYPE = "IstioRevisionRemoval"
+"""The removal's workflow type, for visibility queries."""
 
 
 async def start_removal(
     client: Client, spec: RemoveRevisionSpec, *, task_queue: str = TASK_QUEUE
-) -> WorkflowHandle[Any, Any]:
+) -> WorkflowHandle[IstioRevisionRemoval, RemovalResult]:
     """Start removing an old revision that an upgrade kept, or attach to that removal.
 
     The workflow uninstalls the revision only if no live pod, namespace label, tag or (with
@@ -241,9 +248,8 @@ async def start_removal(
     if running is not None:
         raise ClusterBusyError(spec.cluster.name, running)
     return await client.start_workflow(
-        REMOVAL_WORKFLOW_TYPE,
+        IstioRevisionRemoval.run,
         spec,
-        result_type=RemovalResult,
         id=removal_workflow_id(spec),
         task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
