@@ -13,6 +13,7 @@ from pathlib import Path
 
 from temporalio.exceptions import ApplicationError
 
+from istio_upgrade.activities import default_tag
 from istio_upgrade.activities.discovery import (
     ANNOTATION_UPGRADE_ID,
     LABEL_MANAGED_BY,
@@ -22,6 +23,7 @@ from istio_upgrade.activities.discovery import (
     inventory_configmap_name,
 )
 from istio_upgrade.activities.kube_client import Kube, NotFound, Obj
+from istio_upgrade.istio.bundle import BundleSorting, sort_bundle
 from istio_upgrade.istio.manifests import load_bundle_yaml, render_revision, render_tag
 from istio_upgrade.istio.naming import (
     ISTIO_NAMESPACE,
@@ -29,6 +31,7 @@ from istio_upgrade.istio.naming import (
     LABEL_TAG,
     injector_webhook_name,
     istiod_name,
+    mesh_configmap_name,
     tag_service_name,
     tag_webhook_name,
     validator_webhook_name,
@@ -48,8 +51,11 @@ def _invalid(message: str) -> ApplicationError:
     return ApplicationError(message, type="InvalidManifest", non_retryable=True)
 
 
-def load_bundle(kube: Kube, spec: InstallInput) -> list[Obj]:
-    """The objects to apply, from the installer's source; the built-in rendering by default."""
+def sorted_bundle(kube: Kube, spec: InstallInput) -> BundleSorting:
+    """The objects of the installer's source (the built-in rendering by default), split by
+    :func:`sort_bundle`: only the target revision's are applied, the tag move's are left out,
+    and a bundle holding anything else (CRDs, gateways, another revision's objects) is
+    refused before any write."""
     installer = spec.installer
     try:
         if installer.bundle_yaml is not None:
@@ -81,7 +87,22 @@ def load_bundle(kube: Kube, spec: InstallInput) -> list[Obj]:
     for index, obj in enumerate(objects):
         if not obj.get("apiVersion") or not (obj.get("metadata") or {}).get("name"):
             raise _invalid(f"installer bundle document {index} lacks apiVersion or metadata.name")
-    return objects
+    sorting = sort_bundle(objects, spec.revision)
+    if sorting.refused:
+        shown = sorting.refused[:10]
+        more = len(sorting.refused) - len(shown)
+        raise _invalid(
+            f"installer bundle: {len(sorting.refused)} object(s) do not belong to revision "
+            f"{spec.revision}, nothing was applied:\n- "
+            + "\n- ".join(shown)
+            + (f"\n- … and {more} more" if more else "")
+        )
+    if not sorting.revision:
+        raise _invalid(
+            f"installer bundle has no object of revision {spec.revision}; render it with "
+            f"helm template istiod istio/istiod -n istio-system --set revision={spec.revision}"
+        )
+    return sorting
 
 
 def _ref(kube: Kube, obj: Obj) -> dict[str, str]:
@@ -104,7 +125,8 @@ def install(kube: Kube, spec: InstallInput) -> InstallResult:
     The inventory is written first, so an install interrupted half-way can still be removed
     exactly; applying again is a no-op (same field manager, same content).
     """
-    objects = load_bundle(kube, spec)
+    sorting = sorted_bundle(kube, spec)
+    objects = sorting.revision
     for obj in objects:
         meta = obj.setdefault("metadata", {})
         if kube.resource(obj["apiVersion"], obj["kind"])[1]:
@@ -120,7 +142,9 @@ def install(kube: Kube, spec: InstallInput) -> InstallResult:
             type="NamespaceNotFound",
             non_retryable=True,
         ) from None
-    return InstallResult(applied=[_describe(r) for r in refs], inventory_configmap=cm_name)
+    return InstallResult(
+        applied=[_describe(r) for r in refs], inventory_configmap=cm_name, skipped=sorting.skipped
+    )
 
 
 def _owner(kube: Kube, spec: InstallInput, cm_name: str) -> str | None:
@@ -211,12 +235,17 @@ def move_tags(kube: Kube, tags: list[str], revision: str | None) -> MoveTagsResu
             kube.delete(*_MWC, tag_webhook_name(tag))
             kube.delete("v1", "Service", tag_service_name(tag), ISTIO_NAMESPACE)
             result.applied.append(f"{tag} removed")
+            result.applied += default_tag.restore(kube, tag, None)
             continue
+        # Back to the revision recorded before the upgrade moved it: the revisionless
+        # injector and the validators return as they were, before the tag serves it again.
+        restored = default_tag.restore(kube, tag, revision)
         for obj in render_tag(tag, revision):
             if kube.resource(obj["apiVersion"], obj["kind"])[1]:
                 obj["metadata"].setdefault("namespace", ISTIO_NAMESPACE)
             kube.apply(obj)
         result.applied.append(f"{tag} → {revision}")
+        result.applied += restored or default_tag.follow(kube, tag, revision, result.previous[tag])
     return result
 
 
@@ -249,6 +278,16 @@ def revision_unused(kube: Kube, revision: str) -> UnusedReport:
     ]
     if tags:
         report.blockers.append(f"tags pointing at {revision}: {', '.join(sorted(tags))}")
+    # Any other webhook still calling the revision's istiod (the base chart's default
+    # validator, a hand-made tag, another tool's webhook) fails closed once it is gone.
+    own = {f"{r['kind']}/{r['name']}" for r in _revision_refs(kube, revision)}
+    callers = [t for t in default_tag.targets(kube, istiod_name(revision)) if t not in own]
+    if callers:
+        report.blockers.append(
+            f"webhooks still calling {ISTIO_NAMESPACE}/{istiod_name(revision)}: "
+            f"{', '.join(callers)}; point them at the new revision (istioctl tag set default "
+            "for istiod-default-validator) before removing it"
+        )
     report.unused = not report.blockers
     return report
 
@@ -265,8 +304,21 @@ def _default_refs(revision: str) -> list[dict[str, str]]:
         {"apiVersion": "apps/v1", "kind": "Deployment", "name": name, "namespace": ns},
         {"apiVersion": "v1", "kind": "ConfigMap", "name": injector_webhook_name(revision),
          "namespace": ns},
-        {"apiVersion": "v1", "kind": "ConfigMap", "name": f"istio-{revision}", "namespace": ns},
+        {"apiVersion": "v1", "kind": "ConfigMap", "name": mesh_configmap_name(revision),
+         "namespace": ns},
     ]  # fmt: skip
+
+
+def _revision_refs(kube: Kube, revision: str) -> list[dict[str, str]]:
+    """The objects uninstalling ``revision`` deletes: its inventory's, else the chart's names."""
+    cm = kube.get_or_none("v1", "ConfigMap", inventory_configmap_name(revision), ISTIO_NAMESPACE)
+    if cm is None:
+        return _default_refs(revision)
+    try:
+        refs: list[dict[str, str]] = json.loads((cm.get("data") or {}).get("objects", "[]"))
+    except ValueError:
+        return _default_refs(revision)
+    return refs
 
 
 def uninstall(kube: Kube, revision: str) -> UninstallResult:
@@ -304,9 +356,9 @@ def uninstall(kube: Kube, revision: str) -> UninstallResult:
 __all__ = [
     "NotFound",
     "install",
-    "load_bundle",
     "move_tags",
     "revision_unused",
+    "sorted_bundle",
     "uninstall",
     "wait_ready",
 ]

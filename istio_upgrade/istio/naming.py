@@ -47,16 +47,36 @@ def revision_for_version(version: str) -> str:
     return name
 
 
+DEFAULT_VALIDATOR = "istiod-default-validator"
+"""The base chart's ValidatingWebhookConfiguration, for the default revision (no objectSelector)."""
+LABEL_DEACTIVATED = "istio.io/deactivated"
+"""The label of istioctl's never-matching selector (``istioctl/pkg/util/common.go`` NeverMatch)."""
+
+
+def _suffix(revision: str) -> str:
+    # Charts append "-<rev>" only when .Values.revision is set; a revisionless install (the
+    # product calls its revision "default", as its objects' istio.io/rev label does) has none.
+    return f"-{revision}" if revision and revision != DEFAULT_TAG else ""
+
+
 def istiod_name(revision: str) -> str:
-    return f"istiod-{revision}" if revision and revision != DEFAULT_TAG else "istiod"
+    """Deployment, Service, PDB, ServiceAccount: ``istiod-<rev>``, or ``istiod`` revisionless."""
+    return f"istiod{_suffix(revision)}"
 
 
 def injector_webhook_name(revision: str) -> str:
-    return f"istio-sidecar-injector-{revision}"
+    """MutatingWebhookConfiguration and ConfigMap ``istio-sidecar-injector[-<rev>]``."""
+    return f"istio-sidecar-injector{_suffix(revision)}"
+
+
+def mesh_configmap_name(revision: str) -> str:
+    """The meshConfig ConfigMap ``istio[-<rev>]``."""
+    return f"istio{_suffix(revision)}"
 
 
 def validator_webhook_name(revision: str, namespace: str = ISTIO_NAMESPACE) -> str:
-    return f"istio-validator-{revision}-{namespace}"
+    """ValidatingWebhookConfiguration ``istio-validator[-<rev>]-<namespace>``."""
+    return f"istio-validator{_suffix(revision)}-{namespace}"
 
 
 def tag_webhook_name(tag: str) -> str:

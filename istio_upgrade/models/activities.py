@@ -59,6 +59,8 @@ class InstallResult(_Model):
     applied: list[str] = Field(default_factory=list)
     """``Kind/namespace/name`` of every object applied."""
     inventory_configmap: str
+    skipped: list[str] = Field(default_factory=list)
+    """Bundle objects left to the tag move (tag webhooks, ``istiod-default-validator``)."""
 
 
 class RevisionInput(_Model):

@@ -48,8 +48,14 @@ def effective_revision(
     (``istio-injection`` beats ``istio.io/rev``; tags resolve to their revision).
     """
     if webhooks:
-        revisions = sorted({r for r in injecting_configurations(labels, webhooks).values() if r})
-        return revisions[0] if revisions else None
+        # The API server calls every matching configuration in name order and Istio's
+        # injector re-injects a pod an earlier one injected (pkg/kube/inject/webhook.go
+        # reads the old sidecar.istio.io/status and replaces it): the last one wins.
+        matched = injecting_configurations(labels, webhooks)
+        for name in sorted(matched, reverse=True):
+            if matched[name]:
+                return matched[name]
+        return None
     injection = labels.get(LABEL_INJECTION)
     if injection is not None:
         return tags.get(DEFAULT_TAG, DEFAULT_TAG) if injection == "enabled" else None

@@ -183,9 +183,31 @@ def test_conflicting_labels_ist0123() -> None:
     assert found == {("a", "error"), ("c", "warning")}
 
 
+def test_overlapping_webhooks_resolve_to_the_last_configuration_by_name() -> None:
+    # The API server calls matching configurations in name order and Istio's injector
+    # re-injects: a revisionless injector left active beside the default tag wins
+    # ("istio-sidecar-injector" sorts after "istio-revision-tag-default").
+    legacy = WebhookInfo(
+        configuration="istio-sidecar-injector",
+        name="namespace.sidecar-injector.istio.io",
+        revision="default",
+        namespace_selector={"matchLabels": {"istio-injection": "enabled"}},
+    )
+    tag = WebhookInfo(
+        configuration="istio-revision-tag-default",
+        name="namespace.sidecar-injector.istio.io",
+        revision="1-24-2",
+        tag="default",
+        namespace_selector={"matchLabels": {"istio-injection": "enabled"}},
+    )
+    assert effective_revision(ENABLED, [legacy, tag], {"default": "1-24-2"}) == "default"
+    assert effective_revision(ENABLED, [tag, legacy], {"default": "1-24-2"}) == "default"
+    assert effective_revision(ENABLED, [tag], {"default": "1-24-2"}) == "1-24-2"
+
+
 def test_overlapping_injector_webhooks() -> None:
     rogue = WebhookInfo(
-        configuration="istio-sidecar-injector",
+        configuration="istio-extra-injector",
         name="namespace.sidecar-injector.istio.io",
         revision="default",
         namespace_selector={"matchLabels": {"istio-injection": "enabled"}},
@@ -194,7 +216,7 @@ def test_overlapping_injector_webhooks() -> None:
     _, report = plan_upgrade(inv, spec(), "w")
     overlap = [f for f in report.findings if f.code == "OVERLAPPING_WEBHOOKS"]
     assert [f.namespace for f in overlap] == ["a"]
-    assert "istio-sidecar-injector" in overlap[0].message
+    assert "istio-extra-injector" in overlap[0].message
 
 
 def test_non_restartable_pods_are_warnings() -> None:
