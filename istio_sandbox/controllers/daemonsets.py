@@ -95,7 +95,12 @@ class DaemonSetController:
         if not rolling or not self.rt.cluster.faults.rollouts:
             return False
         ns, name = ds["metadata"]["namespace"], ds["metadata"]["name"]
-        r = route(self.rt.cluster, ns, dict((template.get("metadata") or {}).get("labels") or {}))
+        r = route(
+            self.rt.cluster,
+            ns,
+            dict((template.get("metadata") or {}).get("labels") or {}),
+            lambda n: self.rt.in_namespace(PODS, n),
+        )
         return matching_fault(self.rt, ns, name, r.revision if r else None, "stuck") is not None
 
     def _sync_status(self, ds: Obj, rev: str) -> None:

@@ -13,7 +13,7 @@ from istio_sandbox.cluster import Cluster
 from istio_sandbox.controllers import defaults
 from istio_sandbox.controllers.daemonsets import DaemonSetController
 from istio_sandbox.controllers.deployments import DeploymentController
-from istio_sandbox.controllers.injector import SidecarInjector
+from istio_sandbox.controllers.injector import SERVICES, SidecarInjector
 from istio_sandbox.controllers.jobs import JobController
 from istio_sandbox.controllers.objects import (
     DAEMONSETS,
@@ -60,7 +60,7 @@ class Controllers:
         self.daemonsets = DaemonSetController(rt, self.pods)
         self.jobs = JobController(rt, self.pods)
         self.injector = SidecarInjector(
-            cluster, rt.events, find_deployment=lambda ns, name: rt.get(DEPLOYMENTS, ns, name)
+            cluster, rt.events, pods_in=lambda ns: rt.in_namespace(PODS, ns)
         )
         self._reconcilers: dict[str, Callable[[str, str], None]] = {
             PODS.key: self.pods.reconcile,
@@ -172,8 +172,12 @@ class Controllers:
                     self.runtime.mark(rt.key, ns, name)
 
     def _on_istio_change(self, ev: WatchEvent) -> None:
-        """istiod or webhook changes may unblock pod creations refused by the injector."""
+        """Webhook, Service or istiod changes may unblock pod creations the injector refused."""
         ns = ev.obj.get("metadata", {}).get("namespace")
-        if ev.rt.key == WEBHOOKS.key or (ev.rt.key == DEPLOYMENTS.key and ns == ISTIO_NAMESPACE):
+        if ev.rt.key in (WEBHOOKS.key, SERVICES.key) or (
+            ev.rt.key in (DEPLOYMENTS.key, PODS.key)
+            and ns == ISTIO_NAMESPACE
+            and self.replicasets.failing
+        ):
             for rs_ns, rs_name in list(self.replicasets.failing):
                 self.runtime.mark(REPLICASETS.key, rs_ns, rs_name)

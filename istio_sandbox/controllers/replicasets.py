@@ -83,7 +83,12 @@ class ReplicaSetController:
         owner = controller_of(rs)
         workload = str(owner.get("name")) if owner else rs["metadata"]["name"]
         template = (rs.get("spec") or {}).get("template") or {}
-        r = route(self.rt.cluster, ns, dict((template.get("metadata") or {}).get("labels") or {}))
+        r = route(
+            self.rt.cluster,
+            ns,
+            dict((template.get("metadata") or {}).get("labels") or {}),
+            lambda n: self.rt.in_namespace(PODS, n),
+        )
         return matching_fault(self.rt, ns, workload, r.revision if r else None, "stuck") is not None
 
     def _sync_status(self, rs: Obj, failure: str | None) -> None:

@@ -58,6 +58,8 @@ class Runtime:
         self.events = EventRecorder(cluster.store)
         self.cache: dict[str, dict[tuple[str, str], Obj]] = {rt.key: {} for rt in CACHED_TYPES}
         """Latest stored object per key; shared references, read-only for controllers."""
+        self._by_namespace: dict[tuple[str, str], dict[str, Obj]] = {}
+        """(type key, namespace) → name → object: the cache indexed by namespace."""
         self.children: dict[str, set[Key]] = {}
         """Owner uid → keys of the objects it controls."""
         self._owner_of: dict[Key, str] = {}
@@ -109,6 +111,10 @@ class Runtime:
     def get(self, rt: ResourceType, namespace: str, name: str) -> Obj | None:
         return self.cache[rt.key].get((namespace, name))
 
+    def in_namespace(self, rt: ResourceType, namespace: str) -> list[Obj]:
+        """Cached objects of ``rt`` in ``namespace`` (shared references, read-only)."""
+        return list(self._by_namespace.get((rt.key, namespace), {}).values())
+
     def owned(self, owner: Obj, rt: ResourceType) -> list[Obj]:
         """Objects of type ``rt`` controlled by ``owner``, from the cache."""
         out = []
@@ -137,6 +143,7 @@ class Runtime:
         m = obj["metadata"]
         k: Key = (key, m.get("namespace", ""), m["name"])
         self.cache[key][(k[1], k[2])] = obj
+        self._by_namespace.setdefault((key, k[1]), {})[k[2]] = obj
         ref = controller_of(obj)
         uid = str(ref.get("uid", "")) if ref else ""
         old = self._owner_of.get(k)
@@ -152,6 +159,7 @@ class Runtime:
 
     def _unindex(self, key: str, ns: str, name: str) -> None:
         self.cache[key].pop((ns, name), None)
+        self._by_namespace.get((key, ns), {}).pop(name, None)
         old = self._owner_of.pop((key, ns, name), None)
         if old:
             self.children.get(old, set()).discard((key, ns, name))

@@ -106,7 +106,12 @@ class StatefulSetController:
         if not rolling or not self.rt.cluster.faults.rollouts:
             return False
         ns, name = sts["metadata"]["namespace"], sts["metadata"]["name"]
-        r = route(self.rt.cluster, ns, dict((template.get("metadata") or {}).get("labels") or {}))
+        r = route(
+            self.rt.cluster,
+            ns,
+            dict((template.get("metadata") or {}).get("labels") or {}),
+            lambda n: self.rt.in_namespace(PODS, n),
+        )
         return matching_fault(self.rt, ns, name, r.revision if r else None, "stuck") is not None
 
     def _sync_status(self, sts: Obj, replicas: int, update_rev: str, current_rev: str) -> None:

@@ -8,7 +8,8 @@ import textwrap
 
 import pytest
 
-from istio_sandbox.controllers.objects import WEBHOOKS
+from istio_sandbox.controllers.injector import SERVICES
+from istio_sandbox.controllers.objects import NAMESPACES, WEBHOOKS
 from istio_sandbox.istio.charts import render_istiod
 from tests.sandbox.conftest import KubeTarget, ServedSandbox
 
@@ -81,11 +82,16 @@ def kubectl_fails(kube: KubeTarget, *args: str) -> str:
 def test_pods_created_over_http_go_through_the_injector(
     kube: KubeTarget, sandbox: ServedSandbox, namespace: str
 ) -> None:
-    # Only the webhook of revision 1-25-0 exists: its istiod has no endpoints.
-    webhook = next(
-        o for o in render_istiod("1.25.0", "1-25-0") if o["kind"] == "MutatingWebhookConfiguration"
-    )
+    # Only the webhook and Service of revision 1-25-0 exist: its istiod has no endpoints.
+    bundle = render_istiod("1.25.0", "1-25-0")
+    webhook = next(o for o in bundle if o["kind"] == "MutatingWebhookConfiguration")
+    service = next(o for o in bundle if o["kind"] == "Service")
     sandbox.call(lambda: sandbox.cluster.store.create(WEBHOOKS, webhook))
+    if sandbox.cluster.store.try_get(NAMESPACES, "", "istio-system") is None:
+        sandbox.call(
+            lambda: sandbox.cluster.store.create(NAMESPACES, {"metadata": {"name": "istio-system"}})
+        )
+    sandbox.call(lambda: sandbox.cluster.store.create(SERVICES, service))
     try:
         kubectl(kube, "label", "namespace", namespace, "istio.io/rev=1-25-0")
         err = kubectl_fails(kube, "-n", namespace, "run", "probe", "--image=busybox:1.36")
@@ -101,4 +107,7 @@ def test_pods_created_over_http_go_through_the_injector(
     finally:
         sandbox.call(
             lambda: sandbox.cluster.store.delete(WEBHOOKS, "", webhook["metadata"]["name"])
+        )
+        sandbox.call(
+            lambda: sandbox.cluster.store.delete(SERVICES, "istio-system", "istiod-1-25-0")
         )

@@ -212,18 +212,214 @@ async def test_not_ready_revision_refuses_pods_then_recovers() -> None:
         assert {injected_revision(p) for p in pods_of(cluster, "shop")} == {"1-24-2"}
 
 
-async def test_overlapping_webhooks_inject_with_the_first_and_warn() -> None:
+async def test_overlapping_webhooks_all_inject_in_name_order_the_last_wins_and_warn() -> None:
     async with running() as cluster:
         await two_revisions(cluster)
         namespace(cluster, "x", {"istio.io/rev": "1-24-2"})
         assert injected_revision(bare_pod(cluster, "x", "solo")) == "1-24-2"
         assert not [e for e in events_for(cluster, "x", "solo") if e["type"] == "Warning"]
-        # A stray copy of the injector pointing at the old revision selects the same pods.
+        # A stray copy of the injector sending the same pods to the old revision's istiod.
         stray = cluster.store.get(WEBHOOKS, "", "istio-sidecar-injector-1-24-2")
-        stray["metadata"] = {"name": "zz-stray-injector", "labels": {"istio.io/rev": "1-23-4"}}
+        stray["metadata"] = {"name": "zz-stray-injector"}
+        for wh in stray["webhooks"]:
+            wh["clientConfig"]["service"]["name"] = "istiod-1-23-4"
         cluster.store.create(WEBHOOKS, stray)
         pod = bare_pod(cluster, "x", "dup")
-        assert injected_revision(pod) == "1-24-2", "configurations apply in name order"
+        assert injected_revision(pod) == "1-23-4", "every webhook patches; the last one wins"
+        assert [c["name"] for c in pod["spec"]["containers"]] == ["app", "istio-proxy"]
+        assert [c["name"] for c in pod["spec"]["initContainers"]] == ["istio-init"]
+        proxy = pod["spec"]["containers"][1]
+        assert proxy["image"] == "docker.io/istio/proxyv2:1.23.4"
+        status = json.loads(pod["metadata"]["annotations"]["sidecar.istio.io/status"])
+        assert status["revision"] == "1-23-4"
+        assert cluster.injection_successes["1-24-2"] == 2
+        assert cluster.injection_successes["1-23-4"] == 1
         warnings = [e for e in events_for(cluster, "x", "dup") if e["type"] == "Warning"]
         assert [e["reason"] for e in warnings] == ["OverlappingWebhooks"]
         assert "zz-stray-injector" in warnings[0]["message"]
+
+
+async def test_revisionless_injector_and_default_tag_overlap_the_later_name_wins() -> None:
+    async with running() as cluster:
+        install_revision(cluster, "1.23.4", "")
+        install_revision(cluster, "1.24.2", "1-24-2")
+        set_tag(cluster, "default", "1-24-2")
+        await revision_ready(cluster, "")
+        await revision_ready(cluster, "1-24-2")
+        namespace(cluster, "legacy", {"istio-injection": "enabled"})
+        pod = bare_pod(cluster, "legacy", "p")
+        # "istio-revision-tag-default" < "istio-sidecar-injector": the tag (1-24-2) injects
+        # first, the revisionless injector re-injects last and wins. This is why moving the
+        # default tag must also neutralise the revisionless injector.
+        assert injected_revision(pod) == "default"
+        proxy = next(c for c in pod["spec"]["containers"] if c["name"] == "istio-proxy")
+        assert proxy["image"].endswith(":1.23.4")
+        env = {e["name"]: e.get("value") for e in proxy["env"]}
+        assert env["CA_ADDR"] == "istiod.istio-system.svc:15012"
+        assert [c["name"] for c in pod["spec"]["containers"]] == ["app", "istio-proxy"]
+        assert cluster.injection_successes["default"] == 1
+        assert cluster.injection_successes["1-24-2"] == 1
+        warnings = [e for e in events_for(cluster, "legacy", "p") if e["type"] == "Warning"]
+        assert [e["reason"] for e in warnings] == ["OverlappingWebhooks"]
+
+        # Neutralised as istioctl tag set does (never-matching selectors): the tag wins alone.
+        def neutralise(o: Obj) -> None:
+            for wh in o["webhooks"]:
+                if wh["name"] in (
+                    "namespace.sidecar-injector.istio.io",
+                    "object.sidecar-injector.istio.io",
+                ):
+                    wh["namespaceSelector"] = {
+                        "matchExpressions": [
+                            {
+                                "key": "istio.io/deactivated",
+                                "operator": "In",
+                                "values": ["never-match"],
+                            }
+                        ]
+                    }
+                    wh["objectSelector"] = {
+                        "matchExpressions": [
+                            {
+                                "key": "istio.io/deactivated",
+                                "operator": "In",
+                                "values": ["never-match"],
+                            }
+                        ]
+                    }
+
+        cluster.store.mutate(WEBHOOKS, "", "istio-sidecar-injector", neutralise)
+        assert injected_revision(bare_pod(cluster, "legacy", "q")) == "1-24-2"
+
+
+async def test_revisionless_install_writes_rev_default() -> None:
+    async with running() as cluster:
+        install_revision(cluster, "1.23.4", "")
+        await revision_ready(cluster, "")
+        namespace(cluster, "legacy", {"istio-injection": "enabled"})
+        namespace(cluster, "tagged", {"istio.io/rev": "default"})
+        namespace(cluster, "plain")
+        for ns in ("legacy", "tagged"):
+            pod = bare_pod(cluster, ns, "p")
+            assert injected_revision(pod) == "default"
+            status = json.loads(pod["metadata"]["annotations"]["sidecar.istio.io/status"])
+            assert status["revision"] == "default"
+            proxy = next(c for c in pod["spec"]["containers"] if c["name"] == "istio-proxy")
+            env = {e["name"]: e.get("value") for e in proxy["env"]}
+            assert env["CA_ADDR"] == "istiod.istio-system.svc:15012"
+        opted_in = bare_pod(cluster, "plain", "gw", {"sidecar.istio.io/inject": "true"})
+        assert injected_revision(opted_in) == "default"
+        assert injected_revision(bare_pod(cluster, "plain", "q")) is None
+
+
+async def _scale_istiod_to_zero(cluster: Cluster, revision: str) -> None:
+    cluster.store.mutate(
+        DEPLOYMENTS, "istio-system", f"istiod-{revision}", lambda o: o["spec"].update(replicas=0)
+    )
+    await wait_for(
+        lambda: (
+            not [
+                p
+                for p in cluster.store.list(PODS, "istio-system")
+                if f"istiod-{revision}" in p["metadata"]["name"]
+            ]
+        ),
+        what="istiod pods gone",
+    )
+
+
+async def test_webhook_whose_istiod_has_no_ready_pod_refuses() -> None:
+    async with running() as cluster:
+        await two_revisions(cluster)
+        namespace(cluster, "shop", {"istio.io/rev": "1-24-2"})
+        await _scale_istiod_to_zero(cluster, "1-24-2")
+        with pytest.raises(StoreError) as refused:
+            bare_pod(cluster, "shop", "p")
+        assert refused.value.message == (
+            'Internal error occurred: failed calling webhook "rev.namespace.sidecar-injector.'
+            'istio.io": failed to call webhook: Post "https://istiod-1-24-2.istio-system.svc:443'
+            '/inject?timeout=10s": no endpoints available for service "istiod-1-24-2"'
+        )
+        assert cluster.store.try_get(PODS, "shop", "p") is None
+
+
+async def test_failure_policy_ignore_skips_an_unavailable_webhook() -> None:
+    async with running() as cluster:
+        await two_revisions(cluster)
+        namespace(cluster, "shop", {"istio.io/rev": "1-24-2"})
+
+        def ignore(o: Obj) -> None:
+            for wh in o["webhooks"]:
+                wh["failurePolicy"] = "Ignore"
+
+        cluster.store.mutate(WEBHOOKS, "", "istio-sidecar-injector-1-24-2", ignore)
+        await _scale_istiod_to_zero(cluster, "1-24-2")
+        pod = bare_pod(cluster, "shop", "p")
+        assert injected_revision(pod) is None
+        assert [c["name"] for c in pod["spec"]["containers"]] == ["app"]
+
+
+async def test_reinvocation_if_needed_runs_an_earlier_webhook_again() -> None:
+    async with running() as cluster:
+        await two_revisions(cluster)
+        namespace(cluster, "x", {"istio.io/rev": "1-24-2"})
+        early = cluster.store.get(WEBHOOKS, "", "istio-sidecar-injector-1-24-2")
+        early["metadata"] = {"name": "aa-early-injector"}
+        for wh in early["webhooks"]:
+            wh["clientConfig"]["service"]["name"] = "istiod-1-23-4"
+            wh["reinvocationPolicy"] = "IfNeeded"
+        cluster.store.create(WEBHOOKS, early)
+        # aa-early (1-23-4) patches, istio-sidecar-injector-1-24-2 re-injects (a change), so
+        # the IfNeeded webhook is called once more and its injection is the final one.
+        assert injected_revision(bare_pod(cluster, "x", "p")) == "1-23-4"
+        assert cluster.injection_successes["1-23-4"] == 2
+
+
+@pytest.mark.parametrize("system_ns", ["kube-system", "kube-public", "kube-node-lease"])
+async def test_system_namespaces_and_host_network_pods_are_never_injected(system_ns: str) -> None:
+    async with running() as cluster:
+        await two_revisions(cluster)
+        if cluster.store.try_get(NAMESPACES, "", system_ns) is None:
+            namespace(cluster, system_ns)
+        cluster.store.mutate(
+            NAMESPACES,
+            "",
+            system_ns,
+            lambda o: o["metadata"].setdefault("labels", {}).update({"istio-injection": "enabled"}),
+        )
+        assert injected_revision(bare_pod(cluster, system_ns, "p")) is None
+        namespace(cluster, "shop", {"istio-injection": "enabled"})
+        host = cluster.store.create(
+            PODS,
+            {
+                "metadata": {"name": "host", "namespace": "shop"},
+                "spec": {"hostNetwork": True, "containers": [{"name": "a", "image": "x:1"}]},
+            },
+        )
+        assert injected_revision(host) is None
+
+
+async def test_pod_label_beats_the_legacy_annotation() -> None:
+    async with running() as cluster:
+        await two_revisions(cluster)
+        namespace(cluster, "shop", {"istio-injection": "enabled"})
+
+        def pod(name: str, labels: dict[str, str], annotations: dict[str, str]) -> Obj:
+            return cluster.store.create(
+                PODS,
+                {
+                    "metadata": {
+                        "name": name,
+                        "namespace": "shop",
+                        "labels": labels,
+                        "annotations": annotations,
+                    },
+                    "spec": {"containers": [{"name": "app", "image": "example/app:1"}]},
+                },
+            )
+
+        off = {"sidecar.istio.io/inject": "false"}
+        on = {"sidecar.istio.io/inject": "true"}
+        assert injected_revision(pod("annotation-off", {}, off)) is None
+        assert injected_revision(pod("label-on-annotation-off", on, off)) == "1-23-4"
+        assert injected_revision(pod("label-off-annotation-on", off, on)) is None
