@@ -184,6 +184,39 @@ def deployment_available(deploy: Obj) -> bool:
     )
 
 
+MAX_LISTED_ENVOY_FILTERS = 50
+_CRD = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+
+
+def _kubernetes_version(kube: Kube) -> str | None:
+    version = kube.request("GET", "/version")
+    return str(version.get("gitVersion") or "") or None
+
+
+def _gateway_api_version(kube: Kube) -> str | None:
+    """The bundle version the Gateway API CRDs carry (``kubectl get crd gateways.gateway…``)."""
+    crd = kube.get_or_none(*_CRD, "gateways.gateway.networking.k8s.io")
+    if crd is None:
+        return None
+    annotations = _meta(crd).get("annotations") or {}
+    return str(annotations.get("gateway.networking.k8s.io/bundle-version") or "unknown")
+
+
+def _envoy_filters(kube: Kube) -> list[str]:
+    """EnvoyFilters bind to a proxy's internals; an upgrade names them as a risk."""
+    crd = kube.get_or_none(*_CRD, "envoyfilters.networking.istio.io")
+    if crd is None:
+        return []
+    served = [
+        v["name"] for v in (crd.get("spec") or {}).get("versions") or [] if v.get("served", True)
+    ]
+    version = "v1alpha3" if "v1alpha3" in served or not served else served[0]
+    return sorted(
+        f"{_meta(f).get('namespace', '')}/{_meta(f)['name']}"
+        for f in kube.list(f"networking.istio.io/{version}", "EnvoyFilter")
+    )
+
+
 def discover(kube: Kube, tick: Callable[[], None] | None = None) -> ClusterInventory:
     """Read revisions, tags, injector webhooks, namespaces, workloads and pods.
 
@@ -256,9 +289,14 @@ def discover(kube: Kube, tick: Callable[[], None] | None = None) -> ClusterInven
                 ),
             )
         )
+    filters = _envoy_filters(kube)
     return ClusterInventory(
         cluster=kube.cluster,
         discovered_at=datetime.now(UTC),
+        kubernetes_version=_kubernetes_version(kube),
+        gateway_api_version=_gateway_api_version(kube),
+        envoy_filters=filters[:MAX_LISTED_ENVOY_FILTERS],
+        envoy_filter_count=len(filters),
         revisions=revisions,
         tags=dict(sorted(tags.items())),
         webhooks=webhooks,

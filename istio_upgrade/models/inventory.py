@@ -160,6 +160,13 @@ class ClusterInventory(_Model):
     namespaces: list[NamespaceInfo] = Field(default_factory=list)
     api_requests: int = 0
     """API requests discovery made (for the per-namespace cost)."""
+    kubernetes_version: str | None = None
+    """The API server's ``gitVersion`` (``v1.32.4``); None when not read."""
+    gateway_api_version: str | None = None
+    """``gateway.networking.k8s.io/bundle-version`` of the Gateway API CRDs, when installed."""
+    envoy_filters: list[str] = Field(default_factory=list)
+    """``namespace/name`` of the EnvoyFilters (at most 50 listed)."""
+    envoy_filter_count: int = 0
 
     def revision(self, name: str) -> RevisionInfo | None:
         return next((r for r in self.revisions if r.name == name), None)

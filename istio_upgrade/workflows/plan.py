@@ -16,6 +16,7 @@ from istio_upgrade.istio.naming import (
     LABEL_REV,
     parse_version,
 )
+from istio_upgrade.istio.support import SUPPORT, minor_of
 from istio_upgrade.models.injection import effective_revision, injecting_configurations
 from istio_upgrade.models.inventory import ClusterInventory, NamespaceInfo
 from istio_upgrade.models.plan import (
@@ -203,14 +204,96 @@ def _minor_skew(spec: UpgradeSpec, source_version: str | None, findings: list[Fi
                 f"{source_version}: a downgrade{fix}",
             )
         )
-    elif target[0] != source[0] or target[1] - source[1] > 2:
+    elif target[0] != source[0] or target[1] - source[1] > SUPPORT.canary_max_minor_jump:
         findings.append(
             Finding(
                 severity=severity,
                 code="SKEW",
-                message=f"target.version {spec.target.version} is more than two minor versions "
-                f"ahead of {source_version}; a canary upgrade may jump at most two minors — "
+                message=f"target.version {spec.target.version} is more than "
+                f"{SUPPORT.canary_max_minor_jump} minor versions ahead of {source_version}; a "
+                f"canary upgrade may jump at most {SUPPORT.canary_max_minor_jump} minors — "
                 f"upgrade in steps{fix}",
+            )
+        )
+    if target[:2] != source[:2] and target > source:
+        findings.append(
+            Finding(
+                severity="info",
+                code="COMPATIBILITY_VERSION",
+                message=f"{spec.target.version} may change defaults of {source[0]}.{source[1]}: "
+                f"to keep them, render the bundle with --set compatibilityVersion="
+                f"{source[0]}.{source[1]} and remove it once the behaviour is checked",
+            )
+        )
+
+
+def _support_checks(
+    spec: UpgradeSpec, inventory: ClusterInventory, findings: list[Finding]
+) -> None:
+    """What Istio's support statement (istio/data/support.yaml) says about this cluster.
+
+    Silent on inventories that did not read these facts (upgrades recorded before they were).
+    """
+    target = parse_version(spec.target.version)
+    target_minor = f"{target[0]}.{target[1]}"
+    if inventory.kubernetes_version is not None:
+        kube_minor = minor_of(inventory.kubernetes_version)
+        supported = SUPPORT.kubernetes_for(target_minor)
+        if supported is None:
+            findings.append(
+                Finding(
+                    severity="info",
+                    code="NO_SUPPORT_DATA",
+                    message=f"no support data for Istio {target_minor}: Kubernetes "
+                    f"{inventory.kubernetes_version} is not checked against it (add it to "
+                    "istio_upgrade/istio/data/support.yaml)",
+                )
+            )
+        elif kube_minor is not None:
+            known = [m for m in (minor_of(v) for v in supported) if m is not None]
+            shown = f"{supported[0]} to {supported[-1]}"
+            if known and kube_minor < min(known):
+                findings.append(
+                    Finding(
+                        severity="warning" if spec.force else "error",
+                        code="KUBERNETES_TOO_OLD",
+                        message=f"Istio {target_minor} supports Kubernetes {shown}; this cluster "
+                        f"runs {inventory.kubernetes_version}: upgrade Kubernetes first"
+                        + ("" if spec.force else " or set force: true"),
+                    )
+                )
+            elif known and kube_minor > max(known):
+                findings.append(
+                    Finding(
+                        severity="warning",
+                        code="KUBERNETES_NOT_SUPPORTED",
+                        message=f"Istio {target_minor} supports Kubernetes {shown}; this cluster "
+                        f"runs {inventory.kubernetes_version}, newer than supported: it usually "
+                        "works, but is not covered by Istio's support statement",
+                    )
+                )
+    if inventory.gateway_api_version is not None:
+        findings.append(
+            Finding(
+                severity="info",
+                code="GATEWAY_API_IN_USE",
+                message=f"Gateway API CRDs at {inventory.gateway_api_version}: check that Istio "
+                f"{target_minor} supports that version before the gateways migrate (istio.io "
+                "release notes list the Gateway API version of each release)",
+            )
+        )
+    if inventory.envoy_filter_count:
+        shown = ", ".join(inventory.envoy_filters[:10])
+        more = inventory.envoy_filter_count - min(10, len(inventory.envoy_filters))
+        findings.append(
+            Finding(
+                severity="warning",
+                code="ENVOY_FILTERS",
+                message=f"{inventory.envoy_filter_count} EnvoyFilter(s) bind to Envoy's internals "
+                f"and may break with the {spec.target.version} proxy: {shown}"
+                + (f" and {more} more" if more > 0 else "")
+                + "; check each against the new version (a workloadSelector or proxyVersion "
+                "match keeps one on the old proxies)",
             )
         )
 
@@ -304,6 +387,7 @@ def plan_upgrade(
     source_version = source_info.version if source_info else None
     if source_info is not None:
         _minor_skew(spec, source_version, findings)
+    _support_checks(spec, inventory, findings)
 
     report = PrecheckReport()
     target_info = inventory.revision(target)
