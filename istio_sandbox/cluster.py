@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from istio_sandbox.faults import Faults
 from istio_sandbox.store import Store
+from istio_sandbox.system import bootstrap
 
 
 class Timings(BaseModel):
@@ -55,3 +56,7 @@ class Cluster:
     """Pods the sidecar injector mutated, by revision (``sidecar_injection_success_total``)."""
     injection_failures: Counter[str] = field(default_factory=Counter)
     """Pod creations refused because the revision's istiod was not ready, by revision."""
+
+    def __post_init__(self) -> None:
+        # What the API server and kube-controller-manager provide before anyone connects.
+        bootstrap(self.store)

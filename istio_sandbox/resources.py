@@ -63,6 +63,7 @@ def _rt(
 
 RESOURCE_TYPES: tuple[ResourceType, ...] = (
     _rt("", "v1", "Namespace", "namespaces", namespaced=False, short=("ns",), sub=("status",)),
+    _rt("", "v1", "Node", "nodes", namespaced=False, short=("no",), sub=("status",)),
     _rt("", "v1", "Pod", "pods", short=("po",), sub=("status", "log"), categories=("all",)),
     _rt("", "v1", "Service", "services", short=("svc",), sub=("status",), categories=("all",)),
     _rt("", "v1", "ConfigMap", "configmaps", short=("cm",)),

@@ -6,7 +6,6 @@ live in ``istio_sandbox/scenarios/<name>.yaml`` and load by name.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -383,8 +382,19 @@ def _create(cluster: Cluster, obj: Obj) -> None:
     if rt is None:
         raise ScenarioError(f"the sandbox does not serve {obj['apiVersion']} {obj['kind']}")
     # populate is idempotent: running it twice keeps what exists
-    with contextlib.suppress(AlreadyExists):
+    try:
         cluster.store.create(rt, obj)
+    except AlreadyExists:
+        if obj["kind"] == "Namespace":
+            # A system namespace (default, kube-system, ...) the scenario labels.
+            meta = obj["metadata"]
+
+            def label(ns: Obj) -> None:
+                ns["metadata"].setdefault("labels", {}).update(meta.get("labels") or {})
+                if meta.get("annotations"):
+                    ns["metadata"].setdefault("annotations", {}).update(meta["annotations"])
+
+            cluster.store.mutate(rt, "", meta["name"], label)
 
 
 def _namespace(name: str, labels: dict[str, str], annotations: dict[str, str]) -> Obj:

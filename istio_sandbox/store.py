@@ -113,6 +113,9 @@ class Store:
         self._listeners: list[Listener] = []
         self._watchers: set[asyncio.Queue[WatchEvent]] = set()
         self._admission: dict[str, list[Admission]] = {}
+        self._after_write: list[Listener] = []
+        self._pending: deque[WatchEvent] = deque()
+        self._draining = False
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -305,6 +308,11 @@ class Store:
         """Call ``fn`` synchronously after every change (controllers enqueue work here)."""
         self._listeners.append(fn)
 
+    def add_after_write(self, fn: Listener) -> None:
+        """Call ``fn`` after each change once every listener and watcher has seen it, so
+        writes ``fn`` makes (a controller reacting at once) come after it in every stream."""
+        self._after_write.append(fn)
+
     def add_admission(self, rt_key: str, fn: Admission) -> None:
         """Run ``fn`` on every object of type ``rt_key`` about to be created, in registration
         order, like the API server's admission chain: it may return a changed object or raise
@@ -340,6 +348,19 @@ class Store:
             q.put_nowait(ev)
         for fn in self._listeners:
             fn(ev)
+        if not self._after_write:
+            return
+        self._pending.append(ev)
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            while self._pending:
+                done = self._pending.popleft()
+                for hook in self._after_write:
+                    hook(done)
+        finally:
+            self._draining = False
 
 
 def _not_found_message(rt: ResourceType, name: str) -> str:

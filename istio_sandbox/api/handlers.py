@@ -32,9 +32,13 @@ from istio_sandbox.store import NotFound, Obj, Store, now_iso
 
 PODS = BY_KEY["/pods"]
 
-# Kinds the API server answers a delete with the object for (it lingers while terminating);
-# every other kind gets a Status Success, as for an immediate delete.
-_RETURNS_OBJECT_ON_DELETE = frozenset({"pods", "namespaces", "customresourcedefinitions"})
+# Kinds the API server answers a delete with the object for: registries with
+# ``ReturnDeletedObject: true`` (pkg/registry/core/{pod,service}/storage/storage.go) and those
+# whose object lingers while finalizing (namespaces, CRDs); every other kind gets a Status
+# Success (k8s.io/apiserver/pkg/registry/generic/registry/store.go ``Delete``).
+_RETURNS_OBJECT_ON_DELETE = frozenset(
+    {"pods", "services", "namespaces", "customresourcedefinitions"}
+)
 # Kinds whose deletion cascades to the objects they own (background propagation).
 _OWNERS = frozenset(
     {"deployments", "replicasets", "statefulsets", "daemonsets", "jobs", "cronjobs"}

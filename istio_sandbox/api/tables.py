@@ -156,6 +156,33 @@ def _namespace_row(obj: Obj) -> list[Any]:
     return [meta.get("name", ""), phase, age(meta.get("creationTimestamp"))]
 
 
+def _node_row(obj: Obj) -> list[Any]:
+    meta, status = _meta(obj), obj.get("status") or {}
+    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
+    state = "Ready" if ready and ready.get("status") == "True" else "NotReady"
+    if (obj.get("spec") or {}).get("unschedulable"):
+        state += ",SchedulingDisabled"
+    prefix = "node-role.kubernetes.io/"
+    roles = sorted(k[len(prefix) :] for k in meta.get("labels") or {} if k.startswith(prefix))
+    info = status.get("nodeInfo") or {}
+    internal = next(
+        (a.get("address") for a in status.get("addresses") or [] if a.get("type") == "InternalIP"),
+        "<none>",
+    )
+    return [
+        meta.get("name", ""),
+        state,
+        ",".join(roles) or "<none>",
+        age(meta.get("creationTimestamp")),
+        info.get("kubeletVersion", ""),
+        internal,
+        "<none>",
+        info.get("osImage", ""),
+        info.get("kernelVersion", ""),
+        info.get("containerRuntimeVersion", ""),
+    ]
+
+
 def _service_row(obj: Obj) -> list[Any]:
     spec, meta = obj.get("spec") or {}, _meta(obj)
     ports = ",".join(f"{p.get('port')}/{p.get('protocol', 'TCP')}" for p in spec.get("ports") or [])
@@ -272,6 +299,21 @@ _TABLES: dict[str, tuple[list[Column], Row]] = {
         _daemonset_row,
     ),
     "namespaces": ([_NAME, ("Status", "string", 0, "Namespace phase."), _AGE], _namespace_row),
+    "nodes": (
+        [
+            _NAME,
+            ("Status", "string", 0, "The status of the node."),
+            ("Roles", "string", 0, "The roles of the node."),
+            _AGE,
+            ("Version", "string", 0, "Kubelet version."),
+            ("Internal-IP", "string", 1, "Internal IP of the node."),
+            ("External-IP", "string", 1, "External IP of the node."),
+            ("OS-Image", "string", 1, "OS image reported by the node."),
+            ("Kernel-Version", "string", 1, "Kernel version reported by the node."),
+            ("Container-Runtime", "string", 1, "Container runtime reported by the node."),
+        ],
+        _node_row,
+    ),
     "configmaps": ([_NAME, ("Data", "integer", 0, "Number of data keys."), _AGE], _configmap_row),
     "events": (
         [

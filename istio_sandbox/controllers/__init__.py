@@ -8,7 +8,7 @@ from istio_sandbox.controllers.injector import SidecarInjector, route
 from istio_sandbox.controllers.istiod import revision_ready, revision_version
 from istio_sandbox.controllers.logs import BadRequest, pod_log
 from istio_sandbox.controllers.manager import Controllers
-from istio_sandbox.controllers.pods import NODES
+from istio_sandbox.system import NODES
 
 __all__ = [
     "NODES",

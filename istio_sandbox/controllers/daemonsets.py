@@ -16,10 +16,11 @@ from istio_sandbox.controllers.objects import (
     random_suffix,
     template_hash,
 )
-from istio_sandbox.controllers.pods import NODES, PodLifecycle
+from istio_sandbox.controllers.pods import PodLifecycle
 from istio_sandbox.controllers.rollout_faults import matching_fault
 from istio_sandbox.controllers.runtime import Runtime
 from istio_sandbox.store import Obj
+from istio_sandbox.system import NODES
 
 REVISION_LABEL = "controller-revision-hash"
 RETRY_S = 1.0

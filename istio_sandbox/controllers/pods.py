@@ -27,10 +27,8 @@ from istio_sandbox.controllers.runtime import Runtime
 from istio_sandbox.faults import RolloutFault
 from istio_sandbox.istio.names import PROXY_CONTAINER
 from istio_sandbox.store import NotFound, Obj, StoreError, WatchEvent, now_iso
+from istio_sandbox.system import HOST_IPS, NODES
 
-NODES: tuple[str, ...] = ("sandbox-node-1", "sandbox-node-2", "sandbox-node-3")
-"""The simulated nodes; DaemonSets run one pod on each."""
-HOST_IPS = {node: f"172.18.0.{i + 2}" for i, node in enumerate(NODES)}
 READINESS_FAILURE = "Readiness probe failed: HTTP probe failed with statuscode: 503"
 
 

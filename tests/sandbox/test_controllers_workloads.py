@@ -95,7 +95,7 @@ async def test_statefulset_creates_ordinals_and_updates_in_reverse_order() -> No
 
 async def test_daemonset_runs_one_pod_per_node_and_rolls() -> None:
     async with running() as cluster:
-        namespace(cluster, "kube-system")
+        # kube-system exists from the start, as in every cluster.
         create(cluster, workload("DaemonSet", "agent", "kube-system"))
         await wait_for(lambda: ds_done(cluster.store.get(DAEMONSETS, "kube-system", "agent")))
         nodes = sorted(p["spec"]["nodeName"] for p in pods_of(cluster, "kube-system"))
