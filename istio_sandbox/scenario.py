@@ -15,9 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from istio_sandbox.cluster import Cluster, Timings
 from istio_sandbox.faults import Faults
-from istio_sandbox.istio.charts import render_istiod, render_tag
+from istio_sandbox.istio.charts import render_default_validator, render_istiod, render_tag
 from istio_sandbox.istio.names import (
     ANNOTATION_INJECT_TEMPLATES,
+    DEFAULT_REVISION,
     ISTIO_NAMESPACE,
     LABEL_INJECTION,
     LABEL_POD_INJECT,
@@ -56,7 +57,9 @@ class RevisionSpec(_Strict):
     version: str
     """Istio version, e.g. ``1.23.4``."""
     revision: str | None = None
-    """Revision name; defaults to the version with dashes (``1-23-4``)."""
+    """Revision name; defaults to the version with dashes (``1-23-4``). ``""`` installs
+    revisionless (``helm template istiod`` without ``--set revision``): objects without a
+    suffix (``istiod``, ``istio-sidecar-injector``), revision ``default``."""
 
     @field_validator("version")
     @classmethod
@@ -67,12 +70,29 @@ class RevisionSpec(_Strict):
     @field_validator("revision")
     @classmethod
     def _revision(cls, value: str | None) -> str | None:
-        return None if value is None else _dns_label(value, "revision")
+        if value is None or value == "":
+            return value
+        if value == DEFAULT_REVISION:
+            raise ValueError(
+                "revision 'default' is what a revisionless install is called; use revision: \"\""
+            )
+        return _dns_label(value, "revision")
+
+    @property
+    def revisionless(self) -> bool:
+        return self.revision == ""
+
+    @property
+    def chart_revision(self) -> str:
+        """``--set revision=`` for the istiod chart: ``""`` for a revisionless install."""
+        return "" if self.revisionless else self.name
 
     @property
     def name(self) -> str:
-        """The revision name actually used."""
-        return self.revision or revision_of_version(self.version)
+        """The revision name actually used (``default`` for a revisionless install)."""
+        if self.revision is None:
+            return revision_of_version(self.version)
+        return self.revision or DEFAULT_REVISION
 
 
 class WorkloadSpec(_Strict):
@@ -188,6 +208,9 @@ class Scenario(_Strict):
     """Control-plane revisions installed at start."""
     tags: dict[str, str] = Field(default_factory=dict)
     """Revision tags at start: tag name → revision name."""
+    default_validator: str | None = None
+    """The base chart's ``istiod-default-validator`` (``defaultRevision``): the revision whose
+    istiod it calls (``default`` for a revisionless install); None = not installed."""
     namespaces: list[NamespaceSpec] = Field(default_factory=list)
     generate: list[GenerateSpec] = Field(default_factory=list)
     faults: Faults = Field(default_factory=Faults)
@@ -234,6 +257,11 @@ def _reference_problems(scenario: Scenario) -> Iterator[str]:
         if tag in seen_rev:
             yield f"tags.{tag}: a tag cannot share its name with a revision; rename the tag"
     selectable = seen_rev | set(scenario.tags)
+    if scenario.default_validator is not None and scenario.default_validator not in seen_rev:
+        yield (
+            f"default_validator: revision {scenario.default_validator!r} is not installed; use "
+            f"one of {sorted(seen_rev)}"
+        )
 
     workloads: dict[str, set[str]] = {}
     where: dict[str, str] = {}
@@ -261,10 +289,11 @@ def _reference_problems(scenario: Scenario) -> Iterator[str]:
         inj = ns.labels.get(LABEL_INJECTION)
         if inj is not None and inj not in ("enabled", "disabled"):
             yield f"{path}.labels.{LABEL_INJECTION}: {inj!r} must be 'enabled' or 'disabled'"
-        if inj == "enabled" and "default" not in scenario.tags:
+        if inj == "enabled" and DEFAULT_REVISION not in selectable:
             yield (
                 f"{path}.labels.{LABEL_INJECTION}: istio-injection=enabled is served by the "
-                "'default' tag; add tags: {default: <revision>}"
+                "'default' tag or a revisionless install; add tags: {default: <revision>} or "
+                'a revision with revision: ""'
             )
 
     checked: set[str] = set()
@@ -510,11 +539,15 @@ def populate_control_plane(cluster: Cluster, scenario: Scenario) -> None:
     """Create ``istio-system``, the revisions' objects and the tag webhooks."""
     _create(cluster, _namespace(ISTIO_NAMESPACE, {}, {}))
     for rev in scenario.revisions:
-        for obj in render_istiod(rev.version, rev.name):
+        for obj in render_istiod(rev.version, rev.chart_revision):
             _create(cluster, obj)
+    chart_revisions = {r.name: r.chart_revision for r in scenario.revisions}
     for tag, revision in scenario.tags.items():
-        for obj in render_tag(tag, revision):
+        for obj in render_tag(tag, chart_revisions.get(revision, revision)):
             _create(cluster, obj)
+    if scenario.default_validator is not None:
+        validator = chart_revisions.get(scenario.default_validator, scenario.default_validator)
+        _create(cluster, render_default_validator(validator))
 
 
 def populate_workloads(cluster: Cluster, scenario: Scenario) -> None:

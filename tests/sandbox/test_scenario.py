@@ -200,3 +200,41 @@ def test_populate_creates_the_objects() -> None:
 
 def test_scenario_model_is_strict() -> None:
     assert Scenario.model_config.get("extra") == "forbid"
+
+
+def test_revisionless_revision_and_its_references() -> None:
+    scenario = parse_scenario(
+        _minimal(
+            revisions=[{"version": "1.23.4", "revision": ""}],
+            tags={},
+            default_validator="default",
+            namespaces=[
+                {"name": "legacy", "labels": {"istio-injection": "enabled"}},
+                {"name": "tagged", "labels": {"istio.io/rev": "default"}},
+            ],
+        )
+    )
+    assert scenario.revision_names() == ["default"]
+    assert scenario.revisions[0].chart_revision == ""
+    cluster = new_cluster(scenario)
+    populate(cluster, scenario)
+    store = cluster.store
+    assert store.get(DEPLOYMENTS, "istio-system", "istiod")
+    assert {w["metadata"]["name"] for w in store.list(WEBHOOKS)} == {"istio-sidecar-injector"}
+    validators = BY_KEY["admissionregistration.k8s.io/validatingwebhookconfigurations"]
+    default = store.get(validators, "", "istiod-default-validator")
+    assert default["webhooks"][0]["clientConfig"]["service"]["name"] == "istiod"
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"revisions": [{"version": "1.23.4", "revision": "default"}]}, 'use revision: ""'),
+        ({"default_validator": "1-99-0"}, "default_validator: revision '1-99-0' is not installed"),
+        ({"tags": {}}, "served by the 'default' tag or a revisionless install"),
+    ],
+)
+def test_revisionless_mistakes_are_named(change: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ScenarioError) as err:
+        parse_scenario(_minimal(**change))
+    assert expected in str(err.value)

@@ -107,3 +107,47 @@ async def test_kubectl_reads_the_sandbox(
     assert out.returncode == 0, out.stderr
     rows = {line.split()[0]: line.split() for line in out.stdout.splitlines()[1:]}
     assert rows["payments"][-1] == "canary"
+
+
+async def test_revisionless_comes_up_injected_by_the_revisionless_istiod(
+    sandbox_factory: Callable[..., Awaitable[SandboxProcess]],
+) -> None:
+    sandbox = await sandbox_factory("revisionless")
+    core = _api(sandbox)
+    deadline = time.monotonic() + 60
+    while True:
+        running, ready = await asyncio.to_thread(_all_ready, core)
+        if running and running == ready:
+            break
+        assert time.monotonic() < deadline, f"{ready}/{running} pods ready after 60 s"
+        await asyncio.sleep(0.2)
+    api_client = config.new_client_from_config(str(sandbox.kubeconfig))  # type: ignore[no-untyped-call]
+    admission = client.AdmissionregistrationV1Api(api_client)
+    mutating = {w.metadata.name for w in admission.list_mutating_webhook_configuration().items}
+    assert mutating == {"istio-sidecar-injector"}
+    validator = admission.read_validating_webhook_configuration("istiod-default-validator")
+    assert validator.webhooks[0].client_config.service.name == "istiod"
+    apps = client.AppsV1Api(api_client)
+    assert apps.read_namespaced_deployment("istiod", "istio-system").status.ready_replicas == 1
+    scenario = load_scenario("revisionless")
+    outside = {"legacy"}
+    for ns in scenario.namespaces:
+        for pod in core.list_namespaced_pod(ns.name).items:
+            annotations = pod.metadata.annotations or {}
+            labels = pod.metadata.labels or {}
+            if ns.name in outside or labels.get("sidecar.istio.io/inject") == "false":
+                assert "istio.io/rev" not in annotations, pod.metadata.name
+                continue
+            assert annotations["istio.io/rev"] == "default", pod.metadata.name
+            status = json.loads(annotations["sidecar.istio.io/status"])
+            assert status["revision"] == "default"
+            images = {c.name: c.image for c in pod.spec.containers}
+            assert images["istio-proxy"] == "docker.io/istio/proxyv2:1.23.4"
+    gateways = core.list_namespaced_pod("istio-ingress").items
+    assert len(gateways) == 2
+    for pod in gateways:
+        status = json.loads(pod.metadata.annotations["sidecar.istio.io/status"])
+        assert status["templates"] == ["gateway"] and not pod.spec.init_containers
+    assert core.list_namespaced_pod("reports").items
+    page = sandbox.metrics()
+    assert 'pilot_xds{revision="default",version="1.23.4"}' in page
