@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -167,16 +168,55 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
 BY_KEY: dict[str, ResourceType] = {rt.key: rt for rt in RESOURCE_TYPES}
 
 
-def lookup(group: str, version: str, plural: str) -> ResourceType | None:
-    """Find a served resource by its URL parts."""
+CustomTypes = dict[tuple[str, str, str], ResourceType]
+"""(group, version, plural) → a type a CustomResourceDefinition serves (one cluster's)."""
+
+
+def lookup(
+    group: str, version: str, plural: str, custom: CustomTypes | None = None
+) -> ResourceType | None:
+    """Find a served resource by its URL parts (built-in, then the cluster's CRDs)."""
     rt = BY_KEY.get(f"{group}/{plural}")
-    if rt is None or rt.version != version:
-        return None
-    return rt
+    if rt is not None and rt.version == version:
+        return rt
+    if custom:
+        return custom.get((group, version, plural))
+    return None
 
 
-def by_kind(kind: str, api_version: str) -> ResourceType | None:
-    for rt in RESOURCE_TYPES:
+def by_kind(kind: str, api_version: str, custom: CustomTypes | None = None) -> ResourceType | None:
+    for rt in all_types(custom):
         if rt.kind == kind and rt.api_version == api_version:
             return rt
     return None
+
+
+def all_types(custom: CustomTypes | None = None) -> list[ResourceType]:
+    """Built-in types followed by the cluster's custom ones."""
+    return [*RESOURCE_TYPES, *(custom or {}).values()]
+
+
+def custom_types_of(crd: dict[str, Any]) -> list[ResourceType]:
+    """The types a CustomResourceDefinition serves: one per served version, sharing storage
+    (the store key is ``group/plural``), as apiextensions-apiserver serves them."""
+    spec = crd.get("spec") or {}
+    names = spec.get("names") or {}
+    out = []
+    for v in spec.get("versions") or []:
+        if not v.get("served", True):
+            continue
+        subs = tuple(k for k in ("status", "scale") if k in (v.get("subresources") or {}))
+        out.append(
+            ResourceType(
+                group=str(spec.get("group", "")),
+                version=str(v.get("name", "")),
+                kind=str(names.get("kind", "")),
+                plural=str(names.get("plural", "")),
+                namespaced=spec.get("scope", "Namespaced") == "Namespaced",
+                short_names=tuple(names.get("shortNames") or ()),
+                subresources=subs,
+                categories=tuple(names.get("categories") or ()),
+                singular=str(names.get("singular") or str(names.get("kind", "")).lower()),
+            )
+        )
+    return out

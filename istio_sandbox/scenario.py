@@ -15,7 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from istio_sandbox.cluster import Cluster, Timings
 from istio_sandbox.faults import Faults
-from istio_sandbox.istio.charts import render_default_validator, render_istiod, render_tag
+from istio_sandbox.istio.charts import (
+    render_crds,
+    render_default_validator,
+    render_istiod,
+    render_tag,
+)
 from istio_sandbox.istio.names import (
     ANNOTATION_INJECT_TEMPLATES,
     DEFAULT_REVISION,
@@ -208,6 +213,11 @@ class Scenario(_Strict):
     """Control-plane revisions installed at start."""
     tags: dict[str, str] = Field(default_factory=dict)
     """Revision tags at start: tag name → revision name."""
+    istio_crds: bool = True
+    """Install the base chart's Istio CRDs (VirtualService, DestinationRule, Gateway, Sidecar,
+    ServiceEntry, PeerAuthentication, AuthorizationPolicy, RequestAuthentication, Telemetry)."""
+    istio_resources: list[dict[str, Any]] = Field(default_factory=list)
+    """Istio custom resources (full objects) created after the workloads, through admission."""
     default_validator: str | None = None
     """The base chart's ``istiod-default-validator`` (``defaultRevision``): the revision whose
     istiod it calls (``default`` for a revisionless install); None = not installed."""
@@ -257,6 +267,22 @@ def _reference_problems(scenario: Scenario) -> Iterator[str]:
         if tag in seen_rev:
             yield f"tags.{tag}: a tag cannot share its name with a revision; rename the tag"
     selectable = seen_rev | set(scenario.tags)
+    served = {
+        (f"{c['spec']['group']}/{v['name']}", c["spec"]["names"]["kind"])
+        for c in render_crds()
+        for v in c["spec"]["versions"]
+    }
+    for i, res in enumerate(scenario.istio_resources):
+        raw_meta = res.get("metadata")
+        meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
+        key = (res.get("apiVersion"), res.get("kind"))
+        if not scenario.istio_crds or key not in served:
+            yield (
+                f"istio_resources[{i}]: {key[0]} {key[1]} is not an Istio CRD the sandbox "
+                f"installs; use one of {sorted(k for _, k in served)} with istio_crds: true"
+            )
+        if not meta.get("name") or not meta.get("namespace"):
+            yield f"istio_resources[{i}].metadata: name and namespace are required"
     if scenario.default_validator is not None and scenario.default_validator not in seen_rev:
         yield (
             f"default_validator: revision {scenario.default_validator!r} is not installed; use "
@@ -407,7 +433,7 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
 
 
 def _create(cluster: Cluster, obj: Obj) -> None:
-    rt = by_kind(obj["kind"], obj["apiVersion"])
+    rt = by_kind(obj["kind"], obj["apiVersion"], cluster.store.custom_types)
     if rt is None:
         raise ScenarioError(f"the sandbox does not serve {obj['apiVersion']} {obj['kind']}")
     # populate is idempotent: running it twice keeps what exists
@@ -536,7 +562,10 @@ def _job(namespace: str, j: JobSpec) -> Obj:
 
 
 def populate_control_plane(cluster: Cluster, scenario: Scenario) -> None:
-    """Create ``istio-system``, the revisions' objects and the tag webhooks."""
+    """Create the Istio CRDs, ``istio-system``, the revisions' objects and the tag webhooks."""
+    if scenario.istio_crds:
+        for crd in render_crds():
+            _create(cluster, crd)
     _create(cluster, _namespace(ISTIO_NAMESPACE, {}, {}))
     for rev in scenario.revisions:
         for obj in render_istiod(rev.version, rev.chart_revision):
@@ -565,6 +594,8 @@ def populate_workloads(cluster: Cluster, scenario: Scenario) -> None:
             _create(cluster, _job(ns.name, j))
         for p in ns.pods:
             _create(cluster, _bare_pod(ns.name, p))
+    for obj in scenario.istio_resources:
+        _create(cluster, obj)
 
 
 def populate(cluster: Cluster, scenario: Scenario) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
-from istio_sandbox.resources import ResourceType
+from istio_sandbox.resources import CustomTypes, ResourceType
 
 Obj = dict[str, Any]
 _T = TypeVar("_T")
@@ -77,6 +77,9 @@ class WatchEvent:
 Listener = Callable[[WatchEvent], None]
 Admission = Callable[[Obj], Obj]
 """Mutating/validating admission: returns the object to store, or raises a StoreError."""
+Validation = Callable[[ResourceType, str, Obj, "Obj | None"], None]
+"""Validating admission of every type: ``(type, CREATE|UPDATE, object, old object)``;
+raises a StoreError to refuse the write."""
 
 
 def clone(obj: _T) -> _T:
@@ -114,6 +117,9 @@ class Store:
         self._watchers: set[asyncio.Queue[WatchEvent]] = set()
         self._admission: dict[str, list[Admission]] = {}
         self._after_write: list[Listener] = []
+        self._validation: list[Validation] = []
+        self.custom_types: CustomTypes = {}
+        """Types the cluster's CustomResourceDefinitions serve (kept by the CRD controller)."""
         self._pending: deque[WatchEvent] = deque()
         self._draining = False
 
@@ -185,6 +191,8 @@ class Store:
         for admit in self._admission.get(rt.key, ()):
             obj = admit(obj)
             meta = obj["metadata"]
+        for validate in self._validation:
+            validate(rt, "CREATE", obj, None)
         obj["apiVersion"] = rt.api_version
         obj["kind"] = rt.kind
         meta["uid"] = str(uuid.uuid4())
@@ -246,6 +254,9 @@ class Store:
         if {**new, "metadata": {**nmeta, "resourceVersion": cmeta["resourceVersion"]}} == current:
             # A no-op write does not bump resourceVersion or wake watchers.
             return clone(current)
+        if subresource != "status":
+            for validate in self._validation:
+                validate(rt, "UPDATE", new, current)
         rv = self._next_rv()
         nmeta["resourceVersion"] = str(rv)
         bucket[(ns, name)] = new
@@ -312,6 +323,10 @@ class Store:
         """Call ``fn`` after each change once every listener and watcher has seen it, so
         writes ``fn`` makes (a controller reacting at once) come after it in every stream."""
         self._after_write.append(fn)
+
+    def add_validation(self, fn: Validation) -> None:
+        """Run ``fn`` on every create and (non-status) update of any type, after mutation."""
+        self._validation.append(fn)
 
     def add_admission(self, rt_key: str, fn: Admission) -> None:
         """Run ``fn`` on every object of type ``rt_key`` about to be created, in registration

@@ -5,6 +5,10 @@
   (k8s ``pkg/controlplane/controller/systemnamespaces``).
 - Registered Nodes: the kubelets of the simulated nodes the scheduler and the DaemonSet
   controller place pods on.
+- CustomResourceDefinitions served as apiextensions-apiserver serves them: a created CRD
+  makes every served version of its group/plural a resource (CRUD, list, watch, discovery),
+  reports ``Established``; deleting it deletes every object of its kind
+  (apiextensions-apiserver ``pkg/controller/finalizer/crd_finalizer.go``).
 - The ``default`` ServiceAccount of every namespace, created by kube-controller-manager's
   serviceaccounts controller (k8s ``pkg/controller/serviceaccount/serviceaccounts_controller.go``)
   as soon as the namespace exists.
@@ -14,10 +18,11 @@ from __future__ import annotations
 
 import contextlib
 
-from istio_sandbox.resources import BY_KEY
-from istio_sandbox.store import AlreadyExists, Obj, Store, WatchEvent
+from istio_sandbox.resources import BY_KEY, custom_types_of
+from istio_sandbox.store import AlreadyExists, NotFound, Obj, Store, WatchEvent, now_iso
 
 NAMESPACES = BY_KEY["/namespaces"]
+CRDS = BY_KEY["apiextensions.k8s.io/customresourcedefinitions"]
 NODES_RT = BY_KEY["/nodes"]
 SERVICEACCOUNTS = BY_KEY["/serviceaccounts"]
 
@@ -111,8 +116,69 @@ def default_service_account(namespace: str) -> Obj:
     }
 
 
+def _crd_status(crd: Obj) -> Obj:
+    names = (crd.get("spec") or {}).get("names") or {}
+    old = {c.get("type"): c for c in (crd.get("status") or {}).get("conditions") or []}
+    now = now_iso()
+
+    def cond(ctype: str, reason: str, message: str) -> Obj:
+        prev = old.get(ctype) or {}
+        return {
+            "type": ctype,
+            "status": "True",
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": prev.get("lastTransitionTime") or now,
+        }
+
+    versions = [v.get("name") for v in (crd.get("spec") or {}).get("versions") or []]
+    return {
+        "acceptedNames": {
+            k: names[k]
+            for k in ("kind", "listKind", "plural", "singular", "shortNames", "categories")
+            if k in names
+        },
+        "conditions": [
+            cond("NamesAccepted", "NoConflicts", "no conflicts found"),
+            cond("Established", "InitialNamesAccepted", "the initial names have been accepted"),
+        ],
+        "storedVersions": [
+            v.get("name") for v in (crd.get("spec") or {}).get("versions") or [] if v.get("storage")
+        ]
+        or versions[:1],
+    }
+
+
+def _sync_crd(store: Store, ev: WatchEvent) -> None:
+    spec = ev.obj.get("spec") or {}
+    group = str(spec.get("group", ""))
+    plural = str((spec.get("names") or {}).get("plural", ""))
+    for key in [k for k in store.custom_types if k[0] == group and k[2] == plural]:
+        del store.custom_types[key]
+    if ev.type == "DELETED":
+        for rt in custom_types_of(ev.obj)[:1]:
+            # Every object of the kind goes with its definition.
+            for obj in store.list(rt, copy_objects=False)[:]:
+                m = obj["metadata"]
+                try:
+                    store.delete(rt, m.get("namespace", ""), m["name"])
+                except NotFound:
+                    continue
+        return
+    for rt in custom_types_of(ev.obj):
+        store.custom_types[(rt.group, rt.version, rt.plural)] = rt
+    status = _crd_status(ev.obj)
+    if ev.obj.get("status") != status:
+        try:
+            store.set_status(CRDS, "", ev.obj["metadata"]["name"], status)
+        except NotFound:
+            return
+
+
 def _on_change(store: Store, ev: WatchEvent) -> None:
-    if ev.rt.key == NAMESPACES.key and ev.type == "ADDED":
+    if ev.rt.key == CRDS.key:
+        _sync_crd(store, ev)
+    elif ev.rt.key == NAMESPACES.key and ev.type == "ADDED":
         name = ev.obj["metadata"]["name"]
         with contextlib.suppress(AlreadyExists):
             store.create(SERVICEACCOUNTS, default_service_account(name))

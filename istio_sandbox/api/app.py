@@ -55,7 +55,7 @@ def _is_watch(request: web.Request, target: Target) -> bool:
 async def resource(request: web.Request) -> web.StreamResponse:
     """Dispatch one ``/api/...`` or ``/apis/...`` resource request."""
     cluster = request.app[CLUSTER_KEY]
-    target = resolve(request.path)
+    target = resolve(request.path, cluster.store.custom_types)
     if target is None:
         raise ApiError(404, "the server could not find the requested resource", details={})
     watch = _is_watch(request, target)

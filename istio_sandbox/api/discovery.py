@@ -12,8 +12,9 @@ from typing import Any
 
 from aiohttp import web
 
+from istio_sandbox.api.admin import CLUSTER_KEY
 from istio_sandbox.api.errors import ApiError, json_response
-from istio_sandbox.resources import RESOURCE_TYPES, ResourceType
+from istio_sandbox.resources import CustomTypes, ResourceType, all_types
 
 KUBERNETES_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0-sandbox"}
 
@@ -22,9 +23,9 @@ _SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "scale": ["get", "pa
 _SUBRESOURCE_KIND = {"scale": ("autoscaling", "v1", "Scale")}
 
 
-def _group_versions() -> dict[str, list[str]]:
+def _group_versions(custom: CustomTypes | None = None) -> dict[str, list[str]]:
     out: dict[str, list[str]] = defaultdict(list)
-    for rt in RESOURCE_TYPES:
+    for rt in all_types(custom):
         if rt.version not in out[rt.group]:
             out[rt.group].append(rt.version)
     return out
@@ -60,9 +61,11 @@ def _resource_entries(rt: ResourceType) -> list[dict[str, Any]]:
     return out
 
 
-def resource_list(group: str, version: str) -> dict[str, Any] | None:
+def resource_list(
+    group: str, version: str, custom: CustomTypes | None = None
+) -> dict[str, Any] | None:
     """The ``APIResourceList`` of one group/version; None when not served."""
-    types = [rt for rt in RESOURCE_TYPES if rt.group == group and rt.version == version]
+    types = [rt for rt in all_types(custom) if rt.group == group and rt.version == version]
     if not types:
         return None
     resources = [entry for rt in types for entry in _resource_entries(rt)]
@@ -74,10 +77,10 @@ def resource_list(group: str, version: str) -> dict[str, Any] | None:
     }
 
 
-def group_list() -> dict[str, Any]:
+def group_list(custom: CustomTypes | None = None) -> dict[str, Any]:
     """The ``APIGroupList`` served at ``/apis``."""
     groups = []
-    for group, versions in _group_versions().items():
+    for group, versions in _group_versions(custom).items():
         if not group:
             continue
         entries = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
@@ -116,20 +119,26 @@ async def core_resources(_: web.Request) -> web.Response:
     return json_response(doc)
 
 
-async def groups(_: web.Request) -> web.Response:
-    return json_response(group_list())
+def _custom(request: web.Request) -> CustomTypes:
+    return request.app[CLUSTER_KEY].store.custom_types
+
+
+async def groups(request: web.Request) -> web.Response:
+    return json_response(group_list(_custom(request)))
 
 
 async def group(request: web.Request) -> web.Response:
     name = request.match_info["group"]
-    for item in group_list()["groups"]:
+    for item in group_list(_custom(request))["groups"]:
         if item["name"] == name:
             return json_response({"kind": "APIGroup", "apiVersion": "v1", **item})
     raise ApiError(404, "the server could not find the requested resource", details={})
 
 
 async def group_resources(request: web.Request) -> web.Response:
-    doc = resource_list(request.match_info["group"], request.match_info["version"])
+    doc = resource_list(
+        request.match_info["group"], request.match_info["version"], _custom(request)
+    )
     if doc is None:
         raise ApiError(404, "the server could not find the requested resource", details={})
     return json_response(doc)
@@ -140,5 +149,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api", core_versions)
     app.router.add_get("/api/v1", core_resources)
     app.router.add_get("/apis", groups)
+    app.router.add_get("/apis/", groups)
     app.router.add_get("/apis/{group}", group)
     app.router.add_get("/apis/{group}/{version}", group_resources)

@@ -27,7 +27,7 @@ from istio_sandbox.api.patch import strategic_merge_patch as smp
 from istio_sandbox.api.tables import table, wants_table
 from istio_sandbox.api.target import Target, namespaces_type
 from istio_sandbox.api.validation import object_errors
-from istio_sandbox.resources import BY_KEY, RESOURCE_TYPES, ResourceType
+from istio_sandbox.resources import BY_KEY, RESOURCE_TYPES, ResourceType, all_types
 from istio_sandbox.store import NotFound, Obj, Store, now_iso
 
 PODS = BY_KEY["/pods"]
@@ -292,7 +292,7 @@ def delete_tree(
 ) -> Obj:
     """Delete an object and, unless ``orphan``, what it owns (recursively) or contains."""
     if rt.plural == "namespaces":
-        for other in RESOURCE_TYPES:
+        for other in all_types(store.custom_types):
             if other.namespaced:
                 for obj in store.list(other, name, copy_objects=False)[:]:
                     _quiet_delete(store, other, name, obj["metadata"]["name"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from istio_sandbox.api.errors import ApiError
-from istio_sandbox.resources import BY_KEY, ResourceType, lookup
+from istio_sandbox.resources import BY_KEY, CustomTypes, ResourceType, lookup
 
 _NAMESPACES = BY_KEY["/namespaces"]
 
@@ -44,7 +44,7 @@ class Target:
         return method.lower()
 
 
-def resolve(path: str) -> Target | None:
+def resolve(path: str, custom: CustomTypes | None = None) -> Target | None:
     """Parse ``/api/v1/...`` or ``/apis/<group>/<version>/...``; None when not a resource path.
 
     Raises:
@@ -66,10 +66,10 @@ def resolve(path: str) -> Target | None:
             raise _not_found(path)
     namespace = ""
     if rest[0] == "namespaces" and len(rest) >= 3:
-        candidate = lookup(group, version, rest[2])
+        candidate = lookup(group, version, rest[2], custom)
         if candidate is not None and candidate.namespaced:
             namespace, rest = rest[1], rest[2:]
-    rt = lookup(group, version, rest[0])
+    rt = lookup(group, version, rest[0], custom)
     if rt is None:
         raise _not_found(path)
     if namespace and not rt.namespaced:

@@ -28,6 +28,7 @@ from istio_sandbox.controllers.pods import PodLifecycle
 from istio_sandbox.controllers.replicasets import ReplicaSetController
 from istio_sandbox.controllers.runtime import Runtime
 from istio_sandbox.controllers.statefulsets import StatefulSetController
+from istio_sandbox.controllers.validation import ValidatingAdmission, ValidationWebhookController
 from istio_sandbox.faults import RolloutFault
 from istio_sandbox.istio.names import ISTIO_NAMESPACE
 from istio_sandbox.store import WatchEvent
@@ -62,6 +63,8 @@ class Controllers:
         self.injector = SidecarInjector(
             cluster, rt.events, pods_in=lambda ns: rt.in_namespace(PODS, ns)
         )
+        self.validation = ValidatingAdmission(cluster, lambda ns: rt.in_namespace(PODS, ns))
+        self.validation_webhooks = ValidationWebhookController(rt)
         self._reconcilers: dict[str, Callable[[str, str], None]] = {
             PODS.key: self.pods.reconcile,
             REPLICASETS.key: self.replicasets.reconcile,
@@ -86,9 +89,12 @@ class Controllers:
             self._hooked = True
             defaults.register(store)
             store.add_admission(PODS.key, self.injector.admit)
+            store.add_validation(self.validation)
+            self.runtime.change_hooks.append(self.validation_webhooks.on_change)
             store.add_listener(self.runtime.on_change)
             self.runtime.change_hooks.append(self._on_istio_change)
             self.runtime.prime()
+            self.runtime.after(0, self.validation_webhooks.reconcile)
         self._wake = asyncio.Event()
         wake = self._wake
         self.runtime.wake = wake.set

@@ -447,3 +447,81 @@ def render_default_validator(default_revision: str) -> Obj:
         },
         "webhooks": [_validation_webhook("validation.istio.io", service, None)],
     }
+
+
+# (group, kind, plural, short names, versions (storage first), categories) of the base
+# chart's CRDs the sandbox serves: manifests/charts/base/files/crd-all.gen.yaml.
+_CRDS: tuple[tuple[str, str, str, tuple[str, ...], tuple[str, ...], tuple[str, ...]], ...] = (
+    ("networking.istio.io", "DestinationRule", "destinationrules", ("dr",),
+     ("v1", "v1alpha3", "v1beta1"), ("istio-io", "networking-istio-io")),
+    ("networking.istio.io", "Gateway", "gateways", ("gw",),
+     ("v1", "v1alpha3", "v1beta1"), ("istio-io", "networking-istio-io")),
+    ("networking.istio.io", "ServiceEntry", "serviceentries", ("se",),
+     ("v1", "v1alpha3", "v1beta1"), ("istio-io", "networking-istio-io")),
+    ("networking.istio.io", "Sidecar", "sidecars", (),
+     ("v1", "v1alpha3", "v1beta1"), ("istio-io", "networking-istio-io")),
+    ("networking.istio.io", "VirtualService", "virtualservices", ("vs",),
+     ("v1", "v1alpha3", "v1beta1"), ("istio-io", "networking-istio-io")),
+    ("security.istio.io", "AuthorizationPolicy", "authorizationpolicies", ("ap",),
+     ("v1", "v1beta1"), ("istio-io", "security-istio-io")),
+    ("security.istio.io", "PeerAuthentication", "peerauthentications", ("pa",),
+     ("v1", "v1beta1"), ("istio-io", "security-istio-io")),
+    ("security.istio.io", "RequestAuthentication", "requestauthentications", ("ra",),
+     ("v1", "v1beta1"), ("istio-io", "security-istio-io")),
+    ("telemetry.istio.io", "Telemetry", "telemetries", ("telemetry",),
+     ("v1alpha1", "v1"), ("istio-io", "telemetry-istio-io")),
+)  # fmt: skip
+
+
+def render_crds() -> list[Obj]:
+    """The base chart's CustomResourceDefinitions for the Istio kinds the upgrade touches
+    (reduced to names, scope and versions; schemas are ``x-kubernetes-preserve-unknown-fields``).
+    """
+    out = []
+    for group, kind, plural, short, versions, categories in _CRDS:
+        names: Obj = {
+            "categories": list(categories),
+            "kind": kind,
+            "listKind": f"{kind}List",
+            "plural": plural,
+            "singular": kind.lower(),
+        }
+        if short:
+            names["shortNames"] = list(short)
+        out.append(
+            {
+                "apiVersion": "apiextensions.k8s.io/v1",
+                "kind": "CustomResourceDefinition",
+                "metadata": {
+                    "name": f"{plural}.{group}",
+                    "annotations": {"helm.sh/resource-policy": "keep"},
+                    "labels": {
+                        "app": "istio-pilot",
+                        "chart": "istio",
+                        "heritage": "Tiller",
+                        "release": "istio",
+                    },
+                },
+                "spec": {
+                    "group": group,
+                    "names": names,
+                    "scope": "Namespaced",
+                    "versions": [
+                        {
+                            "name": v,
+                            "served": True,
+                            "storage": i == 0,
+                            "subresources": {"status": {}},
+                            "schema": {
+                                "openAPIV3Schema": {
+                                    "type": "object",
+                                    "x-kubernetes-preserve-unknown-fields": True,
+                                }
+                            },
+                        }
+                        for i, v in enumerate(versions)
+                    ],
+                },
+            }
+        )
+    return out

@@ -151,3 +151,15 @@ async def test_revisionless_comes_up_injected_by_the_revisionless_istiod(
     assert core.list_namespaced_pod("reports").items
     page = sandbox.metrics()
     assert 'pilot_xds{revision="default",version="1.23.4"}' in page
+    custom = client.CustomObjectsApi(api_client)
+    vs = custom.list_namespaced_custom_object(
+        "networking.istio.io", "v1", "frontend", "virtualservices"
+    )
+    assert [i["metadata"]["name"] for i in vs["items"]] == ["web"]
+    deadline = time.monotonic() + 10
+    while True:
+        policy = admission.read_validating_webhook_configuration("istiod-default-validator")
+        if policy.webhooks[0].failure_policy == "Fail" or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert policy.webhooks[0].failure_policy == "Fail", "istiod fails its validators closed"
