@@ -25,19 +25,14 @@ class RemoveRevisionSpec(BaseModel):
     """The cluster; ``cluster.prometheus_url`` adds the check that no proxy is still
     connected to the revision's istiod (``pilot_xds``)."""
     revision: str
-    """The revision to remove, e.g. ``1-23-4``."""
+    """The revision to remove, e.g. ``1-23-4``; ``default`` is a revisionless install
+    (``istiod``, ``istio-sidecar-injector``), whose objects carry ``istio.io/rev=default``."""
     dry_run: bool = False
     """Only check whether the revision could be removed; change nothing."""
 
     @field_validator("revision")
     @classmethod
     def _revision(cls, value: str) -> str:
-        if value == "default":
-            raise ValueError(
-                "revision 'default' is the default tag, not a revision; name the revision "
-                "it points at (kubectl get mutatingwebhookconfigurations -l istio.io/tag=default "
-                "--show-labels)"
-            )
         return check_dns1123(value, "revision")
 
 

@@ -87,6 +87,6 @@ async def test_kept_revision_is_removed_once_unused(
         again = await cli.json(*args)
         assert again["outcome"] == "NOT_INSTALLED", again
 
-        bad = await cli("remove-revision", "--cluster", "demo", "--revision", "default")
+        bad = await cli("remove-revision", "--cluster", "demo", "--revision", "Not_A_Name")
         assert bad.exit_code == ExitCode.USAGE
-        assert "revision" in bad.stderr and "default tag" in bad.stderr
+        assert "revision" in bad.stderr and "DNS-1123 label" in bad.stderr
