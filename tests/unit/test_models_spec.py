@@ -172,7 +172,6 @@ def test_published_schema_is_current() -> None:
     ("doc", "field", "hint"),
     [
         ({"cluster": {"name": "prod"}, "revision": "Bad_Rev"}, "revision", "DNS-1123"),
-        ({"cluster": {"name": "prod"}, "revision": "default"}, "revision", "default tag"),
         ({"cluster": {"name": "prod"}, "revision": "1-23-4", "force": True}, "force", "extra"),
         ({"cluster": {"name": "Prod"}, "revision": "1-23-4"}, "cluster.name", "DNS-1123"),
     ],
@@ -190,3 +189,8 @@ def test_removal_workflow_id() -> None:
     assert removal_workflow_id(spec) == "istio-remove-revision.prod.1-23-4"
     dry = spec.model_copy(update={"dry_run": True})
     assert removal_workflow_id(dry) == "istio-remove-revision.prod.1-23-4.dry-run"
+
+
+def test_removal_of_the_revisionless_install_is_named_default() -> None:
+    spec = RemoveRevisionSpec.model_validate({"cluster": {"name": "prod"}, "revision": "default"})
+    assert spec.revision == "default"
