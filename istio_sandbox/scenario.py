@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from istio_sandbox.cluster import Cluster, Timings
+from istio_sandbox.controllers.rollouts import render_rollout_crd
 from istio_sandbox.faults import Faults
 from istio_sandbox.istio.charts import (
     render_crds,
@@ -36,6 +37,7 @@ from istio_sandbox.resources import by_kind
 from istio_sandbox.store import AlreadyExists, Obj
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
+ROLLOUT_API_VERSION = "argoproj.io/v1alpha1"
 APP_IMAGE_HUB = "docker.io/istio-upgrade-sandbox"
 
 
@@ -105,7 +107,9 @@ class WorkloadSpec(_Strict):
 
     name: str
     """Workload name; also its Service name and its pods' ``app`` label."""
-    kind: Literal["Deployment", "StatefulSet", "DaemonSet"] = "Deployment"
+    kind: Literal["Deployment", "StatefulSet", "DaemonSet", "Rollout"] = "Deployment"
+    """``Rollout`` is an Argo Rollout (``argoproj.io/v1alpha1``): its pods belong to a
+    ReplicaSet owned by the Rollout, a controller the upgrade does not know."""
     replicas: int = Field(1, ge=0, le=1000)
     """Pods wanted; ignored for a DaemonSet, which runs one pod per simulated node."""
     labels: dict[str, str] = Field(default_factory=dict)
@@ -123,11 +127,30 @@ class WorkloadSpec(_Strict):
     gateway: bool = False
     """An injection-based ingress gateway: pod annotation
     ``inject.istio.io/templates: gateway``."""
+    host_network: bool = False
+    """``spec.hostNetwork: true`` (node agents, CNI plugins): the pod uses its node's IP and
+    the injector never injects it."""
+    update_strategy: Literal["RollingUpdate", "OnDelete"] = "RollingUpdate"
+    """StatefulSet/DaemonSet ``updateStrategy.type``: with ``OnDelete`` a template change only
+    moves ``status.updateRevision``; pods are replaced when someone deletes them."""
+    paused: bool = False
+    """Deployment ``spec.paused``: template changes (a restart included) do not roll until
+    it is resumed."""
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
         return _dns_label(value, "workload name")
+
+    @model_validator(mode="after")
+    def _kind_options(self) -> WorkloadSpec:
+        if self.update_strategy == "OnDelete" and self.kind not in ("StatefulSet", "DaemonSet"):
+            raise ValueError(
+                f"update_strategy OnDelete is a StatefulSet/DaemonSet strategy, not {self.kind}'s"
+            )
+        if self.paused and self.kind not in ("Deployment", "Rollout"):
+            raise ValueError(f"paused applies to a Deployment or Rollout, not a {self.kind}")
+        return self
 
 
 class PodSpec(_Strict):
@@ -216,6 +239,9 @@ class Scenario(_Strict):
     istio_crds: bool = True
     """Install the base chart's Istio CRDs (VirtualService, DestinationRule, Gateway, Sidecar,
     ServiceEntry, PeerAuthentication, AuthorizationPolicy, RequestAuthentication, Telemetry)."""
+    argo_rollouts: bool = False
+    """Install Argo Rollouts' CRD ``rollouts.argoproj.io`` (and run its controller); implied
+    by any ``kind: Rollout`` workload."""
     istio_resources: list[dict[str, Any]] = Field(default_factory=list)
     """Istio custom resources (full objects) created after the workloads, through admission."""
     default_validator: str | None = None
@@ -247,6 +273,11 @@ class Scenario(_Strict):
 
     def revision_names(self) -> list[str]:
         return [r.name for r in self.revisions]
+
+    def needs_rollouts_crd(self) -> bool:
+        return self.argo_rollouts or any(
+            w.kind == "Rollout" for _, ns in self.all_namespaces() for w in ns.workloads
+        )
 
 
 def _reference_problems(scenario: Scenario) -> Iterator[str]:
@@ -487,27 +518,45 @@ def workload_objects(namespace: str, w: WorkloadSpec) -> list[Obj]:
         container = _container("istio-proxy", w.protocol, "auto")
     else:
         container = _container(w.name, w.protocol, f"{APP_IMAGE_HUB}/{w.name}:1.0")
-    template: Obj = {
-        "metadata": {"labels": pod_labels},
-        "spec": {"containers": [container], "terminationGracePeriodSeconds": 5},
-    }
+    pod_spec: Obj = {"containers": [container], "terminationGracePeriodSeconds": 5}
+    if w.host_network:
+        pod_spec["hostNetwork"] = True
+        pod_spec["dnsPolicy"] = "ClusterFirstWithHostNet"
+    template: Obj = {"metadata": {"labels": pod_labels}, "spec": pod_spec}
     if annotations:
         template["metadata"]["annotations"] = annotations
     spec: Obj = {"selector": {"matchLabels": {"app": w.name}}, "template": template}
+    api_version = "apps/v1"
     if w.kind == "Deployment":
         spec["replicas"] = w.replicas
         spec["strategy"] = {
             "type": "RollingUpdate",
             "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"},
         }
+        if w.paused:
+            spec["paused"] = True
+    elif w.kind == "Rollout":
+        api_version = ROLLOUT_API_VERSION
+        spec["replicas"] = w.replicas
+        spec["strategy"] = {"canary": {"maxSurge": "25%", "maxUnavailable": 0}}
+        if w.paused:
+            spec["paused"] = True
     elif w.kind == "StatefulSet":
         spec["replicas"] = w.replicas
         spec["serviceName"] = w.name
-        spec["updateStrategy"] = {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}
+        spec["updateStrategy"] = (
+            {"type": "OnDelete"}
+            if w.update_strategy == "OnDelete"
+            else {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}
+        )
     else:
-        spec["updateStrategy"] = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}}
+        spec["updateStrategy"] = (
+            {"type": "OnDelete"}
+            if w.update_strategy == "OnDelete"
+            else {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}}
+        )
     workload = {
-        "apiVersion": "apps/v1",
+        "apiVersion": api_version,
         "kind": w.kind,
         "metadata": {"name": w.name, "namespace": namespace, "labels": {"app": w.name}},
         "spec": spec,
@@ -566,6 +615,8 @@ def populate_control_plane(cluster: Cluster, scenario: Scenario) -> None:
     if scenario.istio_crds:
         for crd in render_crds():
             _create(cluster, crd)
+    if scenario.needs_rollouts_crd():
+        _create(cluster, render_rollout_crd())
     _create(cluster, _namespace(ISTIO_NAMESPACE, {}, {}))
     for rev in scenario.revisions:
         for obj in render_istiod(rev.version, rev.chart_revision):

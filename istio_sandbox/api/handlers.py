@@ -41,7 +41,8 @@ _RETURNS_OBJECT_ON_DELETE = frozenset(
 )
 # Kinds whose deletion cascades to the objects they own (background propagation).
 _OWNERS = frozenset(
-    {"deployments", "replicasets", "statefulsets", "daemonsets", "jobs", "cronjobs"}
+    {"deployments", "replicasets", "statefulsets", "daemonsets", "jobs", "cronjobs", "rollouts"}
+    | {"gateways"}  # Gateway API Gateways own the Deployment/Service istiod renders for them
 )
 
 

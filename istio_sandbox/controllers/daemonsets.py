@@ -52,8 +52,34 @@ class DaemonSetController:
         rolling = any(
             labels_of(p).get(REVISION_LABEL) != rev for pods in by_node.values() for p in pods
         )
+        strategy = spec.get("updateStrategy") or {}
+        rolling_update = strategy.get("type", "RollingUpdate") == "RollingUpdate"
+        ru = strategy.get("rollingUpdate") or {}
+        surge = (
+            int_or_percent(ru.get("maxSurge", 0), len(NODES), round_up=True)
+            if rolling_update
+            else 0
+        )
+        surge_nodes: set[str] = set()
+        if surge > 0:
+            # pkg/controller/daemon/update.go rollingUpdate with maxSurge: a node whose pods are
+            # all old gets a new pod next to them while fewer than maxSurge nodes are surging;
+            # the old pods go once the new one is Ready.
+            surging = sum(
+                1
+                for pods in by_node.values()
+                if any(labels_of(p).get(REVISION_LABEL) == rev and not is_ready(p) for p in pods)
+                and any(labels_of(p).get(REVISION_LABEL) != rev for p in pods)
+            )
+            for node, pods in by_node.items():
+                if not pods or any(labels_of(p).get(REVISION_LABEL) == rev for p in pods):
+                    continue
+                if surging >= surge:
+                    break
+                surge_nodes.add(node)
+                surging += 1
         for node, pods in by_node.items():
-            if pods or node in terminating_nodes:
+            if (pods and node not in surge_nodes) or node in terminating_nodes:
                 continue
             if self._stuck(ds, template, rolling):
                 break
@@ -73,9 +99,13 @@ class DaemonSetController:
                 break
         if failed:
             self.rt.after(RETRY_S, lambda: self.rt.mark(DAEMONSETS.key, ns, name))
-        strategy = spec.get("updateStrategy") or {}
-        if strategy.get("type", "RollingUpdate") == "RollingUpdate":
-            ru = strategy.get("rollingUpdate") or {}
+        if rolling_update and surge > 0:
+            for pods in by_node.values():
+                if any(labels_of(p).get(REVISION_LABEL) == rev and is_ready(p) for p in pods):
+                    for pod in pods:
+                        if labels_of(pod).get(REVISION_LABEL) != rev:
+                            self.pods.terminate(pod)
+        elif rolling_update:
             budget = max(int_or_percent(ru.get("maxUnavailable", 1), len(NODES), round_up=False), 1)
             unavailable = sum(
                 1 for node, pods in by_node.items() if not any(is_ready(p) for p in pods)

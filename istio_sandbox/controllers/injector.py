@@ -354,7 +354,9 @@ def _workload_name(pod: Obj) -> str:
     if ref is None:
         return str(m.get("name") or m.get("generateName", "").rstrip("-"))
     name = str(ref.get("name", ""))
-    hash_ = (m.get("labels") or {}).get("pod-template-hash")
+    labels = m.get("labels") or {}
+    # Deployments label pods pod-template-hash; Argo Rollouts rollouts-pod-template-hash.
+    hash_ = labels.get("pod-template-hash") or labels.get("rollouts-pod-template-hash")
     if ref.get("kind") == "ReplicaSet" and hash_ and name.endswith(f"-{hash_}"):
         return name[: -len(hash_) - 1]
     return name

@@ -21,11 +21,13 @@ from istio_sandbox.controllers.objects import (
     JOBS,
     PODS,
     REPLICASETS,
+    ROLLOUTS,
     STATEFULSETS,
     WEBHOOKS,
 )
 from istio_sandbox.controllers.pods import PodLifecycle
 from istio_sandbox.controllers.replicasets import ReplicaSetController
+from istio_sandbox.controllers.rollouts import RolloutController
 from istio_sandbox.controllers.runtime import Runtime
 from istio_sandbox.controllers.statefulsets import StatefulSetController
 from istio_sandbox.controllers.validation import ValidatingAdmission, ValidationWebhookController
@@ -60,6 +62,7 @@ class Controllers:
         self.statefulsets = StatefulSetController(rt, self.pods)
         self.daemonsets = DaemonSetController(rt, self.pods)
         self.jobs = JobController(rt, self.pods)
+        self.rollouts = RolloutController(rt, self.pods)
         self.injector = SidecarInjector(
             cluster, rt.events, pods_in=lambda ns: rt.in_namespace(PODS, ns)
         )
@@ -72,6 +75,7 @@ class Controllers:
             STATEFULSETS.key: self.statefulsets.reconcile,
             DAEMONSETS.key: self.daemonsets.reconcile,
             JOBS.key: self.jobs.reconcile,
+            ROLLOUTS.key: self.rollouts.reconcile,
         }
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
@@ -172,7 +176,7 @@ class Controllers:
             self._mark_workloads(touched)
 
     def _mark_workloads(self, namespaces: set[str] | None) -> None:
-        for rt in (DEPLOYMENTS, REPLICASETS, STATEFULSETS, DAEMONSETS, JOBS):
+        for rt in (DEPLOYMENTS, REPLICASETS, STATEFULSETS, DAEMONSETS, JOBS, ROLLOUTS):
             for ns, name in list(self.runtime.cache[rt.key]):
                 if namespaces is None or ns in namespaces:
                     self.runtime.mark(rt.key, ns, name)

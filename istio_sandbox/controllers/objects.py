@@ -21,6 +21,29 @@ STATEFULSETS = BY_KEY["apps/statefulsets"]
 DAEMONSETS = BY_KEY["apps/daemonsets"]
 JOBS = BY_KEY["batch/jobs"]
 WEBHOOKS = BY_KEY["admissionregistration.k8s.io/mutatingwebhookconfigurations"]
+ROLLOUTS = ResourceType(
+    group="argoproj.io",
+    version="v1alpha1",
+    kind="Rollout",
+    plural="rollouts",
+    namespaced=True,
+    short_names=("ro",),
+    subresources=("status", "scale"),
+    singular="rollout",
+)
+"""Argo Rollouts' kind, served once its CRD ``rollouts.argoproj.io`` exists (same store key)."""
+GATEWAYS = ResourceType(
+    group="gateway.networking.k8s.io",
+    version="v1",
+    kind="Gateway",
+    plural="gateways",
+    namespaced=True,
+    short_names=("gtw",),
+    subresources=("status",),
+    categories=("gateway-api",),
+    singular="gateway",
+)
+"""Gateway API's Gateway, served once its CRD exists (same store key)."""
 
 # The alphabet of Kubernetes' rand.SafeEncodeString: no vowels, so generated names never spell
 # words, and no look-alike characters.

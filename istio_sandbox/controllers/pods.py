@@ -245,8 +245,12 @@ class PodLifecycle:
         ns, name, uid = m["namespace"], m["name"], m["uid"]
         spec = pod.get("spec") or {}
         node = spec.get("nodeName") or NODES[0]
-        n = next(self._ips)
-        ip = f"10.244.{n // 250}.{n % 250 + 2}"
+        if spec.get("hostNetwork"):
+            # A hostNetwork pod shares its node's network namespace: podIP is the node's IP.
+            ip = HOST_IPS.get(node, "172.18.0.2")
+        else:
+            n = next(self._ips)
+            ip = f"10.244.{n // 250}.{n % 250 + 2}"
         started = now_iso()
         containers = spec.get("containers") or []
         fault = pod_fault(self.rt, pod)

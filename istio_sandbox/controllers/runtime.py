@@ -19,9 +19,11 @@ from istio_sandbox.controllers.events import EventRecorder
 from istio_sandbox.controllers.objects import (
     DAEMONSETS,
     DEPLOYMENTS,
+    GATEWAYS,
     JOBS,
     PODS,
     REPLICASETS,
+    ROLLOUTS,
     STATEFULSETS,
     controller_of,
 )
@@ -38,6 +40,8 @@ CACHED_TYPES: tuple[ResourceType, ...] = (
     STATEFULSETS,
     DAEMONSETS,
     JOBS,
+    ROLLOUTS,
+    GATEWAYS,
 )
 _CACHED_KEYS = frozenset(rt.key for rt in CACHED_TYPES)
 
