@@ -127,6 +127,14 @@ class WorkloadSpec(_Strict):
     gateway: bool = False
     """An injection-based ingress gateway: pod annotation
     ``inject.istio.io/templates: gateway``."""
+    helm_gateway: bool = False
+    """Rendered as the ``gateway`` Helm chart renders it (``manifests/charts/gateway``): pod
+    labels ``sidecar.istio.io/inject: "true"``, ``app``/``istio`` selector labels, pod
+    annotation ``inject.istio.io/templates: gateway``, container ``istio-proxy`` with image
+    ``auto``, a LoadBalancer Service; it opts in per pod, so its namespace needs no label."""
+    revision: str | None = None
+    """The gateway chart's ``revision`` value: pod label ``istio.io/rev=<revision>``, served
+    by that revision's (or tag's) ``rev.object.`` webhook. Only with ``helm_gateway``."""
     host_network: bool = False
     """``spec.hostNetwork: true`` (node agents, CNI plugins): the pod uses its node's IP and
     the injector never injects it."""
@@ -148,6 +156,8 @@ class WorkloadSpec(_Strict):
             raise ValueError(
                 f"update_strategy OnDelete is a StatefulSet/DaemonSet strategy, not {self.kind}'s"
             )
+        if self.revision is not None and not self.helm_gateway:
+            raise ValueError("revision is the gateway chart's value; set helm_gateway: true")
         if self.paused and self.kind not in ("Deployment", "Rollout"):
             raise ValueError(f"paused applies to a Deployment or Rollout, not a {self.kind}")
         return self
@@ -343,6 +353,12 @@ def _reference_problems(scenario: Scenario) -> Iterator[str]:
                 f"{path}.labels.{LABEL_REV}: {rev_label!r} is neither an installed revision nor "
                 f"a tag; use one of {sorted(selectable)} or add it under revisions or tags"
             )
+        for j, w in enumerate(ns.workloads):
+            if w.revision is not None and w.revision not in selectable:
+                yield (
+                    f"{path}.workloads[{j}].revision: {w.revision!r} is neither an installed "
+                    f"revision nor a tag; use one of {sorted(selectable)}"
+                )
         inj = ns.labels.get(LABEL_INJECTION)
         if inj is not None and inj not in ("enabled", "disabled"):
             yield f"{path}.labels.{LABEL_INJECTION}: {inj!r} must be 'enabled' or 'disabled'"
@@ -511,7 +527,28 @@ def workload_objects(namespace: str, w: WorkloadSpec) -> list[Obj]:
     """The workload, its Service, as a team would deploy them."""
     pod_labels = {"app": w.name, "version": "v1", **w.labels}
     annotations: dict[str, str] = {}
-    if w.gateway:
+    if w.helm_gateway:
+        # manifests/charts/gateway/templates/_helpers.tpl: selector labels app/istio and the
+        # sidecarInjectionLabels; values.yaml podAnnotations.
+        pod_labels = {
+            LABEL_POD_INJECT: "true",
+            **({LABEL_REV: w.revision} if w.revision else {}),
+            "app": w.name,
+            "istio": w.name.removeprefix("istio-"),
+            "app.kubernetes.io/name": w.name,
+            **w.labels,
+        }
+        annotations.update(
+            {
+                "prometheus.io/port": "15020",
+                "prometheus.io/scrape": "true",
+                "prometheus.io/path": "/stats/prometheus",
+                ANNOTATION_INJECT_TEMPLATES: "gateway",
+                LABEL_POD_INJECT: "true",
+            }
+        )
+        container = _container("istio-proxy", w.protocol, "auto")
+    elif w.gateway:
         pod_labels.setdefault("istio", "ingressgateway")
         annotations[ANNOTATION_INJECT_TEMPLATES] = "gateway"
         # Istio's gateway injection template replaces the image "auto" with the proxy image.
@@ -525,7 +562,11 @@ def workload_objects(namespace: str, w: WorkloadSpec) -> list[Obj]:
     template: Obj = {"metadata": {"labels": pod_labels}, "spec": pod_spec}
     if annotations:
         template["metadata"]["annotations"] = annotations
-    spec: Obj = {"selector": {"matchLabels": {"app": w.name}}, "template": template}
+    selector = {"app": w.name}
+    if w.helm_gateway:
+        selector["istio"] = pod_labels["istio"]
+        pod_spec["serviceAccountName"] = w.name
+    spec: Obj = {"selector": {"matchLabels": selector}, "template": template}
     api_version = "apps/v1"
     if w.kind == "Deployment":
         spec["replicas"] = w.replicas
@@ -561,13 +602,26 @@ def workload_objects(namespace: str, w: WorkloadSpec) -> list[Obj]:
         "metadata": {"name": w.name, "namespace": namespace, "labels": {"app": w.name}},
         "spec": spec,
     }
-    service = {
+    service: Obj = {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": w.name, "namespace": namespace, "labels": {"app": w.name}},
-        "spec": {"type": "ClusterIP", "selector": {"app": w.name}, "ports": [_port(w.protocol)]},
+        "spec": {"type": "ClusterIP", "selector": selector, "ports": [_port(w.protocol)]},
     }
-    return [workload, service]
+    if not w.helm_gateway:
+        return [workload, service]
+    service["spec"]["type"] = "LoadBalancer"
+    service["spec"]["ports"] = [
+        {"name": "status-port", "port": 15021, "targetPort": 15021, "protocol": "TCP"},
+        {"name": "http2", "port": 80, "targetPort": 80, "protocol": "TCP"},
+        {"name": "https", "port": 443, "targetPort": 443, "protocol": "TCP"},
+    ]
+    account = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": w.name, "namespace": namespace, "labels": dict(selector)},
+    }
+    return [account, workload, service]
 
 
 def _bare_pod(namespace: str, p: PodSpec) -> Obj:
