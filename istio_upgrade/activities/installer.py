@@ -37,12 +37,17 @@ from istio_upgrade.istio.naming import (
     validator_webhook_name,
 )
 from istio_upgrade.models.activities import (
+    BundleCheckInput,
+    BundleCheckResult,
+    CrdsInput,
+    CrdsResult,
     InstallInput,
     InstallResult,
     MoveTagsResult,
     UninstallResult,
     UnusedReport,
 )
+from istio_upgrade.models.spec import BundleSource, CRDSpec
 
 _MWC = ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration")
 
@@ -51,42 +56,121 @@ def _invalid(message: str) -> ApplicationError:
     return ApplicationError(message, type="InvalidManifest", non_retryable=True)
 
 
+def read_bundle(kube: Kube, source: BundleSource, field: str) -> list[Obj]:
+    """The documents of a rendered bundle named by ``source`` (the spec's ``field``).
+
+    Raises:
+        ApplicationError: ``InvalidManifest``, naming the field, when the bundle cannot be read
+            or a document is not a Kubernetes object.
+    """
+    try:
+        if source.bundle_yaml is not None:
+            objects = load_bundle_yaml(source.bundle_yaml)
+        elif source.bundle_path is not None:
+            path = Path(source.bundle_path)
+            if not path.is_file():
+                raise _invalid(
+                    f"{field}.bundle_path {path} does not exist on the worker; "
+                    f"mount the bundle or use {field}.bundle_configmap"
+                )
+            objects = load_bundle_yaml(path.read_text())
+        elif source.bundle_configmap is not None:
+            ref = source.bundle_configmap
+            cm = kube.get_or_none("v1", "ConfigMap", ref.name, ref.namespace)
+            text = ((cm or {}).get("data") or {}).get(ref.key)
+            if text is None:
+                raise _invalid(
+                    f"{field}.bundle_configmap {ref.namespace}/{ref.name} has no key "
+                    f"{ref.key!r}; create it with the rendered bundle"
+                )
+            objects = load_bundle_yaml(text)
+        else:
+            raise _invalid(f"{field}: name a bundle (bundle_path, bundle_configmap or bundle_yaml)")
+    except ValueError as error:
+        raise _invalid(f"{field} bundle: {error}") from None
+    if not objects:
+        raise _invalid(f"{field} bundle is empty; render it with helm template")
+    for index, obj in enumerate(objects):
+        if not obj.get("apiVersion") or not (obj.get("metadata") or {}).get("name"):
+            raise _invalid(f"{field} bundle document {index} lacks apiVersion or metadata.name")
+    return objects
+
+
+def apply_crds(kube: Kube, spec: CrdsInput) -> CrdsResult:
+    """Server-side apply the base chart's CRDs of the target version, before the revision.
+
+    Only CustomResourceDefinitions of Istio's API groups (``*.istio.io``) are accepted; the
+    bundle is refused whole, before any write, when it holds anything else. CRDs are never
+    recorded in a revision's inventory, so no uninstall or rollback ever deletes one.
+    """
+    result = CrdsResult()
+    for obj in checked_crds(kube, spec.crds, spec.version):
+        kube.apply(obj)
+        result.applied.append(f"CustomResourceDefinition/{obj['metadata']['name']}")
+    return result
+
+
+def checked_crds(kube: Kube, crds: CRDSpec, version: str) -> list[Obj]:
+    """The CRDs named by ``crds``; any other object refuses the bundle (``InvalidManifest``)."""
+    objects = read_bundle(kube, crds, "crds")
+    foreign = [
+        f"{o.get('kind')}/{(o.get('metadata') or {}).get('name')}"
+        for o in objects
+        if o.get("kind") != "CustomResourceDefinition"
+        or not str(((o.get("spec") or {}).get("group")) or "").endswith(".istio.io")
+    ]
+    if foreign:
+        raise _invalid(
+            f"crds bundle for {version} holds {len(foreign)} object(s) that are not Istio "
+            f"CRDs, nothing was applied: {', '.join(foreign[:10])}; render the CRDs alone "
+            "(helm template istio-base istio/base --include-crds, keeping only the "
+            "CustomResourceDefinitions)"
+        )
+    return objects
+
+
+def check_bundles(kube: Kube, spec: BundleCheckInput) -> BundleCheckResult:
+    """Read and sort the spec's bundles without writing anything: the precheck's view.
+
+    Every problem an install or the CRD step would raise is returned as a line instead, so
+    the upgrade is refused at plan time, before its first write (the cluster lock included).
+    """
+    result = BundleCheckResult()
+    install = InstallInput(
+        cluster=spec.cluster,
+        version=spec.version,
+        revision=spec.revision,
+        installer=spec.installer,
+        upgrade_id="precheck",
+    )
+    try:
+        sorting = sorted_bundle(kube, install)
+    except ApplicationError as error:
+        if error.type != "InvalidManifest":
+            raise
+        result.problems.append(error.message)
+    else:
+        result.revision_objects = len(sorting.revision)
+        result.skipped = sorting.skipped
+    if spec.crds is not None:
+        try:
+            result.crds = len(checked_crds(kube, spec.crds, spec.version))
+        except ApplicationError as error:
+            if error.type != "InvalidManifest":
+                raise
+            result.problems.append(error.message)
+    return result
+
+
 def sorted_bundle(kube: Kube, spec: InstallInput) -> BundleSorting:
     """The objects of the installer's source (the built-in rendering by default), split by
     :func:`sort_bundle`: only the target revision's are applied, the tag move's are left out,
     and a bundle holding anything else (CRDs, gateways, another revision's objects) is
     refused before any write."""
-    installer = spec.installer
-    try:
-        if installer.bundle_yaml is not None:
-            objects = load_bundle_yaml(installer.bundle_yaml)
-        elif installer.bundle_path is not None:
-            path = Path(installer.bundle_path)
-            if not path.is_file():
-                raise _invalid(
-                    f"installer.bundle_path {path} does not exist on the worker; "
-                    "mount the bundle or use installer.bundle_configmap"
-                )
-            objects = load_bundle_yaml(path.read_text())
-        elif installer.bundle_configmap is not None:
-            ref = installer.bundle_configmap
-            cm = kube.get_or_none("v1", "ConfigMap", ref.name, ref.namespace)
-            text = ((cm or {}).get("data") or {}).get(ref.key)
-            if text is None:
-                raise _invalid(
-                    f"installer.bundle_configmap {ref.namespace}/{ref.name} has no key "
-                    f"{ref.key!r}; create it with the rendered bundle"
-                )
-            objects = load_bundle_yaml(text)
-        else:
-            objects = render_revision(spec.version, spec.revision, hub=spec.hub)
-    except ValueError as error:
-        raise _invalid(f"installer bundle: {error}") from None
-    if not objects:
-        raise _invalid("installer bundle is empty; render it with helm template or istioctl")
-    for index, obj in enumerate(objects):
-        if not obj.get("apiVersion") or not (obj.get("metadata") or {}).get("name"):
-            raise _invalid(f"installer bundle document {index} lacks apiVersion or metadata.name")
+    if spec.installer.sources_given():
+        objects = read_bundle(kube, spec.installer, "installer")
+    else:
+        objects = render_revision(spec.version, spec.revision, hub=spec.hub)
     sorting = sort_bundle(objects, spec.revision)
     if sorting.refused:
         shown = sorting.refused[:10]
@@ -355,6 +439,8 @@ def uninstall(kube: Kube, revision: str) -> UninstallResult:
 
 __all__ = [
     "NotFound",
+    "apply_crds",
+    "check_bundles",
     "install",
     "move_tags",
     "revision_unused",

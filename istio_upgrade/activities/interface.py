@@ -18,6 +18,10 @@ from typing import NoReturn
 from temporalio import activity
 
 from istio_upgrade.models.activities import (
+    BundleCheckInput,
+    BundleCheckResult,
+    CrdsInput,
+    CrdsResult,
     DiagnosticsInput,
     DiagnosticsResult,
     DiscoverInput,
@@ -57,6 +61,18 @@ def _stub(name: str) -> NoReturn:
 def discover(spec: DiscoverInput) -> ClusterInventory:
     """Read revisions, tags, webhooks, namespaces, workloads and pods of the cluster."""
     _stub("discover")
+
+
+@activity.defn(name="check_bundles")
+def check_bundles(spec: BundleCheckInput) -> BundleCheckResult:
+    """Read and sort the spec's bundles, writing nothing (the precheck's view)."""
+    _stub("check_bundles")
+
+
+@activity.defn(name="apply_crds")
+def apply_crds(spec: CrdsInput) -> CrdsResult:
+    """Server-side apply the target's Istio CRDs (never deleted by a rollback)."""
+    _stub("apply_crds")
 
 
 @activity.defn(name="install_revision")

@@ -15,6 +15,10 @@ from temporalio import activity
 from istio_upgrade.activities import diagnostics, discovery, installer, lock, migration
 from istio_upgrade.activities.kube_client import KubeClients
 from istio_upgrade.models.activities import (
+    BundleCheckInput,
+    BundleCheckResult,
+    CrdsInput,
+    CrdsResult,
     DiagnosticsInput,
     DiagnosticsResult,
     DiscoverInput,
@@ -57,6 +61,16 @@ class KubeActivities:
     def discover(self, spec: DiscoverInput) -> ClusterInventory:
         """Read revisions, tags, webhooks, namespaces, workloads and pods of the cluster."""
         return discovery.discover(self.clients.for_cluster(spec.cluster), activity.heartbeat)
+
+    @activity.defn(name="check_bundles")
+    def check_bundles(self, spec: BundleCheckInput) -> BundleCheckResult:
+        """Read and sort the spec's bundles, writing nothing (the precheck's view)."""
+        return installer.check_bundles(self.clients.for_cluster(spec.cluster), spec)
+
+    @activity.defn(name="apply_crds")
+    def apply_crds(self, spec: CrdsInput) -> CrdsResult:
+        """Server-side apply the target's Istio CRDs (never deleted by a rollback)."""
+        return installer.apply_crds(self.clients.for_cluster(spec.cluster), spec)
 
     @activity.defn(name="install_revision")
     def install_revision(self, spec: InstallInput) -> InstallResult:
@@ -155,6 +169,8 @@ class KubeActivities:
         """Every activity method, for ``Worker(activities=...)``."""
         return [
             self.discover,
+            self.check_bundles,
+            self.apply_crds,
             self.install_revision,
             self.wait_revision_ready,
             self.relabel_namespaces,

@@ -27,9 +27,9 @@ from istio_upgrade.cli.render import gate_summary, latest_gate
 from istio_upgrade.cli.watching import follow_live
 from istio_upgrade.client import start_removal, start_upgrade, workflow_id
 from istio_upgrade.devenv.binaries import MissingBinaryError
+from istio_upgrade.devenv.bundles import revision_bundle
 from istio_upgrade.devenv.prometheus import PrometheusStartError
 from istio_upgrade.devenv.stack import DevStack, LocalCluster
-from istio_upgrade.istio.manifests import render_bundle_yaml, render_revision
 from istio_upgrade.models import ClusterRef, GateSpec, Progress, SLOSpec, UpgradeSpec
 from istio_upgrade.models.removal import RemovalResult, RemoveRevisionSpec
 
@@ -116,7 +116,7 @@ def demo_spec(cluster: LocalCluster, bundle: Path) -> UpgradeSpec:
 def write_bundle(run_dir: Path) -> Path:
     """The rendered control plane of the target revision, as ``helm template`` would give it."""
     path = run_dir / f"istiod-{TARGET_REVISION}.yaml"
-    path.write_text(render_bundle_yaml(render_revision(TARGET_VERSION, TARGET_REVISION)))
+    path.write_text(revision_bundle(TARGET_VERSION, TARGET_REVISION))
     return path
 
 

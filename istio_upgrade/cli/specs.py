@@ -17,6 +17,11 @@ cluster:
   prometheus_url: http://prometheus.istio-system.svc:9090
 target:
   version: 1.24.2
+installer:                       # the revision, rendered by
+  # helm template istiod istio/istiod -n istio-system --set revision=1-24-2 --version 1.24.2
+  bundle_path: /bundles/istiod-1-24-2.yaml
+crds:                            # applied first; a rollback never deletes a CRD
+  bundle_path: /bundles/istio-crds-1-24-2.yaml
 migration:
   selector: ""                   # kubectl -l syntax; empty = every injected namespace
   exclude: [kube-system]

@@ -1,6 +1,10 @@
 """Contracts shared by the workflows, activities and CLI."""
 
 from istio_upgrade.models.activities import (
+    BundleCheckInput,
+    BundleCheckResult,
+    CrdsInput,
+    CrdsResult,
     DiagnosticsInput,
     DiagnosticsResult,
     DiscoverInput,
@@ -53,8 +57,10 @@ from istio_upgrade.models.slo import SLOSpec
 from istio_upgrade.models.spec import (
     ApprovalSpec,
     BundleConfigMap,
+    BundleSource,
     CleanupSpec,
     ClusterRef,
+    CRDSpec,
     InstallerSpec,
     MigrationSpec,
     PromoteSpec,
@@ -71,10 +77,16 @@ __all__ = [
     "ApproveRequest",
     "Batch",
     "BatchProgress",
+    "BundleCheckInput",
+    "BundleCheckResult",
     "BundleConfigMap",
+    "BundleSource",
+    "CRDSpec",
     "CleanupSpec",
     "ClusterInventory",
     "ClusterRef",
+    "CrdsInput",
+    "CrdsResult",
     "Diagnostic",
     "DiagnosticsInput",
     "DiagnosticsResult",

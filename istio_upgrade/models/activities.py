@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from istio_upgrade.models.plan import NamespaceLabels
 from istio_upgrade.models.progress import Diagnostic, Straggler
-from istio_upgrade.models.spec import ClusterRef, InstallerSpec
+from istio_upgrade.models.spec import ClusterRef, CRDSpec, InstallerSpec
 
 
 class _Model(BaseModel):
@@ -53,6 +53,36 @@ class InstallInput(_Model):
     hub: str = "docker.io/istio"
     installer: InstallerSpec = Field(default_factory=InstallerSpec)
     upgrade_id: str
+
+
+class BundleCheckInput(_Model):
+    cluster: ClusterRef
+    version: str
+    revision: str
+    installer: InstallerSpec
+    crds: CRDSpec | None = None
+
+
+class BundleCheckResult(_Model):
+    problems: list[str] = Field(default_factory=list)
+    """Why a bundle would be refused (unreadable, objects of something else than the
+    revision, CRDs bundle with other objects); empty when both are fine."""
+    revision_objects: int = 0
+    crds: int = 0
+    skipped: list[str] = Field(default_factory=list)
+    """Objects the install leaves to the tag move."""
+
+
+class CrdsInput(_Model):
+    cluster: ClusterRef
+    crds: CRDSpec
+    version: str
+    """The target version, named in errors."""
+
+
+class CrdsResult(_Model):
+    applied: list[str] = Field(default_factory=list)
+    """``CustomResourceDefinition/<name>`` of every CRD applied (created or updated)."""
 
 
 class InstallResult(_Model):

@@ -105,16 +105,9 @@ class BundleConfigMap(_Strict):
     key: str = "bundle.yaml"
 
 
-class InstallerSpec(_Strict):
-    """How the target revision's control plane is installed and removed.
+class BundleSource(_Strict):
+    """Where a rendered bundle (multi-document YAML) comes from: at most one of these."""
 
-    At most one of ``bundle_path``, ``bundle_configmap`` and ``bundle_yaml`` is set; with none,
-    the built-in rendering of the revision (the objects ``helm template istiod
-    --set revision=<rev>`` produces) is applied.
-    """
-
-    strategy: Literal["manifests"] = "manifests"
-    """``manifests``: server-side apply of a rendered bundle, recorded in an inventory."""
     bundle_path: str | None = None
     """Path of a rendered bundle on the worker's filesystem."""
     bundle_configmap: BundleConfigMap | None = None
@@ -122,19 +115,56 @@ class InstallerSpec(_Strict):
     bundle_yaml: str | None = None
     """The rendered bundle inline (multi-document YAML)."""
 
-    @model_validator(mode="after")
-    def _one_source(self) -> InstallerSpec:
-        given = [
+    def sources_given(self) -> list[str]:
+        """The source fields that are set."""
+        return [
             name
             for name in ("bundle_path", "bundle_configmap", "bundle_yaml")
             if getattr(self, name) is not None
         ]
+
+    @model_validator(mode="after")
+    def _one_source(self) -> BundleSource:
+        given = self.sources_given()
         if len(given) > 1:
             raise ValueError(
-                f"installer: set only one of bundle_path, bundle_configmap, bundle_yaml "
-                f"(got {', '.join(given)})"
+                f"{self._field_name()}: set only one of bundle_path, bundle_configmap, "
+                f"bundle_yaml (got {', '.join(given)})"
             )
         return self
+
+    def _field_name(self) -> str:
+        return "bundle"
+
+
+class InstallerSpec(BundleSource):
+    """How the target revision's control plane is installed and removed.
+
+    Name the rendered revision (``helm template istiod istio/istiod -n istio-system
+    --set revision=<rev> --version <version>``) in one of ``bundle_path``, ``bundle_configmap``
+    and ``bundle_yaml``. Only that revision's objects may be in it: CRDs go to ``crds``,
+    gateways migrate with the batches. Without a bundle, the reduced built-in rendering is
+    applied (kept for upgrades started before bundles were required; new upgrades are refused).
+    """
+
+    strategy: Literal["manifests"] = "manifests"
+    """``manifests``: server-side apply of a rendered bundle, recorded in an inventory."""
+
+    def _field_name(self) -> str:
+        return "installer"
+
+
+class CRDSpec(BundleSource):
+    """The base chart's CRDs, applied server-side before the revision is installed.
+
+    Upstream upgrades CRDs first (``helm upgrade istio-base istio/base``, or
+    ``helm template istio-base istio/base --include-crds``); a CRD is never deleted by a
+    rollback, since deleting one deletes every Istio resource of its kind. Only
+    CustomResourceDefinitions of Istio's API groups may be in the bundle.
+    """
+
+    def _field_name(self) -> str:
+        return "crds"
 
 
 class MigrationSpec(_Strict):
@@ -257,6 +287,8 @@ class UpgradeSpec(_Strict):
     source_revision: str | None = None
     """Revision upgraded from; discovered (the one most namespaces use) when omitted."""
     installer: InstallerSpec = Field(default_factory=InstallerSpec)
+    crds: CRDSpec | None = None
+    """Apply the target's CRDs as their own step before installing; None leaves them be."""
     migration: MigrationSpec = Field(default_factory=MigrationSpec)
     gate: GateSpec = Field(default_factory=GateSpec)
     approvals: ApprovalSpec = Field(default_factory=ApprovalSpec)

@@ -162,6 +162,9 @@ def _explicit_batches(
     return [b for b in batches if b]
 
 
+_COUNT_WORDS = {1: "one", 2: "two", 3: "three"}
+
+
 def _minor_skew(spec: UpgradeSpec, source_version: str | None, findings: list[Finding]) -> None:
     if source_version is None:
         findings.append(
@@ -205,14 +208,14 @@ def _minor_skew(spec: UpgradeSpec, source_version: str | None, findings: list[Fi
             )
         )
     elif target[0] != source[0] or target[1] - source[1] > SUPPORT.canary_max_minor_jump:
+        jump = _COUNT_WORDS.get(SUPPORT.canary_max_minor_jump, str(SUPPORT.canary_max_minor_jump))
         findings.append(
             Finding(
                 severity=severity,
                 code="SKEW",
-                message=f"target.version {spec.target.version} is more than "
-                f"{SUPPORT.canary_max_minor_jump} minor versions ahead of {source_version}; a "
-                f"canary upgrade may jump at most {SUPPORT.canary_max_minor_jump} minors — "
-                f"upgrade in steps{fix}",
+                message=f"target.version {spec.target.version} is more than {jump} minor "
+                f"versions ahead of {source_version}; a canary upgrade may jump at most {jump} "
+                f"minors — upgrade in steps{fix}",
             )
         )
     if target[:2] != source[:2] and target > source:

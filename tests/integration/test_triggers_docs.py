@@ -20,10 +20,17 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from istio_upgrade.devenv import LocalTemporal
+from istio_upgrade.devenv.bundles import revision_bundle
 from istio_upgrade.models import UpgradeSpec
 from istio_upgrade.models.search import CLUSTER, OUTCOME
 from istio_upgrade.workflows.upgrade import IstioCanaryUpgrade
-from tests.integration.upgrade_stack import failure, pod_revisions, upgrade_stack, wait_progress
+from tests.integration.upgrade_stack import (
+    failure,
+    pod_revisions,
+    sandbox_kube,
+    upgrade_stack,
+    wait_progress,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -167,6 +174,13 @@ async def test_http_examples_start_query_approve_abort(
             stack.task_queue,
             stack.prometheus.url,
         )
+        # What release tooling does first: the rendered revision in the ConfigMap the spec names
+        # (kubectl -n istio-system create configmap istiod-1-24-2-bundle --from-file=bundle.yaml).
+        sandbox_kube(stack.sandbox).apply({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "istiod-1-24-2-bundle", "namespace": "istio-system"},
+            "data": {"bundle.yaml": revision_bundle("1.24.2", "1-24-2")},
+        })  # fmt: skip
         started = await run("start")
         assert started["started"] is True, started
         again = await run("start")

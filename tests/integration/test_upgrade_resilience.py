@@ -10,7 +10,9 @@ from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
 from istio_upgrade.activities import discovery, migration
+from istio_upgrade.devenv.bundles import crds_bundle, revision_bundle
 from istio_upgrade.models import UpgradeResult
+from istio_upgrade.models.spec import InstallerSpec
 from istio_upgrade.workflows.upgrade import IstioCanaryUpgrade
 from tests.integration.upgrade_stack import (
     Stack,
@@ -139,6 +141,18 @@ async def test_invalid_spec_fails_before_any_write(
         with pytest.raises(WorkflowFailureError) as info:
             await (await stack.start(skew)).result()
         assert "two minor" in str(info.value.cause)
+        # No rendered bundle: refused at plan time, naming the field and how to render one.
+        bare = fast_spec(stack.prometheus.url).model_copy(update={"installer": InstallerSpec()})
+        cause = await failure(await stack.start(bare, suffix=".bare"))
+        assert cause.type == "PrecheckFailed"
+        assert "installer.bundle_path" in cause.message and "helm template istiod" in cause.message
+        # A bundle holding the base chart's CRDs or a gateway: refused before the lock is taken.
+        foreign = revision_bundle("1.24.2", "1-24-2") + crds_bundle()
+        mixed = fast_spec(stack.prometheus.url, installer={"bundle_yaml": foreign})
+        cause = await failure(await stack.start(mixed, suffix=".mixed"))
+        assert cause.type == "PrecheckFailed"
+        assert "CustomResourceDefinition/virtualservices.networking.istio.io" in cause.message
+        assert "nothing was applied" in cause.message
         # A JSON object that is no UpgradeSpec (as typed into the Web UI) fails, never loops.
         raw = {"cluster": {"name": "Bad_Name"}, "target": {"version": "1.24"}, "x": 1}
         handle = await stack.client.start_workflow(

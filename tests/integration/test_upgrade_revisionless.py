@@ -17,6 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from istio_upgrade.activities.kube_client import Kube
 from istio_upgrade.client import start_removal
+from istio_upgrade.devenv.bundles import crds_bundle
 from istio_upgrade.models import AbortRequest, ClusterRef, UpgradeResult
 from istio_upgrade.models.progress import Phase
 from istio_upgrade.models.removal import RemoveRevisionSpec
@@ -36,6 +37,7 @@ pytestmark = pytest.mark.slow
 
 MWC = ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration")
 VWC = ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration")
+CRD = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
 LABELLED = ["frontend", "catalog", "cart", "payments", "inventory"]
 
 
@@ -163,7 +165,12 @@ async def test_rollback_after_promote_restores_injector_tags_and_validator_exact
     async with upgrade_stack(client, sandbox_factory, prometheus_factory, "revisionless") as stack:
         kube = sandbox_kube(stack.sandbox)
         before = admission_snapshot(kube)
-        spec = fast_spec(stack.prometheus.url, cleanup={"grace_seconds": 120})
+        crds_before = {c["metadata"]["name"] for c in kube.list(*CRD)}
+        spec = fast_spec(
+            stack.prometheus.url,
+            cleanup={"grace_seconds": 120},
+            crds={"bundle_yaml": crds_bundle()},
+        )
         handle = await stack.start(spec)
         await wait_progress(handle, lambda p: p.phase == Phase.GRACE, "the grace period", 180)
         moved = admission_snapshot(kube)
@@ -180,3 +187,15 @@ async def test_rollback_after_promote_restores_injector_tags_and_validator_exact
             assert set(pod_revisions(stack, namespace).values()) == {"default"}, namespace
         assert "istiod-1-24-2" not in istiod_deployments(stack)
         kube.create(virtual_service("after-rollback"))
+        # The CRD step ran first (applied by the upgrade's field manager) and the rollback
+        # deleted none of them: deleting a CRD deletes every resource of its kind.
+        crds = {c["metadata"]["name"]: c for c in kube.list(*CRD)}
+        assert set(crds) >= crds_before
+        managers = {
+            m.get("manager")
+            for m in crds["virtualservices.networking.istio.io"]["metadata"].get(
+                "managedFields", []
+            )
+        }
+        assert "istio-upgrade" in managers, managers
+        assert kube.get_or_none("networking.istio.io/v1", "VirtualService", "web", "frontend")

@@ -19,12 +19,11 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
-from istio_sandbox.istio.charts import render_istiod
 from istio_upgrade.activities import lock
 from istio_upgrade.activities.kube_client import Kube, KubeClients
 from istio_upgrade.cli.main import cli
 from istio_upgrade.devenv import PrometheusServer, ScrapeTarget
-from istio_upgrade.istio.manifests import render_bundle_yaml
+from istio_upgrade.devenv.bundles import revision_bundle
 from istio_upgrade.models import ClusterRef, UpgradeSpec, workflow_id_for
 from istio_upgrade.models.progress import Progress
 from istio_upgrade.worker import build_worker
@@ -41,12 +40,6 @@ FAST_GATE: dict[str, Any] = {
 }
 
 
-def rendered_bundle(version: str, revision: str) -> str:
-    """What ``helm template istiod --set revision=<rev>`` renders, from the sandbox's charts
-    (written from upstream's, independently of the product)."""
-    return render_bundle_yaml(render_istiod(version, revision))
-
-
 def fast_spec(prometheus_url: str, **overrides: Any) -> UpgradeSpec:
     """A demo upgrade with second-long gate windows: canary ``frontend``, then the rest.
 
@@ -55,7 +48,7 @@ def fast_spec(prometheus_url: str, **overrides: Any) -> UpgradeSpec:
     target = {"version": "1.24.2", **(overrides.get("target") or {})}
     revision = target.get("revision") or str(target["version"]).replace(".", "-")
     doc: dict[str, Any] = {
-        "installer": {"bundle_yaml": rendered_bundle(str(target["version"]), revision)},
+        "installer": {"bundle_yaml": revision_bundle(str(target["version"]), revision)},
         "cluster": {"name": "demo", "context": "sandbox", "prometheus_url": prometheus_url},
         "target": {"version": "1.24.2"},
         "migration": {

@@ -6,11 +6,12 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from istio_upgrade.activities.interface import (
+        apply_crds,
         install_revision,
         uninstall_revision,
         wait_revision_ready,
     )
-    from istio_upgrade.models.activities import InstallInput, RevisionInput
+    from istio_upgrade.models.activities import CrdsInput, InstallInput, RevisionInput
     from istio_upgrade.models.plan import Plan, PrecheckReport
     from istio_upgrade.models.progress import Phase
     from istio_upgrade.models.spec import ClusterRef, UpgradeSpec
@@ -35,6 +36,15 @@ async def install_target(
     ):
         st.uninstall_target = True
         push_uninstall_target(st, spec, target)
+    # CRDs first, as upstream upgrades base before istiod; no compensation: a rollback never
+    # deletes a CRD (that deletes every Istio resource of its kind), and newer CRDs serve the
+    # old revision too. Upgrades recorded before the step existed had no ``crds``.
+    if spec.crds is not None and workflow.patched("crds-step"):
+        await run_step(
+            apply_crds,
+            CrdsInput(cluster=spec.cluster, crds=spec.crds, version=spec.target.version),
+            summary=f"apply the Istio CRDs of {spec.target.version}",
+        )
     await run_step(
         install_revision,
         InstallInput(
