@@ -22,6 +22,11 @@ from istio_sandbox.istio.charts import (
     render_istiod,
     render_tag,
 )
+from istio_sandbox.istio.gateway_api import (
+    gateway_object,
+    render_gateway_api_crds,
+    render_gateway_classes,
+)
 from istio_sandbox.istio.names import (
     ANNOTATION_INJECT_TEMPLATES,
     DEFAULT_REVISION,
@@ -190,6 +195,53 @@ class JobSpec(_Strict):
         return _dns_label(value, "job name")
 
 
+class GatewaySpec(_Strict):
+    """A Gateway API ``Gateway`` istiod deploys: class ``istio`` (a Deployment and Service
+    ``<name>-istio``) or ``istio-waypoint`` (a waypoint ``<name>``)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str
+    gateway_class: Literal["istio", "istio-waypoint"] = Field("istio", alias="class")
+    rev: str | None = None
+    """The Gateway's ``istio.io/rev`` label (a revision or tag); None = follow the namespace's
+    ``istio.io/rev`` label, else the ``default`` tag / default revision."""
+    waypoint_for: Literal["service", "workload", "all", "none"] = "service"
+    """``istio.io/waypoint-for`` label of a waypoint."""
+    labels: dict[str, str] = Field(default_factory=dict)
+    port: int = Field(80, ge=1, le=65535)
+    """The HTTP listener's port (class ``istio``)."""
+    rps: float = Field(0.0, ge=0.0)
+    """Requests per second entering the mesh through this gateway (class ``istio``)."""
+    latency_ms: float = Field(5.0, gt=0.0)
+    calls: list[str] = Field(default_factory=list)
+    """Workloads the gateway routes to: ``name`` or ``namespace/name``."""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _dns_label(value, "gateway name")
+
+    @property
+    def deployment_name(self) -> str:
+        """What istiod names its Deployment and Service (``GetDefaultName``)."""
+        return self.name if self.gateway_class == "istio-waypoint" else f"{self.name}-istio"
+
+    def object_labels(self) -> dict[str, str]:
+        labels = dict(self.labels)
+        if self.rev is not None:
+            labels[LABEL_REV] = self.rev
+        if self.gateway_class == "istio-waypoint":
+            labels.setdefault("istio.io/waypoint-for", self.waypoint_for)
+        return labels
+
+    def as_workload(self) -> WorkloadSpec:
+        """The gateway as the traffic model sees it (pods found by their canonical name)."""
+        return WorkloadSpec(
+            name=self.deployment_name, rps=self.rps, latency_ms=self.latency_ms, calls=self.calls
+        )
+
+
 class NamespaceSpec(_Strict):
     """A namespace and everything in it."""
 
@@ -199,6 +251,8 @@ class NamespaceSpec(_Strict):
     workloads: list[WorkloadSpec] = Field(default_factory=list)
     pods: list[PodSpec] = Field(default_factory=list)
     jobs: list[JobSpec] = Field(default_factory=list)
+    gateways: list[GatewaySpec] = Field(default_factory=list)
+    """Gateway API Gateways (classes ``istio``, ``istio-waypoint``) istiod deploys here."""
 
     @field_validator("name")
     @classmethod
@@ -249,6 +303,10 @@ class Scenario(_Strict):
     istio_crds: bool = True
     """Install the base chart's Istio CRDs (VirtualService, DestinationRule, Gateway, Sidecar,
     ServiceEntry, PeerAuthentication, AuthorizationPolicy, RequestAuthentication, Telemetry)."""
+    gateway_api: bool = False
+    """Install the Gateway API CRDs (standard channel, ``bundle-version`` v1.2.1); implied by
+    any ``gateways`` entry. istiod creates the GatewayClasses ``istio`` and
+    ``istio-waypoint`` and deploys Gateways of those classes."""
     argo_rollouts: bool = False
     """Install Argo Rollouts' CRD ``rollouts.argoproj.io`` (and run its controller); implied
     by any ``kind: Rollout`` workload."""
@@ -283,6 +341,9 @@ class Scenario(_Strict):
 
     def revision_names(self) -> list[str]:
         return [r.name for r in self.revisions]
+
+    def needs_gateway_api(self) -> bool:
+        return self.gateway_api or any(ns.gateways for _, ns in self.all_namespaces())
 
     def needs_rollouts_crd(self) -> bool:
         return self.argo_rollouts or any(
@@ -342,7 +403,7 @@ def _reference_problems(scenario: Scenario) -> Iterator[str]:
         if ns.name == ISTIO_NAMESPACE:
             yield f"{path}: {ISTIO_NAMESPACE} is created by the sandbox; remove it"
         where[ns.name] = path
-        names = [w.name for w in ns.workloads]
+        names = [w.name for w in ns.workloads] + [g.deployment_name for g in ns.gateways]
         workloads[ns.name] = set(names)
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -353,6 +414,12 @@ def _reference_problems(scenario: Scenario) -> Iterator[str]:
                 f"{path}.labels.{LABEL_REV}: {rev_label!r} is neither an installed revision nor "
                 f"a tag; use one of {sorted(selectable)} or add it under revisions or tags"
             )
+        for j, g in enumerate(ns.gateways):
+            if g.rev is not None and g.rev not in selectable:
+                yield (
+                    f"{path}.gateways[{j}].rev: {g.rev!r} is neither an installed revision nor "
+                    f"a tag; use one of {sorted(selectable)}"
+                )
         for j, w in enumerate(ns.workloads):
             if w.revision is not None and w.revision not in selectable:
                 yield (
@@ -375,13 +442,15 @@ def _reference_problems(scenario: Scenario) -> Iterator[str]:
         if where.get(ns.name) != path or (path.startswith("generate") and path in checked):
             continue
         checked.add(path)
-        for j, w in enumerate(ns.workloads):
-            for k, edge in enumerate(w.calls):
+        callers = [(f"workloads[{j}]", w.calls) for j, w in enumerate(ns.workloads)]
+        callers += [(f"gateways[{j}]", g.calls) for j, g in enumerate(ns.gateways)]
+        for where_, calls in callers:
+            for k, edge in enumerate(calls):
                 target_ns, _, target = edge.rpartition("/")
                 target_ns = target_ns or ns.name
                 if target not in workloads.get(target_ns, set()):
                     yield (
-                        f"{path}.workloads[{j}].calls[{k}]: {edge!r} names no workload; "
+                        f"{path}.{where_}.calls[{k}]: {edge!r} names no workload; "
                         f"define workload {target!r} in namespace {target_ns!r} or fix the edge"
                     )
 
@@ -671,6 +740,11 @@ def populate_control_plane(cluster: Cluster, scenario: Scenario) -> None:
             _create(cluster, crd)
     if scenario.needs_rollouts_crd():
         _create(cluster, render_rollout_crd())
+    if scenario.needs_gateway_api():
+        for crd in render_gateway_api_crds():
+            _create(cluster, crd)
+        for cls in render_gateway_classes():
+            _create(cluster, cls)
     _create(cluster, _namespace(ISTIO_NAMESPACE, {}, {}))
     for rev in scenario.revisions:
         for obj in render_istiod(rev.version, rev.chart_revision):
@@ -699,6 +773,13 @@ def populate_workloads(cluster: Cluster, scenario: Scenario) -> None:
             _create(cluster, _job(ns.name, j))
         for p in ns.pods:
             _create(cluster, _bare_pod(ns.name, p))
+        for g in ns.gateways:
+            _create(
+                cluster,
+                gateway_object(
+                    g.name, ns.name, g.gateway_class, labels=g.object_labels(), port=g.port
+                ),
+            )
     for obj in scenario.istio_resources:
         _create(cluster, obj)
 
@@ -719,6 +800,7 @@ def new_cluster(scenario: Scenario) -> Cluster:
 
 
 __all__ = [
+    "GatewaySpec",
     "GenerateSpec",
     "JobSpec",
     "NamespaceSpec",

@@ -13,11 +13,13 @@ from istio_sandbox.cluster import Cluster
 from istio_sandbox.controllers import defaults
 from istio_sandbox.controllers.daemonsets import DaemonSetController
 from istio_sandbox.controllers.deployments import DeploymentController
+from istio_sandbox.controllers.gateways import GatewayDeploymentController
 from istio_sandbox.controllers.injector import SERVICES, SidecarInjector
 from istio_sandbox.controllers.jobs import JobController
 from istio_sandbox.controllers.objects import (
     DAEMONSETS,
     DEPLOYMENTS,
+    GATEWAYS,
     JOBS,
     PODS,
     REPLICASETS,
@@ -63,6 +65,7 @@ class Controllers:
         self.daemonsets = DaemonSetController(rt, self.pods)
         self.jobs = JobController(rt, self.pods)
         self.rollouts = RolloutController(rt, self.pods)
+        self.gateways = GatewayDeploymentController(rt)
         self.injector = SidecarInjector(
             cluster, rt.events, pods_in=lambda ns: rt.in_namespace(PODS, ns)
         )
@@ -76,6 +79,7 @@ class Controllers:
             DAEMONSETS.key: self.daemonsets.reconcile,
             JOBS.key: self.jobs.reconcile,
             ROLLOUTS.key: self.rollouts.reconcile,
+            GATEWAYS.key: self.gateways.reconcile,
         }
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
@@ -97,6 +101,8 @@ class Controllers:
             self.runtime.change_hooks.append(self.validation_webhooks.on_change)
             store.add_listener(self.runtime.on_change)
             self.runtime.change_hooks.append(self._on_istio_change)
+            self.runtime.change_hooks.append(self.gateways.on_change)
+            self.runtime.after(0, self.gateways.ensure_classes)
             self.runtime.prime()
             self.runtime.after(0, self.validation_webhooks.reconcile)
         self._wake = asyncio.Event()

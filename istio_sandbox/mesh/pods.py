@@ -46,7 +46,12 @@ def pod_info(pod: Obj) -> PodInfo:
     )
     return PodInfo(
         namespace=str(meta.get("namespace", "")),
-        app=str((meta.get("labels") or {}).get("app", "")),
+        # Gateway API gateways and waypoints carry no ``app`` label; istiod labels their pods
+        # with the Deployment's name as canonical name.
+        app=str(
+            (meta.get("labels") or {}).get("app")
+            or (meta.get("labels") or {}).get("service.istio.io/canonical-name", "")
+        ),
         revision=str(annotations.get(ANNOTATION_REV, "")),
         proxy_version=proxy_version,
         ready=bool(ready),

@@ -112,6 +112,10 @@ class TrafficModel:
         for _, ns in scenario.all_namespaces():
             for w in ns.workloads:
                 self.endpoints[(ns.name, w.name)] = Endpoint(ns.name, w)
+            for g in ns.gateways:
+                if g.gateway_class == "istio":
+                    w = g.as_workload()
+                    self.endpoints[(ns.name, w.name)] = Endpoint(ns.name, w)
         for (ns_name, _), ep in self.endpoints.items():
             for edge in ep.spec.calls:
                 target_ns, _, target = edge.rpartition("/")
