@@ -31,6 +31,7 @@ from istio_upgrade.models.activities import (
     LockResult,
     MoveTagsInput,
     MoveTagsResult,
+    NamespacesInput,
     RelabelInput,
     RestartInput,
     RestartResult,
@@ -44,6 +45,7 @@ from istio_upgrade.models.activities import (
 )
 from istio_upgrade.models.gate import GateMeasurements, GateQuery
 from istio_upgrade.models.inventory import ClusterInventory
+from istio_upgrade.models.plan import NamespaceLabels
 from istio_upgrade.models.spec import ClusterRef
 
 
@@ -85,6 +87,12 @@ def install_revision(spec: InstallInput) -> InstallResult:
 def wait_revision_ready(spec: RevisionInput) -> None:
     """Wait until ``istiod-<rev>`` is available; the deadline survives worker restarts."""
     _stub("wait_revision_ready")
+
+
+@activity.defn(name="read_namespace_labels")
+def read_namespace_labels(spec: NamespacesInput) -> list[NamespaceLabels]:
+    """The injection labels of namespaces as they are now (deleted ones are left out)."""
+    _stub("read_namespace_labels")
 
 
 @activity.defn(name="relabel_namespaces")

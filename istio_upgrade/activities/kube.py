@@ -28,6 +28,7 @@ from istio_upgrade.models.activities import (
     LockResult,
     MoveTagsInput,
     MoveTagsResult,
+    NamespacesInput,
     RelabelInput,
     RestartInput,
     RestartResult,
@@ -40,6 +41,7 @@ from istio_upgrade.models.activities import (
     VerifyReport,
 )
 from istio_upgrade.models.inventory import ClusterInventory
+from istio_upgrade.models.plan import NamespaceLabels
 from istio_upgrade.models.spec import ClusterRef
 
 
@@ -88,6 +90,11 @@ class KubeActivities:
             started,
             lambda s: activity.heartbeat({"started": s}),
         )
+
+    @activity.defn(name="read_namespace_labels")
+    def read_namespace_labels(self, spec: NamespacesInput) -> list[NamespaceLabels]:
+        """The injection labels of namespaces as they are now (deleted ones are left out)."""
+        return migration.read_labels(self.clients.for_cluster(spec.cluster), spec.namespaces)
 
     @activity.defn(name="relabel_namespaces")
     def relabel_namespaces(self, spec: RelabelInput) -> list[str]:
@@ -173,6 +180,7 @@ class KubeActivities:
             self.apply_crds,
             self.install_revision,
             self.wait_revision_ready,
+            self.read_namespace_labels,
             self.relabel_namespaces,
             self.restart_workloads,
             self.wait_rollouts,

@@ -66,6 +66,24 @@ def relabel(kube: Kube, labels: list[NamespaceLabels]) -> list[str]:
     return done
 
 
+def read_labels(kube: Kube, namespaces: list[str]) -> list[NamespaceLabels]:
+    """The injection labels of ``namespaces`` as they are now (deleted ones are left out)."""
+    wanted = set(namespaces)
+    found: list[NamespaceLabels] = []
+    for ns in kube.list("v1", "Namespace"):
+        name = ns["metadata"]["name"]
+        if name in wanted:
+            labels = ns["metadata"].get("labels") or {}
+            found.append(
+                NamespaceLabels(
+                    namespace=name,
+                    istio_injection=labels.get(LABEL_INJECTION),
+                    istio_rev=labels.get(LABEL_REV),
+                )
+            )
+    return sorted(found, key=lambda n: n.namespace)
+
+
 def _template(obj: Obj) -> dict[str, Any]:
     template: dict[str, Any] = (obj.get("spec") or {}).get("template") or {}
     return template

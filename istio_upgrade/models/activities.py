@@ -145,6 +145,13 @@ class RolloutReport(_Model):
     waited_seconds: float = 0.0
 
 
+class NamespacesInput(_Model):
+    """Names namespaces of one cluster."""
+
+    cluster: ClusterRef
+    namespaces: list[str]
+
+
 class VerifyInput(_Model):
     cluster: ClusterRef
     namespaces: list[str]

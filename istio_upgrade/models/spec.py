@@ -190,6 +190,12 @@ class MigrationSpec(_Strict):
     """Workloads restarted at the same time within a batch."""
     gateways_last: bool = True
     """Namespaces running injected gateways migrate in a final batch of their own."""
+    pin_revision_labels: bool = False
+    """Leave migrated namespaces on ``istio.io/rev=<new revision>`` after promote. By default
+    each gets its own label form back once the tag that served it points at the new revision
+    (``istio-injection=enabled``, ``istio.io/rev=<tag>``): no restart, the same revision, and
+    labels a GitOps repository still agrees with. Namespaces pinned to the old revision stay
+    pinned, to the new one."""
     rollout_timeout_seconds: float = Field(600.0, gt=0)
     """How long a batch's restarts may take before it counts as stalled."""
     max_batches_per_run: int = Field(0, ge=0)

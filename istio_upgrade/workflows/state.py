@@ -119,18 +119,23 @@ class UpgradeState:
 
     # Where the messages take effect ----------------------------------------------------
 
-    async def checkpoint(self) -> None:
+    async def checkpoint(self, why: str = "paused by an operator") -> None:
         """Honour abort and pause between steps."""
         if self.abort is not None:
             raise UpgradeFailure(f"aborted: {self.abort.reason}", "Aborted")
         if self.paused:
-            self.progress.waiting_for = "resume (paused by an operator)"
+            self.progress.waiting_for = f"resume ({why})"
             self.refresh()
             await workflow.wait_condition(lambda: not self.paused or self.abort is not None)
             self.progress.waiting_for = None
             self.refresh()
             if self.abort is not None:
                 raise UpgradeFailure(f"aborted: {self.abort.reason}", "Aborted")
+
+    async def hold(self, why: str) -> None:
+        """Pause the upgrade itself, saying why, until an operator resumes or aborts it."""
+        self.set_paused(True)
+        await self.checkpoint(why)
 
     async def sleep(self, seconds: float) -> None:
         """A durable timer that an abort interrupts."""

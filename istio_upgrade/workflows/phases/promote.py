@@ -10,6 +10,7 @@ with workflow.unsafe.imports_passed_through():
     from istio_upgrade.models.plan import Plan
     from istio_upgrade.models.progress import Phase
     from istio_upgrade.models.spec import UpgradeSpec
+    from istio_upgrade.workflows.phases import labels
     from istio_upgrade.workflows.state import UpgradeState
     from istio_upgrade.workflows.steps import run_step
 
@@ -22,6 +23,7 @@ async def promote(
     if spec.approvals.before_promote:
         await st.approval(f"move tags {', '.join(plan.tags_to_move)} to {target}")
     await st.checkpoint()
+    await labels.hold_on_drift(st, spec, plan, plan.namespaces, "promote")
     st.set_phase(Phase.PROMOTING)
     if not plan.tags_to_move:
         return
@@ -33,6 +35,7 @@ async def promote(
         summary=f"move tags {', '.join(tags)} to {target}",
     )
     st.progress.tags_moved = list(tags)
+    await labels.restore_own_forms(spec, plan)
 
 
 async def restore_tags(

@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from istio_upgrade.models.progress import BatchProgress, Phase
     from istio_upgrade.models.spec import UpgradeSpec
     from istio_upgrade.workflows.gate import evaluate_gate
+    from istio_upgrade.workflows.phases import labels
     from istio_upgrade.workflows.state import UpgradeFailure, UpgradeState
     from istio_upgrade.workflows.steps import run_step
 
@@ -44,6 +45,9 @@ async def soak(
         await _soak_batch(st, spec, plan, batch, bp, pre_end)
     finally:
         st.soaking, st.soak_window = None, None
+    await labels.hold_on_drift(
+        st, spec, plan, batch.namespaces, f"batch {batch.index} passes its gate"
+    )
 
 
 async def _soak_batch(
