@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from istio_sandbox.cluster import Cluster, Timings
 from istio_sandbox.controllers.rollouts import render_rollout_crd
 from istio_sandbox.faults import Faults
+from istio_sandbox.istio.ambient import render_istio_cni, render_ztunnel
 from istio_sandbox.istio.charts import (
     render_crds,
     render_default_validator,
@@ -105,6 +106,22 @@ class RevisionSpec(_Strict):
         if self.revision is None:
             return revision_of_version(self.version)
         return self.revision or DEFAULT_REVISION
+
+
+class AmbientSpec(_Strict):
+    """Istio ambient's node components: the ``ztunnel`` and ``istio-cni`` charts."""
+
+    version: str
+    """Istio version of ztunnel (``ztunnel:<v>``) and istio-cni (``install-cni:<v>``)."""
+    revision: str | None = None
+    """The ztunnel chart's ``revision``: ztunnel's ``CA_ADDRESS``/``XDS_ADDRESS`` name
+    ``istiod-<revision>``; None = the first installed revision."""
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        parse_version(value)
+        return value
 
 
 class WorkloadSpec(_Strict):
@@ -303,6 +320,9 @@ class Scenario(_Strict):
     istio_crds: bool = True
     """Install the base chart's Istio CRDs (VirtualService, DestinationRule, Gateway, Sidecar,
     ServiceEntry, PeerAuthentication, AuthorizationPolicy, RequestAuthentication, Telemetry)."""
+    ambient: AmbientSpec | None = None
+    """Install ztunnel and istio-cni (DaemonSets in istio-system): namespaces labelled
+    ``istio.io/dataplane-mode=ambient`` get their pods enrolled instead of sidecars."""
     gateway_api: bool = False
     """Install the Gateway API CRDs (standard channel, ``bundle-version`` v1.2.1); implied by
     any ``gateways`` entry. istiod creates the GatewayClasses ``istio`` and
@@ -385,6 +405,15 @@ def _reference_problems(scenario: Scenario) -> Iterator[str]:
             )
         if not meta.get("name") or not meta.get("namespace"):
             yield f"istio_resources[{i}].metadata: name and namespace are required"
+    if (
+        scenario.ambient is not None
+        and scenario.ambient.revision is not None
+        and scenario.ambient.revision not in seen_rev
+    ):
+        yield (
+            f"ambient.revision: revision {scenario.ambient.revision!r} is not installed; use one "
+            f"of {sorted(seen_rev)}"
+        )
     if scenario.default_validator is not None and scenario.default_validator not in seen_rev:
         yield (
             f"default_validator: revision {scenario.default_validator!r} is not installed; use "
@@ -756,6 +785,13 @@ def populate_control_plane(cluster: Cluster, scenario: Scenario) -> None:
     if scenario.default_validator is not None:
         validator = chart_revisions.get(scenario.default_validator, scenario.default_validator)
         _create(cluster, render_default_validator(validator))
+    if scenario.ambient is not None:
+        amb = scenario.ambient
+        target = amb.revision if amb.revision is not None else scenario.revisions[0].name
+        for obj in render_istio_cni(amb.version):
+            _create(cluster, obj)
+        for obj in render_ztunnel(amb.version, chart_revisions.get(target, target)):
+            _create(cluster, obj)
 
 
 def populate_workloads(cluster: Cluster, scenario: Scenario) -> None:
@@ -800,6 +836,7 @@ def new_cluster(scenario: Scenario) -> Cluster:
 
 
 __all__ = [
+    "AmbientSpec",
     "GatewaySpec",
     "GenerateSpec",
     "JobSpec",

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from istio_sandbox.cluster import Cluster
 from istio_sandbox.controllers import defaults
+from istio_sandbox.controllers.ambient import AmbientEnrollment
 from istio_sandbox.controllers.daemonsets import DaemonSetController
 from istio_sandbox.controllers.deployments import DeploymentController
 from istio_sandbox.controllers.gateways import GatewayDeploymentController
@@ -66,6 +67,7 @@ class Controllers:
         self.jobs = JobController(rt, self.pods)
         self.rollouts = RolloutController(rt, self.pods)
         self.gateways = GatewayDeploymentController(rt)
+        self.ambient = AmbientEnrollment(rt)
         self.injector = SidecarInjector(
             cluster, rt.events, pods_in=lambda ns: rt.in_namespace(PODS, ns)
         )
@@ -102,8 +104,10 @@ class Controllers:
             store.add_listener(self.runtime.on_change)
             self.runtime.change_hooks.append(self._on_istio_change)
             self.runtime.change_hooks.append(self.gateways.on_change)
+            self.runtime.change_hooks.append(self.ambient.on_change)
             self.runtime.after(0, self.gateways.ensure_classes)
             self.runtime.prime()
+            self.ambient.prime()
             self.runtime.after(0, self.validation_webhooks.reconcile)
         self._wake = asyncio.Event()
         wake = self._wake

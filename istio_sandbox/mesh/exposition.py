@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from istio_sandbox.mesh.traffic import BUCKETS_MS, REQUEST_LABELS, RequestSeries, SeriesKey
+from istio_sandbox.mesh.traffic import (
+    BUCKETS_MS,
+    REQUEST_LABELS,
+    TCP_LABELS,
+    RequestSeries,
+    SeriesKey,
+    TcpSeries,
+)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -67,4 +74,25 @@ def render_family(
     for labels, value in samples:
         text = labels_text(labels.keys(), labels.values()) if labels else ""
         lines.append(f"{name}{text} {_num(value)}")
+    return lines
+
+
+_TCP_FAMILIES = (
+    ("istio_tcp_connections_opened_total", "opened", "TCP connections opened (ztunnel)."),
+    ("istio_tcp_connections_closed_total", "closed", "TCP connections closed (ztunnel)."),
+    ("istio_tcp_sent_bytes_total", "sent_bytes", "Bytes sent to the peer (ztunnel)."),
+    ("istio_tcp_received_bytes_total", "received_bytes", "Bytes received (ztunnel)."),
+)
+
+
+def render_tcp(series: dict[SeriesKey, TcpSeries]) -> list[str]:
+    """ztunnel's ``istio_tcp_*`` counters; nothing at all when no ambient traffic flowed."""
+    if not series:
+        return []
+    keys = sorted(series)
+    inner = {k: labels_text(TCP_LABELS, k)[1:-1] for k in keys}
+    lines: list[str] = []
+    for name, attr, help_text in _TCP_FAMILIES:
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
+        lines += [f"{name}{{{inner[k]}}} {_num(getattr(series[k], attr))}" for k in keys]
     return lines

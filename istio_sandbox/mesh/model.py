@@ -5,18 +5,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter
 
 from aiohttp import web
 
 from istio_sandbox.cluster import Cluster
 from istio_sandbox.istio.names import ISTIO_NAMESPACE, LABEL_REV, image_tag
-from istio_sandbox.mesh.exposition import CONTENT_TYPE, render_family, render_requests
+from istio_sandbox.mesh.exposition import (
+    CONTENT_TYPE,
+    render_family,
+    render_requests,
+    render_tcp,
+)
 from istio_sandbox.mesh.pods import PodIndex
 from istio_sandbox.mesh.traffic import TrafficModel
 from istio_sandbox.resources import BY_KEY
 from istio_sandbox.scenario import Scenario
 
 DEPLOYMENTS = BY_KEY["apps/deployments"]
+SERVICES = BY_KEY["/services"]
 
 
 class Mesh:
@@ -65,18 +72,45 @@ class Mesh:
             out[revision] = version
         return out
 
+    def xds_revision(self, address: str) -> str | None:
+        """The revision behind an xDS address ``<service>.<namespace>.svc:15012``: the pods its
+        Service selects (``istio.io/rev``, or ``istio: pilot`` for a revisionless istiod)."""
+        host = address.rsplit(":", 1)[0]
+        parts = host.split(".")
+        if len(parts) < 2:
+            return None
+        svc = self.cluster.store.try_get(SERVICES, parts[1], parts[0])
+        selector = ((svc or {}).get("spec") or {}).get("selector") or {}
+        if LABEL_REV in selector:
+            return str(selector[LABEL_REV])
+        if selector.get("istio") == "pilot":
+            return "default"
+        return None
+
+    def connections(self) -> Counter[tuple[str, str]]:
+        """Proxies connected to each istiod by (revision, version): Ready injected pods and
+        gateways (their ``istio.io/rev`` annotation) plus Ready ztunnels (their
+        ``XDS_ADDRESS``)."""
+        out: Counter[tuple[str, str]] = Counter(self.pods.proxies)
+        for (address, version), n in self.pods.ztunnels.items():
+            revision = self.xds_revision(address)
+            if revision is not None:
+                out[(revision, version)] += n
+        return out
+
     def _control_plane_lines(self) -> list[str]:
         revisions = self.control_plane()
+        connected = self.connections()
         xds: list[tuple[dict[str, str], float]] = []
         for revision, own_version in sorted(revisions.items()):
             seen = self._versions_seen.setdefault(revision, set())
             if own_version:
                 seen.add(own_version)
-            seen.update(v for r, v in self.pods.proxies if r == revision)
+            seen.update(v for r, v in connected if r == revision)
             # Versions once connected stay exposed at 0, so the drain signal reaches 0
             # instead of disappearing.
             for version in sorted(seen):
-                value = self.pods.proxies.get((revision, version), 0)
+                value = connected.get((revision, version), 0)
                 xds.append(({"revision": revision, "version": version}, value))
         for gone in set(self._versions_seen) - set(revisions):
             del self._versions_seen[gone]
@@ -115,7 +149,8 @@ class Mesh:
     def refresh(self) -> None:
         """Render the exposition page from the current counters."""
         started = time.perf_counter()
-        lines = render_requests(self.traffic.requests) + self._control_plane_lines()
+        lines = render_requests(self.traffic.requests) + render_tcp(self.traffic.tcp)
+        lines += self._control_plane_lines()
         # The previous render's duration: benchmarks read it from the page they scrape.
         lines += render_family(
             "sandbox_metrics_render_seconds",

@@ -28,6 +28,11 @@ class PodInfo:
     proxy_version: str
     """Image tag of the ``istio-proxy`` container; ``""`` when unknown."""
     ready: bool
+    node: str = ""
+    ambient: bool = False
+    """Enrolled by istio-cni (``ambient.istio.io/redirection: enabled``): ztunnel carries it."""
+    ztunnel_xds: str = ""
+    """For a ztunnel pod: its ``XDS_ADDRESS`` (the istiod Service it connects to)."""
 
 
 def pod_info(pod: Obj) -> PodInfo:
@@ -36,10 +41,18 @@ def pod_info(pod: Obj) -> PodInfo:
     spec = pod.get("spec") or {}
     annotations = meta.get("annotations") or {}
     proxy_version = ""
+    xds = ""
+    labels = meta.get("labels") or {}
+    is_ztunnel = (
+        labels.get("app") == "ztunnel" and labels.get("app.kubernetes.io/name") == "ztunnel"
+    )
     # Native sidecars (Kubernetes 1.29+) put istio-proxy among the init containers.
     for container in [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]:
         if container.get("name") == PROXY_CONTAINER:
             proxy_version = image_tag(str(container.get("image", "")))
+            if is_ztunnel:
+                env = {e.get("name"): e.get("value") for e in container.get("env") or []}
+                xds = str(env.get("XDS_ADDRESS") or "")
     ready = not meta.get("deletionTimestamp") and any(
         c.get("type") == "Ready" and c.get("status") == "True"
         for c in (pod.get("status") or {}).get("conditions") or []
@@ -52,9 +65,13 @@ def pod_info(pod: Obj) -> PodInfo:
             (meta.get("labels") or {}).get("app")
             or (meta.get("labels") or {}).get("service.istio.io/canonical-name", "")
         ),
-        revision=str(annotations.get(ANNOTATION_REV, "")),
+        # A ztunnel's istio.io/rev annotation names its chart revision, not a sidecar.
+        revision="" if is_ztunnel else str(annotations.get(ANNOTATION_REV, "")),
         proxy_version=proxy_version,
         ready=bool(ready),
+        node=str(spec.get("nodeName") or ""),
+        ambient=annotations.get("ambient.istio.io/redirection") == "enabled",
+        ztunnel_xds=xds if is_ztunnel else "",
     )
 
 
@@ -66,6 +83,10 @@ class PodIndex:
         self._by_app: dict[tuple[str, str], dict[str, PodInfo]] = {}
         self.proxies: Counter[tuple[str, str]] = Counter()
         """Ready injected pods by (revision, proxy version): what each istiod serves."""
+        self.ztunnels: Counter[tuple[str, str]] = Counter()
+        """Ready ztunnel pods by (XDS address, ztunnel version)."""
+        self.ztunnel_nodes: Counter[str] = Counter()
+        """Ready ztunnel pods per node: ambient pods there have their traffic carried."""
         for pod in store.list(PODS, copy_objects=False):
             self._put(pod)
         store.add_listener(self._on_change)
@@ -88,6 +109,9 @@ class PodIndex:
         self._by_app.setdefault((info.namespace, info.app), {})[key[1]] = info
         if info.ready and info.revision:
             self.proxies[(info.revision, info.proxy_version)] += 1
+        if info.ready and info.ztunnel_xds:
+            self.ztunnels[(info.ztunnel_xds, info.proxy_version)] += 1
+            self.ztunnel_nodes[info.node] += 1
 
     def _drop(self, key: tuple[str, str]) -> None:
         info = self._pods.pop(key, None)
@@ -102,6 +126,13 @@ class PodIndex:
             self.proxies[(info.revision, info.proxy_version)] -= 1
             if self.proxies[(info.revision, info.proxy_version)] <= 0:
                 del self.proxies[(info.revision, info.proxy_version)]
+        if info.ready and info.ztunnel_xds:
+            self.ztunnels[(info.ztunnel_xds, info.proxy_version)] -= 1
+            if self.ztunnels[(info.ztunnel_xds, info.proxy_version)] <= 0:
+                del self.ztunnels[(info.ztunnel_xds, info.proxy_version)]
+            self.ztunnel_nodes[info.node] -= 1
+            if self.ztunnel_nodes[info.node] <= 0:
+                del self.ztunnel_nodes[info.node]
 
     def ready_pods(self, namespace: str, app: str) -> list[PodInfo]:
         """Ready pods labelled ``app`` in ``namespace``."""

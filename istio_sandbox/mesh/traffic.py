@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from istio_sandbox.cluster import Cluster
 from istio_sandbox.faults import TrafficFault
 from istio_sandbox.mesh.pods import PodIndex, PodInfo
+from istio_sandbox.resources import BY_KEY
 from istio_sandbox.scenario import Scenario, WorkloadSpec
 
 UNKNOWN = "unknown"
@@ -52,6 +53,43 @@ REQUEST_LABELS: tuple[str, ...] = (
     "response_flags",
     "connection_security_policy",
 )
+
+
+TCP_LABELS: tuple[str, ...] = (
+    "reporter",
+    "source_workload",
+    "source_workload_namespace",
+    "source_canonical_service",
+    "source_canonical_revision",
+    "destination_workload",
+    "destination_workload_namespace",
+    "destination_service",
+    "destination_service_name",
+    "destination_service_namespace",
+    "destination_canonical_service",
+    "destination_canonical_revision",
+    "request_protocol",
+    "response_flags",
+    "connection_security_policy",
+)
+"""Labels of ztunnel's ``istio_tcp_*`` series (ztunnel ``src/proxy/metrics.rs``
+``CommonTrafficLabels``, the subset the sandbox fills)."""
+REQUEST_BYTES = 512
+RESPONSE_BYTES = 2048
+AMBIENT = "\x00ambient"
+"""Group key of destination pods whose traffic ztunnel carries (no sidecar, enrolled)."""
+LABEL_USE_WAYPOINT = "istio.io/use-waypoint"
+NAMESPACES = BY_KEY["/namespaces"]
+
+
+@dataclass
+class TcpSeries:
+    """ztunnel's counters of one label set."""
+
+    opened: float = 0.0
+    closed: float = 0.0
+    sent_bytes: float = 0.0
+    received_bytes: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -122,6 +160,8 @@ class TrafficModel:
                 key = (target_ns or ns_name, target)
                 self.callers.setdefault(key, []).append((ns_name, ep.spec.name))
         self.requests: dict[SeriesKey, RequestSeries] = {}
+        self.tcp: dict[SeriesKey, TcpSeries] = {}
+        """ztunnel's ``istio_tcp_*`` series (reporter ``destination``), by :data:`TCP_LABELS`."""
         self.xds_rejects: Counter[str] = Counter()
         self._carry: dict[tuple[object, ...], float] = {}
         self.elapsed_s = 0.0
@@ -175,8 +215,9 @@ class TrafficModel:
                 if src is not None and src_groups.get(True):
                     self._no_upstream(src, dest, per_source * src_groups[True])
                 continue
-            by_rev: Counter[str] = Counter(p.revision for p in dest_pods)
-            for revision, n_pods in by_rev.items():
+            by_rev: Counter[str] = Counter(self._group(p) for p in dest_pods)
+            for group, n_pods in by_rev.items():
+                revision = "" if group == AMBIENT else group
                 matching = [
                     f for f in faults if _fault_matches(f, dest.namespace, dest.spec.name, revision)
                 ]
@@ -188,9 +229,103 @@ class TrafficModel:
                     amount = per_source * share * src_share * factor
                     if amount <= 0:
                         continue
+                    if group == AMBIENT:
+                        self._record_ztunnel(src, src_injected, dest, amount, matching)
+                        continue
                     self._record_flow(
                         src, src_injected, dest, bool(revision), revision, amount, matching
                     )
+
+    def _group(self, pod: PodInfo) -> str:
+        if not pod.revision and pod.ambient and pod.node in self.pods.ztunnel_nodes:
+            return AMBIENT
+        return pod.revision
+
+    def _waypoint(self, namespace: str) -> str | None:
+        """The waypoint the namespace uses (``istio.io/use-waypoint``), when one is Ready."""
+        ns = self.cluster.store.try_get(NAMESPACES, "", namespace)
+        name = ((ns or {}).get("metadata") or {}).get("labels", {}).get(LABEL_USE_WAYPOINT)
+        if not name or not self.pods.ready_pods(namespace, str(name)):
+            return None
+        return str(name)
+
+    def _record_ztunnel(
+        self,
+        src: Endpoint | None,
+        src_injected: bool,
+        dest: Endpoint,
+        amount: float,
+        matching: list[TrafficFault],
+    ) -> None:
+        """Requests to an ambient pod: ztunnel counts connections and bytes; a waypoint, when
+        the namespace uses one, counts the requests (``reporter="waypoint"``)."""
+        flow = (
+            "ztunnel",
+            src.namespace if src else "",
+            src.spec.name if src else "",
+            src_injected,
+            dest.namespace,
+            dest.spec.name,
+        )
+        total = self._take(flow, amount)
+        if total == 0:
+            return
+        key = self._tcp_key(src if src_injected else None, dest)
+        series = self.tcp.get(key)
+        if series is None:
+            series = self.tcp[key] = TcpSeries()
+        series.opened += total
+        series.closed += total
+        series.received_bytes += total * REQUEST_BYTES
+        series.sent_bytes += total * RESPONSE_BYTES
+        if self._waypoint(dest.namespace) is None:
+            return
+        latency = dest.spec.latency_ms + sum(f.latency_ms for f in matching)
+        for outcome, n in self._split(flow, total, self._outcomes(dest, matching)):
+            if n > 0:
+                self._add(
+                    self._key(
+                        "waypoint", src if src_injected else None, dest, outcome, "mutual_tls"
+                    ),
+                    n,
+                    latency,
+                )
+
+    def _tcp_key(self, src: Endpoint | None, dest: Endpoint) -> SeriesKey:
+        if src is None:
+            source: tuple[str, ...] = (UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN)
+        else:
+            source = (src.spec.name, src.namespace, src.spec.name, src.canonical_revision)
+        return (
+            "destination",
+            *source,
+            dest.spec.name,
+            dest.namespace,
+            f"{dest.spec.name}.{dest.namespace}.svc.cluster.local",
+            dest.spec.name,
+            dest.namespace,
+            dest.spec.name,
+            dest.canonical_revision,
+            "tcp",
+            "-",
+            "mutual_tls",
+        )
+
+    def _split(
+        self, flow: tuple[object, ...], total: int, outcomes: list[_Outcome]
+    ) -> list[tuple[_Outcome, int]]:
+        """``total`` requests split across outcomes; failures from their own accumulators."""
+        counts: list[tuple[_Outcome, int]] = []
+        failed = 0
+        for o in outcomes[1:]:
+            n = min(
+                self._take(("err", *flow, o.response_code, o.grpc_status), total * o.share),
+                total - failed,
+            )
+            failed += n
+            counts.append((o, n))
+        counts.insert(0, (outcomes[0], total - failed))
+        return counts
 
     def _outcomes(self, dest: Endpoint, matching: list[TrafficFault]) -> list[_Outcome]:
         grpc = dest.spec.protocol == "grpc"
@@ -244,17 +379,7 @@ class TrafficModel:
         outcomes = self._outcomes(dest, matching)
         # Failures are taken first from their own accumulators; successes are the rest, so
         # each tick's counts add up exactly to the requests sent.
-        counts: list[tuple[_Outcome, int]] = []
-        failed = 0
-        for o in outcomes[1:]:
-            n = min(
-                self._take(("err", *flow, o.response_code, o.grpc_status), total * o.share),
-                total - failed,
-            )
-            failed += n
-            counts.append((o, n))
-        counts.insert(0, (outcomes[0], total - failed))
-        for outcome, n in counts:
+        for outcome, n in self._split(flow, total, outcomes):
             if n <= 0:
                 continue
             if dest_injected:
@@ -314,4 +439,13 @@ class TrafficModel:
             series.buckets[i] += n * share
 
 
-__all__ = ["BUCKETS_MS", "REQUEST_LABELS", "Endpoint", "PodInfo", "RequestSeries", "TrafficModel"]
+__all__ = [
+    "BUCKETS_MS",
+    "REQUEST_LABELS",
+    "TCP_LABELS",
+    "Endpoint",
+    "PodInfo",
+    "RequestSeries",
+    "TcpSeries",
+    "TrafficModel",
+]
