@@ -99,12 +99,17 @@ def pod_owner(pod: Obj, rs_owner: dict[tuple[str, str], tuple[str, str]]) -> tup
     """(kind, name) of the workload a pod belongs to; ``("Pod", name)`` for a bare pod."""
     meta = _meta(pod)
     namespace = meta.get("namespace", "")
-    for ref in meta.get("ownerReferences") or []:
+    refs = meta.get("ownerReferences") or []
+    for ref in refs:
         kind, name = ref.get("kind", ""), ref.get("name", "")
         if kind == "ReplicaSet":
             return rs_owner.get((namespace, name), ("Pod", meta["name"]))
         if kind in {"StatefulSet", "DaemonSet", "Job"}:
             return kind, name
+    # A controller this tool does not know (an operator's kind): its own, not restartable.
+    for ref in refs:
+        if ref.get("controller") and ref.get("kind"):
+            return str(ref["kind"]), str(ref.get("name", ""))
     return "Pod", meta["name"]
 
 
@@ -117,6 +122,9 @@ def replicaset_owners(items: Iterable[Obj]) -> dict[tuple[str, str], tuple[str, 
         for ref in meta.get("ownerReferences") or []:
             if ref.get("kind") == "Deployment":
                 owner = ("Deployment", ref["name"])
+            elif ref.get("controller") and ref.get("kind"):
+                # Argo Rollouts' Rollout and other controllers keep ReplicaSets too.
+                owner = (str(ref["kind"]), str(ref.get("name", "")))
         owners[(meta.get("namespace", ""), meta["name"])] = owner
     return owners
 
@@ -243,21 +251,23 @@ def discover(kube: Kube, tick: Callable[[], None] | None = None) -> ClusterInven
             tags[labels[LABEL_TAG]] = labels[LABEL_REV]
 
     rs_owner = replicaset_owners(each("apps/v1", "ReplicaSet"))
-    stamps: dict[tuple[str, str, str], str | None] = {}
+    stamps: dict[tuple[str, str, str], tuple[str | None, bool]] = {}
     for kind in ("Deployment", "StatefulSet", "DaemonSet"):
         for obj in each("apps/v1", kind):
             meta = _meta(obj)
             template_meta = ((obj.get("spec") or {}).get("template") or {}).get("metadata") or {}
             stamp = (template_meta.get("annotations") or {}).get(ANNOTATION_RESTART_STAMP)
-            stamps[(meta.get("namespace", ""), kind, meta["name"])] = stamp
+            paused = bool((obj.get("spec") or {}).get("paused"))
+            stamps[(meta.get("namespace", ""), kind, meta["name"])] = (stamp, paused)
 
     workloads: dict[str, dict[tuple[str, str], WorkloadInfo]] = {}
-    for (namespace, kind, name), stamp in stamps.items():
+    for (namespace, kind, name), (stamp, paused) in stamps.items():
         workloads.setdefault(namespace, {})[(kind, name)] = WorkloadInfo(
             kind=kind,
             name=name,
             restartable=True,
             restart_stamp=stamp,
+            paused=paused,
         )
     for pod in each("v1", "Pod"):
         namespace = _meta(pod).get("namespace", "")

@@ -130,7 +130,10 @@ class KubeActivities:
     def verify_namespaces(self, spec: VerifyInput) -> VerifyReport:
         """Check that every live pod of the namespaces runs a sidecar of the expected revision."""
         return migration.verify(
-            self.clients.for_cluster(spec.cluster), spec.namespaces, spec.expected_revision
+            self.clients.for_cluster(spec.cluster),
+            spec.namespaces,
+            spec.expected_revision,
+            spec.unmanaged_pods,
         )
 
     @activity.defn(name="collect_diagnostics")

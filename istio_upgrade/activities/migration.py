@@ -18,6 +18,8 @@ from istio_upgrade.activities.discovery import (
     ANNOTATION_RESTART_STAMP,
     injected_revision,
     pod_info,
+    pod_owner,
+    replicaset_owners,
 )
 from istio_upgrade.activities.kube_client import Kube, NotFound, Obj
 from istio_upgrade.istio.naming import (
@@ -190,29 +192,91 @@ def rollout_pending(kind: str, obj: Obj) -> str | None:
         want = spec.get("replicas", 1)
         if status.get("readyReplicas", 0) < want:
             return f"{status.get('readyReplicas', 0)} of {want} pods ready"
-        strategy = (spec.get("updateStrategy") or {}).get("type", "RollingUpdate")
-        if strategy == "RollingUpdate":
-            if status.get("updatedReplicas", 0) < want:
-                return f"{status.get('updatedReplicas', 0)} of {want} pods updated"
-            if status.get("updateRevision") != status.get("currentRevision"):
-                return "waiting for the update revision to become current"
+        if status.get("updatedReplicas", 0) < want:
+            if _on_delete(obj):
+                # kubectl rollout status returns at once here; the pods stay old until
+                # deleted, which wait_rollouts does one at a time.
+                return f"OnDelete: {status.get('updatedReplicas', 0)} of {want} pods replaced"
+            return f"{status.get('updatedReplicas', 0)} of {want} pods updated"
+        if not _on_delete(obj) and status.get("updateRevision") != status.get("currentRevision"):
+            return "waiting for the update revision to become current"
         return None
     desired = status.get("desiredNumberScheduled", 0)
     if status.get("updatedNumberScheduled", 0) < desired:
-        return f"{status.get('updatedNumberScheduled', 0)} of {desired} updated pods scheduled"
+        prefix = "OnDelete: " if _on_delete(obj) else ""
+        return (
+            f"{prefix}{status.get('updatedNumberScheduled', 0)} of {desired} updated pods scheduled"
+        )
     if status.get("numberAvailable", 0) < desired:
         return f"{status.get('numberAvailable', 0)} of {desired} updated pods available"
     return None
 
 
+def _on_delete(obj: Obj) -> bool:
+    strategy = (obj.get("spec") or {}).get("updateStrategy") or {}
+    return strategy.get("type") == "OnDelete"
+
+
+def _is_current(kind: str, obj: Obj, pod: Obj) -> bool:
+    """Whether an OnDelete workload's pod already runs its latest template."""
+    labels = pod["metadata"].get("labels") or {}
+    if kind == "StatefulSet":
+        return labels.get("controller-revision-hash") == (obj.get("status") or {}).get(
+            "updateRevision"
+        )
+    # DaemonSet pods carry the generation of the template they were made from.
+    return labels.get("pod-template-generation") == str(obj["metadata"].get("generation", 1))
+
+
+def replace_one_old_pod(kube: Kube, kind: str, obj: Obj) -> str | None:
+    """Delete one pod of an OnDelete workload that still runs an old template.
+
+    Only when every pod of the workload is Ready and none is terminating: one pod at a time,
+    the budget of a rolling update with maxUnavailable 1. Returns the pod deleted.
+    """
+    meta = obj["metadata"]
+    selector = ((obj.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    if not selector:
+        return None
+    pods = list(
+        kube.list(
+            "v1",
+            "Pod",
+            meta["namespace"],
+            label_selector=",".join(f"{k}={v}" for k, v in sorted(selector.items())),
+        )
+    )
+    mine = [
+        p
+        for p in pods
+        if any(r.get("uid") == meta.get("uid") for r in p["metadata"].get("ownerReferences") or [])
+        or not meta.get("uid")
+    ]
+    if any(p["metadata"].get("deletionTimestamp") or not pod_info(p).ready for p in mine):
+        return None
+    old = sorted(p["metadata"]["name"] for p in mine if not _is_current(kind, obj, p))
+    if not old:
+        return None
+    # StatefulSets replace from the highest ordinal down, as their rolling update does.
+    victim = old[-1] if kind == "StatefulSet" else old[0]
+    kube.delete("v1", "Pod", victim, meta["namespace"])
+    return f"{meta['namespace']}/{victim}"
+
+
 def pending_rollouts(kube: Kube, namespace: str) -> list[str]:
-    """``namespace/Kind/name: why`` of every workload of the namespace still rolling out."""
+    """``namespace/Kind/name: why`` of every workload of the namespace still rolling out.
+
+    OnDelete StatefulSets and DaemonSets replace a pod only when it is deleted: one old pod
+    is deleted per poll while the others are Ready, so they end on the new template too.
+    """
     pending: list[str] = []
     for kind in RESTARTABLE:
         for obj in kube.list("apps/v1", kind, namespace):
             why = rollout_pending(kind, obj)
             if why:
                 pending.append(f"{namespace}/{kind}/{obj['metadata']['name']}: {why}")
+                if kind != "Deployment" and _on_delete(obj):
+                    replace_one_old_pod(kube, kind, obj)
     return pending
 
 
@@ -274,17 +338,26 @@ def poll_interval(poll_seconds: float, waited: float) -> float:
     return max(poll_seconds, min(waited / 10, MAX_POLL_SECONDS))
 
 
-def verify(kube: Kube, namespaces: list[str], expected: str) -> VerifyReport:
+def verify(
+    kube: Kube, namespaces: list[str], expected: str, unmanaged_pods: str = "warn"
+) -> VerifyReport:
     """Check that every live, injectable pod of the namespaces was injected by ``expected``.
 
-    Completed, failed and terminating pods are ignored; pods that opted out are ignored; bare
-    pods and Job pods on another revision are reported apart (nothing can restart them).
+    Completed, failed and terminating pods are ignored; pods that opted out and hostNetwork
+    pods (never injected: ``pkg/kube/inject`` skips them) are not checked; bare pods and Job
+    pods on another revision are reported apart (nothing can restart them), and so are pods
+    of controllers this tool does not restart (Argo Rollouts, operators) unless
+    ``unmanaged_pods`` is ``fail``.
     """
     report = VerifyReport(ok=True)
     for namespace in namespaces:
+        rs_owners: dict[tuple[str, str], tuple[str, str]] | None = None
         for pod in kube.list("v1", "Pod", namespace):
             info = pod_info(pod)
             if not info.active or info.opted_out:
+                continue
+            if (pod.get("spec") or {}).get("hostNetwork"):
+                report.host_network_skipped.append(f"{namespace}/{info.name}")
                 continue
             report.pods_checked += 1
             revision = injected_revision(pod)
@@ -296,9 +369,20 @@ def verify(kube: Kube, namespaces: list[str], expected: str) -> VerifyReport:
                     f"{namespace}/{info.name} (revision {revision or 'none'})"
                 )
                 continue
+            if "ReplicaSet" in owners and rs_owners is None:
+                rs_owners = replicaset_owners(kube.list("apps/v1", "ReplicaSet", namespace))
+            kind, name = pod_owner(pod, rs_owners or {})
+            if kind not in RESTARTABLE and unmanaged_pods != "fail":
+                report.unmanaged.append(
+                    f"{namespace}/{info.name} (owned by {kind}/{name}, revision "
+                    f"{revision or 'none'}): restart it through its own controller"
+                )
+                continue
             reason = (
                 "no sidecar" if revision is None else f"injected by {revision}, expected {expected}"
             )
+            if kind not in RESTARTABLE:
+                reason += f"; owned by {kind}/{name}, which this tool does not restart"
             if not info.ready:
                 reason += f"; pod is {info.phase} and not Ready"
             report.stragglers.append(

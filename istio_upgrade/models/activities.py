@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from istio_upgrade.models.plan import NamespaceLabels
@@ -156,6 +158,8 @@ class VerifyInput(_Model):
     cluster: ClusterRef
     namespaces: list[str]
     expected_revision: str
+    unmanaged_pods: Literal["fail", "warn"] = "warn"
+    """Pods of controllers this tool does not restart: a warning, or a straggler."""
 
 
 class VerifyReport(_Model):
@@ -163,6 +167,10 @@ class VerifyReport(_Model):
     pods_checked: int = 0
     stragglers: list[Straggler] = Field(default_factory=list)
     not_restartable: list[str] = Field(default_factory=list)
+    unmanaged: list[str] = Field(default_factory=list)
+    """Pods of controllers this tool does not restart (Argo Rollouts, operators), left out."""
+    host_network_skipped: list[str] = Field(default_factory=list)
+    """hostNetwork pods: never injected, so not checked."""
 
 
 class DiagnosticsInput(_Model):

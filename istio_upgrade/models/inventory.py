@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-WorkloadKind = Literal["Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod"]
+WorkloadKind = str
+"""``Deployment``, ``StatefulSet``, ``DaemonSet``, ``Job``, ``Pod`` (bare), or the kind of a
+controller this tool does not restart (``Rollout`` of Argo Rollouts, an operator's kind)."""
 RESTARTABLE_KINDS: frozenset[str] = frozenset({"Deployment", "StatefulSet", "DaemonSet"})
 NO_SIDECAR = "none"
 """Key of ``WorkloadInfo.revisions`` counting pods without a sidecar."""
@@ -92,6 +94,8 @@ class WorkloadInfo(_Model):
     """Every pod, for non-restartable workloads only."""
     restart_stamp: str | None = None
     """The last ``istio-upgrade.io/restart-stamp`` written on its pod template."""
+    paused: bool = False
+    """A Deployment whose rollout is paused (``spec.paused``): a restart would never roll."""
 
     @model_validator(mode="after")
     def _summarise_listed_pods(self) -> WorkloadInfo:

@@ -190,6 +190,10 @@ class MigrationSpec(_Strict):
     """Workloads restarted at the same time within a batch."""
     gateways_last: bool = True
     """Namespaces running injected gateways migrate in a final batch of their own."""
+    unmanaged_pods: Literal["fail", "warn"] = "warn"
+    """Pods owned by controllers this tool cannot restart (Argo Rollouts, operators):
+    ``warn`` leaves them out of verification with a named warning (their owners restart
+    them); ``fail`` treats them as stragglers that roll the batch back."""
     pin_revision_labels: bool = False
     """Leave migrated namespaces on ``istio.io/rev=<new revision>`` after promote. By default
     each gets its own label form back once the tag that served it points at the new revision

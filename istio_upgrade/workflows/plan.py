@@ -18,7 +18,7 @@ from istio_upgrade.istio.naming import (
 )
 from istio_upgrade.istio.support import SUPPORT, minor_of
 from istio_upgrade.models.injection import effective_revision, injecting_configurations
-from istio_upgrade.models.inventory import ClusterInventory, NamespaceInfo
+from istio_upgrade.models.inventory import RESTARTABLE_KINDS, ClusterInventory, NamespaceInfo
 from istio_upgrade.models.plan import (
     Batch,
     ExcludedNamespace,
@@ -329,6 +329,17 @@ def _namespace_checks(
                 )
             )
         for workload in ns.workloads:
+            if workload.paused:
+                findings.append(
+                    Finding(
+                        severity="error",
+                        code="ROLLOUT_PAUSED",
+                        namespace=ns.name,
+                        message=f"{ns.name}/{workload.kind}/{workload.name} has a paused rollout: "
+                        "a restart would never roll its pods; resume it (kubectl rollout resume "
+                        f"-n {ns.name} deployment/{workload.name}) or exclude the namespace",
+                    )
+                )
             injected = [p for p in workload.pods if p.injected_revision and p.active]
             if not workload.restartable and injected:
                 findings.append(
@@ -337,7 +348,13 @@ def _namespace_checks(
                         code="NON_RESTARTABLE",
                         namespace=ns.name,
                         message=f"{ns.name}/{workload.kind}/{workload.name} has sidecars but "
-                        "cannot be restarted; it keeps its old proxy until it is recreated",
+                        + (
+                            "is not restarted by this tool (its controller is not one it knows); "
+                            "it is left out of verification and keeps its old proxy until its "
+                            "owner restarts it"
+                            if workload.kind not in RESTARTABLE_KINDS | {"Pod", "Job", "CronJob"}
+                            else "cannot be restarted; it keeps its old proxy until it is recreated"
+                        ),
                     )
                 )
 

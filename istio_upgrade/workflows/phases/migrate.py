@@ -95,12 +95,25 @@ async def settle(
     )
     verified = await run_step(
         verify_namespaces,
-        VerifyInput(cluster=spec.cluster, namespaces=namespaces, expected_revision=revision),
+        VerifyInput(
+            cluster=spec.cluster,
+            namespaces=namespaces,
+            expected_revision=revision,
+            unmanaged_pods=spec.migration.unmanaged_pods,
+        ),
         summary=f"{label}: verify pods run {revision} sidecars",
     )
     st.progress.warnings += [
         f"not restartable, keeps its old proxy: {ref}" for ref in verified.not_restartable
     ]
+    st.progress.warnings += [f"not managed by this tool: {ref}" for ref in verified.unmanaged]
+    if verified.host_network_skipped:
+        shown = ", ".join(verified.host_network_skipped[:5])
+        more = len(verified.host_network_skipped) - 5
+        st.progress.warnings.append(
+            f"{label}: hostNetwork pods are never injected, not checked: {shown}"
+            + (f" and {more} more" if more > 0 else "")
+        )
     if rollout.complete and verified.ok:
         return
     st.progress.stragglers = verified.stragglers
