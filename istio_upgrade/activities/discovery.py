@@ -169,8 +169,12 @@ def _revisions(kube: Kube) -> list[RevisionInfo]:
             "containers"
         ) or []
         version = next((image_tag(c.get("image", "")) for c in containers), "") or None
+        annotations = meta.get("annotations") or {}
+        release = annotations.get("meta.helm.sh/release-name")
+        release_ns = annotations.get("meta.helm.sh/release-namespace", ISTIO_NAMESPACE)
         revisions.append(
             RevisionInfo(
+                helm_release=f"{release_ns}/{release}" if release else None,
                 name=rev,
                 version=version,
                 ready=deployment_available(deploy),
@@ -193,6 +197,32 @@ def deployment_available(deploy: Obj) -> bool:
 
 
 MAX_LISTED_ENVOY_FILTERS = 50
+# The ztunnel and istio-cni charts' DaemonSets (manifests/charts/ztunnel, istio-cni).
+AMBIENT_DAEMONSETS = frozenset({"ztunnel", "istio-cni-node"})
+
+
+def _ambient_component(ds: Obj) -> str:
+    meta = _meta(ds)
+    containers = ((ds.get("spec") or {}).get("template") or {}).get("spec", {}).get(
+        "containers"
+    ) or []
+    version = next((image_tag(c.get("image", "")) for c in containers), "") or "unknown"
+    return f"DaemonSet {meta.get('namespace', '')}/{meta['name']} ({version})"
+
+
+def gitops_owner(meta: dict[str, Any]) -> str | None:
+    """The GitOps tool whose marks a namespace carries: it may revert labels we set."""
+    labels = meta.get("labels") or {}
+    annotations = meta.get("annotations") or {}
+    if "argocd.argoproj.io/tracking-id" in annotations or "argocd.argoproj.io/instance" in labels:
+        return "Argo CD"
+    if any(
+        k.startswith(("kustomize.toolkit.fluxcd.io/", "helm.toolkit.fluxcd.io/")) for k in labels
+    ):
+        return "Flux"
+    return None
+
+
 _CRD = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
 
 
@@ -252,9 +282,12 @@ def discover(kube: Kube, tick: Callable[[], None] | None = None) -> ClusterInven
 
     rs_owner = replicaset_owners(each("apps/v1", "ReplicaSet"))
     stamps: dict[tuple[str, str, str], tuple[str | None, bool]] = {}
+    ambient: list[str] = []
     for kind in ("Deployment", "StatefulSet", "DaemonSet"):
         for obj in each("apps/v1", kind):
             meta = _meta(obj)
+            if kind == "DaemonSet" and meta["name"] in AMBIENT_DAEMONSETS:
+                ambient.append(_ambient_component(obj))
             template_meta = ((obj.get("spec") or {}).get("template") or {}).get("metadata") or {}
             stamp = (template_meta.get("annotations") or {}).get(ANNOTATION_RESTART_STAMP)
             paused = bool((obj.get("spec") or {}).get("paused"))
@@ -293,6 +326,7 @@ def discover(kube: Kube, tick: Callable[[], None] | None = None) -> ClusterInven
             NamespaceInfo(
                 name=meta["name"],
                 labels=labels,
+                managed_by=gitops_owner(meta),
                 effective_revision=effective_revision(labels, webhooks, tags),
                 workloads=sorted(
                     workloads.get(meta["name"], {}).values(), key=lambda w: (w.kind, w.name)
@@ -301,6 +335,7 @@ def discover(kube: Kube, tick: Callable[[], None] | None = None) -> ClusterInven
         )
     filters = _envoy_filters(kube)
     return ClusterInventory(
+        ambient=sorted(ambient),
         cluster=kube.cluster,
         discovered_at=datetime.now(UTC),
         kubernetes_version=_kubernetes_version(kube),

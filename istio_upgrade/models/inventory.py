@@ -32,6 +32,8 @@ class RevisionInfo(_Model):
     """Name of the istiod Deployment."""
     installed_by: str | None = None
     """Workflow id recorded in the inventory ConfigMap when this product installed it."""
+    helm_release: str | None = None
+    """``namespace/name`` of the Helm release the istiod Deployment belongs to, if any."""
 
 
 class WebhookInfo(_Model):
@@ -136,6 +138,8 @@ class NamespaceInfo(_Model):
     effective_revision: str | None = None
     """Revision a new plain pod would be injected by (webhooks evaluated like the API server)."""
     workloads: list[WorkloadInfo] = Field(default_factory=list)
+    managed_by: str | None = None
+    """A GitOps tool owning the namespace (``Argo CD``, ``Flux``), from its marks."""
 
     @property
     def gateway(self) -> bool:
@@ -171,6 +175,8 @@ class ClusterInventory(_Model):
     envoy_filters: list[str] = Field(default_factory=list)
     """``namespace/name`` of the EnvoyFilters (at most 50 listed)."""
     envoy_filter_count: int = 0
+    ambient: list[str] = Field(default_factory=list)
+    """Ambient data-plane components found: ``DaemonSet <ns>/ztunnel (1.23.4)``, istio-cni."""
 
     def revision(self, name: str) -> RevisionInfo | None:
         return next((r for r in self.revisions if r.name == name), None)

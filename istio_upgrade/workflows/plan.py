@@ -285,6 +285,56 @@ def _support_checks(
                 "release notes list the Gateway API version of each release)",
             )
         )
+    if inventory.ambient or any(
+        ns.labels.get("istio.io/dataplane-mode") == "ambient" for ns in inventory.namespaces
+    ):
+        ambient_ns = sorted(
+            ns.name
+            for ns in inventory.namespaces
+            if ns.labels.get("istio.io/dataplane-mode") == "ambient"
+        )
+        findings.append(
+            Finding(
+                severity="error",
+                code="AMBIENT_NOT_SUPPORTED",
+                message="ambient mode is in use ("
+                + "; ".join(
+                    [*inventory.ambient]
+                    + ([f"namespaces {', '.join(ambient_ns[:10])}"] if ambient_ns else [])
+                )
+                + "): ztunnel and istio-cni are upgraded in place, not canaried, support "
+                f"control plane 1.x and 1.x+{SUPPORT.ambient_max_minor_jump} only and keep "
+                "their istiod as xDS/CA endpoint, which this upgrade would remove; follow "
+                "istio.io's ambient upgrade procedure (Upgrade with Helm: istiod, then "
+                "istio-cni, then ztunnel, one minor at a time)",
+            )
+        )
+    managed = [ns for ns in inventory.namespaces if ns.managed_by]
+    for tool in sorted({ns.managed_by for ns in managed if ns.managed_by}):
+        names = sorted(ns.name for ns in managed if ns.managed_by == tool)
+        findings.append(
+            Finding(
+                severity="warning",
+                code="GITOPS_OWNED_NAMESPACES",
+                message=f"namespaces managed by {tool}: {', '.join(names[:10])}"
+                + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+                + ": self-heal reverts the istio.io/rev labels this upgrade sets (the upgrade "
+                "then holds, naming them); pause self-heal for them during the upgrade, or "
+                "change their labels in Git",
+            )
+        )
+    for rev in inventory.revisions:
+        if rev.helm_release and rev.installed_by is None:
+            findings.append(
+                Finding(
+                    severity="warning",
+                    code="HELM_RELEASE",
+                    message=f"revision {rev.name} is the Helm release {rev.helm_release}: once "
+                    "this upgrade removes it, the release is stale (helm list still shows it); "
+                    f"run helm uninstall for it afterwards, and install later revisions "
+                    "from rendered bundles or adopt them into a release",
+                )
+            )
     if inventory.envoy_filter_count:
         shown = ", ".join(inventory.envoy_filters[:10])
         more = inventory.envoy_filter_count - min(10, len(inventory.envoy_filters))
