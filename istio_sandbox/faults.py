@@ -79,7 +79,19 @@ class TrafficFault(_Strict):
     )
 
 
+class LabelRevertFault(_Strict):
+    """A GitOps controller's self-heal (Argo CD ``selfHeal``, Flux): a namespace whose labels
+    change is set back to the labels it had before, ``delay_s`` seconds later."""
+
+    namespaces: list[str] = Field(default_factory=list, description="Empty = every namespace.")
+    delay_s: float = Field(5.0, ge=0.0, description="Seconds between the change and the revert.")
+    count: int | None = Field(
+        None, ge=0, description="Revert at most this many times; None = always."
+    )
+
+
 class Faults(_Strict):
     api: list[ApiFault] = Field(default_factory=list)
     rollouts: list[RolloutFault] = Field(default_factory=list)
     traffic: list[TrafficFault] = Field(default_factory=list)
+    labels: list[LabelRevertFault] = Field(default_factory=list)

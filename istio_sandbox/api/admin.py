@@ -59,6 +59,7 @@ def _replace(cluster: Cluster, faults: Faults) -> None:
     cluster.faults.api = faults.api
     cluster.faults.rollouts = faults.rollouts
     cluster.faults.traffic = faults.traffic
+    cluster.faults.labels = faults.labels
 
 
 def add_routes(app: web.Application) -> None:

@@ -17,6 +17,7 @@ from istio_sandbox.controllers.deployments import DeploymentController
 from istio_sandbox.controllers.gateways import GatewayDeploymentController
 from istio_sandbox.controllers.injector import SERVICES, SidecarInjector
 from istio_sandbox.controllers.jobs import JobController
+from istio_sandbox.controllers.label_revert import LabelReverter
 from istio_sandbox.controllers.objects import (
     DAEMONSETS,
     DEPLOYMENTS,
@@ -68,6 +69,7 @@ class Controllers:
         self.rollouts = RolloutController(rt, self.pods)
         self.gateways = GatewayDeploymentController(rt)
         self.ambient = AmbientEnrollment(rt)
+        self.label_reverter = LabelReverter(rt)
         self.injector = SidecarInjector(
             cluster, rt.events, pods_in=lambda ns: rt.in_namespace(PODS, ns)
         )
@@ -105,9 +107,11 @@ class Controllers:
             self.runtime.change_hooks.append(self._on_istio_change)
             self.runtime.change_hooks.append(self.gateways.on_change)
             self.runtime.change_hooks.append(self.ambient.on_change)
+            self.runtime.change_hooks.append(self.label_reverter.on_change)
             self.runtime.after(0, self.gateways.ensure_classes)
             self.runtime.prime()
             self.ambient.prime()
+            self.label_reverter.prime()
             self.runtime.after(0, self.validation_webhooks.reconcile)
         self._wake = asyncio.Event()
         wake = self._wake
