@@ -6,6 +6,7 @@ live in ``istio_sandbox/scenarios/<name>.yaml`` and load by name.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -14,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from istio_sandbox.cluster import Cluster, Timings
+from istio_sandbox.controllers.objects import template_hash
 from istio_sandbox.controllers.rollouts import render_rollout_crd
 from istio_sandbox.faults import Faults
 from istio_sandbox.istio.ambient import render_istio_cni, render_ztunnel
@@ -40,7 +42,7 @@ from istio_sandbox.istio.names import (
     revision_of_version,
 )
 from istio_sandbox.resources import by_kind
-from istio_sandbox.store import AlreadyExists, Obj
+from istio_sandbox.store import AlreadyExists, Obj, clone
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 ROLLOUT_API_VERSION = "argoproj.io/v1alpha1"
@@ -762,6 +764,44 @@ def _job(namespace: str, j: JobSpec) -> Obj:
     }
 
 
+def _paused_replicaset(cluster: Cluster, namespace: str, name: str) -> None:
+    """A Deployment paused after its first rollout: the ReplicaSet the deployment controller
+    made before the pause (revision 1), so the paused Deployment has its pods."""
+    dep_rt = by_kind("Deployment", "apps/v1")
+    rs_rt = by_kind("ReplicaSet", "apps/v1")
+    assert dep_rt is not None and rs_rt is not None
+    dep = cluster.store.get(dep_rt, namespace, name)
+    template = clone(dep["spec"]["template"])
+    hash_ = template_hash(template)
+    template["metadata"].setdefault("labels", {})["pod-template-hash"] = hash_
+    selector = clone(dep["spec"]["selector"])
+    selector.setdefault("matchLabels", {})["pod-template-hash"] = hash_
+    rs = {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": {
+            "name": f"{name}-{hash_}",
+            "namespace": namespace,
+            "labels": dict(template["metadata"]["labels"]),
+            "annotations": {"deployment.kubernetes.io/revision": "1"},
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "name": name,
+                    "uid": dep["metadata"]["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {"replicas": dep["spec"].get("replicas", 1), "selector": selector,
+                 "template": template},
+    }  # fmt: skip
+    with contextlib.suppress(AlreadyExists):
+        cluster.store.create(rs_rt, rs)
+
+
 def populate_control_plane(cluster: Cluster, scenario: Scenario) -> None:
     """Create the Istio CRDs, ``istio-system``, the revisions' objects and the tag webhooks."""
     if scenario.istio_crds:
@@ -805,6 +845,8 @@ def populate_workloads(cluster: Cluster, scenario: Scenario) -> None:
         for w in ns.workloads:
             for obj in workload_objects(ns.name, w):
                 _create(cluster, obj)
+            if w.paused and w.kind == "Deployment":
+                _paused_replicaset(cluster, ns.name, w.name)
         for j in ns.jobs:
             _create(cluster, _job(ns.name, j))
         for p in ns.pods:
