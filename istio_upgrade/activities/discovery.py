@@ -281,7 +281,7 @@ def discover(kube: Kube, tick: Callable[[], None] | None = None) -> ClusterInven
             tags[labels[LABEL_TAG]] = labels[LABEL_REV]
 
     rs_owner = replicaset_owners(each("apps/v1", "ReplicaSet"))
-    stamps: dict[tuple[str, str, str], tuple[str | None, bool]] = {}
+    stamps: dict[tuple[str, str, str], tuple[str | None, bool, dict[str, str]]] = {}
     ambient: list[str] = []
     for kind in ("Deployment", "StatefulSet", "DaemonSet"):
         for obj in each("apps/v1", kind):
@@ -291,16 +291,23 @@ def discover(kube: Kube, tick: Callable[[], None] | None = None) -> ClusterInven
             template_meta = ((obj.get("spec") or {}).get("template") or {}).get("metadata") or {}
             stamp = (template_meta.get("annotations") or {}).get(ANNOTATION_RESTART_STAMP)
             paused = bool((obj.get("spec") or {}).get("paused"))
-            stamps[(meta.get("namespace", ""), kind, meta["name"])] = (stamp, paused)
+            template_labels = template_meta.get("labels") or {}
+            stamps[(meta.get("namespace", ""), kind, meta["name"])] = (
+                stamp,
+                paused,
+                template_labels,
+            )
 
     workloads: dict[str, dict[tuple[str, str], WorkloadInfo]] = {}
-    for (namespace, kind, name), (stamp, paused) in stamps.items():
+    for (namespace, kind, name), (stamp, paused, template_labels) in stamps.items():
         workloads.setdefault(namespace, {})[(kind, name)] = WorkloadInfo(
             kind=kind,
             name=name,
             restartable=True,
             restart_stamp=stamp,
             paused=paused,
+            opt_in=template_labels.get(LABEL_POD_INJECT) == "true",
+            template_revision=template_labels.get(LABEL_REV),
         )
     for pod in each("v1", "Pod"):
         namespace = _meta(pod).get("namespace", "")

@@ -26,6 +26,7 @@ from istio_upgrade.activities.kube_client import Kube, NotFound, Obj
 from istio_upgrade.istio.bundle import BundleSorting, sort_bundle
 from istio_upgrade.istio.manifests import load_bundle_yaml, render_revision, render_tag
 from istio_upgrade.istio.naming import (
+    DEFAULT_TAG,
     ISTIO_NAMESPACE,
     LABEL_REV,
     LABEL_TAG,
@@ -354,6 +355,13 @@ def revision_unused(kube: Kube, revision: str) -> UnusedReport:
         ns["metadata"]["name"]
         for ns in kube.list("v1", "Namespace", label_selector=f"{LABEL_REV}={revision}")
     ]
+    if revision == DEFAULT_TAG and labelled:
+        # istio.io/rev=default is also what the default tag serves (its rev.namespace webhook,
+        # revision-tags-mwc.yaml): once that tag points elsewhere, such namespaces follow it.
+        tag = kube.get_or_none(*_MWC, tag_webhook_name(DEFAULT_TAG))
+        tag_revision = ((tag or {}).get("metadata") or {}).get("labels", {}).get(LABEL_REV)
+        if tag_revision not in (None, DEFAULT_TAG):
+            labelled = []
     if labelled:
         report.blockers.append(f"namespaces labelled {LABEL_REV}={revision}: {', '.join(labelled)}")
     tags = [

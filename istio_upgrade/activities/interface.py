@@ -42,6 +42,7 @@ from istio_upgrade.models.activities import (
     UnusedReport,
     VerifyInput,
     VerifyReport,
+    WorkloadLabelInput,
 )
 from istio_upgrade.models.gate import GateMeasurements, GateQuery
 from istio_upgrade.models.inventory import ClusterInventory
@@ -93,6 +94,12 @@ def wait_revision_ready(spec: RevisionInput) -> None:
 def read_namespace_labels(spec: NamespacesInput) -> list[NamespaceLabels]:
     """The injection labels of namespaces as they are now (deleted ones are left out)."""
     _stub("read_namespace_labels")
+
+
+@activity.defn(name="label_workloads")
+def label_workloads(spec: WorkloadLabelInput) -> list[str]:
+    """Set workloads' pod template ``istio.io/rev``, restarting each once."""
+    _stub("label_workloads")
 
 
 @activity.defn(name="relabel_namespaces")

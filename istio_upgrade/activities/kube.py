@@ -39,6 +39,7 @@ from istio_upgrade.models.activities import (
     UnusedReport,
     VerifyInput,
     VerifyReport,
+    WorkloadLabelInput,
 )
 from istio_upgrade.models.inventory import ClusterInventory
 from istio_upgrade.models.plan import NamespaceLabels
@@ -96,6 +97,13 @@ class KubeActivities:
         """The injection labels of namespaces as they are now (deleted ones are left out)."""
         return migration.read_labels(self.clients.for_cluster(spec.cluster), spec.namespaces)
 
+    @activity.defn(name="label_workloads")
+    def label_workloads(self, spec: WorkloadLabelInput) -> list[str]:
+        """Set workloads' pod template ``istio.io/rev``, restarting each once."""
+        return migration.label_workloads(
+            self.clients.for_cluster(spec.cluster), spec.workloads, spec.stamp
+        )
+
     @activity.defn(name="relabel_namespaces")
     def relabel_namespaces(self, spec: RelabelInput) -> list[str]:
         """Set the injection labels of namespaces to exact values."""
@@ -134,6 +142,7 @@ class KubeActivities:
             spec.namespaces,
             spec.expected_revision,
             spec.unmanaged_pods,
+            spec.only_workloads,
         )
 
     @activity.defn(name="collect_diagnostics")
@@ -184,6 +193,7 @@ class KubeActivities:
             self.install_revision,
             self.wait_revision_ready,
             self.read_namespace_labels,
+            self.label_workloads,
             self.relabel_namespaces,
             self.restart_workloads,
             self.wait_rollouts,

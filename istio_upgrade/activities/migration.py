@@ -29,7 +29,7 @@ from istio_upgrade.istio.naming import (
     LABEL_REV,
 )
 from istio_upgrade.models.activities import RestartResult, RolloutReport, VerifyReport
-from istio_upgrade.models.plan import NamespaceLabels
+from istio_upgrade.models.plan import NamespaceLabels, WorkloadRevision
 from istio_upgrade.models.progress import Straggler
 
 RESTARTABLE = ("Deployment", "StatefulSet", "DaemonSet")
@@ -65,6 +65,47 @@ def relabel(kube: Kube, labels: list[NamespaceLabels]) -> list[str]:
             f"{entry.namespace}: {LABEL_INJECTION}={entry.istio_injection or '-'} "
             f"{LABEL_REV}={entry.istio_rev or '-'}"
         )
+    return done
+
+
+def label_workloads(kube: Kube, workloads: list[WorkloadRevision], stamp: str) -> list[str]:
+    """Set each workload's pod template ``istio.io/rev`` label, restarting it in the same patch.
+
+    One template change rolls the pods once: the label (which the revision webhooks'
+    ``rev.object.`` webhook routes in a namespace without injection labels) and the restart
+    stamp go together, so the batch's restart step finds it already stamped. A workload whose
+    template already has the stamp is left alone (a retried activity patches nothing twice).
+
+    Returns:
+        ``namespace/Kind/name: istio.io/rev=<value>`` for every workload patched.
+    """
+    done: list[str] = []
+    for w in workloads:
+        obj = kube.get_or_none("apps/v1", w.kind, w.name, w.namespace)
+        if obj is None:
+            continue  # deleted since discovery: nothing left to move
+        meta = _template(obj).get("metadata") or {}
+        if (meta.get("annotations") or {}).get(ANNOTATION_RESTART_STAMP) == stamp:
+            continue
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        patch = {
+            "spec": {
+                "template": {
+                    "metadata": {
+                        "labels": {LABEL_REV: w.revision},
+                        "annotations": {
+                            ANNOTATION_RESTARTED_AT: now,
+                            ANNOTATION_RESTART_STAMP: stamp,
+                        },
+                    }
+                }
+            }
+        }
+        try:
+            kube.merge_patch("apps/v1", w.kind, w.name, patch, w.namespace)
+        except NotFound:
+            continue
+        done.append(f"{w.ref}: {LABEL_REV}={w.revision or '-'}")
     return done
 
 
@@ -339,7 +380,11 @@ def poll_interval(poll_seconds: float, waited: float) -> float:
 
 
 def verify(
-    kube: Kube, namespaces: list[str], expected: str, unmanaged_pods: str = "warn"
+    kube: Kube,
+    namespaces: list[str],
+    expected: str,
+    unmanaged_pods: str = "warn",
+    only_workloads: dict[str, list[str]] | None = None,
 ) -> VerifyReport:
     """Check that every live, injectable pod of the namespaces was injected by ``expected``.
 
@@ -347,15 +392,23 @@ def verify(
     pods (never injected: ``pkg/kube/inject`` skips them) are not checked; bare pods and Job
     pods on another revision are reported apart (nothing can restart them), and so are pods
     of controllers this tool does not restart (Argo Rollouts, operators) unless
-    ``unmanaged_pods`` is ``fail``.
+    ``unmanaged_pods`` is ``fail``. In the namespaces of ``only_workloads`` (migrated per
+    workload), only the pods of the named ``Kind/name`` workloads are checked.
     """
     report = VerifyReport(ok=True)
+    only = only_workloads or {}
     for namespace in namespaces:
         rs_owners: dict[tuple[str, str], tuple[str, str]] | None = None
         for pod in kube.list("v1", "Pod", namespace):
             info = pod_info(pod)
             if not info.active or info.opted_out:
                 continue
+            if namespace in only:
+                if rs_owners is None:
+                    rs_owners = replicaset_owners(kube.list("apps/v1", "ReplicaSet", namespace))
+                kind, name = pod_owner(pod, rs_owners)
+                if f"{kind}/{name}" not in only[namespace]:
+                    continue
             if (pod.get("spec") or {}).get("hostNetwork"):
                 report.host_network_skipped.append(f"{namespace}/{info.name}")
                 continue

@@ -23,6 +23,7 @@ from istio_upgrade.models.activities import (
     UnusedReport,
     VerifyInput,
     VerifyReport,
+    WorkloadLabelInput,
 )
 from istio_upgrade.models.gate import GateMeasurements, GateQuery, GateResult, GateSpec
 from istio_upgrade.models.inventory import (
@@ -40,6 +41,7 @@ from istio_upgrade.models.plan import (
     NamespaceLabels,
     Plan,
     PrecheckReport,
+    WorkloadRevision,
 )
 from istio_upgrade.models.progress import (
     AbortRequest,
@@ -133,6 +135,8 @@ __all__ = [
     "VerifyReport",
     "WebhookInfo",
     "WorkloadInfo",
+    "WorkloadLabelInput",
+    "WorkloadRevision",
     "progress_markdown",
     "workflow_id_for",
 ]

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from istio_upgrade.models.plan import NamespaceLabels
+from istio_upgrade.models.plan import NamespaceLabels, WorkloadRevision
 from istio_upgrade.models.progress import Diagnostic, Straggler
 from istio_upgrade.models.spec import ClusterRef, CRDSpec, InstallerSpec
 
@@ -154,10 +154,22 @@ class NamespacesInput(_Model):
     namespaces: list[str]
 
 
+class WorkloadLabelInput(_Model):
+    """Set the pod template ``istio.io/rev`` label of workloads, restarting each once."""
+
+    cluster: ClusterRef
+    workloads: list[WorkloadRevision]
+    stamp: str
+    """Upgrade id and step: a workload already patched with it is left alone."""
+
+
 class VerifyInput(_Model):
     cluster: ClusterRef
     namespaces: list[str]
     expected_revision: str
+    only_workloads: dict[str, list[str]] = Field(default_factory=dict)
+    """Namespace → ``Kind/name`` of the workloads to check there (namespaces migrated per
+    workload, whose other pods have no sidecar); every pod elsewhere."""
     unmanaged_pods: Literal["fail", "warn"] = "warn"
     """Pods of controllers this tool does not restart: a warning, or a straggler."""
 

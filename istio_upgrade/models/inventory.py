@@ -98,6 +98,10 @@ class WorkloadInfo(_Model):
     """The last ``istio-upgrade.io/restart-stamp`` written on its pod template."""
     paused: bool = False
     """A Deployment whose rollout is paused (``spec.paused``): a restart would never roll."""
+    opt_in: bool = False
+    """Its pod template carries the label ``sidecar.istio.io/inject: "true"``."""
+    template_revision: str | None = None
+    """Its pod template's ``istio.io/rev`` label (a revision or a tag)."""
 
     @model_validator(mode="after")
     def _summarise_listed_pods(self) -> WorkloadInfo:

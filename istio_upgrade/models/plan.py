@@ -21,6 +21,20 @@ class NamespaceLabels(_Model):
     """Value of ``istio.io/rev``."""
 
 
+class WorkloadRevision(_Model):
+    """A workload whose pods opt in by their own labels, and the pod template's revision."""
+
+    namespace: str
+    kind: str
+    name: str
+    revision: str | None = None
+    """Value of the pod template's ``istio.io/rev`` label; None means the label is absent."""
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.kind}/{self.name}"
+
+
 class Batch(_Model):
     """Namespaces that migrate together and are gated together."""
 
@@ -31,6 +45,22 @@ class Batch(_Model):
     """The final batch of namespaces running injected gateways."""
     original_labels: list[NamespaceLabels] = Field(default_factory=list)
     """Injection labels before migration, restored exactly on rollback."""
+    workloads: list[WorkloadRevision] = Field(default_factory=list)
+    """Workloads opted in per pod (``sidecar.istio.io/inject: "true"`` or ``istio.io/rev`` on
+    the pod template) in namespaces without an injection label, with their original template
+    revision: they migrate by their pod template's ``istio.io/rev``, their namespace keeps its
+    labels. Helm gateways are the common case."""
+
+    @property
+    def per_workload_namespaces(self) -> list[str]:
+        """Namespaces of the batch that migrate per workload (their labels stay)."""
+        return sorted({w.namespace for w in self.workloads})
+
+    @property
+    def labelled_namespaces(self) -> list[str]:
+        """Namespaces of the batch that migrate by their namespace labels."""
+        per_workload = set(self.per_workload_namespaces)
+        return [ns for ns in self.namespaces if ns not in per_workload]
 
 
 class ExcludedNamespace(_Model):

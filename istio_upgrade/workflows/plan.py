@@ -26,6 +26,7 @@ from istio_upgrade.models.plan import (
     NamespaceLabels,
     Plan,
     PrecheckReport,
+    WorkloadRevision,
 )
 from istio_upgrade.models.selector import selector_matches
 from istio_upgrade.models.spec import UpgradeSpec
@@ -416,8 +417,24 @@ def _tags_to_move(spec: UpgradeSpec, inventory: ClusterInventory, source: str) -
     return tags
 
 
+def _per_workload_moves(ns: NamespaceInfo, source: str) -> list[WorkloadRevision]:
+    """Workloads of an unlabelled namespace that opt in by their pod labels, on ``source``.
+
+    The Helm gateway chart's shape: ``sidecar.istio.io/inject: "true"`` (served by the
+    ``default`` tag's ``object.`` webhook) or ``istio.io/rev`` on the pod template (the
+    revision webhooks' ``rev.object.`` webhook); neither needs a namespace label.
+    """
+    return [
+        WorkloadRevision(namespace=ns.name, kind=w.kind, name=w.name, revision=w.template_revision)
+        for w in ns.workloads
+        if w.restartable
+        and (w.opt_in or w.template_revision is not None)
+        and w.revisions.get(source, 0) > 0
+    ]
+
+
 def plan_upgrade(
-    inventory: ClusterInventory, spec: UpgradeSpec, upgrade_id: str
+    inventory: ClusterInventory, spec: UpgradeSpec, upgrade_id: str, *, per_workload: bool = False
 ) -> tuple[Plan, PrecheckReport]:
     """Compute the batches and precheck the cluster.
 
@@ -426,6 +443,8 @@ def plan_upgrade(
         spec: The validated upgrade spec.
         upgrade_id: The workflow id, to recognise a target revision installed by an earlier
             attempt of this same upgrade.
+        per_workload: Also migrate workloads opted in per pod in unlabelled namespaces
+            (upgrades recorded before this existed planned without them).
 
     Returns:
         The plan (possibly without batches) and the findings; the upgrade may start only when
@@ -487,8 +506,14 @@ def plan_upgrade(
     selected = _selected(inventory, spec)
     excluded: dict[str, str] = {}
     migratable: dict[str, NamespaceInfo] = {}
+    moves: dict[str, list[WorkloadRevision]] = {}
     for ns in selected:
         reason = _exclusion(ns, source, target)
+        if reason is not None and per_workload and ns.effective_revision is None:
+            found = _per_workload_moves(ns, source) if ns.name not in _NEVER_MIGRATE else []
+            if found:
+                moves[ns.name] = found
+                reason = None
         if reason is None:
             migratable[ns.name] = ns
         else:
@@ -517,12 +542,19 @@ def plan_upgrade(
         groups = _auto_batches(ordinary, spec)
         gateway_batch = sorted(gateway_names) if spec.migration.gateways_last else []
 
+    def originals(group: list[str]) -> list[NamespaceLabels]:
+        return [_labels_of(migratable[n]) for n in group if n not in moves]
+
+    def workloads(group: list[str]) -> list[WorkloadRevision]:
+        return [w for n in group for w in moves.get(n, [])]
+
     batches = [
         Batch(
             index=i,
             namespaces=group,
             canary=i == 0,
-            original_labels=[_labels_of(migratable[n]) for n in group],
+            original_labels=originals(group),
+            workloads=workloads(group),
         )
         for i, group in enumerate(groups)
     ]
@@ -533,7 +565,8 @@ def plan_upgrade(
                 namespaces=gateway_batch,
                 gateway=True,
                 canary=not batches,
-                original_labels=[_labels_of(migratable[n]) for n in gateway_batch],
+                original_labels=originals(gateway_batch),
+                workloads=workloads(gateway_batch),
             )
         )
     if not batches and not any(f.code.startswith("BATCH_") for f in findings):

@@ -8,7 +8,6 @@ namespaces, Istio resources under validating admission.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 from typing import Any
 
@@ -23,7 +22,6 @@ from istio_upgrade.models.progress import Phase
 from istio_upgrade.models.removal import RemoveRevisionSpec
 from istio_upgrade.workflows.upgrade import IstioCanaryUpgrade
 from tests.integration.upgrade_stack import (
-    Stack,
     failure,
     fast_spec,
     istiod_deployments,
@@ -66,21 +64,6 @@ def virtual_service(name: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-async def wait_rollout(stack: Stack, namespace: str, name: str) -> None:
-    for _ in range(300):
-        d = stack.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}")
-        status, want = d.get("status") or {}, (d.get("spec") or {}).get("replicas", 1)
-        if (
-            status.get("observedGeneration", 0) >= d["metadata"].get("generation", 0)
-            and status.get("updatedReplicas") == want
-            and status.get("availableReplicas") == want
-            and status.get("replicas") == want
-        ):
-            return
-        await asyncio.sleep(0.2)
-    pytest.fail(f"{namespace}/{name} did not roll out")
-
-
 async def test_revisionless_upgrade_moves_injection_and_validation_to_the_new_revision(
     temporal_local: WorkflowEnvironment, sandbox_factory: Any, prometheus_factory: Any
 ) -> None:
@@ -108,20 +91,23 @@ async def test_revisionless_upgrade_moves_injection_and_validation_to_the_new_re
             "istiod-1-24-2"
         }
 
-        # Pods the upgrade cannot restart keep istiod; once their owners restarted them (the
-        # default tag now serves the per-pod opt-in) and the bare pod is gone, it is removed.
+        # Workloads opted in per pod in unlabelled namespaces (the Helm gateway, reports)
+        # migrated by their pod template's istio.io/rev; the gateway in the last batch.
+        plan = result.plan
+        assert plan is not None
+        last = plan.batches[-1]
+        assert last.gateway and last.namespaces == ["istio-ingress"], last
+        assert [w.ref for w in last.workloads] == ["istio-ingress/Deployment/istio-ingressgateway"]
+        for namespace, name in (("istio-ingress", "istio-ingressgateway"), ("reports", "reports")):
+            assert set(pod_revisions(stack, namespace).values()) == {"1-24-2"}, namespace
+            ns_labels = kube.get("v1", "Namespace", namespace)["metadata"].get("labels") or {}
+            assert "istio.io/rev" not in ns_labels and "istio-injection" not in ns_labels
+            template = kube.get("apps/v1", "Deployment", name, namespace)["spec"]["template"]
+            assert template["metadata"]["labels"]["istio.io/rev"] == "1-24-2"
+        # Only the bare pod keeps istiod; once it is gone, the revision is removed.
         assert not result.old_revision_removed
         assert any("--revision default" in w for w in result.warnings), result.warnings
         assert stack.delete("/api/v1/namespaces/batch/pods/debug-shell") == 200
-        for namespace, name in (("istio-ingress", "istio-ingressgateway"), ("reports", "reports")):
-            kube.merge_patch(
-                "apps/v1", "Deployment", name,
-                {"spec": {"template": {"metadata": {"annotations": {
-                    "kubectl.kubernetes.io/restartedAt": "2026-12-01T00:00:00Z"}}}}},
-                namespace,
-            )  # fmt: skip
-            await wait_rollout(stack, namespace, name)
-            assert set(pod_revisions(stack, namespace).values()) == {"1-24-2"}
         cluster = ClusterRef(name="demo", context="sandbox")
         removal = await start_removal(
             client,
@@ -183,8 +169,11 @@ async def test_rollback_after_promote_restores_injector_tags_and_validator_exact
         cause = await failure(handle)
         assert cause.type == "Aborted", cause
         assert admission_snapshot(kube) == before
-        for namespace in LABELLED:
+        for namespace in [*LABELLED, "istio-ingress", "reports"]:
             assert set(pod_revisions(stack, namespace).values()) == {"default"}, namespace
+        for namespace, name in (("istio-ingress", "istio-ingressgateway"), ("reports", "reports")):
+            template = kube.get("apps/v1", "Deployment", name, namespace)["spec"]["template"]
+            assert "istio.io/rev" not in template["metadata"]["labels"], "pod label restored"
         assert "istiod-1-24-2" not in istiod_deployments(stack)
         kube.create(virtual_service("after-rollback"))
         # The CRD step ran first (applied by the upgrade's field manager) and the rollback

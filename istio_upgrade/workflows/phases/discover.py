@@ -48,7 +48,10 @@ async def discover_and_plan(
         heartbeats=True,
     )
     st.set_phase(Phase.PLANNING)
-    plan, report = plan_upgrade(inventory, spec, info.workflow_id)
+    # Workloads opted in per pod (Helm gateways) migrate by their pod template; upgrades
+    # recorded before planned without them.
+    per_workload = workflow.patched("per-workload-opt-in")
+    plan, report = plan_upgrade(inventory, spec, info.workflow_id, per_workload=per_workload)
     # The built-in rendering is a reduced istiod, not a chart render: new upgrades must name
     # a rendered bundle. Patched so that upgrades started without one keep their path.
     if not spec.installer.sources_given() and workflow.patched("bundle-required"):

@@ -12,6 +12,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from istio_upgrade.activities.interface import (
         collect_diagnostics,
+        label_workloads,
         relabel_namespaces,
         restart_workloads,
         verify_namespaces,
@@ -23,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         RestartInput,
         RolloutInput,
         VerifyInput,
+        WorkloadLabelInput,
     )
     from istio_upgrade.models.plan import Batch, NamespaceLabels, Plan
     from istio_upgrade.models.progress import Phase
@@ -48,30 +50,47 @@ async def migrate_batch(st: UpgradeState, spec: UpgradeSpec, plan: Plan, batch: 
     bp.started_at = pre_end
     st.set_batch(bp, "relabeling")
     push_batch_rollback(st, spec, plan, batch)
-    await run_step(
-        relabel_namespaces,
-        RelabelInput(
-            cluster=spec.cluster,
-            labels=[NamespaceLabels(namespace=ns, istio_rev=target) for ns in batch.namespaces],
-        ),
-        summary=f"batch {batch.index}: label {len(batch.namespaces)} namespaces "
-        f"istio.io/rev={target}",
-    )
+    # A batch of opted-in workloads only (the gateways) has no namespace to relabel; every
+    # batch of upgrades recorded before per-workload moves relabelled and restarted.
+    labelled = batch.labelled_namespaces
+    if labelled or not batch.workloads:
+        await run_step(
+            relabel_namespaces,
+            RelabelInput(
+                cluster=spec.cluster,
+                labels=[NamespaceLabels(namespace=ns, istio_rev=target) for ns in labelled],
+            ),
+            summary=f"batch {batch.index}: label {len(labelled)} namespaces istio.io/rev={target}",
+        )
+    stamp = f"{uid}/batch-{batch.index}"
+    if batch.workloads:
+        moved = await run_step(
+            label_workloads,
+            WorkloadLabelInput(
+                cluster=spec.cluster,
+                workloads=[w.model_copy(update={"revision": target}) for w in batch.workloads],
+                stamp=stamp,
+            ),
+            summary=f"batch {batch.index}: label {len(batch.workloads)} opted-in workloads' "
+            f"pods istio.io/rev={target}",
+        )
+        bp.restarted += moved
     st.set_batch(bp, "restarting")
-    restarted = await run_step(
-        restart_workloads,
-        RestartInput(
-            cluster=spec.cluster,
-            namespaces=batch.namespaces,
-            stamp=f"{uid}/batch-{batch.index}",
-            max_concurrent=spec.migration.max_concurrent_restarts,
-        ),
-        summary=f"batch {batch.index}: restart workloads",
-        heartbeats=True,
-    )
-    bp.restarted = restarted.restarted + restarted.already_restarted
+    if labelled or not batch.workloads:
+        restarted = await run_step(
+            restart_workloads,
+            RestartInput(
+                cluster=spec.cluster,
+                namespaces=labelled,
+                stamp=stamp,
+                max_concurrent=spec.migration.max_concurrent_restarts,
+            ),
+            summary=f"batch {batch.index}: restart workloads",
+            heartbeats=True,
+        )
+        bp.restarted += restarted.restarted + restarted.already_restarted
     st.set_batch(bp, "rolling_out")
-    await settle(st, spec, batch.namespaces, target, f"batch {batch.index}")
+    await settle(st, spec, batch.namespaces, target, f"batch {batch.index}", batch)
     bp.ready_at = workflow.now()
     await soak(st, spec, plan, batch, bp, pre_end)
     bp.finished_at = workflow.now()
@@ -79,7 +98,12 @@ async def migrate_batch(st: UpgradeState, spec: UpgradeSpec, plan: Plan, batch: 
 
 
 async def settle(
-    st: UpgradeState, spec: UpgradeSpec, namespaces: list[str], revision: str, label: str
+    st: UpgradeState,
+    spec: UpgradeSpec,
+    namespaces: list[str],
+    revision: str,
+    label: str,
+    batch: Batch | None = None,
 ) -> None:
     """Wait for the rollouts, then verify every pod's revision; diagnose stragglers.
 
@@ -100,6 +124,7 @@ async def settle(
             namespaces=namespaces,
             expected_revision=revision,
             unmanaged_pods=spec.migration.unmanaged_pods,
+            only_workloads=_only_workloads(batch),
         ),
         summary=f"{label}: verify pods run {revision} sidecars",
     )
@@ -132,6 +157,14 @@ async def settle(
     )
 
 
+def _only_workloads(batch: Batch | None) -> dict[str, list[str]]:
+    """In namespaces migrated per workload, only those workloads' pods carry a sidecar."""
+    only: dict[str, list[str]] = {}
+    for w in batch.workloads if batch is not None else []:
+        only.setdefault(w.namespace, []).append(f"{w.kind}/{w.name}")
+    return only
+
+
 def push_batch_rollback(st: UpgradeState, spec: UpgradeSpec, plan: Plan, batch: Batch) -> None:
     """Make returning ``batch`` to the old revision part of the rollback."""
     st.compensations.push(
@@ -147,25 +180,40 @@ async def restore_batch(st: UpgradeState, spec: UpgradeSpec, plan: Plan, batch: 
     bp = st.progress.batches[batch.index]
     st.set_batch(bp, "rolling_back")
     uid = workflow.info().workflow_id
-    await run_step(
-        relabel_namespaces,
-        RelabelInput(cluster=spec.cluster, labels=batch.original_labels),
-        summary=f"rollback batch {batch.index}: restore original labels",
-    )
-    await run_step(
-        restart_workloads,
-        RestartInput(
-            cluster=spec.cluster,
-            namespaces=batch.namespaces,
-            stamp=f"{uid}/rollback-{batch.index}",
-            max_concurrent=spec.migration.max_concurrent_restarts,
-        ),
-        summary=f"rollback batch {batch.index}: restart workloads",
-        heartbeats=True,
-    )
+    labelled = batch.labelled_namespaces
+    stamp = f"{uid}/rollback-{batch.index}"
+    if labelled or not batch.workloads:
+        await run_step(
+            relabel_namespaces,
+            RelabelInput(cluster=spec.cluster, labels=batch.original_labels),
+            summary=f"rollback batch {batch.index}: restore original labels",
+        )
+    if batch.workloads:
+        await run_step(
+            label_workloads,
+            WorkloadLabelInput(cluster=spec.cluster, workloads=batch.workloads, stamp=stamp),
+            summary=f"rollback batch {batch.index}: restore opted-in workloads' pod labels",
+        )
+    if labelled or not batch.workloads:
+        await run_step(
+            restart_workloads,
+            RestartInput(
+                cluster=spec.cluster,
+                namespaces=labelled,
+                stamp=stamp,
+                max_concurrent=spec.migration.max_concurrent_restarts,
+            ),
+            summary=f"rollback batch {batch.index}: restart workloads",
+            heartbeats=True,
+        )
     try:
         await settle(
-            st, spec, batch.namespaces, plan.source_revision, f"rollback of batch {batch.index}"
+            st,
+            spec,
+            batch.namespaces,
+            plan.source_revision,
+            f"rollback of batch {batch.index}",
+            batch,
         )
     except UpgradeFailure as error:
         st.progress.errors.append(error.message)

@@ -23,7 +23,8 @@ async def promote(
     if spec.approvals.before_promote:
         await st.approval(f"move tags {', '.join(plan.tags_to_move)} to {target}")
     await st.checkpoint()
-    await labels.hold_on_drift(st, spec, plan, plan.namespaces, "promote")
+    relabelled = [ns for b in plan.batches for ns in b.labelled_namespaces]
+    await labels.hold_on_drift(st, spec, plan, relabelled, "promote")
     st.set_phase(Phase.PROMOTING)
     if not plan.tags_to_move:
         return

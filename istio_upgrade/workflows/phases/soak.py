@@ -45,8 +45,9 @@ async def soak(
         await _soak_batch(st, spec, plan, batch, bp, pre_end)
     finally:
         st.soaking, st.soak_window = None, None
+    # Namespaces migrated per workload keep their own labels: nothing to drift there.
     await labels.hold_on_drift(
-        st, spec, plan, batch.namespaces, f"batch {batch.index} passes its gate"
+        st, spec, plan, batch.labelled_namespaces, f"batch {batch.index} passes its gate"
     )
 
 
