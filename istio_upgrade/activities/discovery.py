@@ -24,6 +24,7 @@ from istio_upgrade.models.injection import effective_revision
 from istio_upgrade.models.inventory import (
     RESTARTABLE_KINDS,
     ClusterInventory,
+    GatewayInfo,
     NamespaceInfo,
     PodInfo,
     RevisionInfo,
@@ -240,6 +241,36 @@ def _gateway_api_version(kube: Kube) -> str | None:
     return str(annotations.get("gateway.networking.k8s.io/bundle-version") or "unknown")
 
 
+# istiod's GatewayClasses (pilot/pkg/config/kube/gatewaycommon/classinfo.go) and the name of
+# the Deployment it renders for a Gateway (deploymentcontroller.go; name-override wins).
+ISTIO_GATEWAY_CLASSES = {"istio": "-istio", "istio-waypoint": ""}
+ANNOTATION_NAME_OVERRIDE = "gateway.istio.io/name-override"
+
+
+def _gateways(kube: Kube) -> list[GatewayInfo]:
+    """Gateway API gateways and waypoints istiod deploys, when Gateway API is installed."""
+    crd = kube.get_or_none(*_CRD, "gateways.gateway.networking.k8s.io")
+    if crd is None:
+        return []
+    found: list[GatewayInfo] = []
+    for gw in kube.list("gateway.networking.k8s.io/v1", "Gateway"):
+        meta = _meta(gw)
+        cls = str((gw.get("spec") or {}).get("gatewayClassName", ""))
+        if cls not in ISTIO_GATEWAY_CLASSES:
+            continue
+        override = (meta.get("annotations") or {}).get(ANNOTATION_NAME_OVERRIDE)
+        found.append(
+            GatewayInfo(
+                namespace=meta.get("namespace", ""),
+                name=meta["name"],
+                gateway_class=cls,
+                revision_label=(meta.get("labels") or {}).get(LABEL_REV),
+                deployment=override or f"{meta['name']}{ISTIO_GATEWAY_CLASSES[cls]}",
+            )
+        )
+    return sorted(found, key=lambda g: (g.namespace, g.name))
+
+
 def _envoy_filters(kube: Kube) -> list[str]:
     """EnvoyFilters bind to a proxy's internals; an upgrade names them as a risk."""
     crd = kube.get_or_none(*_CRD, "envoyfilters.networking.istio.io")
@@ -343,6 +374,7 @@ def discover(kube: Kube, tick: Callable[[], None] | None = None) -> ClusterInven
     filters = _envoy_filters(kube)
     return ClusterInventory(
         ambient=sorted(ambient),
+        gateways=_gateways(kube),
         cluster=kube.cluster,
         discovered_at=datetime.now(UTC),
         kubernetes_version=_kubernetes_version(kube),

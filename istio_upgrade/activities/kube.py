@@ -100,8 +100,11 @@ class KubeActivities:
     @activity.defn(name="label_workloads")
     def label_workloads(self, spec: WorkloadLabelInput) -> list[str]:
         """Set workloads' pod template ``istio.io/rev``, restarting each once."""
-        return migration.label_workloads(
-            self.clients.for_cluster(spec.cluster), spec.workloads, spec.stamp
+        kube = self.clients.for_cluster(spec.cluster)
+        gateways = [w for w in spec.workloads if w.kind == "Gateway"]
+        others = [w for w in spec.workloads if w.kind != "Gateway"]
+        return migration.label_workloads(kube, others, spec.stamp) + migration.label_gateways(
+            kube, gateways, spec.expect_revision, tick=activity.heartbeat
         )
 
     @activity.defn(name="relabel_namespaces")

@@ -68,6 +68,67 @@ def relabel(kube: Kube, labels: list[NamespaceLabels]) -> list[str]:
     return done
 
 
+GATEWAY_API = "gateway.networking.k8s.io/v1"
+LABEL_GATEWAY_MANAGED = "gateway.istio.io/managed"
+"""Label istiod puts on what it deploys for a Gateway (its pods opt out of injection)."""
+
+
+def _rendered_revision(obj: Obj | None) -> str | None:
+    meta = _template(obj or {}).get("metadata") or {}
+    return (meta.get("annotations") or {}).get(LABEL_REV) or (meta.get("labels") or {}).get(
+        LABEL_REV
+    )
+
+
+def label_gateways(
+    kube: Kube,
+    gateways: list[WorkloadRevision],
+    expect: str | None,
+    timeout_seconds: float = 60.0,
+    tick: Callable[[], None] | None = None,
+) -> list[str]:
+    """Set each Gateway's own ``istio.io/rev`` label; then wait for istiod to re-render.
+
+    The istiod owning a Gateway renders its Deployment (upstream
+    ``pilot/pkg/config/kube/gatewaycommon/deploymentcontroller.go``); a label change moves it
+    to another istiod, which rewrites the pod template (a rollout). Waiting here for the
+    template to name ``expect`` keeps the rollout wait that follows from racing istiod.
+    """
+    done: list[str] = []
+    for gw in gateways:
+        current = kube.get_or_none(GATEWAY_API, "Gateway", gw.name, gw.namespace)
+        if current is None:
+            continue
+        if (current["metadata"].get("labels") or {}).get(LABEL_REV) != gw.revision:
+            patch = {"metadata": {"labels": {LABEL_REV: gw.revision}}}
+            try:
+                kube.merge_patch(GATEWAY_API, "Gateway", gw.name, patch, gw.namespace)
+            except NotFound:
+                continue
+        done.append(f"{gw.ref}: {LABEL_REV}={gw.revision or '-'}")
+    deadline = time.time() + timeout_seconds
+    for gw in gateways:
+        if expect is None or gw.deployment is None:
+            continue
+        while True:
+            rendered = _rendered_revision(
+                kube.get_or_none("apps/v1", "Deployment", gw.deployment, gw.namespace)
+            )
+            if rendered == expect:
+                break
+            if time.time() >= deadline:
+                raise ApplicationError(
+                    f"{gw.namespace}/Deployment/{gw.deployment} of Gateway {gw.name} is still "
+                    f"rendered by {rendered or 'no istiod'} {timeout_seconds:g}s after its "
+                    f"label changed; expected {expect}: check istiod-{expect}'s logs",
+                    type="GatewayNotReconciled",
+                )
+            if tick is not None:
+                tick()
+            time.sleep(0.5)
+    return done
+
+
 def label_workloads(kube: Kube, workloads: list[WorkloadRevision], stamp: str) -> list[str]:
     """Set each workload's pod template ``istio.io/rev`` label, restarting it in the same patch.
 
@@ -401,7 +462,9 @@ def verify(
         rs_owners: dict[tuple[str, str], tuple[str, str]] | None = None
         for pod in kube.list("v1", "Pod", namespace):
             info = pod_info(pod)
-            if not info.active or info.opted_out:
+            # istiod renders a Gateway's proxy into its pods (which opt out of injection).
+            gateway = LABEL_GATEWAY_MANAGED in (pod["metadata"].get("labels") or {})
+            if not info.active or (info.opted_out and not gateway):
                 continue
             if namespace in only:
                 if rs_owners is None:

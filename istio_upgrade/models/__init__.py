@@ -28,6 +28,7 @@ from istio_upgrade.models.activities import (
 from istio_upgrade.models.gate import GateMeasurements, GateQuery, GateResult, GateSpec
 from istio_upgrade.models.inventory import (
     ClusterInventory,
+    GatewayInfo,
     NamespaceInfo,
     PodInfo,
     RevisionInfo,
@@ -101,6 +102,7 @@ __all__ = [
     "GateQuery",
     "GateResult",
     "GateSpec",
+    "GatewayInfo",
     "InstallInput",
     "InstallResult",
     "InstallerSpec",

@@ -161,6 +161,9 @@ class WorkloadLabelInput(_Model):
     workloads: list[WorkloadRevision]
     stamp: str
     """Upgrade id and step: a workload already patched with it is left alone."""
+    expect_revision: str | None = None
+    """For Gateways: wait until istiod has re-rendered each one's Deployment for this
+    revision (its pod template's ``istio.io/rev``)."""
 
 
 class VerifyInput(_Model):

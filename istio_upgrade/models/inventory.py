@@ -160,6 +160,18 @@ class NamespaceInfo(_Model):
         return total
 
 
+class GatewayInfo(_Model):
+    """A Gateway API ``Gateway`` istiod deploys (class ``istio`` or ``istio-waypoint``)."""
+
+    namespace: str
+    name: str
+    gateway_class: str
+    revision_label: str | None = None
+    """The Gateway's own ``istio.io/rev`` label."""
+    deployment: str
+    """The Deployment istiod renders for it (``<name>-istio``, the name for a waypoint)."""
+
+
 class ClusterInventory(_Model):
     """Everything the plan and precheck need, read in one discovery pass."""
 
@@ -179,6 +191,8 @@ class ClusterInventory(_Model):
     envoy_filters: list[str] = Field(default_factory=list)
     """``namespace/name`` of the EnvoyFilters (at most 50 listed)."""
     envoy_filter_count: int = 0
+    gateways: list[GatewayInfo] = Field(default_factory=list)
+    """Gateway API gateways and waypoints of istiod's classes."""
     ambient: list[str] = Field(default_factory=list)
     """Ambient data-plane components found: ``DaemonSet <ns>/ztunnel (1.23.4)``, istio-cni."""
 

@@ -28,11 +28,19 @@ class WorkloadRevision(_Model):
     kind: str
     name: str
     revision: str | None = None
-    """Value of the pod template's ``istio.io/rev`` label; None means the label is absent."""
+    """Value of the pod template's ``istio.io/rev`` label (of a ``Gateway``: its own label);
+    None means the label is absent."""
+    deployment: str | None = None
+    """For a Gateway API ``Gateway``: the Deployment istiod renders for it."""
 
     @property
     def ref(self) -> str:
         return f"{self.namespace}/{self.kind}/{self.name}"
+
+    @property
+    def runs_as(self) -> str:
+        """``Kind/name`` of the workload whose pods it moves."""
+        return f"Deployment/{self.deployment}" if self.deployment else f"{self.kind}/{self.name}"
 
 
 class Batch(_Model):
@@ -52,15 +60,15 @@ class Batch(_Model):
     labels. Helm gateways are the common case."""
 
     @property
-    def per_workload_namespaces(self) -> list[str]:
-        """Namespaces of the batch that migrate per workload (their labels stay)."""
-        return sorted({w.namespace for w in self.workloads})
-
-    @property
     def labelled_namespaces(self) -> list[str]:
         """Namespaces of the batch that migrate by their namespace labels."""
-        per_workload = set(self.per_workload_namespaces)
-        return [ns for ns in self.namespaces if ns not in per_workload]
+        return [labels.namespace for labels in self.original_labels]
+
+    @property
+    def per_workload_namespaces(self) -> list[str]:
+        """Namespaces of the batch that migrate per workload only (their labels stay)."""
+        labelled = set(self.labelled_namespaces)
+        return [ns for ns in self.namespaces if ns not in labelled]
 
 
 class ExcludedNamespace(_Model):

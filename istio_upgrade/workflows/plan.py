@@ -18,7 +18,12 @@ from istio_upgrade.istio.naming import (
 )
 from istio_upgrade.istio.support import SUPPORT, minor_of
 from istio_upgrade.models.injection import effective_revision, injecting_configurations
-from istio_upgrade.models.inventory import RESTARTABLE_KINDS, ClusterInventory, NamespaceInfo
+from istio_upgrade.models.inventory import (
+    RESTARTABLE_KINDS,
+    ClusterInventory,
+    GatewayInfo,
+    NamespaceInfo,
+)
 from istio_upgrade.models.plan import (
     Batch,
     ExcludedNamespace,
@@ -433,6 +438,34 @@ def _per_workload_moves(ns: NamespaceInfo, source: str) -> list[WorkloadRevision
     ]
 
 
+def _gateway_owner(gateway: GatewayInfo, ns: NamespaceInfo, tags: dict[str, str]) -> str:
+    """The revision whose istiod deploys a Gateway (``pilot/pkg/config/kube/gateway``
+    ``IsMine``): its own ``istio.io/rev``, else its namespace's, else the ``default`` tag."""
+    value = gateway.revision_label or ns.labels.get(LABEL_REV) or ""
+    if value:
+        return tags.get(value, value)
+    return tags.get(DEFAULT_TAG, DEFAULT_TAG)
+
+
+def _gateway_moves(
+    inventory: ClusterInventory, ns: NamespaceInfo, source: str, relabelled: bool
+) -> list[WorkloadRevision]:
+    """Gateways of ``ns`` on the source revision that its relabel does not carry over."""
+    return [
+        WorkloadRevision(
+            namespace=ns.name,
+            kind="Gateway",
+            name=gw.name,
+            revision=gw.revision_label,
+            deployment=gw.deployment,
+        )
+        for gw in inventory.gateways
+        if gw.namespace == ns.name
+        and _gateway_owner(gw, ns, inventory.tags) == source
+        and (gw.revision_label is not None or not relabelled)
+    ]
+
+
 def plan_upgrade(
     inventory: ClusterInventory, spec: UpgradeSpec, upgrade_id: str, *, per_workload: bool = False
 ) -> tuple[Plan, PrecheckReport]:
@@ -507,10 +540,15 @@ def plan_upgrade(
     excluded: dict[str, str] = {}
     migratable: dict[str, NamespaceInfo] = {}
     moves: dict[str, list[WorkloadRevision]] = {}
+    relabelled: set[str] = set()
     for ns in selected:
         reason = _exclusion(ns, source, target)
-        if reason is not None and per_workload and ns.effective_revision is None:
-            found = _per_workload_moves(ns, source) if ns.name not in _NEVER_MIGRATE else []
+        if reason is None:
+            relabelled.add(ns.name)
+        if per_workload and ns.name not in _NEVER_MIGRATE:
+            found = _gateway_moves(inventory, ns, source, reason is None)
+            if reason is not None and ns.effective_revision is None:
+                found = _per_workload_moves(ns, source) + found
             if found:
                 moves[ns.name] = found
                 reason = None
@@ -531,7 +569,11 @@ def plan_upgrade(
             )
     _namespace_checks(inventory, set(migratable), findings)
 
-    gateway_names = [n for n, ns in migratable.items() if ns.gateway]
+    gateway_names = [
+        n
+        for n, ns in migratable.items()
+        if ns.gateway or any(w.kind == "Gateway" for w in moves.get(n, []))
+    ]
     if spec.migration.batches is not None:
         groups = _explicit_batches(spec, inventory, migratable, excluded, findings)
         gateway_batch: list[str] = []
@@ -543,7 +585,7 @@ def plan_upgrade(
         gateway_batch = sorted(gateway_names) if spec.migration.gateways_last else []
 
     def originals(group: list[str]) -> list[NamespaceLabels]:
-        return [_labels_of(migratable[n]) for n in group if n not in moves]
+        return [_labels_of(migratable[n]) for n in group if n in relabelled]
 
     def workloads(group: list[str]) -> list[WorkloadRevision]:
         return [w for n in group for w in moves.get(n, [])]

@@ -16,6 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from istio_upgrade.cli.exit_codes import ExitCode
 from istio_upgrade.devenv import LocalTemporal
+from istio_upgrade.devenv.bundles import revision_bundle
 from istio_upgrade.worker import build_worker
 
 from ..conftest import PrometheusFactory, SandboxFactory
@@ -41,6 +42,7 @@ async def upgrade_env(
             "prometheus_url": prometheus.url,
         },
         "target": {"version": "1.24.2"},
+        "installer": {"bundle_yaml": revision_bundle("1.24.2", "1-24-2")},
         "approvals": {"before_first_batch": True},
         "gate": {"warmup_seconds": 1, "soak_seconds": 2, "interval_seconds": 1},
     }

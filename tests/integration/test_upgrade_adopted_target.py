@@ -18,6 +18,8 @@ from temporalio.worker import Worker
 
 from istio_upgrade.models import RevisionInfo
 from istio_upgrade.models.activities import (
+    BundleCheckInput,
+    BundleCheckResult,
     DiscoverInput,
     InstallInput,
     InstallResult,
@@ -46,6 +48,10 @@ async def test_rollback_keeps_an_adopted_target_revision(
     @activity.defn(name="discover")
     async def discover(_: DiscoverInput) -> ClusterInventory:
         return inv
+
+    @activity.defn(name="check_bundles")
+    async def check_bundles(_: BundleCheckInput) -> BundleCheckResult:
+        return BundleCheckResult(revision_objects=12)
 
     @activity.defn(name="install_revision")
     async def install_revision(_: InstallInput) -> InstallResult:
@@ -81,6 +87,7 @@ async def test_rollback_keeps_an_adopted_target_revision(
         workflows=[IstioCanaryUpgrade],
         activities=[
             discover,
+            check_bundles,
             install_revision,
             wait_revision_ready,
             uninstall_revision,
@@ -91,7 +98,11 @@ async def test_rollback_keeps_an_adopted_target_revision(
         with pytest.raises(WorkflowFailureError) as info:
             await client.execute_workflow(
                 IstioCanaryUpgrade.run,
-                spec(force=True, gate={"prometheus_url": "http://prometheus:9090"}),
+                spec(
+                    force=True,
+                    gate={"prometheus_url": "http://prometheus:9090"},
+                    installer={"bundle_path": "/bundles/istiod-1-24-2.yaml"},
+                ),
                 id=workflow_id,
                 task_queue=queue,
             )

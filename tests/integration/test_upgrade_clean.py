@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from typing import Any
 
 import pytest
@@ -22,6 +23,22 @@ from tests.integration.upgrade_stack import (
 pytestmark = pytest.mark.slow
 
 
+def label_columns(stack: Any) -> dict[str, tuple[str, str]]:
+    """Namespace → (ISTIO-INJECTION, REV) as ``kubectl get ns -L istio-injection,istio.io/rev``
+    prints them (blank columns read as ``""``)."""
+    out = subprocess.run(
+        ["kubectl", "--kubeconfig", stack.kubeconfig, "get", "ns",
+         "-L", "istio-injection,istio.io/rev"],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    header = out[0]
+    injection_at, rev_at = header.index("ISTIO-INJECTION"), header.index("REV")
+    return {
+        line.split()[0]: (line[injection_at:rev_at].strip(), line[rev_at:].strip())
+        for line in out[1:]
+    }
+
+
 async def test_clean_upgrade_moves_everything_and_removes_old_revision(
     temporal_local: WorkflowEnvironment, sandbox_factory: Any, prometheus_factory: Any
 ) -> None:
@@ -30,6 +47,7 @@ async def test_clean_upgrade_moves_everything_and_removes_old_revision(
         assert stack.delete("/api/v1/namespaces/batch/pods/debug-shell") == 200
         spec = fast_spec(stack.prometheus.url)
         before = namespace_labels(stack)
+        kubectl_before = label_columns(stack)
         stack.sandbox.reset_stats()
         handle = await stack.start(spec)
         result: UpgradeResult = await handle.result()
@@ -61,6 +79,11 @@ async def test_clean_upgrade_moves_everything_and_removes_old_revision(
                 assert after[ns] == labels, ns
         assert any(labels.get("istio-injection") == "enabled" for labels in after.values())
         assert any(labels.get("istio.io/rev") in {"default", "canary"} for labels in after.values())
+        # As an SRE checks it: `kubectl get ns -L istio-injection,istio.io/rev`.
+        kubectl_after = label_columns(stack)
+        for ns, columns in kubectl_before.items():
+            expected = ("", "1-24-2") if columns[1] == "1-23-4" else columns
+            assert kubectl_after[ns] == expected, (ns, columns, kubectl_after[ns])
         replicasets = stack.objects("/apis/apps/v1/namespaces/frontend/replicasets")
         assert len(replicasets) == 2, "restarted once by its batch, not again by the relabel"
         stats = stack.sandbox.stats()

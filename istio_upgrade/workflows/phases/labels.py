@@ -16,9 +16,13 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from istio_upgrade.activities.interface import read_namespace_labels, relabel_namespaces
-    from istio_upgrade.models.activities import NamespacesInput, RelabelInput
-    from istio_upgrade.models.plan import NamespaceLabels, Plan
+    from istio_upgrade.activities.interface import (
+        label_workloads,
+        read_namespace_labels,
+        relabel_namespaces,
+    )
+    from istio_upgrade.models.activities import NamespacesInput, RelabelInput, WorkloadLabelInput
+    from istio_upgrade.models.plan import NamespaceLabels, Plan, WorkloadRevision
     from istio_upgrade.models.spec import UpgradeSpec
     from istio_upgrade.workflows.state import UpgradeState
     from istio_upgrade.workflows.steps import run_step
@@ -80,15 +84,46 @@ def own_forms(plan: Plan) -> list[NamespaceLabels]:
     return forms
 
 
+def own_gateway_labels(plan: Plan) -> list[WorkloadRevision]:
+    """Gateways whose own label a moved tag (or none: the ``default`` tag) now stands for.
+
+    istiod renders the same Deployment for the same owner, so giving a Gateway its label back
+    restarts nothing. Pod templates of workloads opted in per pod keep ``istio.io/rev``:
+    changing a template label again would restart their pods a second time.
+    """
+    moved = set(plan.tags_to_move)
+    return [
+        w
+        for b in plan.batches
+        for w in b.workloads
+        if w.kind == "Gateway"
+        and ((w.revision is None and "default" in moved) or w.revision in moved)
+    ]
+
+
 async def restore_own_forms(spec: UpgradeSpec, plan: Plan) -> None:
-    """After promote: give namespaces their own label form back (same revision, no restart)."""
+    """After promote: give namespaces (and Gateways) their own label form back, same revision."""
     forms = own_forms(plan)
-    if spec.migration.pin_revision_labels or not forms:
+    gateways = own_gateway_labels(plan)
+    if spec.migration.pin_revision_labels or not (forms or gateways):
         return
     if not workflow.patched("restore-label-form"):
         return
-    await run_step(
-        relabel_namespaces,
-        RelabelInput(cluster=spec.cluster, labels=forms),
-        summary=f"give {len(forms)} namespaces their own label form back",
-    )
+    if forms:
+        await run_step(
+            relabel_namespaces,
+            RelabelInput(cluster=spec.cluster, labels=forms),
+            summary=f"give {len(forms)} namespaces their own label form back",
+        )
+    if gateways:
+        await run_step(
+            label_workloads,
+            WorkloadLabelInput(
+                cluster=spec.cluster,
+                workloads=gateways,
+                stamp=f"{workflow.info().workflow_id}/own-labels",
+                expect_revision=plan.target_revision,
+            ),
+            summary=f"give {len(gateways)} gateways their own istio.io/rev label back",
+            heartbeats=True,
+        )

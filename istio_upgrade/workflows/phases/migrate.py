@@ -70,9 +70,11 @@ async def migrate_batch(st: UpgradeState, spec: UpgradeSpec, plan: Plan, batch: 
                 cluster=spec.cluster,
                 workloads=[w.model_copy(update={"revision": target}) for w in batch.workloads],
                 stamp=stamp,
+                expect_revision=target,
             ),
-            summary=f"batch {batch.index}: label {len(batch.workloads)} opted-in workloads' "
-            f"pods istio.io/rev={target}",
+            summary=f"batch {batch.index}: label {len(batch.workloads)} opted-in workloads "
+            f"and gateways istio.io/rev={target}",
+            heartbeats=True,
         )
         bp.restarted += moved
     st.set_batch(bp, "restarting")
@@ -161,7 +163,7 @@ def _only_workloads(batch: Batch | None) -> dict[str, list[str]]:
     """In namespaces migrated per workload, only those workloads' pods carry a sidecar."""
     only: dict[str, list[str]] = {}
     for w in batch.workloads if batch is not None else []:
-        only.setdefault(w.namespace, []).append(f"{w.kind}/{w.name}")
+        only.setdefault(w.namespace, []).append(w.runs_as)
     return only
 
 
@@ -191,8 +193,15 @@ async def restore_batch(st: UpgradeState, spec: UpgradeSpec, plan: Plan, batch: 
     if batch.workloads:
         await run_step(
             label_workloads,
-            WorkloadLabelInput(cluster=spec.cluster, workloads=batch.workloads, stamp=stamp),
-            summary=f"rollback batch {batch.index}: restore opted-in workloads' pod labels",
+            WorkloadLabelInput(
+                cluster=spec.cluster,
+                workloads=batch.workloads,
+                stamp=stamp,
+                expect_revision=plan.source_revision,
+            ),
+            summary=f"rollback batch {batch.index}: restore opted-in workloads' and "
+            "gateways' labels",
+            heartbeats=True,
         )
     if labelled or not batch.workloads:
         await run_step(
