@@ -26,6 +26,7 @@ from tests.integration.upgrade_stack import (
     fast_spec,
     istiod_deployments,
     pod_revisions,
+    record_history,
     sandbox_kube,
     upgrade_stack,
     wait_progress,
@@ -168,6 +169,7 @@ async def test_rollback_after_promote_restores_injector_tags_and_validator_exact
         )
         cause = await failure(handle)
         assert cause.type == "Aborted", cause
+        await record_history(handle, "revisionless-abort-after-promote-2")
         assert admission_snapshot(kube) == before
         for namespace in [*LABELLED, "istio-ingress", "reports"]:
             assert set(pod_revisions(stack, namespace).values()) == {"default"}, namespace

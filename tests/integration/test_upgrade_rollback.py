@@ -46,7 +46,7 @@ async def test_bad_canary_rolls_back_and_names_the_gate(
         )
         handle = await stack.start(spec)
         cause = await failure(handle)
-        await record_history(handle, "bad-canary-rollback")
+        await record_history(handle, "bad-canary-rollback-2")
         assert cause.type == "GateFailed", cause.message
         assert "batch 0" in cause.message and "checkout" in cause.message
         assert "availability" in cause.message
@@ -91,8 +91,8 @@ async def test_rollback_spans_runs_after_continue_as_new(
         run_1 = stack.client.get_workflow_handle(first_run.id, run_id=first_run.result_run_id)
         assert (await run_1.describe()).status == WorkflowExecutionStatus.CONTINUED_AS_NEW
         latest = stack.client.get_workflow_handle(first_run.id)
-        await record_history(run_1, "continued-run-1")
-        await record_history(latest, "continued-run-2")
+        await record_history(run_1, "continued-run-2-1")
+        await record_history(latest, "continued-run-2-2")
         progress = await latest.query(IstioCanaryUpgrade.progress)
         assert progress.runs == 2
         assert progress.phase.value == "ROLLED_BACK"

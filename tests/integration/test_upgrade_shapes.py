@@ -20,6 +20,7 @@ from tests.integration.upgrade_stack import (
     failure,
     fast_spec,
     pod_revisions,
+    record_history,
     sandbox_kube,
     upgrade_stack,
     wait_progress,
@@ -79,6 +80,7 @@ async def test_gateways_on_delete_host_network_and_argo_pods_in_a_healthy_upgrad
         handle = await stack.start(fast_spec(stack.prometheus.url, migration={"canary": []}))
         result: UpgradeResult = await handle.result()
         assert result.outcome == "SUCCEEDED", result.summary
+        await record_history(handle, "shapes-upgrade-2")
 
         plan = result.plan
         assert plan is not None

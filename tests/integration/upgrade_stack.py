@@ -210,9 +210,17 @@ async def failure(handle: WorkflowHandle[Any, Any]) -> ApplicationError:
 
 
 async def record_history(handle: WorkflowHandle[Any, Any], name: str) -> None:
-    """With ``RECORD_HISTORIES=1``, save the run's history for the replay tests."""
+    """With ``RECORD_HISTORIES=1``, save the run's history for the replay tests.
+
+    Histories are recorded beside the older ones, never instead of them: ``name`` carries the
+    era of the workflow code it was recorded with (``clean-upgrade-2``), and an existing file
+    is kept.
+    """
     if os.environ.get("RECORD_HISTORIES") != "1":
+        return
+    path = HISTORIES / f"{name}.json"
+    if path.exists():
         return
     history = await handle.fetch_history()
     HISTORIES.mkdir(parents=True, exist_ok=True)
-    (HISTORIES / f"{name}.json").write_text(history.to_json())
+    path.write_text(history.to_json())

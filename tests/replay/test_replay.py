@@ -23,6 +23,14 @@ EXPECTED = {
     "bad-canary-rollback.json",
     "continued-run-1.json",
     "continued-run-2.json",
+    # Recorded with the phase modules, typed activity calls and the patches of this era
+    # (bundle-precheck, crds-step, per-workload-opt-in, label-drift-check, restore-label-form).
+    "clean-upgrade-2.json",
+    "bad-canary-rollback-2.json",
+    "continued-run-2-1.json",
+    "continued-run-2-2.json",
+    "revisionless-abort-after-promote-2.json",
+    "shapes-upgrade-2.json",
 }
 
 
