@@ -13,9 +13,9 @@ A rollback must restore both exactly, so the first move of ``default`` records w
 in the ConfigMap ``istio-upgrade-default-tag-backup`` (selectors, the validator's Service and
 ``istio.io/rev`` label; never runtime fields istiod owns, such as ``caBundle`` and
 ``failurePolicy``). Moving ``default`` back to the revision recorded there, or deleting the
-tag, puts them back and removes the record. Both directions are "make it so": retried
-activities and continued runs change nothing twice, and the record is never overwritten with
-an already-moved state.
+tag, puts them back and removes the record. The record is written before the tag
+moves and holds the revision the workflow knew the tag named, so a retried or continued move
+never records an already-moved state; both directions are "make it so".
 """
 
 from __future__ import annotations
@@ -154,14 +154,35 @@ def _point_validators(
     return changed
 
 
-def follow(kube: Kube, tag: str, revision: str, previous: str | None) -> list[str]:
-    """Make the objects that go with ``tag`` serve ``revision``; returns what changed."""
+def moves_back(kube: Kube, tag: str, revision: str | None) -> bool:
+    """Whether a record says ``tag`` named ``revision`` before the upgrade moved it."""
+    record = _read_backup(kube, tag)
+    return record is not None and record.get("previous_revision") == revision
+
+
+def prepare(kube: Kube, tag: str, previous: str | None, *, known: bool = True) -> None:
+    """Record, before the first write of a move of ``tag``, what :func:`follow` will change.
+
+    Once per upgrade: a retried or continued move finds its record (same ``previous``, the
+    revision the workflow knew the tag named — never re-read from a tag an earlier attempt may
+    have moved already) and keeps it, so it always holds the state from before the upgrade. A
+    record naming another previous revision is a finished upgrade's and is replaced.
+    """
+    record = _read_backup(kube, tag)
+    if record is not None and (not known or record.get("previous_revision") == previous):
+        return
+    injectors = legacy_injectors(kube) if tag == DEFAULT_TAG else []
+    validators = _validators(kube, tag)
+    if injectors or validators:
+        _write_backup(kube, tag, _record(tag, previous, injectors, validators))
+
+
+def follow(kube: Kube, tag: str, revision: str) -> list[str]:
+    """Make the objects that go with ``tag`` serve ``revision`` (after :func:`prepare`)."""
     injectors = legacy_injectors(kube) if tag == DEFAULT_TAG else []
     validators = _validators(kube, tag)
     if not injectors and not validators:
         return []
-    if _read_backup(kube, tag) is None:
-        _write_backup(kube, tag, _record(tag, previous, injectors, validators))
     changed: list[str] = []
     if injectors:
         for cfg in injectors:

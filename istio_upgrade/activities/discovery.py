@@ -20,6 +20,7 @@ from istio_upgrade.istio.naming import (
     PROXY_CONTAINER,
     image_tag,
 )
+from istio_upgrade.istio.support import SUPPORT
 from istio_upgrade.models.injection import effective_revision
 from istio_upgrade.models.inventory import (
     RESTARTABLE_KINDS,
@@ -28,6 +29,7 @@ from istio_upgrade.models.inventory import (
     NamespaceInfo,
     PodInfo,
     RevisionInfo,
+    SupportData,
     WebhookInfo,
     WorkloadInfo,
 )
@@ -373,6 +375,11 @@ def discover(kube: Kube, tick: Callable[[], None] | None = None) -> ClusterInven
         )
     filters = _envoy_filters(kube)
     return ClusterInventory(
+        support=SupportData(
+            canary_max_minor_jump=SUPPORT.canary_max_minor_jump,
+            ambient_max_minor_jump=SUPPORT.ambient_max_minor_jump,
+            kubernetes={minor: list(k8s) for minor, k8s in SUPPORT.kubernetes.items()},
+        ),
         ambient=sorted(ambient),
         gateways=_gateways(kube),
         cluster=kube.cluster,

@@ -306,32 +306,57 @@ def wait_ready(
         time.sleep(1.0)
 
 
-def move_tags(kube: Kube, tags: list[str], revision: str | None) -> MoveTagsResult:
-    """Point each tag at ``revision`` (server-side apply); delete it when ``revision`` is None."""
+def move_tags(
+    kube: Kube,
+    tags: list[str],
+    revision: str | None,
+    original: dict[str, str | None] | None = None,
+) -> MoveTagsResult:
+    """Point each tag at ``revision`` (server-side apply); delete it when ``revision`` is None.
+
+    Args:
+        original: Tag → the revision it named before the upgrade (None: it did not exist), as
+            the workflow recorded it at discovery. Moving a tag back there restores what the
+            forward move changed (the revisionless injector, the default validator) and
+            changes nothing else; moving it anywhere else records that state first.
+    """
     result = MoveTagsResult()
     for tag in tags:
         current = kube.get_or_none(*_MWC, tag_webhook_name(tag))
-        result.previous[tag] = (
+        live = (
             ((current.get("metadata") or {}).get("labels") or {}).get(LABEL_REV)
             if current
             else None
         )
+        result.previous[tag] = live
+        known = original is not None and tag in original
+        before = original[tag] if original is not None and known else live
         if revision is None:
+            result.applied += default_tag.restore(kube, tag, None)
             kube.delete(*_MWC, tag_webhook_name(tag))
             kube.delete("v1", "Service", tag_service_name(tag), ISTIO_NAMESPACE)
             result.applied.append(f"{tag} removed")
-            result.applied += default_tag.restore(kube, tag, None)
             continue
-        # Back to the revision recorded before the upgrade moved it: the revisionless
-        # injector and the validators return as they were, before the tag serves it again.
-        restored = default_tag.restore(kube, tag, revision)
-        for obj in render_tag(tag, revision):
-            if kube.resource(obj["apiVersion"], obj["kind"])[1]:
-                obj["metadata"].setdefault("namespace", ISTIO_NAMESPACE)
-            kube.apply(obj)
+        if (revision == before) if known else default_tag.moves_back(kube, tag, revision):
+            # Back where it was: the revisionless injector and the validators return as they
+            # were, before the tag serves that revision again; nothing is deactivated.
+            result.applied += default_tag.restore(kube, tag, revision)
+            _apply_tag(kube, tag, revision)
+            result.applied.append(f"{tag} → {revision}")
+            continue
+        if before != revision:
+            default_tag.prepare(kube, tag, before, known=known)
+        _apply_tag(kube, tag, revision)
         result.applied.append(f"{tag} → {revision}")
-        result.applied += restored or default_tag.follow(kube, tag, revision, result.previous[tag])
+        result.applied += default_tag.follow(kube, tag, revision)
     return result
+
+
+def _apply_tag(kube: Kube, tag: str, revision: str) -> None:
+    for obj in render_tag(tag, revision):
+        if kube.resource(obj["apiVersion"], obj["kind"])[1]:
+            obj["metadata"].setdefault("namespace", ISTIO_NAMESPACE)
+        kube.apply(obj)
 
 
 def revision_unused(kube: Kube, revision: str) -> UnusedReport:

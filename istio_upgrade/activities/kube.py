@@ -110,7 +110,9 @@ class KubeActivities:
     @activity.defn(name="relabel_namespaces")
     def relabel_namespaces(self, spec: RelabelInput) -> list[str]:
         """Set the injection labels of namespaces to exact values."""
-        return migration.relabel(self.clients.for_cluster(spec.cluster), spec.labels)
+        return migration.relabel(
+            self.clients.for_cluster(spec.cluster), spec.labels, spec.skip_missing
+        )
 
     @activity.defn(name="restart_workloads")
     def restart_workloads(self, spec: RestartInput) -> RestartResult:
@@ -135,6 +137,7 @@ class KubeActivities:
             set(details.get("done", [])),
             float(details.get("started", time.time())),
             lambda done, started: activity.heartbeat({"done": done, "started": started}),
+            spec.stamp_prefix,
         )
 
     @activity.defn(name="verify_namespaces")
@@ -160,7 +163,9 @@ class KubeActivities:
     @activity.defn(name="move_tags")
     def move_tags(self, spec: MoveTagsInput) -> MoveTagsResult:
         """Point revision tags at a revision (or remove them)."""
-        return installer.move_tags(self.clients.for_cluster(spec.cluster), spec.tags, spec.revision)
+        return installer.move_tags(
+            self.clients.for_cluster(spec.cluster), spec.tags, spec.revision, spec.original
+        )
 
     @activity.defn(name="verify_revision_unused")
     def verify_revision_unused(self, spec: RevisionInput) -> UnusedReport:

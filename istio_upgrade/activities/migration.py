@@ -44,7 +44,7 @@ def _namespace_missing(namespace: str, cluster: str) -> ApplicationError:
     )
 
 
-def relabel(kube: Kube, labels: list[NamespaceLabels]) -> list[str]:
+def relabel(kube: Kube, labels: list[NamespaceLabels], skip_missing: bool = False) -> list[str]:
     """Set ``istio-injection`` and ``istio.io/rev`` of each namespace to exact values.
 
     Returns:
@@ -60,6 +60,9 @@ def relabel(kube: Kube, labels: list[NamespaceLabels]) -> list[str]:
         try:
             kube.merge_patch("v1", "Namespace", entry.namespace, patch)
         except NotFound:
+            if skip_missing:
+                done.append(f"{entry.namespace}: deleted since discovery, nothing to restore")
+                continue
             raise _namespace_missing(entry.namespace, kube.cluster) from None
         done.append(
             f"{entry.namespace}: {LABEL_INJECTION}={entry.istio_injection or '-'} "
@@ -365,7 +368,14 @@ def replace_one_old_pod(kube: Kube, kind: str, obj: Obj) -> str | None:
     return f"{meta['namespace']}/{victim}"
 
 
-def pending_rollouts(kube: Kube, namespace: str) -> list[str]:
+def _stamped(obj: Obj, prefix: str | None) -> bool:
+    if prefix is None:
+        return True
+    meta = _template(obj).get("metadata") or {}
+    return str((meta.get("annotations") or {}).get(ANNOTATION_RESTART_STAMP, "")).startswith(prefix)
+
+
+def pending_rollouts(kube: Kube, namespace: str, stamp_prefix: str | None = None) -> list[str]:
     """``namespace/Kind/name: why`` of every workload of the namespace still rolling out.
 
     OnDelete StatefulSets and DaemonSets replace a pod only when it is deleted: one old pod
@@ -377,7 +387,9 @@ def pending_rollouts(kube: Kube, namespace: str) -> list[str]:
             why = rollout_pending(kind, obj)
             if why:
                 pending.append(f"{namespace}/{kind}/{obj['metadata']['name']}: {why}")
-                if kind != "Deployment" and _on_delete(obj):
+                # Only workloads this upgrade restarted: an OnDelete workload someone holds
+                # on an older template on purpose is left alone.
+                if kind != "Deployment" and _on_delete(obj) and _stamped(obj, stamp_prefix):
                     replace_one_old_pod(kube, kind, obj)
     return pending
 
@@ -390,6 +402,7 @@ def wait_rollouts(
     done: set[str],
     started: float,
     heartbeat: Callable[[list[str], float], None],
+    stamp_prefix: str | None = None,
 ) -> RolloutReport:
     """Poll until every workload of the namespaces has rolled out, or the deadline passes.
 
@@ -407,7 +420,7 @@ def wait_rollouts(
         for namespace in namespaces:
             if namespace in done:
                 continue
-            still = pending_rollouts(kube, namespace)
+            still = pending_rollouts(kube, namespace, stamp_prefix)
             if still:
                 pending[namespace] = still
             else:

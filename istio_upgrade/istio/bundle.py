@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from istio_upgrade.istio.naming import DEFAULT_VALIDATOR, LABEL_REV, LABEL_TAG
+from istio_upgrade.istio.naming import DEFAULT_VALIDATOR, ISTIO_NAMESPACE, LABEL_REV, LABEL_TAG
 
 _GATEWAY_LABELS = {"ingressgateway", "egressgateway", "eastwestgateway"}
 
@@ -45,13 +45,24 @@ def _names_revision(name: str, revision: str) -> bool:
 
 
 def _is_gateway(obj: dict[str, Any]) -> bool:
+    """The gateway chart's objects (``manifests/charts/gateway``): its pods opt in per pod
+    with the gateway template; its metadata carries ``app``/``istio`` of the gateway name."""
     meta = obj.get("metadata") or {}
     labels = meta.get("labels") or {}
     name = str(meta.get("name", ""))
+    template = ((obj.get("spec") or {}).get("template") or {}).get("metadata") or {}
+    pod_labels = template.get("labels") or {}
+    pod_annotations = template.get("annotations") or {}
     return (
         labels.get("istio") in _GATEWAY_LABELS
         or labels.get("app") in {f"istio-{g}" for g in _GATEWAY_LABELS}
         or name.startswith(("istio-ingressgateway", "istio-egressgateway"))
+        or pod_annotations.get("inject.istio.io/templates") == "gateway"
+        or pod_labels.get("sidecar.istio.io/inject") == "true"
+        or (
+            labels.get("app.kubernetes.io/name") not in (None, "istiod")
+            and "gateway" in str(labels.get("app.kubernetes.io/name"))
+        )
     )
 
 
@@ -82,6 +93,11 @@ def sort_bundle(objects: list[dict[str, Any]], revision: str) -> BundleSorting:
             out.refused.append(
                 f"{what}: gateways are upgraded by migrating their pods after the batches, "
                 "not installed with the revision; render the istiod chart alone"
+            )
+        elif meta.get("namespace") not in (None, "", ISTIO_NAMESPACE):
+            out.refused.append(
+                f"{what}: a revision installs into {ISTIO_NAMESPACE}; an object in another "
+                "namespace is not the istiod chart's (render it with -n istio-system)"
             )
         elif name == DEFAULT_VALIDATOR or LABEL_TAG in labels:
             out.skipped.append(f"{what}: moved with its tag at promote, not applied at install")

@@ -32,6 +32,7 @@ from istio_upgrade.models.inventory import (
     NamespaceInfo,
     PodInfo,
     RevisionInfo,
+    SupportData,
     WebhookInfo,
     WorkloadInfo,
 )
@@ -128,6 +129,7 @@ __all__ = [
     "RolloutReport",
     "SLOSpec",
     "Straggler",
+    "SupportData",
     "TargetSpec",
     "UninstallResult",
     "UnusedReport",

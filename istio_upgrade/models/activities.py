@@ -115,6 +115,8 @@ class RelabelInput(_Model):
 
     cluster: ClusterRef
     labels: list[NamespaceLabels]
+    skip_missing: bool = False
+    """Skip namespaces deleted since discovery (undo steps: nothing left to restore)."""
 
 
 class RestartInput(_Model):
@@ -138,6 +140,9 @@ class RolloutInput(_Model):
     namespaces: list[str]
     timeout_seconds: float = 600.0
     poll_seconds: float = 1.0
+    stamp_prefix: str | None = None
+    """Replace pods of OnDelete workloads only when their template carries a restart stamp
+    starting with this (this upgrade's); None: every pending OnDelete workload."""
 
 
 class RolloutReport(_Model):
@@ -201,6 +206,8 @@ class MoveTagsInput(_Model):
     tags: list[str]
     revision: str | None
     """Revision the tags point at afterwards; None deletes the tags' objects."""
+    original: dict[str, str | None] | None = None
+    """Tag → the revision it named before the upgrade (None: absent), from discovery."""
 
 
 class MoveTagsResult(_Model):

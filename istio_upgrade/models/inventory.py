@@ -172,6 +172,19 @@ class GatewayInfo(_Model):
     """The Deployment istiod renders for it (``<name>-istio``, the name for a waypoint)."""
 
 
+class SupportData(_Model):
+    """Istio's support statement as discovery read it (``istio/data/support.yaml``).
+
+    Part of the inventory, so an upgrade plans against the statement of the day it started:
+    editing the data file changes no running upgrade's replay.
+    """
+
+    canary_max_minor_jump: int = 2
+    ambient_max_minor_jump: int = 1
+    kubernetes: dict[str, list[str]] = Field(default_factory=dict)
+    """Istio minor (``1.24``) → the Kubernetes minors it supports."""
+
+
 class ClusterInventory(_Model):
     """Everything the plan and precheck need, read in one discovery pass."""
 
@@ -191,6 +204,9 @@ class ClusterInventory(_Model):
     envoy_filters: list[str] = Field(default_factory=list)
     """``namespace/name`` of the EnvoyFilters (at most 50 listed)."""
     envoy_filter_count: int = 0
+    support: SupportData | None = None
+    """None in inventories recorded before discovery read the support statement: then only
+    the two-minor skew rule applies, as it did."""
     gateways: list[GatewayInfo] = Field(default_factory=list)
     """Gateway API gateways and waypoints of istiod's classes."""
     ambient: list[str] = Field(default_factory=list)

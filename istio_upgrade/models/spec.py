@@ -105,6 +105,10 @@ class BundleConfigMap(_Strict):
     key: str = "bundle.yaml"
 
 
+MAX_INLINE_BUNDLE = 256 * 1024
+"""Bytes of ``bundle_yaml``: it travels in the workflow input and activity payloads."""
+
+
 class BundleSource(_Strict):
     """Where a rendered bundle (multi-document YAML) comes from: at most one of these."""
 
@@ -122,6 +126,17 @@ class BundleSource(_Strict):
             for name in ("bundle_path", "bundle_configmap", "bundle_yaml")
             if getattr(self, name) is not None
         ]
+
+    @field_validator("bundle_yaml")
+    @classmethod
+    def _inline_size(cls, value: str | None) -> str | None:
+        if value is not None and len(value) > MAX_INLINE_BUNDLE:
+            raise ValueError(
+                f"is {len(value) // 1024} KiB; an inline bundle is stored in the workflow's "
+                f"history and may be at most {MAX_INLINE_BUNDLE // 1024} KiB: use bundle_path "
+                "or bundle_configmap (Istio's CRDs alone are about 1 MB)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> BundleSource:

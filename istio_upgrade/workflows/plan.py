@@ -16,7 +16,7 @@ from istio_upgrade.istio.naming import (
     LABEL_REV,
     parse_version,
 )
-from istio_upgrade.istio.support import SUPPORT, minor_of
+from istio_upgrade.istio.support import minor_of
 from istio_upgrade.models.injection import effective_revision, injecting_configurations
 from istio_upgrade.models.inventory import (
     RESTARTABLE_KINDS,
@@ -171,7 +171,13 @@ def _explicit_batches(
 _COUNT_WORDS = {1: "one", 2: "two", 3: "three"}
 
 
-def _minor_skew(spec: UpgradeSpec, source_version: str | None, findings: list[Finding]) -> None:
+def _minor_skew(
+    spec: UpgradeSpec,
+    inventory: ClusterInventory,
+    source_version: str | None,
+    findings: list[Finding],
+) -> None:
+    max_jump = inventory.support.canary_max_minor_jump if inventory.support else 2
     if source_version is None:
         findings.append(
             Finding(
@@ -213,8 +219,8 @@ def _minor_skew(spec: UpgradeSpec, source_version: str | None, findings: list[Fi
                 f"{source_version}: a downgrade{fix}",
             )
         )
-    elif target[0] != source[0] or target[1] - source[1] > SUPPORT.canary_max_minor_jump:
-        jump = _COUNT_WORDS.get(SUPPORT.canary_max_minor_jump, str(SUPPORT.canary_max_minor_jump))
+    elif target[0] != source[0] or target[1] - source[1] > max_jump:
+        jump = _COUNT_WORDS.get(max_jump, str(max_jump))
         findings.append(
             Finding(
                 severity=severity,
@@ -239,15 +245,18 @@ def _minor_skew(spec: UpgradeSpec, source_version: str | None, findings: list[Fi
 def _support_checks(
     spec: UpgradeSpec, inventory: ClusterInventory, findings: list[Finding]
 ) -> None:
-    """What Istio's support statement (istio/data/support.yaml) says about this cluster.
+    """What Istio's support statement (as discovery recorded it) says about this cluster.
 
-    Silent on inventories that did not read these facts (upgrades recorded before they were).
+    Silent on inventories recorded before discovery read it: their upgrades plan as before.
     """
+    support = inventory.support
+    if support is None:
+        return
     target = parse_version(spec.target.version)
     target_minor = f"{target[0]}.{target[1]}"
     if inventory.kubernetes_version is not None:
         kube_minor = minor_of(inventory.kubernetes_version)
-        supported = SUPPORT.kubernetes_for(target_minor)
+        supported = support.kubernetes.get(target_minor)
         if supported is None:
             findings.append(
                 Finding(
@@ -262,13 +271,14 @@ def _support_checks(
             known = [m for m in (minor_of(v) for v in supported) if m is not None]
             shown = f"{supported[0]} to {supported[-1]}"
             if known and kube_minor < min(known):
+                # A warning, as istioctl's precheck has it (it only logs below its minimum).
                 findings.append(
                     Finding(
-                        severity="warning" if spec.force else "error",
+                        severity="warning",
                         code="KUBERNETES_TOO_OLD",
                         message=f"Istio {target_minor} supports Kubernetes {shown}; this cluster "
-                        f"runs {inventory.kubernetes_version}: upgrade Kubernetes first"
-                        + ("" if spec.force else " or set force: true"),
+                        f"runs {inventory.kubernetes_version}, older than supported: upgrade "
+                        "Kubernetes first",
                     )
                 )
             elif known and kube_minor > max(known):
@@ -309,7 +319,7 @@ def _support_checks(
                     + ([f"namespaces {', '.join(ambient_ns[:10])}"] if ambient_ns else [])
                 )
                 + "): ztunnel and istio-cni are upgraded in place, not canaried, support "
-                f"control plane 1.x and 1.x+{SUPPORT.ambient_max_minor_jump} only and keep "
+                f"control plane 1.x and 1.x+{support.ambient_max_minor_jump} only and keep "
                 "their istiod as xDS/CA endpoint, which this upgrade would remove; follow "
                 "istio.io's ambient upgrade procedure (Upgrade with Helm: istiod, then "
                 "istio-cni, then ztunnel, one minor at a time)",
@@ -448,9 +458,14 @@ def _gateway_owner(gateway: GatewayInfo, ns: NamespaceInfo, tags: dict[str, str]
 
 
 def _gateway_moves(
-    inventory: ClusterInventory, ns: NamespaceInfo, source: str, relabelled: bool
+    inventory: ClusterInventory, ns: NamespaceInfo, source: str
 ) -> list[WorkloadRevision]:
-    """Gateways of ``ns`` on the source revision that its relabel does not carry over."""
+    """Gateways of ``ns`` on the source revision.
+
+    Each gets ``istio.io/rev=<target>`` of its own in the gateway batch, even where its
+    namespace's relabel would carry it: the move then waits for istiod's re-render and
+    happens with the other gateways, last. After promote it gets its own label back.
+    """
     return [
         WorkloadRevision(
             namespace=ns.name,
@@ -460,9 +475,7 @@ def _gateway_moves(
             deployment=gw.deployment,
         )
         for gw in inventory.gateways
-        if gw.namespace == ns.name
-        and _gateway_owner(gw, ns, inventory.tags) == source
-        and (gw.revision_label is not None or not relabelled)
+        if gw.namespace == ns.name and _gateway_owner(gw, ns, inventory.tags) == source
     ]
 
 
@@ -508,7 +521,7 @@ def plan_upgrade(
         )
     source_version = source_info.version if source_info else None
     if source_info is not None:
-        _minor_skew(spec, source_version, findings)
+        _minor_skew(spec, inventory, source_version, findings)
     _support_checks(spec, inventory, findings)
 
     report = PrecheckReport()
@@ -546,7 +559,7 @@ def plan_upgrade(
         if reason is None:
             relabelled.add(ns.name)
         if per_workload and ns.name not in _NEVER_MIGRATE:
-            found = _gateway_moves(inventory, ns, source, reason is None)
+            found = _gateway_moves(inventory, ns, source)
             if reason is not None and ns.effective_revision is None:
                 found = _per_workload_moves(ns, source) + found
             if found:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from istio_sandbox.istio.charts import render_default_validator, render_istiod
+from istio_sandbox.istio.charts import render_default_validator, render_istiod, render_tag
 from istio_upgrade.activities import installer
 from istio_upgrade.activities.default_tag import BACKUP_CONFIGMAP, NEVER_MATCH
 from istio_upgrade.activities.kube_client import Kube
@@ -188,3 +188,21 @@ def test_a_bundle_with_foreign_objects_is_refused_with_zero_writes(
     assert named in info.value.message and "nothing was applied" in info.value.message
     assert writes(sandbox) == before
     assert kube.get_or_none("apps/v1", "Deployment", "istiod-1-24-2", "istio-system") is None
+
+
+def test_a_move_retried_after_the_tag_moved_still_restores_exactly(revisionless: Kube) -> None:
+    kube = revisionless
+    before = snapshot(kube)
+    original = {"default": "1-23-4"}
+    # A first attempt got as far as the tag's own webhook, then failed (API error, a worker
+    # crash): the live tag already names the target when the retry reads it.
+    for obj in render_tag("default", "1-24-2"):
+        kube.apply(obj)
+    installer.move_tags(kube, ["default"], "1-24-2", original)
+    record = kube.get("v1", "ConfigMap", BACKUP_CONFIGMAP, "istio-system")["data"]["record"]
+    assert '"previous_revision": "1-23-4"' in record, "the revision the workflow knew"
+    installer.move_tags(kube, ["default"], "1-23-4", original)
+    assert snapshot(kube) == before
+    # A restore retried after it already ran changes nothing (and deactivates nothing).
+    installer.move_tags(kube, ["default"], "1-23-4", original)
+    assert snapshot(kube) == before

@@ -6,11 +6,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from istio_upgrade.istio.manifests import render_revision, render_tag
+from istio_upgrade.istio.support import SUPPORT
 from istio_upgrade.models import (
     ClusterInventory,
     NamespaceInfo,
     PodInfo,
     RevisionInfo,
+    SupportData,
     UpgradeSpec,
     WebhookInfo,
     WorkloadInfo,
@@ -88,6 +90,11 @@ def inventory(
         tags=tags,
         webhooks=hooks,
         namespaces=infos,
+        support=SupportData(
+            canary_max_minor_jump=SUPPORT.canary_max_minor_jump,
+            ambient_max_minor_jump=SUPPORT.ambient_max_minor_jump,
+            kubernetes={m: list(v) for m, v in SUPPORT.kubernetes.items()},
+        ),
     )
 
 

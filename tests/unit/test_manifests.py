@@ -180,3 +180,20 @@ def test_bad_revision_arguments(version: str, revision: str, message: str) -> No
 def test_bad_tag_argument() -> None:
     with pytest.raises(ValueError, match="tag 'Prod' is not a DNS-1123 label"):
         render_tag("Prod", "1-24-2")
+
+
+def test_a_gateway_chart_rendered_with_the_revision_in_its_name_is_refused() -> None:
+    from istio_upgrade.istio.bundle import sort_bundle
+
+    gateway = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "istio-ingress-1-24-2", "namespace": "istio-ingress",
+                     "labels": {"app": "istio-ingress-1-24-2", "istio": "ingress-1-24-2"}},
+        "spec": {"template": {"metadata": {
+            "labels": {"sidecar.istio.io/inject": "true", "istio.io/rev": "1-24-2"},
+            "annotations": {"inject.istio.io/templates": "gateway"}}}},
+    }  # fmt: skip
+    sorting = sort_bundle([gateway], "1-24-2")
+    assert not sorting.revision
+    assert "gateways are upgraded by migrating their pods" in sorting.refused[0]

@@ -20,9 +20,9 @@ def test_the_statement_is_read_from_data() -> None:
     assert minor_of("v1.32.4-eks-1") == (1, 32)
 
 
-def test_kubernetes_too_old_for_the_target_is_an_error() -> None:
+def test_kubernetes_too_old_for_the_target_is_a_warning_as_in_istioctl() -> None:
     severity, message = codes(kubernetes_version="v1.26.3")["KUBERNETES_TOO_OLD"]
-    assert severity == "error"
+    assert severity == "warning"
     assert "1.28 to 1.31" in message and "v1.26.3" in message
 
 
@@ -55,3 +55,13 @@ def test_envoy_filters_and_gateway_api_are_named() -> None:
 def test_a_minor_jump_offers_compatibility_version() -> None:
     severity, message = codes()["COMPATIBILITY_VERSION"]
     assert severity == "info" and "compatibilityVersion=1.23" in message
+
+
+def test_an_inventory_recorded_before_the_statement_plans_as_it_did() -> None:
+    # Upgrades started before discovery read the statement replay their plan: an ambient
+    # namespace (whose labels old inventories did record) must not refuse them now.
+    old = inventory({"a": ENABLED, "mesh": {"istio.io/dataplane-mode": "ambient"}})
+    old = old.model_copy(update={"support": None})
+    _, report = plan_upgrade(old, spec(), "w")
+    assert report.ok, report.errors
+    assert "AMBIENT_NOT_SUPPORTED" not in {f.code for f in report.findings}

@@ -102,3 +102,19 @@ def test_a_paused_rollout_refuses_the_upgrade_at_plan_time() -> None:
     _, report = plan_upgrade(inv, spec(), "w")
     found = [f for f in report.errors if f.code == "ROLLOUT_PAUSED"]
     assert found and "kubectl rollout resume -n a deployment/web" in found[0].message
+
+
+def test_verification_checks_every_pod_of_a_relabelled_namespace_with_a_gateway() -> None:
+    from istio_upgrade.models.plan import Batch, NamespaceLabels, WorkloadRevision
+    from istio_upgrade.workflows.phases.migrate import _only_workloads
+
+    batch = Batch(
+        index=3,
+        namespaces=["a", "edge"],
+        original_labels=[NamespaceLabels(namespace="a", istio_injection="enabled")],
+        workloads=[
+            WorkloadRevision(namespace="a", kind="Gateway", name="gw", deployment="gw-istio"),
+            WorkloadRevision(namespace="edge", kind="Gateway", name="pub", deployment="pub-istio"),
+        ],
+    )
+    assert _only_workloads(batch) == {"edge": ["Deployment/pub-istio"]}

@@ -14,6 +14,7 @@ restart — unless the spec pins them (``migration.pin_revision_labels``).
 from __future__ import annotations
 
 from temporalio import workflow
+from temporalio.exceptions import FailureError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from istio_upgrade.activities.interface import (
@@ -101,18 +102,38 @@ def own_gateway_labels(plan: Plan) -> list[WorkloadRevision]:
     ]
 
 
-async def restore_own_forms(spec: UpgradeSpec, plan: Plan) -> None:
-    """After promote: give namespaces (and Gateways) their own label form back, same revision."""
+async def restore_own_forms(st: UpgradeState, spec: UpgradeSpec, plan: Plan) -> None:
+    """After promote: give namespaces (and Gateways) their own label form back, same revision.
+
+    Cosmetic for the mesh (nothing changes revision): a failure here is a warning naming what
+    is left pinned, never a rollback of a promoted upgrade.
+    """
     forms = own_forms(plan)
     gateways = own_gateway_labels(plan)
     if spec.migration.pin_revision_labels or not (forms or gateways):
         return
     if not workflow.patched("restore-label-form"):
         return
+    try:
+        await _restore(spec, plan, forms, gateways)
+    except FailureError as error:
+        if is_cancelled_exception(error):
+            raise
+        cause = f": {error.cause}" if error.cause else ""
+        st.progress.warnings.append(
+            f"giving namespaces and gateways their own labels back failed ({error}{cause}); "
+            f"they stay on istio.io/rev={plan.target_revision}, which serves them the same "
+            "revision — set their labels back by hand when convenient"
+        )
+
+
+async def _restore(
+    spec: UpgradeSpec, plan: Plan, forms: list[NamespaceLabels], gateways: list[WorkloadRevision]
+) -> None:
     if forms:
         await run_step(
             relabel_namespaces,
-            RelabelInput(cluster=spec.cluster, labels=forms),
+            RelabelInput(cluster=spec.cluster, labels=forms, skip_missing=True),
             summary=f"give {len(forms)} namespaces their own label form back",
         )
     if gateways:

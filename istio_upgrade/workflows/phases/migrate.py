@@ -115,7 +115,12 @@ async def settle(
     timeout = spec.migration.rollout_timeout_seconds
     rollout = await run_step(
         wait_rollouts,
-        RolloutInput(cluster=spec.cluster, namespaces=namespaces, timeout_seconds=timeout),
+        RolloutInput(
+            cluster=spec.cluster,
+            namespaces=namespaces,
+            timeout_seconds=timeout,
+            stamp_prefix=workflow.info().workflow_id,
+        ),
         summary=f"{label}: wait for rollouts",
         wait_seconds=timeout,
     )
@@ -162,8 +167,13 @@ async def settle(
 def _only_workloads(batch: Batch | None) -> dict[str, list[str]]:
     """In namespaces migrated per workload, only those workloads' pods carry a sidecar."""
     only: dict[str, list[str]] = {}
-    for w in batch.workloads if batch is not None else []:
-        only.setdefault(w.namespace, []).append(w.runs_as)
+    if batch is None:
+        return only
+    # A relabelled namespace's pods are all checked, its gateways' included.
+    per_workload = set(batch.per_workload_namespaces)
+    for w in batch.workloads:
+        if w.namespace in per_workload:
+            only.setdefault(w.namespace, []).append(w.runs_as)
     return only
 
 
@@ -187,7 +197,7 @@ async def restore_batch(st: UpgradeState, spec: UpgradeSpec, plan: Plan, batch: 
     if labelled or not batch.workloads:
         await run_step(
             relabel_namespaces,
-            RelabelInput(cluster=spec.cluster, labels=batch.original_labels),
+            RelabelInput(cluster=spec.cluster, labels=batch.original_labels, skip_missing=True),
             summary=f"rollback batch {batch.index}: restore original labels",
         )
     if batch.workloads:

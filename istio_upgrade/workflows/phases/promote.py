@@ -32,11 +32,16 @@ async def promote(
     st.compensations.push("restore tags", lambda: restore_tags(st, spec, original_tags, tags))
     await run_step(
         move_tags,
-        MoveTagsInput(cluster=spec.cluster, tags=tags, revision=target),
+        MoveTagsInput(
+            cluster=spec.cluster,
+            tags=tags,
+            revision=target,
+            original={t: original_tags.get(t) for t in tags},
+        ),
         summary=f"move tags {', '.join(tags)} to {target}",
     )
     st.progress.tags_moved = list(tags)
-    await labels.restore_own_forms(spec, plan)
+    await labels.restore_own_forms(st, spec, plan)
 
 
 async def restore_tags(
@@ -49,7 +54,12 @@ async def restore_tags(
     for revision, group in by_revision.items():
         await run_step(
             move_tags,
-            MoveTagsInput(cluster=spec.cluster, tags=group, revision=revision),
+            MoveTagsInput(
+                cluster=spec.cluster,
+                tags=group,
+                revision=revision,
+                original={t: original.get(t) for t in group},
+            ),
             summary=f"restore tags {', '.join(group)} to {revision or 'absent'}",
         )
     st.progress.tags_moved = []
