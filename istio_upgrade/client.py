@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client, TLSConfig, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.envconfig import ClientConfigProfile, ClientConfigTLS
 from temporalio.service import RPCError, RPCStatusCode
 
 from istio_upgrade.models import (
@@ -43,68 +45,207 @@ def workflow_id(spec: UpgradeSpec) -> str:
     return workflow_id_for(spec)
 
 
+# Today's variables, kept as aliases of envconfig's standard names (the standard name wins).
+_TLS_FILE_ALIASES = {
+    "TEMPORAL_TLS_CERT": "TEMPORAL_TLS_CLIENT_CERT",
+    "TEMPORAL_TLS_KEY": "TEMPORAL_TLS_CLIENT_KEY",
+    "TEMPORAL_TLS_CA": "TEMPORAL_TLS_SERVER_CA_CERT",
+}
+_PROFILE_TLS_KEYS = {
+    "TEMPORAL_TLS_CLIENT_CERT_PATH": "client_cert_path",
+    "TEMPORAL_TLS_CLIENT_KEY_PATH": "client_key_path",
+    "TEMPORAL_TLS_SERVER_CA_CERT_PATH": "server_ca_cert_path",
+}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def connect_options(
+    address: str | None = None,
+    namespace: str | None = None,
+    api_key: str | None = None,
+    tls: bool | None = None,
+    *,
+    profile: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The keyword arguments :func:`connect` passes to ``Client.connect``.
+
+    Settings come, strongest first, from the explicit arguments, then the environment, then
+    the profile of Temporal's client config file (``temporalio.envconfig``, the file
+    ``temporal config`` writes): ``TEMPORAL_CONFIG_FILE`` (default
+    ``~/.config/temporalio/temporal.toml``), ``TEMPORAL_PROFILE`` (default ``default``),
+    ``TEMPORAL_ADDRESS``, ``TEMPORAL_NAMESPACE``, ``TEMPORAL_API_KEY``, ``TEMPORAL_TLS``,
+    ``TEMPORAL_TLS_CLIENT_CERT_PATH``/``_DATA``, ``TEMPORAL_TLS_CLIENT_KEY_PATH``/``_DATA``,
+    ``TEMPORAL_TLS_SERVER_CA_CERT_PATH``/``_DATA``, ``TEMPORAL_TLS_SERVER_NAME`` and
+    ``TEMPORAL_GRPC_META_*``. The older ``TEMPORAL_TLS_CERT``/``KEY``/``CA`` (file paths) are
+    aliases of the ``…_PATH`` variables; ``TEMPORAL_TLS`` accepts ``true/false/1/0/yes/no/on/off``.
+    An empty variable counts as unset. An API key or any TLS setting turns TLS on unless TLS
+    is disabled explicitly (``tls=False`` or ``TEMPORAL_TLS=false``).
+
+    Args:
+        address: ``host:port`` of the frontend; default ``localhost:7233``.
+        namespace: Temporal namespace; default ``default``.
+        api_key: API key (Temporal Cloud); implies TLS.
+        tls: Use TLS (with the configured certificates, if any); default from the config.
+        profile: Profile of the config file; beats ``TEMPORAL_PROFILE``.
+        environ: The environment to read; default ``os.environ``.
+
+    Returns:
+        ``target_host``, ``namespace``, ``tls``, ``data_converter`` (pydantic) and, when set,
+        ``api_key`` and ``rpc_metadata``.
+
+    Raises:
+        ConnectionConfigError: A setting is unusable (missing config file or profile, a file
+            that cannot be read, a certificate without its key, a non-boolean TEMPORAL_TLS).
+    """
+    env, origin = _standard_environ(os.environ if environ is None else environ)
+    config_file = env.get("TEMPORAL_CONFIG_FILE")
+    if config_file and not Path(config_file).is_file():
+        # envconfig ignores a missing file silently; a typo would connect to localhost.
+        raise ConnectionConfigError(
+            f"TEMPORAL_CONFIG_FILE={config_file} is not a file; fix the path or unset it"
+        )
+    try:
+        loaded = ClientConfigProfile.load(profile=profile, override_env_vars=env)
+    except RuntimeError as error:  # temporal_sdk_bridge.ConfigError
+        where = f" (TEMPORAL_CONFIG_FILE={config_file})" if config_file else ""
+        raise ConnectionConfigError(f"Temporal client config{where}: {error}") from error
+    key = api_key or loaded.api_key or None
+    options: dict[str, Any] = {
+        "target_host": address or loaded.address or "localhost:7233",
+        "namespace": namespace or loaded.namespace or "default",
+        "tls": _tls_option(loaded.tls, tls, api_key=bool(key), origin=origin),
+        "data_converter": pydantic_data_converter,
+    }
+    if key:
+        options["api_key"] = key
+    if loaded.grpc_meta:
+        options["rpc_metadata"] = dict(loaded.grpc_meta)
+    return options
+
+
 async def connect(
     address: str | None = None,
     namespace: str | None = None,
     api_key: str | None = None,
     tls: bool | None = None,
+    *,
+    profile: str | None = None,
 ) -> Client:
     """Connect to Temporal the way the worker does.
 
-    Unset arguments come from the environment: ``TEMPORAL_ADDRESS``, ``TEMPORAL_NAMESPACE``,
-    ``TEMPORAL_API_KEY``, ``TEMPORAL_TLS`` (``true``: TLS with the system roots) and the
-    mutual-TLS files ``TEMPORAL_TLS_CERT``/``TEMPORAL_TLS_KEY``/``TEMPORAL_TLS_CA``.
+    Unset arguments come from the environment and Temporal's client config file, as
+    :func:`connect_options` describes (``TEMPORAL_ADDRESS``, ``TEMPORAL_NAMESPACE``,
+    ``TEMPORAL_API_KEY``, ``TEMPORAL_TLS``, ``TEMPORAL_PROFILE`` …).
 
     Args:
         address: ``host:port`` of the frontend; default ``localhost:7233``.
         namespace: Temporal namespace; default ``default``.
         api_key: API key (Temporal Cloud); implies TLS.
         tls: Use TLS; default from the environment.
+        profile: Profile of the client config file; default ``TEMPORAL_PROFILE`` or ``default``.
 
     Returns:
         A client using the pydantic data converter.
+
+    Raises:
+        ConnectionConfigError: The settings cannot be used as they are.
     """
-    address = address or os.environ.get("TEMPORAL_ADDRESS", "localhost:7233")
-    namespace = namespace or os.environ.get("TEMPORAL_NAMESPACE", "default")
-    api_key = api_key or os.environ.get("TEMPORAL_API_KEY") or None
-    files = {name: _read_env_file(f"TEMPORAL_TLS_{name}") for name in ("CERT", "KEY", "CA")}
-    tls_config: TLSConfig | bool
-    if files["CERT"] or files["CA"]:
-        tls_config = TLSConfig(
-            client_cert=files["CERT"],
-            client_private_key=files["KEY"],
-            server_root_ca_cert=files["CA"],
-        )
-    elif tls is not None:
-        tls_config = tls or bool(api_key)
-    else:
-        env_tls = os.environ.get("TEMPORAL_TLS", "").lower() in {"1", "true", "yes"}
-        tls_config = env_tls or bool(api_key)
-    return await Client.connect(
-        address,
-        namespace=namespace,
-        api_key=api_key,
-        tls=tls_config,
-        data_converter=pydantic_data_converter,
-    )
+    options = connect_options(address, namespace, api_key, tls, profile=profile)
+    return await Client.connect(**options)
+
+
+def _standard_environ(environ: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """``environ`` as envconfig should read it, and which variable supplied each TLS path.
+
+    Empty values are dropped (unset, as before envconfig), the old file variables become
+    their ``…_PATH`` names unless a standard ``…_PATH``/``…_DATA`` is set, and ``TEMPORAL_TLS``
+    is normalised: envconfig reads only ``true``/``false``/``1``/``0`` and takes any other
+    value, ``no`` included, as "TLS on".
+    """
+    env = {name: value for name, value in environ.items() if value != ""}
+    origin: dict[str, str] = {}
+    for alias, standard in _TLS_FILE_ALIASES.items():
+        value = env.pop(alias, None)
+        path_var = f"{standard}_PATH"
+        if path_var in env:
+            origin[path_var] = path_var
+        elif value is not None and f"{standard}_DATA" not in env:
+            env[path_var] = value
+            origin[path_var] = alias
+    if "TEMPORAL_TLS" in env:
+        flag = env["TEMPORAL_TLS"].strip().lower()
+        if flag not in _TRUE | _FALSE:
+            raise ConnectionConfigError(
+                f"TEMPORAL_TLS={env['TEMPORAL_TLS']} is not a boolean; set true or false"
+            )
+        env["TEMPORAL_TLS"] = "true" if flag in _TRUE else "false"
+    return env, origin
+
+
+def _tls_option(
+    config: ClientConfigTLS | None,
+    explicit: bool | None,
+    *,
+    api_key: bool,
+    origin: Mapping[str, str],
+) -> TLSConfig | bool:
+    if explicit is False or (explicit is None and config is not None and config.disabled):
+        return False
+    if config is not None:
+        sources = {
+            "TEMPORAL_TLS_CLIENT_CERT_PATH": config.client_cert,
+            "TEMPORAL_TLS_CLIENT_KEY_PATH": config.client_private_key,
+            "TEMPORAL_TLS_SERVER_CA_CERT_PATH": config.server_root_ca_cert,
+        }
+        read = {name: _read_source(name, source, origin) for name, source in sources.items()}
+        cert, key = read["TEMPORAL_TLS_CLIENT_CERT_PATH"], read["TEMPORAL_TLS_CLIENT_KEY_PATH"]
+        if (cert is None) != (key is None):
+            given, missing = ("key", "certificate") if cert is None else ("certificate", "key")
+            raise ConnectionConfigError(
+                f"a TLS client {given} is set without its {missing}: set both "
+                "TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH "
+                "(or TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY), or both in the profile"
+            )
+        ca = read["TEMPORAL_TLS_SERVER_CA_CERT_PATH"]
+        if cert is not None or ca is not None or config.server_name:
+            return TLSConfig(
+                server_root_ca_cert=ca,
+                domain=config.server_name or None,
+                client_cert=cert,
+                client_private_key=key,
+            )
+        if config.disabled is None:
+            # A [tls] table or TLS variable without any value still means "TLS on".
+            return True
+    return bool(explicit) or api_key or (config is not None and config.disabled is False)
+
+
+def _read_source(
+    variable: str, source: str | bytes | Path | None, origin: Mapping[str, str]
+) -> bytes | None:
+    if source is None or isinstance(source, bytes):
+        return source
+    if isinstance(source, str):
+        return source.encode()
+    try:
+        return source.read_bytes()
+    except OSError as error:
+        # Fail with the setting's name: a bare FileNotFoundError does not say which one.
+        name = origin.get(variable)
+        if name:
+            setting, fix = f"{name}={source}", f"point {name} at the PEM file or unset it"
+        else:
+            key = _PROFILE_TLS_KEYS[variable]
+            setting, fix = f"tls.{key} {source} of the Temporal profile", "fix the profile"
+        raise ConnectionConfigError(
+            f"{setting} cannot be read ({error.strerror}); {fix}"
+        ) from error
 
 
 class ConnectionConfigError(ValueError):
     """The Temporal connection settings in the environment cannot be used as they are."""
-
-
-def _read_env_file(variable: str) -> bytes | None:
-    path = os.environ.get(variable)
-    if not path:
-        return None
-    try:
-        return Path(path).read_bytes()
-    except OSError as error:
-        # Fail with the variable's name: a bare FileNotFoundError does not say which setting.
-        raise ConnectionConfigError(
-            f"{variable}={path} cannot be read ({error.strerror}); "
-            f"point {variable} at the PEM file or unset it"
-        ) from error
 
 
 class ClusterBusyError(Exception):
