@@ -5,7 +5,8 @@ Configuration comes from the environment: ``TEMPORAL_ADDRESS`` (default ``localh
 ``TEMPORAL_NAMESPACE`` (``default``), ``TEMPORAL_TASK_QUEUE`` (``istio-upgrade``),
 ``TEMPORAL_TLS_CERT``/``TEMPORAL_TLS_KEY``/``TEMPORAL_TLS_CA`` (file paths, mutual TLS),
 ``TEMPORAL_TLS`` (``true``: TLS with the system roots), ``TEMPORAL_API_KEY`` (Temporal Cloud),
-``KUBECONFIG`` (unset in a pod: the pod's service account) and ``LOG_LEVEL``.
+``KUBECONFIG`` (unset in a pod: the pod's service account), ``LOG_LEVEL`` and
+``WORKER_GRACEFUL_SHUTDOWN_SECONDS`` (45).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import signal
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -31,6 +33,13 @@ from istio_upgrade.workflows.upgrade import TASK_QUEUE, IstioCanaryUpgrade
 
 log = structlog.get_logger(__name__)
 
+GRACEFUL_SHUTDOWN = timedelta(
+    seconds=float(os.environ.get("WORKER_GRACEFUL_SHUTDOWN_SECONDS", "45"))
+)
+"""What a stopping worker gives running mutations (``WORKER_GRACEFUL_SHUTDOWN_SECONDS``); keep it
+below the pod's ``terminationGracePeriodSeconds`` (60 in ``deploy/worker.yaml``), or the
+kubelet kills the worker mid-write."""
+
 
 def registered_activities(kube: KubeActivities) -> list[Callable[..., Any]]:
     """Every activity implementation the worker registers (each has a stub in
@@ -44,6 +53,7 @@ def build_worker(
     task_queue: str = TASK_QUEUE,
     kubeconfig: str | None = None,
     max_workers: int = 16,
+    graceful_shutdown: timedelta = GRACEFUL_SHUTDOWN,
 ) -> Worker:
     """A worker running the upgrade and removal workflows and their activities.
 
@@ -53,6 +63,9 @@ def build_worker(
         kubeconfig: kubeconfig path for the clusters; default ``KUBECONFIG``, else
             ``~/.kube/config``, else (in a pod) the pod's service account.
         max_workers: Threads for the blocking Kubernetes activities.
+        graceful_shutdown: On shutdown, how long running activities may take to finish before
+            they are cancelled; waits stop at once (they resume on another worker from their
+            heartbeats), mutations finish.
 
     Returns:
         The worker; run it with ``await worker.run()`` or ``async with worker``.
@@ -65,6 +78,7 @@ def build_worker(
         activities=registered_activities(kube),
         activity_executor=ThreadPoolExecutor(max_workers=max_workers),
         max_concurrent_activities=max_workers,
+        graceful_shutdown_timeout=graceful_shutdown,
     )
 
 
@@ -90,7 +104,10 @@ async def run() -> None:
     async with worker:
         log.info("worker started", task_queue=task_queue, namespace=client.namespace)
         await stop.wait()
-        log.info("worker stopping: finishing in-flight tasks")
+        log.info(
+            "worker stopping: waits hand over to other workers, mutations finish",
+            grace_seconds=GRACEFUL_SHUTDOWN.total_seconds(),
+        )
     log.info("worker stopped")
 
 

@@ -11,8 +11,9 @@ import time
 from typing import Any
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
-from istio_upgrade.activities import diagnostics, discovery, installer, lock, migration
+from istio_upgrade.activities import audit, diagnostics, discovery, installer, lock, migration
 from istio_upgrade.activities.kube_client import KubeClients
 from istio_upgrade.models.activities import (
     BundleCheckInput,
@@ -46,6 +47,37 @@ from istio_upgrade.models.plan import NamespaceLabels
 from istio_upgrade.models.spec import ClusterRef
 
 
+def _writing(reason: str, action: str, batch: int | None = None) -> audit.WriteContext:
+    """The step of a mutating activity: every write heartbeats and leaves an Event."""
+    return audit.WriteContext(
+        upgrade_id=activity.info().workflow_id or "unknown",
+        reason=reason,
+        action=action,
+        batch=batch,
+        tick=activity.heartbeat,
+    )
+
+
+def _batch_of(stamp: str) -> int | None:
+    """The batch a restart stamp (``…/batch-3``, ``…/rollback-3``) belongs to."""
+    tail = stamp.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+def _wait_beat(details: dict[str, Any]) -> None:
+    """A wait's heartbeat; once the worker shuts down the wait stops at once.
+
+    A graceful shutdown lets mutations finish, but a wait may last many minutes: it fails this
+    attempt (retryable) so that another worker resumes it from these heartbeat details.
+    """
+    activity.heartbeat(details)
+    if activity.is_worker_shutdown():
+        raise ApplicationError(
+            "the worker is shutting down; another worker resumes this wait",
+            type="WorkerShutdown",
+        )
+
+
 def _details() -> dict[str, Any]:
     """The last heartbeat details of this activity (a previous attempt's), or ``{}``."""
     details = activity.info().heartbeat_details
@@ -73,12 +105,15 @@ class KubeActivities:
     @activity.defn(name="apply_crds")
     def apply_crds(self, spec: CrdsInput) -> CrdsResult:
         """Server-side apply the target's Istio CRDs (never deleted by a rollback)."""
-        return installer.apply_crds(self.clients.for_cluster(spec.cluster), spec)
+        with audit.writing(_writing("CRDsApplied", f"Istio {spec.version} CRDs applied")):
+            return installer.apply_crds(self.clients.for_cluster(spec.cluster), spec)
 
     @activity.defn(name="install_revision")
     def install_revision(self, spec: InstallInput) -> InstallResult:
         """Server-side apply the target revision's bundle and record its inventory."""
-        return installer.install(self.clients.for_cluster(spec.cluster), spec)
+        action = f"installed as part of revision {spec.revision} (Istio {spec.version})"
+        with audit.writing(_writing("RevisionInstalled", action)):
+            return installer.install(self.clients.for_cluster(spec.cluster), spec)
 
     @activity.defn(name="wait_revision_ready")
     def wait_revision_ready(self, spec: RevisionInput) -> None:
@@ -89,7 +124,7 @@ class KubeActivities:
             spec.revision,
             spec.timeout_seconds,
             started,
-            lambda s: activity.heartbeat({"started": s}),
+            lambda s: _wait_beat({"started": s}),
         )
 
     @activity.defn(name="read_namespace_labels")
@@ -103,27 +138,34 @@ class KubeActivities:
         kube = self.clients.for_cluster(spec.cluster)
         gateways = [w for w in spec.workloads if w.kind == "Gateway"]
         others = [w for w in spec.workloads if w.kind != "Gateway"]
-        return migration.label_workloads(kube, others, spec.stamp) + migration.label_gateways(
-            kube, gateways, spec.expect_revision, tick=activity.heartbeat
-        )
+        action = f"istio.io/rev set to {spec.expect_revision or 'its original value'}"
+        with audit.writing(_writing("RevisionLabeled", action, _batch_of(spec.stamp))):
+            return migration.label_workloads(kube, others, spec.stamp) + migration.label_gateways(
+                kube, gateways, spec.expect_revision, tick=activity.heartbeat
+            )
 
     @activity.defn(name="relabel_namespaces")
     def relabel_namespaces(self, spec: RelabelInput) -> list[str]:
         """Set the injection labels of namespaces to exact values."""
-        return migration.relabel(
-            self.clients.for_cluster(spec.cluster), spec.labels, spec.skip_missing
-        )
+        action = "injection labels set" + (" back" if spec.skip_missing else "")
+        with audit.writing(_writing("InjectionRelabeled", action, spec.batch)):
+            return migration.relabel(
+                self.clients.for_cluster(spec.cluster), spec.labels, spec.skip_missing
+            )
 
     @activity.defn(name="restart_workloads")
     def restart_workloads(self, spec: RestartInput) -> RestartResult:
         """Rolling-restart the batch's workloads once per stamp, with bounded concurrency."""
-        return migration.restart(
-            self.clients.for_cluster(spec.cluster),
-            spec.namespaces,
-            spec.stamp,
-            spec.max_concurrent,
-            lambda ref: activity.heartbeat({"last": ref}),
-        )
+        action = f"restarted onto its namespace's revision (stamp {spec.stamp})"
+        with audit.writing(_writing("Restarted", action, _batch_of(spec.stamp))):
+            return migration.restart(
+                self.clients.for_cluster(spec.cluster),
+                spec.namespaces,
+                spec.stamp,
+                spec.max_concurrent,
+                lambda ref: activity.heartbeat({"last": ref}),
+                spec.skip_missing,
+            )
 
     @activity.defn(name="wait_rollouts")
     def wait_rollouts(self, spec: RolloutInput) -> RolloutReport:
@@ -136,7 +178,7 @@ class KubeActivities:
             spec.poll_seconds,
             set(details.get("done", [])),
             float(details.get("started", time.time())),
-            lambda done, started: activity.heartbeat({"done": done, "started": started}),
+            lambda done, started: _wait_beat({"done": done, "started": started}),
             spec.stamp_prefix,
         )
 
@@ -163,9 +205,11 @@ class KubeActivities:
     @activity.defn(name="move_tags")
     def move_tags(self, spec: MoveTagsInput) -> MoveTagsResult:
         """Point revision tags at a revision (or remove them)."""
-        return installer.move_tags(
-            self.clients.for_cluster(spec.cluster), spec.tags, spec.revision, spec.original
-        )
+        action = f"revision tag(s) {', '.join(spec.tags)} pointed at {spec.revision or 'nothing'}"
+        with audit.writing(_writing("RevisionTagMoved", action)):
+            return installer.move_tags(
+                self.clients.for_cluster(spec.cluster), spec.tags, spec.revision, spec.original
+            )
 
     @activity.defn(name="verify_revision_unused")
     def verify_revision_unused(self, spec: RevisionInput) -> UnusedReport:
@@ -175,7 +219,9 @@ class KubeActivities:
     @activity.defn(name="uninstall_revision")
     def uninstall_revision(self, spec: RevisionInput) -> UninstallResult:
         """Delete a revision's control plane (by its inventory when this product installed it)."""
-        return installer.uninstall(self.clients.for_cluster(spec.cluster), spec.revision)
+        action = f"deleted with revision {spec.revision}"
+        with audit.writing(_writing("RevisionUninstalled", action)):
+            return installer.uninstall(self.clients.for_cluster(spec.cluster), spec.revision)
 
     @activity.defn(name="acquire_cluster_lock")
     def acquire_cluster_lock(self, spec: LockInput) -> LockResult:

@@ -10,6 +10,7 @@ propagates so Temporal's retry policy owns it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -17,10 +18,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote
 
+import structlog
 from kubernetes import config as kube_config
 from kubernetes.client import ApiClient, Configuration
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
+from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from tenacity import (
     RetryCallState,
@@ -29,9 +32,11 @@ from tenacity import (
     stop_after_attempt,
 )
 
+from istio_upgrade.activities import audit
 from istio_upgrade.models.spec import ClusterRef
 
 Obj = dict[str, Any]
+log = structlog.get_logger(__name__)
 
 FIELD_MANAGER = "istio-upgrade"
 IN_CLUSTER_CONTEXT = "in-cluster"
@@ -313,9 +318,33 @@ class Kube:
         query: list[tuple[str, Any]] = [("fieldManager", FIELD_MANAGER)]
         if force:
             query.append(("force", "true"))
-        return self.request(
-            "PATCH", path, query=query, body=obj, content_type="application/apply-patch+yaml"
-        )
+        with _one_write():
+            written = self.request(
+                "PATCH", path, query=query, body=obj, content_type="application/apply-patch+yaml"
+            )
+            self._after_write(written, obj)
+        return written
+
+    def _after_write(self, written: Obj, fallback: Obj) -> None:
+        """Heartbeat and record the write as an Event on the object (``audit.py``)."""
+        context = audit.current()
+        if context is None:
+            return
+        if context.tick is not None:
+            context.tick()
+        obj = written if (written.get("metadata") or {}).get("name") else fallback
+        event = audit.event_for(obj, context)
+        if event is None:
+            return
+        try:
+            self.request(
+                "POST",
+                self.path("v1", "Event", event["metadata"]["namespace"]),
+                body=event,
+                content_type="application/json",
+            )
+        except Exception as error:  # the history is the record; an Event is a courtesy
+            log.warning("event not recorded", object=event["involvedObject"], error=str(error))
 
     def create(self, obj: Obj) -> Obj:
         """Create an object; raises :class:`AlreadyExists` when the name is taken."""
@@ -332,30 +361,53 @@ class Kube:
     def merge_patch(
         self, api_version: str, kind: str, name: str, patch: Obj, namespace: str | None = None
     ) -> Obj:
-        return self.request(
-            "PATCH",
-            self.path(api_version, kind, namespace, name),
-            query=[("fieldManager", FIELD_MANAGER)],
-            body=patch,
-            content_type="application/merge-patch+json",
-        )
+        with _one_write():
+            written = self.request(
+                "PATCH",
+                self.path(api_version, kind, namespace, name),
+                query=[("fieldManager", FIELD_MANAGER)],
+                body=patch,
+                content_type="application/merge-patch+json",
+            )
+            self._after_write(written, _ref(api_version, kind, name, namespace))
+        return written
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
         """Delete an object; False when it was already gone."""
-        try:
-            self.request(
-                "DELETE",
-                self.path(api_version, kind, namespace, name),
-                body={"propagationPolicy": "Background"},
-                content_type="application/json",
-            )
-        except NotFound:
-            return False
+        with _one_write():
+            try:
+                answer = self.request(
+                    "DELETE",
+                    self.path(api_version, kind, namespace, name),
+                    body={"propagationPolicy": "Background"},
+                    content_type="application/json",
+                )
+            except NotFound:
+                return False
+            # The answer is the object being deleted, or a Status.
+            written = answer if answer.get("kind") == kind else {}
+            self._after_write(written, _ref(api_version, kind, name, namespace))
         return True
 
     def pod_log(self, namespace: str, pod: str, container: str, tail_lines: int) -> str:
         path = f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(pod)}/log"
         return self.text(path, [("container", container), ("tailLines", tail_lines)])
+
+
+def _ref(api_version: str, kind: str, name: str, namespace: str | None) -> Obj:
+    meta = {"name": name, **({"namespace": namespace} if namespace else {})}
+    return {"apiVersion": api_version, "kind": kind, "metadata": meta}
+
+
+@contextlib.contextmanager
+def _one_write() -> Iterator[None]:
+    """A write and its Event are one step: a cancellation of the activity (raised into its
+    thread by the SDK) waits until both are done, so the activity stops between writes."""
+    if activity.in_activity():
+        with activity.shield_thread_cancel_exception():
+            yield
+    else:
+        yield
 
 
 class KubeClients:

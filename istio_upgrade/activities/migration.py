@@ -14,6 +14,7 @@ from typing import Any
 
 from temporalio.exceptions import ApplicationError
 
+from istio_upgrade.activities import audit
 from istio_upgrade.activities.discovery import (
     ANNOTATION_RESTART_STAMP,
     injected_revision,
@@ -209,6 +210,7 @@ def restart(
     stamp: str,
     max_concurrent: int,
     on_progress: Callable[[str], None] | None = None,
+    skip_missing: bool = False,
 ) -> RestartResult:
     """Rolling-restart every Deployment, StatefulSet and DaemonSet whose pods get a sidecar.
 
@@ -217,7 +219,9 @@ def restart(
         namespaces: Namespaces of the batch.
         stamp: Upgrade id and step; workloads already stamped with it are skipped.
         max_concurrent: Restarts in flight at once.
-        on_progress: Called per namespace listed and after each restart (heartbeat).
+        on_progress: Called per namespace listed and after each restart (heartbeat); a
+            cancellation raised by it stops the restarts not yet begun.
+        skip_missing: Skip (and report) namespaces deleted since discovery instead of failing.
     """
     result = RestartResult()
     todo: list[tuple[str, str, str]] = []
@@ -226,6 +230,9 @@ def restart(
             on_progress(namespace)
         found_namespace = kube.get_or_none("v1", "Namespace", namespace)
         if found_namespace is None:
+            if skip_missing:
+                result.missing_namespaces.append(namespace)
+                continue
             raise _namespace_missing(namespace, kube.cluster)
         for kind in RESTARTABLE:
             for obj in kube.list("apps/v1", kind, namespace):
@@ -260,14 +267,21 @@ def restart(
             return ""  # deleted since the list: nothing left to restart
         return f"{namespace}/{kind}/{name}"
 
-    # Heartbeats must come from the activity's own thread, so results are reaped here.
-    with ThreadPoolExecutor(max_workers=max(1, max_concurrent)) as pool:
-        for future in as_completed([pool.submit(one, item) for item in todo]):
+    # Heartbeats must come from the activity's own thread, so results are reaped here. When
+    # the activity is cancelled or its worker stops, restarts not yet begun are dropped
+    # (``cancel_futures``) and those in flight finish: each is one patch, and the stamp lets
+    # the next attempt skip them.
+    pool = ThreadPoolExecutor(max_workers=max(1, max_concurrent))
+    try:
+        futures = [pool.submit(audit.run_in_context(one), item) for item in todo]
+        for future in as_completed(futures):
             ref = future.result()
             if ref:
                 result.restarted.append(ref)
                 if on_progress:
                     on_progress(ref)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     result.restarted.sort()
     return result
 

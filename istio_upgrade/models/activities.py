@@ -117,6 +117,8 @@ class RelabelInput(_Model):
     labels: list[NamespaceLabels]
     skip_missing: bool = False
     """Skip namespaces deleted since discovery (undo steps: nothing left to restore)."""
+    batch: int | None = None
+    """The batch relabelled, named in the Events left on the namespaces."""
 
 
 class RestartInput(_Model):
@@ -125,6 +127,8 @@ class RestartInput(_Model):
     stamp: str
     """``<workflow id>/<step>``; a workload already carrying it is not restarted again."""
     max_concurrent: int = 5
+    skip_missing: bool = False
+    """A rollback skips namespaces deleted since discovery (and says so) instead of failing."""
 
 
 class RestartResult(_Model):
@@ -133,6 +137,8 @@ class RestartResult(_Model):
     """Carried the stamp already: restarted by an earlier attempt of this activity."""
     not_restartable: list[str] = Field(default_factory=list)
     """Bare pods and Job pods with a sidecar: reported, never deleted."""
+    missing_namespaces: list[str] = Field(default_factory=list)
+    """Namespaces deleted since discovery, skipped (``skip_missing``)."""
 
 
 class RolloutInput(_Model):

@@ -30,3 +30,6 @@ class Carryover(BaseModel):
     """Steps approved so far."""
     locked: bool = False
     """The upgrade holds the cluster lock (released when it ends cleanly)."""
+    lock_holder: str | None = None
+    """The holder written in the lock ConfigMap (None: a run continued by older code, whose
+    holder was the workflow id)."""

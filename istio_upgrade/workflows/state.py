@@ -72,6 +72,13 @@ class UpgradeState:
         """Whether a rollback removes the target revision (this upgrade installed it)."""
         self.locked = carried.locked if carried is not None else False
         """Whether this upgrade holds the cluster lock (taken before its first write)."""
+        self.lock_holder: str | None = carried.lock_holder if carried is not None else None
+        """Who this upgrade is in the lock ConfigMap (``identity.lock_holder``), once taken."""
+        self.steered = False
+        """The run is steered by ``IstioCanaryUpgrade._steered``: nothing cancels its steps, a
+        cancellation of the workflow becomes an abort (older runs: shielded rollbacks)."""
+        self.cancel_requested = False
+        """The workflow was cancelled: it rolls back as after an abort, then ends CANCELED."""
 
     # What the operator messages do (validated by the workflow's handlers) ----------------
 
@@ -85,6 +92,39 @@ class UpgradeState:
         self.abort = request
         self.refresh()
         return f"aborting: {request.reason}"
+
+    def cancel(self) -> None:
+        """The workflow was cancelled: abort (and roll back) unless past the point of no return.
+
+        Cancelling the workflow never cancels the step running: a mutation finishes, a wait is
+        interrupted by the abort (``steps.run_step``'s ``interrupt``), and the rollback runs
+        to its end.
+        """
+        first = not self.cancel_requested
+        self.cancel_requested = True
+        if self.finished or self.abort is not None:
+            return
+        if self.no_return:
+            if first:
+                self.progress.warnings.append(
+                    "cancel requested while the old revision was being removed: too late to "
+                    "roll back, the upgrade finishes"
+                )
+                self.refresh()
+            return
+        self.progress.errors.append("cancelled: rolling back")
+        self.request_abort(AbortRequest(reason="the workflow was cancelled"))
+
+    def interrupted(self) -> BaseException | None:
+        """Why a running forward step must stop now (an abort), or None."""
+        if self.abort is not None:
+            return UpgradeFailure(f"aborted: {self.abort.reason}", "Aborted")
+        return None
+
+    def rollback_retrying(self, message: str | None) -> None:
+        """Show (or clear) a rollback step that failed and is being retried."""
+        self.progress.waiting_for = message
+        self.refresh()
 
     def extend_soak(self, request: ExtendSoakRequest) -> str:
         bp = self.soaking

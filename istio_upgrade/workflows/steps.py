@@ -16,6 +16,8 @@ from typing import Any, TypeVar, overload
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, is_cancelled_exception
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from istio_upgrade.workflows.retries import ACTIVITY_RETRY
@@ -35,6 +37,10 @@ HEARTBEAT_PER_REQUEST = timedelta(minutes=2)
 request may block for a while (request timeout, throttling with Retry-After), yet a crashed
 worker is still noticed in minutes."""
 
+INTERRUPTIBLE_WAITS = "abort-interrupts-waits"
+"""Patch: an abort (or a cancellation) stops a running forward wait at once; upgrades recorded
+before it waited for the wait to end."""
+
 WAIT_MARGIN_SECONDS = 120
 """What a wait's start-to-close timeout allows beyond the wait itself."""
 
@@ -51,6 +57,7 @@ async def run_step(
     heartbeats: bool = False,
     attempts: int | None = None,
     retry: RetryPolicy = ACTIVITY_RETRY,
+    interrupt: Callable[[], BaseException | None] | None = None,
 ) -> R: ...
 
 
@@ -66,6 +73,7 @@ async def run_step(
     heartbeats: bool = False,
     attempts: int | None = None,
     retry: RetryPolicy = ACTIVITY_RETRY,
+    interrupt: Callable[[], BaseException | None] | None = None,
 ) -> R: ...
 
 
@@ -82,6 +90,7 @@ async def run_step(
     heartbeats: bool = False,
     attempts: int | None = None,
     retry: RetryPolicy = ACTIVITY_RETRY,
+    interrupt: Callable[[], BaseException | None] | None = None,
 ) -> R: ...
 
 
@@ -94,6 +103,7 @@ async def run_step(
     heartbeats: bool = False,
     attempts: int | None = None,
     retry: RetryPolicy = ACTIVITY_RETRY,
+    interrupt: Callable[[], BaseException | None] | None = None,
 ) -> Any:
     """Run the activity ``fn`` (a stub of ``activities.interface``) with ``args``.
 
@@ -109,13 +119,20 @@ async def run_step(
         heartbeats: The step heartbeats per request: :data:`HEARTBEAT_PER_REQUEST` timeout.
         attempts: Overrides ``retry``'s maximum attempts.
         retry: The retry policy (default: the Kubernetes activities' ``ACTIVITY_RETRY``).
+        interrupt: For a wait: returns the error to stop with (an abort) once the wait must
+            stop; the activity is then cancelled and the error raised once it has stopped.
+
+    Every step is scheduled with ``WAIT_CANCELLATION_COMPLETED``: a cancelled step is over
+    only when its activity says so, so an undo never starts while the step it undoes still
+    runs (with the default ``TRY_CANCEL`` a forward install could finish after the rollback's
+    uninstall).
 
     Returns:
         The activity's result, decoded into the stub's return type.
     """
     if attempts is not None:
         retry = dataclasses.replace(retry, maximum_attempts=attempts)
-    return await workflow.execute_activity(
+    handle = workflow.start_activity(
         fn,
         args=list(args),
         start_to_close_timeout=(
@@ -128,4 +145,18 @@ async def run_step(
         ),
         retry_policy=retry,
         summary=summary,
+        cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     )
+    if interrupt is None:
+        return await handle
+    await workflow.wait_condition(lambda: handle.done() or interrupt() is not None)
+    reason = interrupt()
+    if handle.done() or reason is None:
+        return await handle
+    handle.cancel()
+    try:
+        await handle
+    except ActivityError as error:
+        if not is_cancelled_exception(error):
+            raise
+    raise reason

@@ -18,6 +18,7 @@ Web UI shows red.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from typing import Any
 
 from temporalio import workflow
@@ -48,6 +49,9 @@ with workflow.unsafe.imports_passed_through():
         rollback,
     )
     from istio_upgrade.workflows.state import UpgradeFailure, UpgradeState
+
+STEERED = "steered-cancellation"
+"""Patch: cancellation is an abort and nothing cancels a running step (``_steered``)."""
 
 WORKFLOW_NAME = "IstioCanaryUpgrade"
 TASK_QUEUE = "istio-upgrade"
@@ -213,9 +217,12 @@ class IstioCanaryUpgrade:
         if carried is not None:
             # Pick up where the previous run continued as new (its state: ``__init__``).
             st.refresh()
-            return await self._guarded(
+            guarded = self._guarded(
                 spec, carried.plan, carried.report, carried.original_tags, carried
             )
+            if workflow.patched(STEERED):
+                return await self._steered(guarded)
+            return await guarded
         inventory, plan, report = await discover.discover_and_plan(st, spec)
         if spec.dry_run:
             st.finish(Phase.DRY_RUN)
@@ -224,9 +231,49 @@ class IstioCanaryUpgrade:
                 f"from {plan.source_revision} to {plan.target_revision}; nothing was written"
             )
             return st.result("DRY_RUN", summary, plan, report)
+        if workflow.patched(STEERED):
+            # From the lock on, nothing cancels a step: a lock taken by an activity that
+            # finished after a cancellation must be released by the rollback, not leaked.
+            return await self._steered(self._locked(spec, plan, report, inventory.tags))
         if workflow.patched("cluster-lock"):
             await lock.acquire(st, spec, plan, report)
         return await self._guarded(spec, plan, report, inventory.tags, None)
+
+    async def _locked(
+        self, spec: UpgradeSpec, plan: Plan, report: PrecheckReport, tags: dict[str, str]
+    ) -> UpgradeResult:
+        if workflow.patched("cluster-lock"):
+            await lock.acquire(self._state, spec, plan, report)
+        return await self._guarded(spec, plan, report, tags, None)
+
+    async def _steered(self, work: Coroutine[Any, Any, UpgradeResult]) -> UpgradeResult:
+        """Run ``work`` to its end, turning a cancellation of the workflow into an abort.
+
+        Temporal delivers a cancellation by cancelling the workflow's main task, which would
+        reach whatever step is awaited: a mutation, a wait, or an undo halfway through a
+        rollback. Here the upgrade runs in a task of its own that nothing cancels; a
+        cancellation only requests an abort (``UpgradeState.cancel``), which stops a running
+        wait and rolls back like any abort, to the end. The workflow then ends CANCELED, its
+        phase and outcome saying whether the rollback completed.
+        """
+        st = self._state
+        st.steered = True
+        task = asyncio.ensure_future(work)
+        while True:
+            try:
+                result = await asyncio.shield(task)
+            except asyncio.CancelledError:
+                st.cancel()
+                current = asyncio.current_task()
+                if current is not None:
+                    current.uncancel()  # the next await must not end at once
+                continue
+            except FailureError:
+                if st.cancel_requested:
+                    # Ends the workflow CANCELED; the progress keeps the rollback's outcome.
+                    raise asyncio.CancelledError("cancelled and rolled back") from None
+                raise
+            return result
 
     def _validated(self, spec: UpgradeSpec | dict[str, Any]) -> UpgradeSpec:
         if isinstance(spec, UpgradeSpec):

@@ -57,6 +57,7 @@ async def continue_as_new(
         uninstall_target_on_rollback=st.uninstall_target,
         approved=sorted(st.approved),
         locked=st.locked,
+        lock_holder=st.lock_holder,
     )
     workflow.continue_as_new(args=[spec, carried])
 

@@ -16,7 +16,7 @@ with workflow.unsafe.imports_passed_through():
     from istio_upgrade.models.progress import Phase
     from istio_upgrade.models.spec import ClusterRef, UpgradeSpec
     from istio_upgrade.workflows.state import UpgradeState
-    from istio_upgrade.workflows.steps import run_step
+    from istio_upgrade.workflows.steps import INTERRUPTIBLE_WAITS, run_step
 
 
 async def install_target(
@@ -56,6 +56,7 @@ async def install_target(
             upgrade_id=uid,
         ),
         summary=f"install revision {target}",
+        heartbeats=True,
     )
     st.set_phase(Phase.WAITING_REVISION)
     await run_step(
@@ -63,7 +64,10 @@ async def install_target(
         RevisionInput(cluster=spec.cluster, revision=target, timeout_seconds=300),
         summary=f"wait for istiod-{target} Ready",
         wait_seconds=300,
-        attempts=2,
+        # The deadline lives in the heartbeat details, so attempts do not extend the wait;
+        # each worker shutdown during the wait costs one (``WorkerShutdown``).
+        attempts=5,
+        interrupt=st.interrupted if workflow.patched(INTERRUPTIBLE_WAITS) else None,
     )
     if spec.approvals.before_first_batch:
         await st.approval(f"migrate batch 0 to {target}")
@@ -84,4 +88,5 @@ async def uninstall(cluster: ClusterRef, revision: str) -> None:
         uninstall_revision,
         RevisionInput(cluster=cluster, revision=revision),
         summary=f"uninstall revision {revision}",
+        heartbeats=True,
     )

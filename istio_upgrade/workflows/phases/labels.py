@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from istio_upgrade.models.activities import NamespacesInput, RelabelInput, WorkloadLabelInput
     from istio_upgrade.models.plan import NamespaceLabels, Plan, WorkloadRevision
     from istio_upgrade.models.spec import UpgradeSpec
+    from istio_upgrade.workflows import identity
     from istio_upgrade.workflows.state import UpgradeState
     from istio_upgrade.workflows.steps import run_step
 
@@ -135,6 +136,7 @@ async def _restore(
             relabel_namespaces,
             RelabelInput(cluster=spec.cluster, labels=forms, skip_missing=True),
             summary=f"give {len(forms)} namespaces their own label form back",
+            heartbeats=True,
         )
     if gateways:
         await run_step(
@@ -142,7 +144,7 @@ async def _restore(
             WorkloadLabelInput(
                 cluster=spec.cluster,
                 workloads=gateways,
-                stamp=f"{workflow.info().workflow_id}/own-labels",
+                stamp=identity.stamp("own-labels"),
                 expect_revision=plan.target_revision,
             ),
             summary=f"give {len(gateways)} gateways their own istio.io/rev label back",

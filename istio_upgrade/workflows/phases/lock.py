@@ -8,7 +8,7 @@ does not start on a cluster that needs a person.
 from __future__ import annotations
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError, FailureError
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from istio_upgrade.activities.interface import acquire_cluster_lock, release_cluster_lock
@@ -21,6 +21,8 @@ with workflow.unsafe.imports_passed_through():
     from istio_upgrade.models.plan import Plan, PrecheckReport
     from istio_upgrade.models.progress import Phase
     from istio_upgrade.models.spec import UpgradeSpec
+    from istio_upgrade.workflows.compensation import run_patiently
+    from istio_upgrade.workflows.identity import upgrade_identity
     from istio_upgrade.workflows.state import UpgradeState
     from istio_upgrade.workflows.steps import run_step
 
@@ -31,9 +33,12 @@ async def acquire(st: UpgradeState, spec: UpgradeSpec, plan: Plan, report: Prech
     Raises:
         ApplicationError: ``ClusterBusy``, naming the upgrade that holds the lock.
     """
+    # This run's identity, not the bare workflow id: a failed upgrade started again under the
+    # same id must not re-take a lock its predecessor kept (``identity.py``).
+    holder = upgrade_identity()
     lock = await run_step(
         acquire_cluster_lock,
-        LockInput(cluster=spec.cluster, holder=workflow.info().workflow_id),
+        LockInput(cluster=spec.cluster, holder=holder),
         summary="lock the cluster for this upgrade",
     )
     if not lock.acquired:
@@ -42,34 +47,50 @@ async def acquire(st: UpgradeState, spec: UpgradeSpec, plan: Plan, report: Prech
         result = st.result("FAILED", f"refused: {message}", plan, report)
         raise ApplicationError(message, result, type="ClusterBusy", non_retryable=True)
     st.locked = True
+    st.lock_holder = holder
 
 
-async def release(st: UpgradeState, spec: UpgradeSpec) -> None:
-    """Release the cluster lock; a failure leaves a warning, never a failed upgrade."""
+def _holder(st: UpgradeState) -> str:
+    # A run continued by older code carries no holder: it locked with the workflow id.
+    return st.lock_holder or workflow.info().workflow_id
+
+
+async def release(st: UpgradeState, spec: UpgradeSpec, *, patient: bool = False) -> None:
+    """Release the cluster lock; a failure leaves a warning, never a failed upgrade.
+
+    ``patient`` (after a steered rollback): retried like the rollback's undo steps, since a
+    lock left behind by an API outage would refuse the next upgrade for nothing.
+    """
     if not st.locked:
         return
-    try:
+
+    async def release_lock() -> None:
         await run_step(
             release_cluster_lock,
-            LockInput(cluster=spec.cluster, holder=workflow.info().workflow_id),
+            LockInput(cluster=spec.cluster, holder=_holder(st)),
             summary="release the cluster lock",
         )
+
+    retrying = st.rollback_retrying if patient else None
+    error = await run_patiently("release the cluster lock", release_lock, retrying)
+    if error is None:
         st.locked = False
-    except FailureError as error:
-        st.progress.warnings.append(
-            f"the cluster lock was not released ({error}); "
-            + lock_busy_message(spec.cluster.name, workflow.info().workflow_id)
-        )
+        return
+    st.progress.warnings.append(
+        f"the cluster lock was not released ({error}); "
+        + lock_busy_message(spec.cluster.name, _holder(st))
+    )
 
 
 async def release_if_clean(st: UpgradeState, spec: UpgradeSpec) -> None:
     """After a rollback: release the lock, unless the cluster is left half-migrated."""
     if not st.compensations.incomplete:
-        await release(st, spec)
+        await release(st, spec, patient=st.steered)
     elif st.locked:
         # Keeping it stops the next upgrade from starting on a cluster that needs a person.
         st.progress.warnings.append(
             f"the cluster lock (ConfigMap istio-system/{LOCK_CONFIGMAP}) is kept because the "
-            "rollback is incomplete; once the cluster is repaired, delete it: "
-            f"{LOCK_DELETE_COMMAND}"
+            "rollback is incomplete: every new upgrade of the cluster is refused until a person "
+            "has repaired it and released the lock with "
+            f"`istio-upgrade unlock --cluster {spec.cluster.name}` (or {LOCK_DELETE_COMMAND})"
         )

@@ -7,6 +7,8 @@ for the rollouts and verify every pod's sidecar — then soak it behind the gate
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
@@ -29,9 +31,10 @@ with workflow.unsafe.imports_passed_through():
     from istio_upgrade.models.plan import Batch, NamespaceLabels, Plan
     from istio_upgrade.models.progress import Phase
     from istio_upgrade.models.spec import UpgradeSpec
+    from istio_upgrade.workflows import identity
     from istio_upgrade.workflows.phases.soak import soak
     from istio_upgrade.workflows.state import UpgradeFailure, UpgradeState
-    from istio_upgrade.workflows.steps import run_step
+    from istio_upgrade.workflows.steps import INTERRUPTIBLE_WAITS, run_step
 
 
 async def migrate_batch(st: UpgradeState, spec: UpgradeSpec, plan: Plan, batch: Batch) -> None:
@@ -41,7 +44,6 @@ async def migrate_batch(st: UpgradeState, spec: UpgradeSpec, plan: Plan, batch: 
         UpgradeFailure: ``RolloutFailed``, ``GateFailed``, ``GateInconclusive`` or ``Aborted``.
     """
     target = plan.target_revision
-    uid = workflow.info().workflow_id
     bp = st.progress.batches[batch.index]
     st.progress.current_batch = batch.index
     await st.checkpoint()
@@ -59,10 +61,12 @@ async def migrate_batch(st: UpgradeState, spec: UpgradeSpec, plan: Plan, batch: 
             RelabelInput(
                 cluster=spec.cluster,
                 labels=[NamespaceLabels(namespace=ns, istio_rev=target) for ns in labelled],
+                batch=batch.index,
             ),
             summary=f"batch {batch.index}: label {len(labelled)} namespaces istio.io/rev={target}",
+            heartbeats=True,
         )
-    stamp = f"{uid}/batch-{batch.index}"
+    stamp = identity.stamp(f"batch-{batch.index}")
     if batch.workloads:
         moved = await run_step(
             label_workloads,
@@ -92,7 +96,8 @@ async def migrate_batch(st: UpgradeState, spec: UpgradeSpec, plan: Plan, batch: 
         )
         bp.restarted += restarted.restarted + restarted.already_restarted
     st.set_batch(bp, "rolling_out")
-    await settle(st, spec, batch.namespaces, target, f"batch {batch.index}", batch)
+    interrupt = st.interrupted if workflow.patched(INTERRUPTIBLE_WAITS) else None
+    await settle(st, spec, batch.namespaces, target, f"batch {batch.index}", batch, interrupt)
     bp.ready_at = workflow.now()
     await soak(st, spec, plan, batch, bp, pre_end)
     bp.finished_at = workflow.now()
@@ -106,8 +111,12 @@ async def settle(
     revision: str,
     label: str,
     batch: Batch | None = None,
+    interrupt: Callable[[], BaseException | None] | None = None,
 ) -> None:
     """Wait for the rollouts, then verify every pod's revision; diagnose stragglers.
+
+    ``interrupt`` (forward batches only: a rollback's own waits run to their end) stops the
+    rollout wait when the upgrade is aborted.
 
     Raises:
         UpgradeFailure: ``RolloutFailed``, naming at most five pending rollouts and stragglers.
@@ -123,6 +132,7 @@ async def settle(
         ),
         summary=f"{label}: wait for rollouts",
         wait_seconds=timeout,
+        interrupt=interrupt,
     )
     verified = await run_step(
         verify_namespaces,
@@ -191,14 +201,19 @@ async def restore_batch(st: UpgradeState, spec: UpgradeSpec, plan: Plan, batch: 
     """
     bp = st.progress.batches[batch.index]
     st.set_batch(bp, "rolling_back")
-    uid = workflow.info().workflow_id
     labelled = batch.labelled_namespaces
-    stamp = f"{uid}/rollback-{batch.index}"
+    stamp = identity.stamp(f"rollback-{batch.index}")
     if labelled or not batch.workloads:
         await run_step(
             relabel_namespaces,
-            RelabelInput(cluster=spec.cluster, labels=batch.original_labels, skip_missing=True),
+            RelabelInput(
+                cluster=spec.cluster,
+                labels=batch.original_labels,
+                skip_missing=True,
+                batch=batch.index,
+            ),
             summary=f"rollback batch {batch.index}: restore original labels",
+            heartbeats=True,
         )
     if batch.workloads:
         await run_step(
@@ -214,17 +229,23 @@ async def restore_batch(st: UpgradeState, spec: UpgradeSpec, plan: Plan, batch: 
             heartbeats=True,
         )
     if labelled or not batch.workloads:
-        await run_step(
+        restarted = await run_step(
             restart_workloads,
             RestartInput(
                 cluster=spec.cluster,
                 namespaces=labelled,
                 stamp=stamp,
                 max_concurrent=spec.migration.max_concurrent_restarts,
+                skip_missing=True,
             ),
             summary=f"rollback batch {batch.index}: restart workloads",
             heartbeats=True,
         )
+        if restarted.missing_namespaces:
+            st.progress.warnings.append(
+                f"rollback of batch {batch.index}: skipped namespaces deleted since discovery: "
+                + ", ".join(restarted.missing_namespaces)
+            )
     try:
         await settle(
             st,

@@ -39,6 +39,7 @@ async def promote(
             original={t: original_tags.get(t) for t in tags},
         ),
         summary=f"move tags {', '.join(tags)} to {target}",
+        heartbeats=True,
     )
     st.progress.tags_moved = list(tags)
     await labels.restore_own_forms(st, spec, plan)
@@ -61,5 +62,6 @@ async def restore_tags(
                 original={t: original.get(t) for t in group},
             ),
             summary=f"restore tags {', '.join(group)} to {revision or 'absent'}",
+            heartbeats=True,
         )
     st.progress.tags_moved = []

@@ -1,7 +1,11 @@
 """Roll back: undo what was done (the compensation stack, in reverse), then release the lock.
 
-Runs on any failure, abort or cancellation of the upgrade's guarded part, always to the end:
-``asyncio.shield`` keeps a cancellation arriving meanwhile from stopping the undoing halfway.
+Runs on any failure, abort or cancellation of the upgrade's guarded part, always to the end.
+A steered run (``IstioCanaryUpgrade._steered``) is never cancelled: a cancellation arriving
+meanwhile is recorded and changes nothing, and undo steps that fail for a reason that may pass
+are retried (``compensation.run_patiently``). Runs recorded before that shield each part with
+``asyncio.shield`` — which keeps the undoing task alive but still ends the awaiting caller, so
+their later compensations were lost to a second cancellation.
 A refused or rolled-back upgrade fails the workflow with a non-retryable ``ApplicationError``
 whose type says why and whose first detail is the ``UpgradeResult``.
 """
@@ -61,8 +65,11 @@ async def after_failure(
 
 
 async def roll_back_and_release(st: UpgradeState, spec: UpgradeSpec) -> None:
-    """Undo what was done, then release the lock; shielded, so that a cancellation
-    arriving meanwhile cannot stop the undoing halfway."""
+    """Undo what was done, then release the lock (unless the rollback is incomplete)."""
+    if st.steered:
+        await _roll_back(st)
+        await release_if_clean(st, spec)
+        return
     await asyncio.shield(asyncio.ensure_future(_roll_back(st)))
     await asyncio.shield(asyncio.ensure_future(release_if_clean(st, spec)))
 
@@ -70,5 +77,9 @@ async def roll_back_and_release(st: UpgradeState, spec: UpgradeSpec) -> None:
 async def _roll_back(st: UpgradeState) -> None:
     """Run the compensation stack in reverse; a failing step is recorded, the rest still run."""
     st.set_phase(Phase.ROLLING_BACK)
-    st.paused = False
-    await st.compensations.unwind(st.progress.errors)
+    if st.steered:
+        st.set_paused(False)
+    else:
+        st.paused = False
+    retrying = st.rollback_retrying if st.steered else None
+    await st.compensations.unwind(st.progress.errors, retrying)
