@@ -40,6 +40,9 @@ GRACEFUL_SHUTDOWN = timedelta(
 below the pod's ``terminationGracePeriodSeconds`` (60 in ``deploy/worker.yaml``), or the
 kubelet kills the worker mid-write."""
 
+HEARTBEAT_THROTTLE = timedelta(seconds=2)
+"""Heartbeats reach the server at least this often: how soon a wait hears of an abort."""
+
 
 def registered_activities(kube: KubeActivities) -> list[Callable[..., Any]]:
     """Every activity implementation the worker registers (each has a stub in
@@ -79,6 +82,11 @@ def build_worker(
         activity_executor=ThreadPoolExecutor(max_workers=max_workers),
         max_concurrent_activities=max_workers,
         graceful_shutdown_timeout=graceful_shutdown,
+        # A wait learns of its cancellation (an abort) from its next heartbeat's answer: at
+        # the SDK's default throttle (0.8 x the 30 s heartbeat timeout) an abort would wait
+        # up to 24 s for a rollout wait to stop.
+        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+        default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
     )
 
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from temporalio.exceptions import ApplicationError
 
 from istio_upgrade.activities.discovery import LABEL_MANAGED_BY, MANAGER
-from istio_upgrade.activities.kube_client import AlreadyExists, Kube, NotFound, Obj
+from istio_upgrade.activities.kube_client import AlreadyExists, Conflict, Kube, NotFound, Obj
 from istio_upgrade.istio.naming import ISTIO_NAMESPACE
 from istio_upgrade.models.activities import LOCK_CONFIGMAP, LockResult
 
@@ -24,13 +24,45 @@ def _holder(obj: Obj | None) -> str | None:
     return str((obj.get("data") or {}).get("holder") or "") or None
 
 
+def lock_object(kube: Kube) -> Obj | None:
+    """The lock ConfigMap, if the cluster is locked."""
+    return kube.get_or_none("v1", "ConfigMap", LOCK_CONFIGMAP, ISTIO_NAMESPACE)
+
+
 def holder(kube: Kube) -> str | None:
-    """The workflow id holding the cluster's lock, if any."""
-    return _holder(kube.get_or_none("v1", "ConfigMap", LOCK_CONFIGMAP, ISTIO_NAMESPACE))
+    """The upgrade holding the cluster's lock (``<workflow id>@<first run id>``), if any."""
+    return _holder(lock_object(kube))
+
+
+def release_exactly(kube: Kube, seen: Obj) -> bool:
+    """Delete the lock ``seen`` — not one taken since (a resourceVersion precondition).
+
+    Returns:
+        True when deleted or already gone, False when the lock changed meanwhile.
+    """
+    meta = seen.get("metadata") or {}
+    try:
+        kube.request(
+            "DELETE",
+            kube.path("v1", "ConfigMap", ISTIO_NAMESPACE, LOCK_CONFIGMAP),
+            body={
+                "preconditions": {
+                    "uid": meta.get("uid"),
+                    "resourceVersion": meta.get("resourceVersion"),
+                }
+            },
+            content_type="application/json",
+        )
+    except NotFound:
+        return True
+    except Conflict:
+        return False
+    return True
 
 
 def acquire(kube: Kube, upgrade_id: str) -> LockResult:
-    """Take the lock for ``upgrade_id``; re-entrant for the same id (retries, later runs)."""
+    """Take the lock for ``upgrade_id``; re-entrant for the same holder (retries, runs continued
+    as new), refused for any other, a re-run of the same workflow id included."""
     lock = {
         "apiVersion": "v1",
         "kind": "ConfigMap",

@@ -511,6 +511,15 @@ def demo(keep_open: bool, run_dir: Path | None, ui_port: int | None) -> None:
     sys.exit(run_demo(keep_open=keep_open, run_dir=run_dir, ui_port=ui_port))
 
 
+def _register_commands() -> None:
+    from istio_upgrade.cli.unlock import unlock
+
+    cli.add_command(unlock)
+
+
+_register_commands()
+
+
 def _register_optional() -> None:
     try:
         from istio_upgrade.cli.slo import slo

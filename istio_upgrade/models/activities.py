@@ -27,16 +27,17 @@ LOCK_DELETE_COMMAND = f"kubectl -n istio-system delete configmap {LOCK_CONFIGMAP
 
 
 def lock_busy_message(cluster: str, holder: str | None) -> str:
-    """Why a cluster is refused, and how to clear a lock whose upgrade no longer runs."""
+    """Why a cluster is refused, and how to release a lock whose upgrade no longer runs."""
     return (
         f"cluster {cluster} is locked by upgrade {holder} (ConfigMap "
         f"istio-system/{LOCK_CONFIGMAP}); wait for it to end or abort it. If that upgrade no "
-        f"longer runs (it was terminated), delete the lock: {LOCK_DELETE_COMMAND}"
+        "longer runs (its rollback was incomplete, or it was terminated), repair the cluster, "
+        f"then release the lock: istio-upgrade unlock --cluster {cluster}"
     )
 
 
 class LockInput(_Model):
-    """The cluster lock of one upgrade (``holder``: the upgrade's workflow id)."""
+    """The cluster lock of one upgrade (``holder``: ``<workflow id>@<first run id>``)."""
 
     cluster: ClusterRef
     holder: str

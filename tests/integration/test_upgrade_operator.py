@@ -40,7 +40,8 @@ async def test_approval_gates_and_abort_rolls_back(
         assert first.phase.value == "WAITING_APPROVAL" and "batch 0" in (first.waiting_for or "")
         # Nothing migrated yet: the new revision is installed and Ready, namespaces untouched.
         assert set(pod_revisions(stack, "frontend").values()) == {"1-23-4"}
-        assert lock_holder(stack) == handle.id  # taken before the first write
+        # Taken before the first write, by this run of the upgrade (not just its id).
+        assert lock_holder(stack) == f"{handle.id}@{handle.first_execution_run_id}"
 
         answer = await handle.execute_update(
             IstioCanaryUpgrade.approve, ApproveRequest(approver="alice", comment="go")
