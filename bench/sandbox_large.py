@@ -13,11 +13,12 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import httpx
 from kubernetes import client, config
 
 from istio_sandbox.server import SandboxProcess
+from istio_upgrade.devenv.signals import sigterm_raises
 
 
 def _percentiles(samples: list[float]) -> dict[str, float]:
@@ -70,11 +72,21 @@ def _metric(page: str, name: str) -> float | None:
     return None
 
 
+@contextlib.contextmanager
+def _running(sandbox: SandboxProcess) -> Iterator[SandboxProcess]:
+    """Start, and stop in every case: ``with SandboxProcess()`` skips its ``__exit__`` when
+    SIGTERM (``Terminated``) lands while the sandbox is still starting."""
+    try:
+        yield sandbox.start()
+    finally:
+        sandbox.stop()
+
+
 def run(scenario: str, samples: int, ready_timeout_s: float) -> dict[str, Any]:
     """Start the scenario, measure, stop; returns the figures."""
     results: dict[str, Any] = {"scenario": scenario}
     started = time.perf_counter()
-    with SandboxProcess(scenario, startup_timeout_s=300) as sandbox:
+    with _running(SandboxProcess(scenario, startup_timeout_s=300)) as sandbox:
         results["time_to_serve_s"] = round(time.perf_counter() - started, 2)
         api_client = config.new_client_from_config(str(sandbox.kubeconfig))  # type: ignore[no-untyped-call]
         core = client.CoreV1Api(api_client)
@@ -134,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ready-timeout", type=float, default=300.0)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
-    results = run(args.scenario, args.samples, args.ready_timeout)
+    # SIGTERM unwinds like Ctrl-C, so the sandbox's `with` stops it (exit status 143).
+    with sigterm_raises():
+        results = run(args.scenario, args.samples, args.ready_timeout)
     text = json.dumps(results, indent=2)
     print(text)
     if args.out is not None:

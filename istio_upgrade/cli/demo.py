@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import signal
 import tempfile
 import time
 from dataclasses import dataclass
@@ -29,7 +28,9 @@ from istio_upgrade.client import start_removal, start_upgrade, workflow_id
 from istio_upgrade.devenv.binaries import MissingBinaryError
 from istio_upgrade.devenv.bundles import revision_bundle
 from istio_upgrade.devenv.prometheus import PrometheusStartError
+from istio_upgrade.devenv.signals import sigterm_cancels
 from istio_upgrade.devenv.stack import DevStack, LocalCluster
+from istio_upgrade.devenv.temporal import TemporalStartError
 from istio_upgrade.models import ClusterRef, GateSpec, Progress, SLOSpec, UpgradeSpec
 from istio_upgrade.models.removal import RemovalResult, RemoveRevisionSpec
 
@@ -305,21 +306,15 @@ def run_demo(
     state = DemoState()
 
     async def main() -> None:
-        task = asyncio.current_task()
-        loop = asyncio.get_running_loop()
-        assert task is not None
         # SIGTERM takes the same path as Ctrl-C: cancel, so every `finally` stops its server.
-        loop.add_signal_handler(signal.SIGTERM, task.cancel)
-        try:
+        with sigterm_cancels():
             await demo_main(console, state, keep_open=keep_open, run_dir=directory, ui_port=ui_port)
-        finally:
-            loop.remove_signal_handler(signal.SIGTERM)
 
     try:
         asyncio.run(main())
     except (KeyboardInterrupt, asyncio.CancelledError):
         console.print("stopped; every server was shut down")
-    except (MissingBinaryError, PrometheusStartError) as error:
+    except (MissingBinaryError, PrometheusStartError, TemporalStartError) as error:
         # A machine without the local servers: say what to install, not a traceback.
         console.print(Text("error: ", style="red") + Text(str(error)), soft_wrap=True)
         console.print(f"logs and files kept in {directory}", soft_wrap=True)

@@ -8,14 +8,22 @@ clusters. Nothing here downloads anything.
 from istio_upgrade.devenv.binaries import MissingBinaryError
 from istio_upgrade.devenv.ports import free_port, port_is_free, preferred_port
 from istio_upgrade.devenv.prometheus import PrometheusServer, PrometheusStartError, ScrapeTarget
-from istio_upgrade.devenv.temporal import LocalTemporal, start_dev_server, start_time_skipping
+from istio_upgrade.devenv.temporal import (
+    DevServerEnvironment,
+    LocalTemporal,
+    TemporalStartError,
+    start_dev_server,
+    start_time_skipping,
+)
 
 __all__ = [
+    "DevServerEnvironment",
     "LocalTemporal",
     "MissingBinaryError",
     "PrometheusServer",
     "PrometheusStartError",
     "ScrapeTarget",
+    "TemporalStartError",
     "free_port",
     "port_is_free",
     "preferred_port",

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import yaml
 
-from istio_upgrade.devenv import binaries
+from istio_upgrade.devenv import binaries, processes
 from istio_upgrade.devenv.ports import free_port
 
 
@@ -157,7 +157,9 @@ class PrometheusServer:
             self.port = free_port(self.host)
         config = self._write_config()
         self._log = (self._dir / "prometheus.log").open("wb")
-        self._proc = subprocess.Popen(
+        # Stops with us even on SIGKILL (PR_SET_PDEATHSIG), in its own session so a Ctrl-C in
+        # the terminal reaches only us and we stop it in order: see devenv.processes.
+        self._proc = processes.spawn(
             [
                 str(binary),
                 f"--config.file={config}",
@@ -166,12 +168,13 @@ class PrometheusServer:
                 "--web.enable-lifecycle",
                 "--storage.tsdb.retention.time=1d",
             ],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            # Own process group: a Ctrl-C in the terminal reaches us, and we stop it in order.
-            start_new_session=True,
+            log=self._log,
         )
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs."""
+        return self._proc.pid if self._proc is not None else None
 
     async def _wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -235,13 +238,7 @@ class PrometheusServer:
     def stop_sync(self, timeout_s: float = 10.0) -> None:
         """:meth:`stop` for callers without an event loop (fixture teardown, atexit)."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        processes.stop(proc, timeout_s)
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -1,13 +1,18 @@
 """A whole local environment: sandbox clusters, a Prometheus per cluster, Temporal, a worker.
 
 The demo uses it as is; integration tests use the same pieces through fixtures. Everything
-started here is stopped by :meth:`DevStack.close`, in reverse order, even after errors.
+started here is stopped by :meth:`DevStack.close`, in reverse order, even after errors and
+even when the close itself is cancelled (a second Ctrl-C). The Temporal dev server and the
+Prometheus servers also stop by themselves when this process dies, SIGKILL included
+(:mod:`istio_upgrade.devenv.processes`). SIGTERM is the program's to handle: the demo turns it
+into a cancellation with :func:`istio_upgrade.devenv.signals.sigterm_cancels`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +23,8 @@ from istio_sandbox.server import SandboxProcess
 from istio_upgrade.devenv.kubeconfig import merge_kubeconfigs
 from istio_upgrade.devenv.prometheus import PrometheusServer, ScrapeTarget
 from istio_upgrade.devenv.temporal import LocalTemporal, start_dev_server
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -72,7 +79,9 @@ class DevStack:
 
     async def start_temporal(self) -> LocalTemporal:
         """Start the Temporal dev server (with the Web UI when asked)."""
-        self.temporal = await start_dev_server(ui=self.ui, ui_port=self.ui_port)
+        self.temporal = await start_dev_server(
+            ui=self.ui, ui_port=self.ui_port, log_file=self.run_dir / "temporal.log"
+        )
         self._closers.append(self.temporal.shutdown)
         return self.temporal
 
@@ -82,9 +91,24 @@ class DevStack:
         The merged kubeconfig is rewritten with a context ``name`` for it.
         """
         sandbox = SandboxProcess(scenario, workdir=self.run_dir / name, context=name)
+        starting = threading.Event()
+
+        def start() -> None:
+            try:
+                sandbox.start()
+            finally:
+                starting.set()
+
+        def stop() -> None:
+            # A cancellation abandons the awaiting task, not the thread still in start():
+            # stopping before that thread spawned the child would miss it.
+            starting.wait()
+            sandbox.stop()
+
+        # Registered before starting, so a cancellation mid-start still stops the sandbox.
+        self._closers.append(lambda: asyncio.to_thread(stop))
         # start()/stop() block while the child comes up or exits; keep the loop responsive.
-        await asyncio.to_thread(sandbox.start)
-        self._closers.append(lambda: asyncio.to_thread(sandbox.stop))
+        await asyncio.to_thread(start)
         prometheus = PrometheusServer(
             [ScrapeTarget(address=sandbox.address, job="sandbox", labels={"cluster": name})]
         )
@@ -114,11 +138,22 @@ class DevStack:
             await worker.__aexit__(None, None, None)
 
     async def close(self) -> None:
-        """Stop everything started, newest first; never raises for one failing stop."""
+        """Stop everything started, newest first; never raises for one failing stop.
+
+        A cancellation while stopping (one that arrives during a stop) does not skip the
+        remaining stops: each still runs, and the cancellation is re-raised at the end.
+        """
+        cancelled: asyncio.CancelledError | None = None
         while self._closers:
             closer = self._closers.pop()
-            with contextlib.suppress(Exception):
+            try:
                 await closer()
+            except asyncio.CancelledError as error:
+                cancelled = error
+            except Exception:
+                log.warning("stopping %s failed", closer, exc_info=True)
+        if cancelled is not None:
+            raise cancelled
 
     async def __aenter__(self) -> DevStack:
         self.run_dir.mkdir(parents=True, exist_ok=True)
