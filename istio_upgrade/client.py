@@ -6,16 +6,19 @@ Every function takes a connected :class:`temporalio.client.Client` whose data co
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import Client, TLSConfig, WorkflowHandle
+from temporalio.client import Client, TLSConfig, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfigProfile, ClientConfigTLS
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from istio_upgrade.models import (
@@ -310,43 +313,127 @@ def spec_details(spec: UpgradeSpec) -> str:
     return "\n\n".join(lines)
 
 
+class SpecConflictError(Exception):
+    """The upgrade with this id is running with a different spec: a start would silently attach
+    the new spec's caller to the old spec's upgrade."""
+
+    def __init__(self, upgrade_id: str, differences: list[str]) -> None:
+        shown = "; ".join(differences[:10]) + (
+            f"; and {len(differences) - 10} more" if len(differences) > 10 else ""
+        )
+        super().__init__(
+            f"upgrade {upgrade_id} is already running with a different spec ({shown}); wait "
+            "for it to end or abort it, or start it with the same spec to follow it"
+        )
+        self.upgrade_id = upgrade_id
+        self.differences = differences
+
+
+def spec_differences(running: UpgradeSpec, wanted: UpgradeSpec) -> list[str]:
+    """``field: running → wanted`` for every leaf that differs (dotted paths)."""
+
+    def leaves(value: Any, prefix: str = "") -> dict[str, Any]:
+        if isinstance(value, dict):
+            out: dict[str, Any] = {}
+            for key, item in value.items():
+                out.update(leaves(item, f"{prefix}.{key}" if prefix else str(key)))
+            return out
+        return {prefix: value}
+
+    def short(value: Any) -> str:
+        text = json.dumps(value, default=str)
+        return text if len(text) <= 60 else text[:57] + "..."
+
+    old, new = leaves(running.model_dump(mode="json")), leaves(wanted.model_dump(mode="json"))
+    return [
+        f"{key}: {short(old.get(key))} → {short(new.get(key))}"
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key) != new.get(key)
+    ]
+
+
+async def running_spec(handle: WorkflowHandle[Any, Any]) -> UpgradeSpec | None:
+    """The spec the running upgrade was started (or continued) with, from its first event."""
+    async for event in handle.fetch_history_events(page_size=1):
+        attributes = event.workflow_execution_started_event_attributes
+        payloads = list(attributes.input.payloads)
+        if not payloads:
+            return None
+        decoded = await handle._client.data_converter.decode(payloads[:1], [UpgradeSpec])
+        value = decoded[0]
+        return value if isinstance(value, UpgradeSpec) else UpgradeSpec.model_validate(value)
+    return None
+
+
+def dry_run_id(spec: UpgradeSpec) -> str:
+    """A dry run's own id (``….dry-run-<random>``): it never takes, nor uses up, the upgrade's."""
+    return f"{workflow_id(spec)}.dry-run-{uuid.uuid4().hex[:8]}"
+
+
 async def start_upgrade(
     client: Client, spec: UpgradeSpec, *, task_queue: str = TASK_QUEUE
 ) -> WorkflowHandle[IstioCanaryUpgrade, UpgradeResult]:
-    """Start the upgrade of ``spec``, or attach to it if it is already running.
+    """Start the upgrade of ``spec``, or follow it if it is already running with that spec.
 
-    The id is :func:`workflow_id`; a second trigger for the same cluster and revision
-    attaches to the running upgrade instead of starting a twin (``USE_EXISTING``). After an
+    The id is :func:`workflow_id`; a second trigger for the same cluster and revision follows
+    the running upgrade instead of starting a twin — if its spec is the same. A trigger with a
+    *different* spec is refused with :class:`SpecConflictError` naming the differences:
+    attaching would hand the caller the result of an upgrade it did not ask for. After an
     upgrade failed or was rolled back the same id may start again; a succeeded upgrade is not
     repeated (``ALLOW_DUPLICATE_FAILED_ONLY``: the start raises
-    ``temporalio.exceptions.WorkflowAlreadyStartedError``).
+    ``temporalio.exceptions.WorkflowAlreadyStartedError``). A dry run (``dry_run: true``)
+    always runs under its own id (:func:`dry_run_id`).
 
     One upgrade per cluster at a time: while an upgrade of the cluster to *another* revision
     runs, the start is refused with :class:`ClusterBusyError`. The check reads Temporal's
     visibility store, so two starts for different revisions in the same instant could both
-    pass it; triggers are operators and release pipelines, not a thundering herd.
+    pass it; the cluster lock (taken by the workflow before its first write) refuses the
+    second one for good.
 
     The typed search attributes of :mod:`istio_upgrade.models.search` are set at start; on a
     namespace that has not registered them the upgrade starts without them (and a warning).
 
     Returns:
-        The handle of the running (or already running) workflow.
+        The handle of the started (or followed) workflow.
 
     Raises:
         ClusterBusyError: Another revision is being rolled out on the cluster.
+        SpecConflictError: The same upgrade runs with another spec.
     """
-    upgrade_id = workflow_id(spec)
-    running = await running_upgrade_of(client, spec.cluster.name)
-    if running is not None and running != upgrade_id:
-        raise ClusterBusyError(spec.cluster.name, running)
+    upgrade_id = dry_run_id(spec) if spec.dry_run else workflow_id(spec)
+    if not spec.dry_run:
+        running = await running_upgrade_of(client, spec.cluster.name)
+        if running is not None and running != upgrade_id:
+            raise ClusterBusyError(spec.cluster.name, running)
     options: dict[str, Any] = {
         "id": upgrade_id,
         "task_queue": task_queue,
-        "id_conflict_policy": WorkflowIDConflictPolicy.USE_EXISTING,
+        # FAIL, then follow only after comparing specs: USE_EXISTING would attach any spec.
+        "id_conflict_policy": WorkflowIDConflictPolicy.FAIL,
         "id_reuse_policy": WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-        "static_summary": f"Istio upgrade of {spec.cluster.name} to {spec.target_revision}",
+        "static_summary": f"Istio upgrade of {spec.cluster.name} to {spec.target_revision}"
+        + (" (dry run)" if spec.dry_run else ""),
         "static_details": spec_details(spec),
     }
+    try:
+        return await _start(client, spec, options)
+    except WorkflowAlreadyStartedError:
+        handle: WorkflowHandle[IstioCanaryUpgrade, UpgradeResult] = client.get_workflow_handle(
+            upgrade_id, result_type=UpgradeResult
+        )
+        description = await handle.describe()
+        if description.status != WorkflowExecutionStatus.RUNNING:
+            raise  # a succeeded upgrade is not repeated
+        current = await running_spec(handle)
+        differences = spec_differences(current, spec) if current is not None else []
+        if differences:
+            raise SpecConflictError(upgrade_id, differences) from None
+        return handle
+
+
+async def _start(
+    client: Client, spec: UpgradeSpec, options: dict[str, Any]
+) -> WorkflowHandle[IstioCanaryUpgrade, UpgradeResult]:
     try:
         # By reference: the type name comes from the class, the handle's result type from
         # ``run`` (``carried`` is left to its default; only the workflow sets it).
@@ -362,7 +449,7 @@ async def start_upgrade(
             "search attributes not registered in this namespace (%s); starting %s without "
             "them; see docs/operations.md",
             error.message,
-            upgrade_id,
+            options["id"],
         )
         return await client.start_workflow(IstioCanaryUpgrade.run, spec, **options)
 

@@ -13,7 +13,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from istio_upgrade.cli.exit_codes import ExitCode
 from istio_upgrade.cli.specfile import SpecError
-from istio_upgrade.client import ClusterBusyError, ConnectionConfigError
+from istio_upgrade.client import ClusterBusyError, ConnectionConfigError, SpecConflictError
 
 T = TypeVar("T")
 
@@ -38,7 +38,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         for line in error.lines:
             click.echo(f"{error.source}: {line}", err=True)
         raise click.exceptions.Exit(int(ExitCode.USAGE)) from error
-    except ClusterBusyError as error:
+    except (ClusterBusyError, SpecConflictError) as error:
         raise CommandError(f"rejected: {error}", ExitCode.REJECTED) from error
     except ConnectionConfigError as error:
         raise CommandError(str(error), ExitCode.USAGE) from error
