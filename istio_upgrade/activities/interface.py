@@ -46,6 +46,7 @@ from istio_upgrade.models.activities import (
 )
 from istio_upgrade.models.gate import GateMeasurements, GateQuery
 from istio_upgrade.models.inventory import ClusterInventory
+from istio_upgrade.models.permissions import PermissionReport, PermissionsInput
 from istio_upgrade.models.plan import NamespaceLabels
 from istio_upgrade.models.spec import ClusterRef
 
@@ -70,6 +71,12 @@ def discover(spec: DiscoverInput) -> ClusterInventory:
 def check_bundles(spec: BundleCheckInput) -> BundleCheckResult:
     """Read and sort the spec's bundles, writing nothing (the precheck's view)."""
     _stub("check_bundles")
+
+
+@activity.defn(name="check_permissions")
+def check_permissions(spec: PermissionsInput) -> PermissionReport:
+    """Ask the API server whether the worker may send every request of the upgrade."""
+    _stub("check_permissions")
 
 
 @activity.defn(name="apply_crds")

@@ -13,7 +13,15 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from istio_upgrade.activities import audit, diagnostics, discovery, installer, lock, migration
+from istio_upgrade.activities import (
+    audit,
+    diagnostics,
+    discovery,
+    installer,
+    lock,
+    migration,
+    permissions,
+)
 from istio_upgrade.activities.kube_client import KubeClients
 from istio_upgrade.models.activities import (
     BundleCheckInput,
@@ -43,6 +51,7 @@ from istio_upgrade.models.activities import (
     WorkloadLabelInput,
 )
 from istio_upgrade.models.inventory import ClusterInventory
+from istio_upgrade.models.permissions import PermissionReport, PermissionsInput
 from istio_upgrade.models.plan import NamespaceLabels
 from istio_upgrade.models.spec import ClusterRef
 
@@ -101,6 +110,11 @@ class KubeActivities:
     def check_bundles(self, spec: BundleCheckInput) -> BundleCheckResult:
         """Read and sort the spec's bundles, writing nothing (the precheck's view)."""
         return installer.check_bundles(self.clients.for_cluster(spec.cluster), spec)
+
+    @activity.defn(name="check_permissions")
+    def check_permissions(self, spec: PermissionsInput) -> PermissionReport:
+        """Ask the API server whether the worker may send every request of the upgrade."""
+        return permissions.check(self.clients.for_cluster(spec.cluster), spec, activity.heartbeat)
 
     @activity.defn(name="apply_crds")
     def apply_crds(self, spec: CrdsInput) -> CrdsResult:
@@ -243,6 +257,7 @@ class KubeActivities:
         return [
             self.discover,
             self.check_bundles,
+            self.check_permissions,
             self.apply_crds,
             self.install_revision,
             self.wait_revision_ready,

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from istio_upgrade.activities.interface import check_bundles, discover
+    from istio_upgrade.activities.interface import check_bundles, check_permissions, discover
     from istio_upgrade.models.activities import BundleCheckInput, DiscoverInput
     from istio_upgrade.models.inventory import ClusterInventory
+    from istio_upgrade.models.permissions import (
+        PermissionReport,
+        permission_findings,
+        permissions_input,
+    )
     from istio_upgrade.models.plan import Finding, Plan, PrecheckReport
-    from istio_upgrade.models.progress import BatchProgress, Phase
+    from istio_upgrade.models.progress import BatchProgress, Phase, UpgradeResult
     from istio_upgrade.models.spec import UpgradeSpec
     from istio_upgrade.workflows.plan import plan_upgrade
     from istio_upgrade.workflows.state import UpgradeState
@@ -24,6 +29,70 @@ NO_BUNDLE = Finding(
     "installer.bundle_configmap or installer.bundle_yaml (helm template istiod istio/istiod "
     "-n istio-system --set revision=<rev> --version <version>)",
 )
+
+
+PERMISSION_PRECHECK = "permission-precheck"
+"""Upgrades started before the permission precheck existed discover and plan without it."""
+
+
+async def _check_permissions(
+    spec: UpgradeSpec, plan: Plan | None, inventory: ClusterInventory | None
+) -> PermissionReport:
+    return await run_step(
+        check_permissions,
+        permissions_input(spec, plan, inventory),
+        summary="check the worker's permissions",
+        heartbeats=True,
+    )
+
+
+def _forbidden(error: ActivityError) -> bool:
+    cause = error.cause
+    return isinstance(cause, ApplicationError) and cause.type == "Forbidden"
+
+
+async def _discover(st: UpgradeState, spec: UpgradeSpec) -> ClusterInventory:
+    """Discovery; refused as a precheck failure when the worker may not read the cluster."""
+    info = workflow.info()
+    try:
+        return await run_step(
+            discover,
+            DiscoverInput(cluster=spec.cluster, upgrade_id=info.workflow_id),
+            summary="discover the cluster",
+            heartbeats=True,
+        )
+    except ActivityError as error:
+        if not _forbidden(error) or not workflow.patched(PERMISSION_PRECHECK):
+            raise
+        # The first refused request is one of maybe many: name every right the upgrade lacks,
+        # as the precheck after planning would (namespaced ones asked cluster-wide only).
+        checked = await _check_permissions(spec, None, None)
+        refused = error.cause.message if isinstance(error.cause, ApplicationError) else ""
+        report = PrecheckReport(
+            findings=[
+                Finding(
+                    severity="error",
+                    code="PERMISSION_MISSING",
+                    message=f"discovery was refused: {refused or error}",
+                ),
+                *permission_findings(checked),
+            ]
+        )
+        st.finish(Phase.FAILED)
+        result = UpgradeResult(
+            outcome="FAILED",
+            summary="precheck refused the upgrade: the worker may not read the cluster",
+            upgrade_id=st.progress.upgrade_id,
+            target_revision=spec.target_revision,
+            precheck=report,
+            warnings=list(st.progress.warnings),
+        )
+        raise ApplicationError(
+            "precheck failed: " + "; ".join(f.message for f in report.errors),
+            result,
+            type="PrecheckFailed",
+            non_retryable=True,
+        ) from None
 
 
 async def discover_and_plan(
@@ -41,12 +110,7 @@ async def discover_and_plan(
     p.target_revision = spec.target_revision
     p.started_at = workflow.now()
     st.set_phase(Phase.DISCOVERING)
-    inventory = await run_step(
-        discover,
-        DiscoverInput(cluster=spec.cluster, upgrade_id=info.workflow_id),
-        summary="discover the cluster",
-        heartbeats=True,
-    )
+    inventory = await _discover(st, spec)
     st.set_phase(Phase.PLANNING)
     # Workloads opted in per pod (Helm gateways) migrate by their pod template; upgrades
     # recorded before planned without them.
@@ -77,6 +141,12 @@ async def discover_and_plan(
         report.findings += [
             Finding(severity="info", code="BUNDLE_SKIPPED", message=m) for m in checked.skipped
         ]
+    # Ask the API server whether the worker may send every request the upgrade will send,
+    # given this plan, before its first write (a dry run too). Patched: upgrades recorded
+    # before went on to lock and install without asking.
+    if workflow.patched(PERMISSION_PRECHECK):
+        permissions = await _check_permissions(spec, plan, inventory)
+        report.findings += permission_findings(permissions)
     st.plan = plan
     p.source_revision = plan.source_revision or None
     p.warnings += [f.message for f in report.warnings]
