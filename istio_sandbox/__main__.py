@@ -27,6 +27,31 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     up.add_argument("--port", type=int, default=0, help="listen port; 0 picks a free one")
     up.add_argument("--context", default="sandbox", help="kubeconfig context name")
     up.add_argument("--ready-file", type=Path, default=None, help="JSON file written once serving")
+    up.add_argument(
+        "--rbac",
+        action="store_true",
+        default=None,
+        help="enforce RBAC on token-authenticated callers (default: as the scenario says)",
+    )
+    up.add_argument(
+        "--https-port",
+        type=int,
+        default=0,
+        help="also serve the API over HTTPS on this port (token kubeconfigs); 0 picks a free "
+        "one, -1 serves HTTP only",
+    )
+    up.add_argument(
+        "--tls-dir",
+        type=Path,
+        default=None,
+        help="directory keeping the HTTPS certificate (made when absent); default a temp dir",
+    )
+    up.add_argument(
+        "--state-file",
+        type=Path,
+        default=None,
+        help="load the cluster from this file when it exists; write it there on SIGTERM/SIGINT",
+    )
     sub.add_parser("scenarios", help="list the shipped scenarios")
     return parser.parse_args(argv)
 
@@ -40,7 +65,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from istio_sandbox.server import run_up
 
     return run_up(
-        args.scenario, args.kubeconfig, args.host, args.port, args.context, args.ready_file
+        args.scenario,
+        args.kubeconfig,
+        args.host,
+        args.port,
+        args.context,
+        args.ready_file,
+        rbac=args.rbac,
+        state_file=args.state_file,
+        https_port=None if args.https_port < 0 else args.https_port,
+        tls_dir=args.tls_dir,
     )
 
 

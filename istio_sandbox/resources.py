@@ -21,6 +21,9 @@ class ResourceType:
     """Subresources served, e.g. ``status``, ``scale``, ``log``."""
     categories: tuple[str, ...] = ()
     singular: str = field(default="")
+    verbs: tuple[str, ...] = ()
+    """Verbs discovery lists; empty = all of get, list, watch, create, update, patch, delete,
+    deletecollection."""
 
     @property
     def key(self) -> str:
@@ -48,6 +51,7 @@ def _rt(
     short: tuple[str, ...] = (),
     sub: tuple[str, ...] = (),
     categories: tuple[str, ...] = (),
+    verbs: tuple[str, ...] = (),
 ) -> ResourceType:
     return ResourceType(
         group=group,
@@ -59,6 +63,7 @@ def _rt(
         subresources=sub,
         categories=categories,
         singular=kind.lower(),
+        verbs=verbs,
     )
 
 
@@ -71,6 +76,8 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
     _rt("", "v1", "Secret", "secrets"),
     _rt("", "v1", "ServiceAccount", "serviceaccounts", short=("sa",)),
     _rt("", "v1", "Event", "events", short=("ev",)),
+    # Stored with the core/v1 Events (one storage, two APIs), see istio_sandbox.api.events.
+    _rt("events.k8s.io", "v1", "Event", "events", short=("ev",)),
     _rt("", "v1", "Endpoints", "endpoints", short=("ep",)),
     _rt(
         "apps",
@@ -136,6 +143,38 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
         "ClusterRoleBinding",
         "clusterrolebindings",
         namespaced=False,
+    ),
+    # Questions to the authorizer (istio_sandbox.api.reviews): create only, never stored.
+    _rt(
+        "authorization.k8s.io",
+        "v1",
+        "SelfSubjectAccessReview",
+        "selfsubjectaccessreviews",
+        namespaced=False,
+        verbs=("create",),
+    ),
+    _rt(
+        "authorization.k8s.io",
+        "v1",
+        "SelfSubjectRulesReview",
+        "selfsubjectrulesreviews",
+        namespaced=False,
+        verbs=("create",),
+    ),
+    _rt(
+        "authorization.k8s.io",
+        "v1",
+        "SubjectAccessReview",
+        "subjectaccessreviews",
+        namespaced=False,
+        verbs=("create",),
+    ),
+    _rt(
+        "authorization.k8s.io",
+        "v1",
+        "LocalSubjectAccessReview",
+        "localsubjectaccessreviews",
+        verbs=("create",),
     ),
     _rt(
         "apiextensions.k8s.io",

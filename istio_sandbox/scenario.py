@@ -340,6 +340,10 @@ class Scenario(_Strict):
     namespaces: list[NamespaceSpec] = Field(default_factory=list)
     generate: list[GenerateSpec] = Field(default_factory=list)
     faults: Faults = Field(default_factory=Faults)
+    rbac: bool = False
+    """Enforce RBAC: requests with bearer tokens are authorized against the cluster's Roles,
+    ClusterRoles and bindings (``system:masters``, hence token-less kubeconfigs, may do
+    everything); off, every caller may do everything."""
 
     @field_validator("cluster_name")
     @classmethod
@@ -874,6 +878,7 @@ def new_cluster(scenario: Scenario) -> Cluster:
         name=scenario.cluster_name,
         timings=scenario.timings.model_copy(),
         faults=scenario.faults.model_copy(deep=True),
+        rbac_enforced=scenario.rbac,
     )
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
-from istio_sandbox.resources import CustomTypes, ResourceType
+from istio_sandbox.resources import CustomTypes, ResourceType, custom_types_of
 
 Obj = dict[str, Any]
 _T = TypeVar("_T")
@@ -122,6 +122,8 @@ class Store:
         """Types the cluster's CustomResourceDefinitions serve (kept by the CRD controller)."""
         self._pending: deque[WatchEvent] = deque()
         self._draining = False
+        self._restored_rv = 0
+        """resourceVersion the store was restored at; watches from before it get 410."""
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -336,6 +338,9 @@ class Store:
 
     def events_since(self, rv: int) -> builtins.list[WatchEvent]:
         """Past events newer than ``rv``; raises Gone when history no longer reaches back."""
+        if rv < self._restored_rv:
+            # A restarted API server's watch cache starts at the current resourceVersion.
+            raise Gone(f"too old resource version: {rv} ({self._restored_rv})")
         if self._history and rv < self._history[0].rv - 1 and rv < self._last_rv:
             raise Gone(f"too old resource version: {rv} ({self._history[0].rv - 1})")
         return [e for e in self._history if e.rv > rv]
@@ -347,6 +352,38 @@ class Store:
 
     def unsubscribe(self, q: asyncio.Queue[WatchEvent]) -> None:
         self._watchers.discard(q)
+
+    # -- persistence ---------------------------------------------------------------------------
+
+    def dump(self) -> dict[str, Any]:
+        """Every object and the resourceVersion counter, as JSON-ready data."""
+        return {
+            "resourceVersion": self._last_rv,
+            "objects": {key: list(bucket.values()) for key, bucket in self._objects.items()},
+        }
+
+    def restore(self, data: dict[str, Any]) -> None:
+        """Replace every object with those of :meth:`dump` output, as an API server
+        restarting on the same etcd: objects keep uid and resourceVersion, the counter goes
+        on from where it was, no watch event is sent, and watch history starts afresh (a
+        watch from an older resourceVersion gets 410 Gone)."""
+        objects: dict[str, dict[tuple[str, str], Obj]] = {}
+        for key, items in (data.get("objects") or {}).items():
+            bucket = objects.setdefault(str(key), {})
+            for obj in items:
+                meta = obj.get("metadata") or {}
+                bucket[(str(meta.get("namespace") or ""), str(meta.get("name") or ""))] = obj
+        last = max(int(data.get("resourceVersion") or 0), self._last_rv)
+        self._objects = objects
+        self._last_rv = last
+        self._rv = itertools.count(last + 1)
+        self._history.clear()
+        self._pending.clear()
+        self._restored_rv = last
+        self.custom_types.clear()
+        for crd in objects.get("apiextensions.k8s.io/customresourcedefinitions", {}).values():
+            for rt in custom_types_of(crd):
+                self.custom_types[(rt.group, rt.version, rt.plural)] = rt
 
     # -- internals ---------------------------------------------------------------------------
 

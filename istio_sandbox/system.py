@@ -9,6 +9,8 @@
   makes every served version of its group/plural a resource (CRUD, list, watch, discovery),
   reports ``Established``; deleting it deletes every object of its kind
   (apiextensions-apiserver ``pkg/controller/finalizer/crd_finalizer.go``).
+- The RBAC bootstrap policy (``cluster-admin``, ``admin``/``edit``/``view``, the roles every
+  authenticated user holds), see :mod:`istio_sandbox.rbac_policy`.
 - The ``default`` ServiceAccount of every namespace, created by kube-controller-manager's
   serviceaccounts controller (k8s ``pkg/controller/serviceaccount/serviceaccounts_controller.go``)
   as soon as the namespace exists.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 
+from istio_sandbox import rbac_policy
 from istio_sandbox.resources import BY_KEY, custom_types_of
 from istio_sandbox.store import AlreadyExists, NotFound, Obj, Store, WatchEvent, now_iso
 
@@ -186,7 +189,8 @@ def _on_change(store: Store, ev: WatchEvent) -> None:
 
 def bootstrap(store: Store) -> None:
     """Install the serviceaccounts controller on ``store``, then create the system
-    namespaces (each with its ``default`` ServiceAccount) and the Nodes."""
+    namespaces (each with its ``default`` ServiceAccount), the Nodes and the RBAC bootstrap
+    policy."""
     store.add_after_write(lambda ev: _on_change(store, ev))
     for name in SYSTEM_NAMESPACES:
         with contextlib.suppress(AlreadyExists):
@@ -194,3 +198,4 @@ def bootstrap(store: Store) -> None:
     for i, node in enumerate(NODES):
         with contextlib.suppress(AlreadyExists):
             store.create(NODES_RT, node_object(node, i))
+    rbac_policy.install(store)

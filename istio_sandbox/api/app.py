@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from istio_sandbox.api import admin, discovery, handlers, openapi, subresources
+from istio_sandbox.api import admin, authz, discovery, handlers, openapi, reviews, subresources
 from istio_sandbox.api.admin import CLUSTER_KEY
 from istio_sandbox.api.errors import ApiError
 from istio_sandbox.api.faults import DroppedConnection, inject
@@ -39,6 +39,7 @@ async def status_errors(request: web.Request, handler: Handler) -> web.StreamRes
         ).response()
     except DroppedConnection:
         # The transport is closed; aiohttp discards whatever is returned.
+        authz.log_dropped(request)
         return web.Response(status=500)
     except web.HTTPException:
         raise
@@ -55,12 +56,20 @@ def _is_watch(request: web.Request, target: Target) -> bool:
 async def resource(request: web.Request) -> web.StreamResponse:
     """Dispatch one ``/api/...`` or ``/apis/...`` resource request."""
     cluster = request.app[CLUSTER_KEY]
-    target = resolve(request.path, cluster.store.custom_types)
+    missing = ApiError(404, "the server could not find the requested resource", details={})
+    try:
+        target = resolve(request.path, cluster.store.custom_types)
+    except ApiError as err:
+        target, missing = None, err
+    watch = False
+    if target is not None:
+        watch = _is_watch(request, target)
+        verb = target.verb(request.method, watch)
+        cluster.accounting.record(verb, target.resource, target.namespace)
+    # Authorization comes before routing: a forbidden caller learns nothing of what exists.
+    authz.authorize_request(request)
     if target is None:
-        raise ApiError(404, "the server could not find the requested resource", details={})
-    watch = _is_watch(request, target)
-    verb = target.verb(request.method, watch)
-    cluster.accounting.record(verb, target.resource, target.namespace)
+        raise missing
     allowed = _METHODS_ON_ITEM if target.name else _METHODS_ON_COLLECTION
     if request.method not in allowed or (target.subresource == "log" and request.method != "GET"):
         raise ApiError(
@@ -70,6 +79,8 @@ async def resource(request: web.Request) -> web.StreamResponse:
         )
     await inject(request, cluster, verb, target)
     store = cluster.store
+    if target.rt.group == reviews.GROUP:
+        return await reviews.create(request, cluster, target)
     if target.subresource == "scale":
         return await subresources.scale(request, cluster, target)
     if target.subresource == "log":
@@ -101,8 +112,11 @@ def build_app(cluster: Cluster) -> web.Application:
     Returns:
         An application other parts (``/metrics``) may add routes to before it starts.
     """
-    app = web.Application(middlewares=[status_errors], client_max_size=32 * 1024 * 1024)
+    app = web.Application(
+        middlewares=[status_errors, authz.authenticate], client_max_size=32 * 1024 * 1024
+    )
     app[CLUSTER_KEY] = cluster
+    app.on_response_prepare.append(authz.log_answer)
     admin.add_routes(app)
     discovery.add_routes(app)
     openapi.add_routes(app)

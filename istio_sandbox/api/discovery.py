@@ -37,7 +37,7 @@ def _resource_entries(rt: ResourceType) -> list[dict[str, Any]]:
         "singularName": rt.singular,
         "namespaced": rt.namespaced,
         "kind": rt.kind,
-        "verbs": _VERBS,
+        "verbs": list(rt.verbs) or _VERBS,
     }
     if rt.short_names:
         main["shortNames"] = list(rt.short_names)

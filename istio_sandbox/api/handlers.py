@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from istio_sandbox.api import apply as ssa
+from istio_sandbox.api.authz import check_rbac_write
 from istio_sandbox.api.body import (
     APPLY_PATCH,
     JSON_PATCH,
@@ -130,6 +131,7 @@ async def create(request: web.Request, store: Store, target: Target) -> web.Resp
     obj = await read_object(request)
     _check_identity(target, obj)
     _require_namespace(store, target)
+    check_rbac_write(request, target, obj, None)
     prepare_for_create(target.rt, obj)
     _validate(target.rt, obj)
     manager = request.query.get("fieldManager")
@@ -146,6 +148,8 @@ async def update(request: web.Request, store: Store, target: Target) -> web.Resp
     prepare_labels(target.rt, obj)
     _validate(target.rt, obj)
     current = store.get(target.rt, target.namespace, target.name)
+    if not target.subresource:
+        check_rbac_write(request, target, obj, current)
     manager = request.query.get("fieldManager")
     if manager:
         ssa.record_update(obj, manager, target.rt.api_version, target.subresource)
@@ -210,6 +214,7 @@ async def patch(request: web.Request, store: Store, target: Target) -> web.Respo
         obj = await patch_object(request, None, target)
         obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
         managed = obj["metadata"].get("managedFields")
+        check_rbac_write(request, target, obj, None)
         prepare_for_create(rt, obj)
         obj["metadata"]["managedFields"] = managed
         _validate(rt, obj)
@@ -226,6 +231,8 @@ async def patch(request: web.Request, store: Store, target: Target) -> web.Respo
         meta["namespace"] = target.namespace
     meta.setdefault("resourceVersion", current["metadata"]["resourceVersion"])
     prepare_labels(rt, result)
+    if not target.subresource:
+        check_rbac_write(request, target, result, current)
     _validate(rt, result)
     if _dry_run(request):
         return _respond(request, target, result)

@@ -1,6 +1,7 @@
 """Protobuf request bodies of the few kinds ``kubectl create <kind>`` sends that way.
 
-kubectl's imperative generators (``kubectl create namespace|configmap|secret|serviceaccount``)
+kubectl's imperative generators (``kubectl create namespace|configmap|secret|serviceaccount|
+role|clusterrole|rolebinding|clusterrolebinding``) and ``kubectl auth can-i`` (access reviews)
 post ``application/vnd.kubernetes.protobuf``: the magic ``k8s\\0`` and a ``runtime.Unknown``
 envelope around the object's own message. The schemas below are the field numbers of
 ``k8s.io/api`` ``generated.proto`` for those kinds and the ``ObjectMeta`` fields a create can
@@ -39,6 +40,48 @@ _OBJECT_META: _Schema = {
     14: ("finalizers", "strs"),
 }
 _LOCAL_REF: _Schema = {1: ("name", "str")}
+_LABEL_SELECTOR: _Schema = {
+    1: ("matchLabels", "map"),
+    2: ("matchExpressions", [{1: ("key", "str"), 2: ("operator", "str"), 3: ("values", "strs")}]),
+}
+_POLICY_RULE: _Schema = {
+    1: ("verbs", "strs"),
+    2: ("apiGroups", "strs"),
+    3: ("resources", "strs"),
+    4: ("resourceNames", "strs"),
+    5: ("nonResourceURLs", "strs"),
+}
+_SUBJECT: _Schema = {
+    1: ("kind", "str"),
+    2: ("apiGroup", "str"),
+    3: ("name", "str"),
+    4: ("namespace", "str"),
+}
+_ROLE_REF: _Schema = {1: ("apiGroup", "str"), 2: ("kind", "str"), 3: ("name", "str")}
+_BINDING: _Schema = {
+    1: ("metadata", _OBJECT_META),
+    2: ("subjects", [_SUBJECT]),
+    3: ("roleRef", _ROLE_REF),
+}
+_RESOURCE_ATTRIBUTES: _Schema = {
+    1: ("namespace", "str"),
+    2: ("verb", "str"),
+    3: ("group", "str"),
+    4: ("version", "str"),
+    5: ("resource", "str"),
+    6: ("subresource", "str"),
+    7: ("name", "str"),
+}
+_NON_RESOURCE_ATTRIBUTES: _Schema = {1: ("path", "str"), 2: ("verb", "str")}
+_SAR_SPEC: _Schema = {
+    1: ("resourceAttributes", _RESOURCE_ATTRIBUTES),
+    2: ("nonResourceAttributes", _NON_RESOURCE_ATTRIBUTES),
+    3: ("user", "str"),
+    4: ("groups", "strs"),
+    6: ("uid", "str"),
+}
+_RBAC = "rbac.authorization.k8s.io/v1"
+_AUTHZ = "authorization.k8s.io/v1"
 SCHEMAS: dict[tuple[str, str], _Schema] = {
     ("v1", "Namespace"): {1: ("metadata", _OBJECT_META), 2: ("spec", {1: ("finalizers", "strs")})},
     ("v1", "ConfigMap"): {
@@ -60,6 +103,30 @@ SCHEMAS: dict[tuple[str, str], _Schema] = {
         3: ("imagePullSecrets", [_LOCAL_REF]),
         4: ("automountServiceAccountToken", "bool"),
     },
+    (_RBAC, "Role"): {1: ("metadata", _OBJECT_META), 2: ("rules", [_POLICY_RULE])},
+    (_RBAC, "ClusterRole"): {
+        1: ("metadata", _OBJECT_META),
+        2: ("rules", [_POLICY_RULE]),
+        3: ("aggregationRule", {1: ("clusterRoleSelectors", [_LABEL_SELECTOR])}),
+    },
+    (_RBAC, "RoleBinding"): _BINDING,
+    (_RBAC, "ClusterRoleBinding"): _BINDING,
+    (_AUTHZ, "SelfSubjectAccessReview"): {
+        1: ("metadata", _OBJECT_META),
+        2: (
+            "spec",
+            {
+                1: ("resourceAttributes", _RESOURCE_ATTRIBUTES),
+                2: ("nonResourceAttributes", _NON_RESOURCE_ATTRIBUTES),
+            },
+        ),
+    },
+    (_AUTHZ, "SelfSubjectRulesReview"): {
+        1: ("metadata", _OBJECT_META),
+        2: ("spec", {1: ("namespace", "str")}),
+    },
+    (_AUTHZ, "SubjectAccessReview"): {1: ("metadata", _OBJECT_META), 2: ("spec", _SAR_SPEC)},
+    (_AUTHZ, "LocalSubjectAccessReview"): {1: ("metadata", _OBJECT_META), 2: ("spec", _SAR_SPEC)},
 }
 
 

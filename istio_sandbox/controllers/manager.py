@@ -12,6 +12,7 @@ from collections.abc import Callable
 from istio_sandbox.cluster import Cluster
 from istio_sandbox.controllers import defaults
 from istio_sandbox.controllers.ambient import AmbientEnrollment
+from istio_sandbox.controllers.clusterroles import ClusterRoleAggregation
 from istio_sandbox.controllers.daemonsets import DaemonSetController
 from istio_sandbox.controllers.deployments import DeploymentController
 from istio_sandbox.controllers.gateways import GatewayDeploymentController
@@ -75,6 +76,7 @@ class Controllers:
         )
         self.validation = ValidatingAdmission(cluster, lambda ns: rt.in_namespace(PODS, ns))
         self.validation_webhooks = ValidationWebhookController(rt)
+        self.cluster_roles = ClusterRoleAggregation(cluster.store)
         self._reconcilers: dict[str, Callable[[str, str], None]] = {
             PODS.key: self.pods.reconcile,
             REPLICASETS.key: self.replicasets.reconcile,
@@ -104,6 +106,8 @@ class Controllers:
             store.add_validation(self.validation)
             self.runtime.change_hooks.append(self.validation_webhooks.on_change)
             store.add_listener(self.runtime.on_change)
+            store.add_after_write(self.cluster_roles.on_change)
+            self.cluster_roles.sync_all()
             self.runtime.change_hooks.append(self._on_istio_change)
             self.runtime.change_hooks.append(self.gateways.on_change)
             self.runtime.change_hooks.append(self.ambient.on_change)

@@ -8,9 +8,12 @@ checks (accounting, faults).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import importlib
 import os
+import shutil
+import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,6 +30,7 @@ from kubernetes import config as k8s_config
 
 from istio_sandbox.api import build_app
 from istio_sandbox.cluster import Cluster, Timings
+from istio_sandbox.tls import Certificate, TLSUnavailable, ensure_certificate
 
 T = TypeVar("T")
 
@@ -46,8 +50,29 @@ def write_kubeconfig(path: Path, server: str, context: str = "sandbox") -> Path:
     return path
 
 
+def write_token_kubeconfig(
+    path: Path, server: str, token: str, ca_pem: bytes | None = None, context: str = "sandbox"
+) -> Path:
+    """A kubeconfig whose user authenticates with a bearer token (over HTTPS for kubectl)."""
+    cluster: dict[str, Any] = {"server": server}
+    if ca_pem is not None:
+        cluster["certificate-authority-data"] = base64.b64encode(ca_pem).decode()
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": context, "cluster": cluster}],
+        "users": [{"name": context, "user": {"token": token}}],
+        "contexts": [{"name": context, "context": {"cluster": context, "user": context}}],
+        "current-context": context,
+        "preferences": {},
+    }
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
 class ServedSandbox:
-    """``build_app(cluster)`` (plus controllers when available) on a background event loop."""
+    """``build_app(cluster)`` (plus controllers when available) on a background event loop,
+    over HTTP and, when ``openssl`` can make a certificate, HTTPS (for token kubeconfigs)."""
 
     def __init__(self, cluster: Cluster, *, with_controllers: bool = True) -> None:
         self.cluster = cluster
@@ -57,10 +82,25 @@ class ServedSandbox:
         self._controllers: Any = None
         self._with_controllers = with_controllers
         self.port = 0
+        self.https_port = 0
+        self.certificate: Certificate | None = None
+        self._tls_dir = Path(tempfile.mkdtemp(prefix="sandbox-tls-"))
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def https_url(self) -> str:
+        return f"https://127.0.0.1:{self.https_port}" if self.https_port else ""
+
+    @property
+    def ca_pem(self) -> bytes | None:
+        return self.certificate.pem() if self.certificate is not None else None
+
+    def write_kubeconfig_for(self, token: str, path: Path) -> Path:
+        """A kubeconfig for ``token``: HTTPS when served (kubectl sends no token over HTTP)."""
+        return write_token_kubeconfig(path, self.https_url or self.url, token, self.ca_pem)
 
     def start(self) -> ServedSandbox:
         self._thread.start()
@@ -72,6 +112,13 @@ class ServedSandbox:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
+        with contextlib.suppress(TLSUnavailable):
+            self.certificate = ensure_certificate(self._tls_dir)
+            tls = web.TCPSite(
+                self._runner, "127.0.0.1", 0, ssl_context=self.certificate.server_context()
+            )
+            await tls.start()
+            self.https_port = int(self._runner.addresses[-1][1])
         if self._with_controllers:
             self._controllers = _controllers(self.cluster)
             if self._controllers is not None:
@@ -103,6 +150,7 @@ class ServedSandbox:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
         self.loop.close()
+        shutil.rmtree(self._tls_dir, ignore_errors=True)
 
 
 def _controllers(cluster: Cluster) -> Any:
