@@ -19,6 +19,7 @@ from tests.integration.upgrade_stack import (
     failure,
     fast_spec,
     istiod_deployments,
+    record_history,
     upgrade_stack,
 )
 
@@ -39,6 +40,7 @@ async def test_kept_revision_is_removed_once_unused(
         # Before the upgrade everything uses 1-23-4: refused, naming labels, tags and pods.
         handle = await start_removal(client, old, task_queue=stack.task_queue)
         cause = await failure(handle)
+        await record_history(handle, "removal-refused-3")
         assert cause.type == "RevisionInUse"
         for blocker in ("tags pointing at 1-23-4", "istio.io/rev=1-23-4", "frontend/web-"):
             assert blocker in cause.message, cause.message

@@ -52,6 +52,7 @@ async def test_clean_upgrade_moves_everything_and_removes_old_revision(
         handle = await stack.start(spec)
         result: UpgradeResult = await handle.result()
         await record_history(handle, "clean-upgrade-2")
+        await record_history(handle, "clean-upgrade-3")
 
         assert result.outcome == "SUCCEEDED", result.summary
         assert result.old_revision_removed, result.warnings

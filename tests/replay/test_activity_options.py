@@ -30,6 +30,7 @@ from temporalio.worker import (
 )
 from temporalio.workflow import ActivityHandle
 
+from istio_upgrade.workflows.removal import IstioRevisionRemoval
 from istio_upgrade.workflows.upgrade import IstioCanaryUpgrade
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -89,7 +90,7 @@ def load(path: Path) -> WorkflowHistory:
 async def scheduled_by(history: WorkflowHistory) -> list[dict[str, Any]]:
     SCHEDULED.clear()
     replayer = Replayer(
-        workflows=[IstioCanaryUpgrade],
+        workflows=[IstioCanaryUpgrade, IstioRevisionRemoval],
         data_converter=pydantic_data_converter,
         interceptors=[_Record()],
     )

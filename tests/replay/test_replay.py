@@ -15,6 +15,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from istio_upgrade.workflows.removal import IstioRevisionRemoval
 from istio_upgrade.workflows.upgrade import IstioCanaryUpgrade
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -31,6 +32,14 @@ EXPECTED = {
     "continued-run-2-2.json",
     "revisionless-abort-after-promote-2.json",
     "shapes-upgrade-2.json",
+    # Recorded with cancellation as an abort (steered-cancellation), interruptible waits,
+    # patient undo steps, the run identity of locks and stamps and the permission precheck.
+    "clean-upgrade-3.json",
+    "bad-canary-rollback-3.json",
+    "continued-run-3-1.json",
+    "continued-run-3-2.json",
+    "cancel-during-rollback-3.json",
+    "removal-refused-3.json",
 }
 
 
@@ -43,7 +52,9 @@ def load(path: Path) -> WorkflowHistory:
 
 
 def replayer() -> Replayer:
-    return Replayer(workflows=[IstioCanaryUpgrade], data_converter=pydantic_data_converter)
+    return Replayer(
+        workflows=[IstioCanaryUpgrade, IstioRevisionRemoval], data_converter=pydantic_data_converter
+    )
 
 
 @pytest.mark.parametrize("path", sorted(HISTORIES.glob("*.json")), ids=lambda p: p.stem)
