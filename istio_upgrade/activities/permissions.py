@@ -156,7 +156,8 @@ def _bundle(kube: Kube, spec: PermissionsInput) -> list[Obj] | None:
     try:
         return installer.sorted_bundle(kube, install).revision
     except ApplicationError as error:
-        if error.type in ("InvalidManifest", "UnknownKind"):
+        # A refused bundle_configmap read is itself a missing permission, reported as such.
+        if error.type in ("InvalidManifest", "UnknownKind", "Forbidden"):
             return None
         raise
 
@@ -288,7 +289,14 @@ def _needs(
     needs += ondelete_needs(_ondelete_namespaces(kube, spec.namespaces))
     source = spec.source_revision
     if spec.removes_source and source and source != revision:
-        refs = [_resolve(kube, ref) for ref in installer._revision_refs(kube, source)]
+        try:
+            listed = installer._revision_refs(kube, source)
+        except ApplicationError as error:
+            if error.type != "Forbidden":
+                raise
+            # Its inventory is unreadable (the missing get is reported): the chart's names.
+            listed = installer._default_refs(source)
+        refs = [_resolve(kube, ref) for ref in listed]
         needs += removal_needs([r for r in refs if r is not None], source)
     return needs, roles
 
@@ -300,11 +308,16 @@ def _ondelete_namespaces(kube: Kube, namespaces: list[str]) -> list[str]:
     if not wanted:
         return []
     for kind in ("StatefulSet", "DaemonSet"):
-        for obj in kube.list("apps/v1", kind):
-            namespace = (obj.get("metadata") or {}).get("namespace", "")
-            strategy = (obj.get("spec") or {}).get("updateStrategy") or {}
-            if namespace in wanted and strategy.get("type") == "OnDelete":
-                found.add(namespace)
+        try:
+            for obj in kube.list("apps/v1", kind):
+                namespace = (obj.get("metadata") or {}).get("namespace", "")
+                strategy = (obj.get("spec") or {}).get("updateStrategy") or {}
+                if namespace in wanted and strategy.get("type") == "OnDelete":
+                    found.add(namespace)
+        except ApplicationError as error:
+            if error.type != "Forbidden":
+                raise
+            # Discovery lists them too: the missing list right refuses the upgrade anyway.
     return sorted(found)
 
 
