@@ -79,6 +79,9 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
     # Stored with the core/v1 Events (one storage, two APIs), see istio_sandbox.api.events.
     _rt("events.k8s.io", "v1", "Event", "events", short=("ev",)),
     _rt("", "v1", "Endpoints", "endpoints", short=("ep",)),
+    # Stored, never enforced: served so kubectl describe namespace finds them, as in a cluster.
+    _rt("", "v1", "ResourceQuota", "resourcequotas", short=("quota",), sub=("status",)),
+    _rt("", "v1", "LimitRange", "limitranges", short=("limits",)),
     _rt(
         "apps",
         "v1",

@@ -7,9 +7,10 @@ live in ``istio_sandbox/scenarios/<name>.yaml`` and load by name.
 from __future__ import annotations
 
 import contextlib
+import difflib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -178,12 +179,16 @@ class WorkloadSpec(_Strict):
     def _kind_options(self) -> WorkloadSpec:
         if self.update_strategy == "OnDelete" and self.kind not in ("StatefulSet", "DaemonSet"):
             raise ValueError(
-                f"update_strategy OnDelete is a StatefulSet/DaemonSet strategy, not {self.kind}'s"
+                f"update_strategy OnDelete is a StatefulSet/DaemonSet strategy, not {self.kind}'s; "
+                "use kind StatefulSet or DaemonSet, or update_strategy RollingUpdate"
             )
         if self.revision is not None and not self.helm_gateway:
             raise ValueError("revision is the gateway chart's value; set helm_gateway: true")
         if self.paused and self.kind not in ("Deployment", "Rollout"):
-            raise ValueError(f"paused applies to a Deployment or Rollout, not a {self.kind}")
+            raise ValueError(
+                f"paused applies to a Deployment or Rollout, not a {self.kind}; remove paused "
+                "or use kind Deployment"
+            )
         return self
 
 
@@ -490,16 +495,52 @@ def _reference_problems(scenario: Scenario) -> Iterator[str]:
                     )
 
 
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The models an annotation can hold, through Optional, unions, lists and dict values."""
+    args = get_args(annotation)
+    if get_origin(annotation) is dict:
+        args = args[-1:]
+    if args:
+        return [m for arg in args for m in _models_in(arg)]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return []
+
+
+def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
+    """The field names (aliases where set) of the models at ``loc`` in a scenario."""
+    models: list[type[BaseModel]] = [Scenario]
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        found = [
+            info
+            for m in models
+            for name, info in m.model_fields.items()
+            if part in (name, info.alias)
+        ]
+        models = [m for info in found for m in _models_in(info.annotation)]
+    return sorted({info.alias or n for m in models for n, info in m.model_fields.items()})
+
+
 def _format_validation_error(source: str, err: ValidationError) -> str:
     lines = [f"scenario {source} is invalid:"]
     for e in err.errors():
-        loc = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in e["loc"])
-        loc = loc.replace(".[", "[")
+        where = tuple(e["loc"])
         msg = str(e["msg"]).removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            msg = "unknown field; remove it or check its spelling"
+            close = difflib.get_close_matches(str(where[-1]), _fields_at(where[:-1]), n=1)
+            msg = "unknown field; remove it or check its spelling" + (
+                f" (did you mean {close[0]!r}?)" if close else ""
+            )
         elif e["type"] == "missing":
             msg = "required field is missing; add it"
+        elif e["type"] == "value_error" and msg.split(" ", 1)[0] in _fields_at(where):
+            # A check of several fields whose message starts with one ("paused applies to …")
+            # is located at that field.
+            where = (*where, msg.split(" ", 1)[0])
+        loc = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in where)
+        loc = loc.replace(".[", "[")
         for part in msg.split("\n"):
             lines.append(f"  {loc}: {part}" if loc else f"  {part}")
     return "\n".join(lines)
@@ -607,7 +648,14 @@ def _namespace(name: str, labels: dict[str, str], annotations: dict[str, str]) -
     meta: Obj = {"name": name, "labels": {"kubernetes.io/metadata.name": name, **labels}}
     if annotations:
         meta["annotations"] = dict(annotations)
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta, "spec": {}}
+    # As the API server's namespace strategy creates it: finalizer and phase Active.
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": meta,
+        "spec": {"finalizers": ["kubernetes"]},
+        "status": {"phase": "Active"},
+    }
 
 
 def _port(protocol: str) -> Obj:

@@ -7,7 +7,16 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from istio_sandbox.api import admin, authz, discovery, handlers, openapi, reviews, subresources
+from istio_sandbox.api import (
+    admin,
+    authz,
+    discovery,
+    events,
+    handlers,
+    openapi,
+    reviews,
+    subresources,
+)
 from istio_sandbox.api.admin import CLUSTER_KEY
 from istio_sandbox.api.errors import ApiError
 from istio_sandbox.api.faults import DroppedConnection, inject
@@ -81,6 +90,8 @@ async def resource(request: web.Request) -> web.StreamResponse:
     store = cluster.store
     if target.rt.group == reviews.GROUP:
         return await reviews.create(request, cluster, target)
+    if target.rt is events.EVENTS_V1:
+        return await events.serve(request, store, target, watch)
     if target.subresource == "scale":
         return await subresources.scale(request, cluster, target)
     if target.subresource == "log":

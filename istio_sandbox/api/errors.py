@@ -93,16 +93,17 @@ class ApiError(Exception):
 
     @classmethod
     def invalid(cls, rt: ResourceType, name: str, errors: list[FieldError]) -> ApiError:
-        """422 with one cause per field error, worded like the API server."""
+        """422 with one cause per field error, worded like the API server
+        (``apierrors.NewInvalid``: the kind is qualified by its group, ``Deployment.apps``)."""
         joined = ", ".join(str(e) for e in errors)
-        message = f'{rt.kind} "{name}" is invalid: '
+        qualified = f"{rt.kind}.{rt.group}" if rt.group else rt.kind
+        message = f'{qualified} "{name}" is invalid: '
         message += f"[{joined}]" if len(errors) > 1 else joined
         details: dict[str, Any] = {
             "name": name,
             "kind": rt.kind,
             "causes": [
-                {"reason": "FieldValueInvalid", "message": e.message, "field": e.field}
-                for e in errors
+                {"reason": e.reason, "message": e.message, "field": e.field} for e in errors
             ],
         }
         if rt.group:

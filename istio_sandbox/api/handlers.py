@@ -27,11 +27,12 @@ from istio_sandbox.api.patch import PatchError, json_patch, merge_patch
 from istio_sandbox.api.patch import strategic_merge_patch as smp
 from istio_sandbox.api.tables import table, wants_table
 from istio_sandbox.api.target import Target, namespaces_type
-from istio_sandbox.api.validation import object_errors
+from istio_sandbox.api.validation import event_errors, object_errors
 from istio_sandbox.resources import BY_KEY, RESOURCE_TYPES, ResourceType, all_types
 from istio_sandbox.store import NotFound, Obj, Store, now_iso
 
 PODS = BY_KEY["/pods"]
+EVENTS = BY_KEY["/events"]
 
 # Kinds the API server answers a delete with the object for: registries with
 # ``ReturnDeletedObject: true`` (pkg/registry/core/{pod,service}/storage/storage.go) and those
@@ -97,6 +98,8 @@ def _check_identity(target: Target, obj: Obj) -> None:
 
 def _validate(rt: ResourceType, obj: Obj) -> None:
     errors = object_errors(rt.plural, obj)
+    if rt.key == EVENTS.key:
+        errors += event_errors(obj, strict=False)
     if errors:
         raise ApiError.invalid(rt, (obj.get("metadata") or {}).get("name", ""), errors)
 

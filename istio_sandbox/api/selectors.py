@@ -334,6 +334,7 @@ _FIELDS_BY_RESOURCE: dict[str, tuple[str, ...]] = {
         "reason",
         "type",
         "source",
+        "reportingComponent",
     ),
     "namespaces": ("status.phase",),
     "secrets": ("type",),

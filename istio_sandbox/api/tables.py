@@ -31,7 +31,9 @@ def age(timestamp: str | None, now: datetime | None = None) -> str:
     if not timestamp:
         return "<unknown>"
     try:
-        then = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        # Time (``...:05Z``) or MicroTime (``...:05.123456Z``, an Event's eventTime).
+        then = datetime.strptime(timestamp[:19], "%Y-%m-%dT%H:%M:%S")
+        then = then.replace(tzinfo=UTC)
     except ValueError:
         return "<invalid>"
     seconds = int(((now or datetime.now(UTC)) - then).total_seconds())
@@ -212,15 +214,22 @@ def _job_row(obj: Obj) -> list[Any]:
 
 
 def _event_row(obj: Obj) -> list[Any]:
-    meta, involved = _meta(obj), obj.get("involvedObject") or {}
-    last = obj.get("lastTimestamp") or obj.get("eventTime") or meta.get("creationTimestamp")
+    """A core/v1 or an events.k8s.io/v1 Event (``regarding``, ``note``, ``deprecated*``)."""
+    meta = _meta(obj)
+    involved = obj.get("involvedObject") or obj.get("regarding") or {}
+    last = (
+        obj.get("lastTimestamp")
+        or obj.get("deprecatedLastTimestamp")
+        or obj.get("eventTime")
+        or meta.get("creationTimestamp")
+    )
     kind = str(involved.get("kind", "")).lower()
     return [
         age(last),
         obj.get("type", ""),
         obj.get("reason", ""),
         f"{kind}/{involved.get('name', '')}",
-        obj.get("message", ""),
+        obj.get("message", obj.get("note", "")),
         meta.get("name", ""),
     ]
 

@@ -36,10 +36,18 @@ class FieldError:
     """JSON path of the field, e.g. ``metadata.labels``."""
     value: Any
     detail: str
+    required: bool = False
+    """``field.Required`` (``Required value``) rather than ``field.Invalid``."""
+
+    @property
+    def reason(self) -> str:
+        return "FieldValueRequired" if self.required else "FieldValueInvalid"
 
     @property
     def message(self) -> str:
-        """The cause message: ``Invalid value: "x": why``."""
+        """The cause message: ``Invalid value: "x": why`` or ``Required value``."""
+        if self.required:
+            return f"Required value: {self.detail}" if self.detail else "Required value"
         value = f'"{self.value}"' if isinstance(self.value, str) else repr(self.value)
         return f"Invalid value: {value}: {self.detail}"
 
@@ -213,4 +221,98 @@ def object_errors(plural: str, obj: dict[str, Any]) -> list[FieldError]:
         ]
     out += labels_errors(meta.get("labels"))
     out += annotations_errors(meta.get("annotations"))
+    return out
+
+
+# -- Events (pkg/apis/core/validation/events.go) ------------------------------------------------
+
+REPORTING_INSTANCE_LIMIT = 128
+ACTION_LIMIT = 128
+REASON_LIMIT = 128
+NOTE_LIMIT = 1024
+
+
+def event_errors(event: dict[str, Any], *, strict: bool) -> list[FieldError]:
+    """``ValidateEventCreate`` of an Event in its core/v1 form.
+
+    The legacy rules apply to every Event; ``strict`` adds those of a creation through
+    ``events.k8s.io/v1``. An Event about a cluster-scoped object (a Namespace, a Node) has no
+    ``involvedObject.namespace`` and must itself live in ``default`` (or, with an
+    ``eventTime``, ``kube-system``).
+    """
+    out: list[FieldError] = []
+    meta = event.get("metadata") or {}
+    namespace = str(meta.get("namespace") or "")
+    involved = event.get("involvedObject") or {}
+    involved_ns = str(involved.get("namespace") or "")
+    mismatch = FieldError("involvedObject.namespace", involved_ns, "does not match event.namespace")
+    if not event.get("eventTime"):
+        if not involved_ns:
+            if namespace not in ("", "default"):
+                out.append(mismatch)
+        elif namespace != involved_ns:
+            out.append(mismatch)
+    else:
+        if not involved_ns and namespace not in ("default", "kube-system"):
+            out.append(mismatch)
+        controller = str(event.get("reportingComponent") or "")
+        if not controller:
+            out.append(FieldError("reportingController", "", "", required=True))
+        out += (
+            [
+                FieldError("reportingController", controller, e)
+                for e in qualified_name_errors(controller)
+            ]
+            if controller
+            else []
+        )
+        instance = str(event.get("reportingInstance") or "")
+        if not instance:
+            out.append(FieldError("reportingInstance", "", "", required=True))
+        elif len(instance) > REPORTING_INSTANCE_LIMIT:
+            out.append(
+                FieldError(
+                    "reportingInstance",
+                    "",
+                    f"can have at most {REPORTING_INSTANCE_LIMIT} characters",
+                )
+            )
+        action = str(event.get("action") or "")
+        if not action:
+            out.append(FieldError("action", "", "", required=True))
+        elif len(action) > ACTION_LIMIT:
+            out.append(FieldError("action", "", f"can have at most {ACTION_LIMIT} characters"))
+        reason = str(event.get("reason") or "")
+        if not reason:
+            out.append(FieldError("reason", "", "", required=True))
+        elif len(reason) > REASON_LIMIT:
+            out.append(FieldError("reason", "", f"can have at most {REASON_LIMIT} characters"))
+        if len(str(event.get("message") or "")) > NOTE_LIMIT:
+            out.append(FieldError("message", "", f"can have at most {NOTE_LIMIT} characters"))
+    out += (
+        [FieldError("namespace", namespace, e) for e in dns1123_subdomain_errors(namespace)]
+        if namespace
+        else []
+    )
+    if not strict:
+        return out
+    series = event.get("series")
+    if series is not None:
+        if int((series or {}).get("count") or 0) < 2:
+            out.append(FieldError("series.count", "", "should be at least 2"))
+        if not (series or {}).get("lastObservedTime"):
+            out.append(FieldError("series.lastObservedTime", "", "", required=True))
+    if not event.get("eventTime"):
+        out.append(FieldError("eventTime", "", "", required=True))
+    etype = event.get("type") or ""
+    if etype not in ("Normal", "Warning"):
+        out.append(FieldError("type", "", f"has invalid value: {etype}"))
+    for key in ("firstTimestamp", "lastTimestamp"):
+        if event.get(key):
+            out.append(FieldError(key, "", "needs to be unset"))
+    if event.get("count"):
+        out.append(FieldError("count", "", "needs to be unset"))
+    source = event.get("source") or {}
+    if source.get("component") or source.get("host"):
+        out.append(FieldError("source", "", "needs to be unset"))
     return out

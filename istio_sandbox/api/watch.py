@@ -20,6 +20,7 @@ from istio_sandbox.api.errors import ApiError, status_body
 from istio_sandbox.api.lists import Filter, matching
 from istio_sandbox.api.tables import table, wants_table
 from istio_sandbox.api.target import Target
+from istio_sandbox.resources import ResourceType
 from istio_sandbox.store import Gone, Obj, Store, WatchEvent
 
 BOOKMARK_INTERVAL_S = 1.0
@@ -66,10 +67,25 @@ class _View:
         return None
 
 
-async def serve_watch(request: web.Request, store: Store, target: Target) -> web.StreamResponse:
-    """Stream watch events for ``target`` until timeout or client disconnect."""
+async def serve_watch(
+    request: web.Request,
+    store: Store,
+    target: Target,
+    *,
+    flt: Filter | None = None,
+    present: Callable[[Obj], Obj] | None = None,
+    view_rt: ResourceType | None = None,
+) -> web.StreamResponse:
+    """Stream watch events for ``target`` until timeout or client disconnect.
+
+    ``present`` converts stored objects to the form the client asked for, and ``view_rt``
+    is that form's type (an API served from another's storage, as ``events.k8s.io``
+    Events), with ``flt`` its selectors already in the storage's field names.
+    """
     query = request.query
-    flt = Filter.from_query(query, target.rt)
+    if flt is None:
+        flt = Filter.from_query(query, target.rt)
+    shown = view_rt or target.rt
     as_table = wants_table(request.headers.get("Accept", ""))
     include = query.get("includeObject", "")
     bookmarks = query.get("allowWatchBookmarks", "").lower() in ("true", "1")
@@ -85,8 +101,10 @@ async def serve_watch(request: web.Request, store: Store, target: Target) -> web
     first_row = [True]
 
     def encode(kind: str, obj: Obj) -> bytes:
+        if present is not None and kind in ("ADDED", "MODIFIED", "DELETED"):
+            obj = present(obj)
         if as_table and kind in ("ADDED", "MODIFIED", "DELETED"):
-            obj = table(target.rt, [obj], include_object=include, with_columns=first_row[0])
+            obj = table(shown, [obj], include_object=include, with_columns=first_row[0])
             first_row[0] = False
         return json.dumps({"type": kind, "object": obj}, separators=(",", ":")).encode() + b"\n"
 
@@ -117,7 +135,7 @@ async def serve_watch(request: web.Request, store: Store, target: Target) -> web
         if chunks:
             await response.write(b"".join(chunks))
         await _stream_live(
-            request, response, queue, view, encode, last_rv, timeout, bookmarks, target
+            request, response, queue, view, encode, last_rv, timeout, bookmarks, shown
         )
     except (ConnectionResetError, asyncio.CancelledError):
         pass
@@ -135,7 +153,7 @@ async def _stream_live(
     last_rv: int,
     timeout_s: float | None,
     bookmarks: bool,
-    target: Target,
+    shown: ResourceType,
 ) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s if timeout_s is not None else None
@@ -152,7 +170,7 @@ async def _stream_live(
             if transport is None or transport.is_closing():
                 return
             if bookmarks and loop.time() - last_bookmark >= BOOKMARK_INTERVAL_S:
-                await response.write(encode("BOOKMARK", _bookmark(target, last_rv)))
+                await response.write(encode("BOOKMARK", _bookmark(shown, last_rv)))
                 last_bookmark = loop.time()
             continue
         batch = [ev]
@@ -170,10 +188,10 @@ async def _stream_live(
             await response.write(b"".join(chunks))
 
 
-def _bookmark(target: Target, rv: int) -> dict[str, Any]:
+def _bookmark(rt: ResourceType, rv: int) -> dict[str, Any]:
     return {
-        "kind": target.rt.kind,
-        "apiVersion": target.rt.api_version,
+        "kind": rt.kind,
+        "apiVersion": rt.api_version,
         "metadata": {"resourceVersion": str(rv)},
     }
 
