@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from temporalio import activity
@@ -33,6 +35,37 @@ NAMESPACE_LABELS = (promql.DEST_NS, promql.SOURCE_NS, "namespace", "exported_nam
 
 class PrometheusError(Exception):
     """Prometheus could not answer a query (unreachable, HTTP error or PromQL error)."""
+
+
+CHECK_URL = (
+    "check spec.gate.prometheus_url (or spec.cluster.prometheus_url, or slo check --prometheus): "
+    "it must be the base URL of the Prometheus server's HTTP API, e.g. "
+    "http://prometheus.istio-system.svc:9090, not Grafana, a console or a login page in front "
+    "of it"
+)
+"""What to do when the URL answers, but not as Prometheus does."""
+
+_TITLE = re.compile(r"<title[^>]*>([^<]{1,200})</title>", re.IGNORECASE)
+
+
+def _not_the_api(response: httpx.Response) -> str | None:
+    """What answered instead of the API (HTML page, redirect), or None when it may be the API.
+
+    A UI, an authenticating proxy's sign-in page or a wrong path prefix answer 200 with HTML
+    or redirect; read as "no data", that would only ever be INCONCLUSIVE, with no hint that
+    the URL is wrong.
+    """
+    if response.is_redirect:
+        target = urlsplit(response.headers.get("location", ""))
+        where = f"{target.scheme}://{target.netloc}" if target.netloc else ""
+        return f"a redirect (HTTP {response.status_code} to {where}{target.path or '/'})"
+    kind = response.headers.get("content-type", "").lower()
+    head = response.text[:1024].lstrip().lower()
+    if "html" in kind or head.startswith(("<!doctype html", "<html")):
+        title = _TITLE.search(response.text[:65536])
+        named = f", page title {' '.join(title.group(1).split())[:80]!r}" if title else ""
+        return f"HTML (HTTP {response.status_code}{named})"
+    return None
 
 
 async def instant_query(
@@ -60,12 +93,23 @@ async def instant_query(
         response = await http.post(url, data=form)
     except httpx.HTTPError as exc:
         raise PrometheusError(f"Prometheus at {base_url} unreachable: {exc!r}") from exc
+    not_the_api = _not_the_api(response)
+    if not_the_api is not None:
+        raise PrometheusError(
+            f"Prometheus at {base_url} answered {not_the_api}, not the Prometheus API; {CHECK_URL}"
+        )
     try:
         body = response.json()
     except ValueError as exc:
         raise PrometheusError(
-            f"Prometheus at {base_url} answered HTTP {response.status_code} without JSON"
+            f"Prometheus at {base_url} answered HTTP {response.status_code} without JSON, not "
+            f"the Prometheus API; {CHECK_URL}"
         ) from exc
+    if not isinstance(body, dict) or "status" not in body:
+        raise PrometheusError(
+            f"Prometheus at {base_url} answered JSON without the API's status field, not the "
+            f"Prometheus API; {CHECK_URL}"
+        )
     if body.get("status") != "success":
         raise PrometheusError(
             f"Prometheus at {base_url} rejected the query (HTTP {response.status_code}, "

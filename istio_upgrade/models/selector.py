@@ -13,9 +13,23 @@ from typing import Literal
 
 Operator = Literal["=", "!=", "in", "notin", "exists", "!"]
 
-_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
-_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+# Kubernetes' label syntax (apimachinery ``validation.IsQualifiedName`` / ``IsValidLabelValue``):
+# a name of at most 63 characters with an optional DNS-subdomain prefix of at most 253.
+# Matched with ``fullmatch``: ``$`` would also accept a trailing newline.
+_PREFIX = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
+_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
 _SET = re.compile(r"^\s*([^\s!=()]+)\s+(in|notin)\s*\(([^()]*)\)\s*$")
+MAX_NAME = 63
+MAX_PREFIX = 253
+
+_KEY_RULE = (
+    "a label key is an optional DNS subdomain and '/', then at most 63 letters, digits, '-', "
+    "'_' or '.', starting and ending with a letter or digit"
+)
+_VALUE_RULE = (
+    "a label value is at most 63 letters, digits, '-', '_' or '.', starting and ending with a "
+    "letter or digit, and is written without quotes"
+)
 
 
 @dataclass(frozen=True)
@@ -62,12 +76,23 @@ def _split(text: str) -> list[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
+def _valid_key(key: str) -> bool:
+    prefix, slash, name = key.rpartition("/")
+    if slash and (len(prefix) > MAX_PREFIX or not _PREFIX.fullmatch(prefix)):
+        return False
+    return len(name) <= MAX_NAME and _NAME.fullmatch(name) is not None
+
+
+def _valid_value(value: str) -> bool:
+    return value == "" or (len(value) <= MAX_NAME and _NAME.fullmatch(value) is not None)
+
+
 def _check(key: str, values: tuple[str, ...], term: str) -> None:
-    if not _KEY.match(key):
-        raise ValueError(f"{term!r}: {key!r} is not a valid label key")
+    if not _valid_key(key):
+        raise ValueError(f"{term!r}: {key!r} is not a valid label key ({_KEY_RULE})")
     for value in values:
-        if not _VALUE.match(value):
-            raise ValueError(f"{term!r}: {value!r} is not a valid label value")
+        if not _valid_value(value):
+            raise ValueError(f"{term!r}: {value!r} is not a valid label value ({_VALUE_RULE})")
 
 
 def parse_selector(text: str) -> list[Requirement]:

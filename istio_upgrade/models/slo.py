@@ -9,10 +9,22 @@ multiwindow multi-burn-rate alerts (``slo/rules.py``).
 from __future__ import annotations
 
 import bisect
+import difflib
 import re
-from typing import Annotated, Literal
+import types
+from collections.abc import Iterable, Sequence
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from istio_upgrade.istio.telemetry import ENVOY_BUCKET_EDGES_MS
 
@@ -73,15 +85,185 @@ def nearest_bucket_edges(threshold_ms: float) -> tuple[float, ...]:
     return tuple(ENVOY_BUCKET_EDGES_MS[max(0, i - 1) : i + 1])
 
 
+# -- Validation errors that name the field and say what to do -----------------------------
+#
+# The same error reaches an operator three ways: as ``field: message`` lines of the CLI, as the
+# message of a workflow that failed ``InvalidSpec`` (pydantic's own rendering, shown in the
+# Web UI), and as ``e.errors()`` to release tooling. ``explain`` rewrites a ValidationError so
+# that all three say the same: each error's location becomes one JSON path
+# (``gate.slos[0].sli.threshold_ms`` — no discriminator tags, list indexes in brackets) and
+# its message says what to do.
+
+_EXPLAINED = "explained"
+"""``ctx`` key marking an error already explained by a nested model."""
+
+_URL_SECRETS = (
+    (re.compile(r"(?<=://)[^/@\s'\"]+@"), "***@"),
+    (re.compile(r"(?<=://)([^\s'\"?#]*)\?[^\s'\"#]*"), r"\1?***"),
+)
+"""User info and query strings of URLs quoted in messages: they may hold credentials."""
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The models an annotation can hold, through Optional, unions, lists and dict values."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _models_in(get_args(annotation)[0])
+    if origin in (Union, types.UnionType, list, tuple, set, frozenset, dict):
+        args = get_args(annotation)
+        if origin is dict:
+            args = args[-1:]
+        return [m for arg in args for m in _models_in(arg)]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return []
+
+
+def _field(model: type[BaseModel], name: str) -> Any:
+    for key, info in model.model_fields.items():
+        if name in (key, info.alias):
+            return info
+    return None
+
+
+def _tagged(models: Sequence[type[BaseModel]], tag: str) -> list[type[BaseModel]]:
+    """The members of a discriminated union whose literal tag is ``tag``."""
+    return [
+        m
+        for m in models
+        for info in m.model_fields.values()
+        if get_origin(info.annotation) is Literal and info.default == tag
+    ]
+
+
+def _walk(root: type[BaseModel], loc: Iterable[int | str]) -> tuple[str, list[type[BaseModel]]]:
+    """The JSON path of ``loc`` and the models that can sit at its end."""
+    path, models = "", [root]
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+            continue
+        infos = [(m, _field(m, part)) for m in models]
+        found = [info for _, info in infos if info is not None]
+        if found:
+            models = [m for info in found for m in _models_in(info.annotation)]
+        elif len(models) > 1 and _tagged(models, part):
+            models = _tagged(models, part)  # a discriminator tag: not part of the path
+            continue
+        else:
+            models = []
+        path += f".{part}" if path else part
+    return path, models
+
+
+def _fields(models: Sequence[type[BaseModel]]) -> list[str]:
+    return sorted({info.alias or name for m in models for name, info in m.model_fields.items()})
+
+
+def _quote_hint(value: Any) -> str | None:
+    """How to write a string that YAML read as a boolean or a number."""
+    if isinstance(value, bool):
+        return (
+            "not a boolean: quote it, e.g. 'no' (YAML reads unquoted yes, no, on, off, true "
+            "and false as booleans)"
+        )
+    if isinstance(value, int | float):
+        return f"not a number: quote it, e.g. '{value}'"
+    return None
+
+
+def explain(error: ValidationError, root: type[BaseModel], *, hint: str = "") -> ValidationError:
+    """``error`` with JSON paths as locations and messages that say what to do.
+
+    Args:
+        error: What validating ``root`` raised.
+        root: The model validated; its fields name the paths and the spelling suggestions.
+        hint: Appended to unknown and missing field messages, e.g. where the fields are listed.
+
+    Returns:
+        The same errors (types kept), each located by one JSON path.
+    """
+    details: list[InitErrorDetails] = []
+    tail = f"; {hint}" if hint else ""
+    for item in error.errors(include_url=False):
+        path, models = _walk(root, item["loc"])
+        kind = item["type"]
+        message = str(item["msg"])
+        ctx: dict[str, Any] = dict(item.get("ctx") or {})
+        if not ctx.get(_EXPLAINED):
+            ctx = {_EXPLAINED: True}
+            message = message.removeprefix("Value error, ")
+            if kind == "extra_forbidden":
+                parent, siblings = _walk(root, item["loc"][:-1])
+                leaf = path.removeprefix(parent).lstrip(".")
+                close = difflib.get_close_matches(leaf, _fields(siblings), n=1, cutoff=0.6)
+                if close:
+                    ctx["did_you_mean"] = close[0]
+                suggestion = f" (did you mean {close[0]!r}?)" if close else ""
+                message = (
+                    "Extra inputs are not permitted: unknown field; remove it or check its "
+                    f"spelling{suggestion}{tail}"
+                )
+            elif kind == "missing":
+                message = f"Field required: add it{tail}"
+            elif kind == "string_type" and _quote_hint(item["input"]):
+                message = f"Input should be a valid string, {_quote_hint(item['input'])}"
+            elif kind == "value_error" and models:
+                # A model-level check whose message starts with one of the model's fields
+                # ("max_soak_seconds 30 is shorter …") is located at that field.
+                first = message.split(" ", 1)[0].rstrip(":,")
+                if first in _fields(models):
+                    path = f"{path}.{first}" if path else first
+        for pattern, replacement in _URL_SECRETS:
+            message = pattern.sub(replacement, message)
+        ctx["message"] = message
+        details.append(
+            InitErrorDetails(
+                type=PydanticCustomError(kind, "{message}", ctx),
+                loc=(path,) if path else (),
+                input=item["input"],
+            )
+        )
+    return ValidationError.from_exception_data(error.title, details, hide_input=True)
+
+
+def refusal(root: type[BaseModel], problems: Sequence[tuple[str, str, Any]]) -> ValidationError:
+    """A ValidationError of ``root`` from ``(path, message, input)`` problems found after
+    validation (bounds across fields, sizes of lists)."""
+    details = [
+        InitErrorDetails(
+            type=PydanticCustomError(
+                "value_error", "{message}", {_EXPLAINED: True, "message": message}
+            ),
+            loc=(path,) if path else (),
+            input=value,
+        )
+        for path, message, value in problems
+    ]
+    return ValidationError.from_exception_data(root.__name__, details, hide_input=True)
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, allow_inf_nan=False, hide_input_in_errors=True
+    )
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _explained(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        try:
+            return handler(data)
+        except ValidationError as error:
+            raise explain(error, cls) from None
 
 
 class AvailabilitySLI(_Strict):
     """Bad requests are HTTP 5xx, response code 0 (reset/no response) and gRPC failures."""
 
     template: Literal["istio-availability"] = "istio-availability"
-    grpc_failure_statuses: list[int] = Field(default_factory=lambda: [2, 4, 12, 13, 14, 15])
+    grpc_failure_statuses: list[Annotated[int, Field(ge=0, le=16)]] = Field(
+        default_factory=lambda: [2, 4, 12, 13, 14, 15]
+    )
     """gRPC status codes counted as failures on ``request_protocol="grpc"`` (UNKNOWN,
     DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS)."""
 
@@ -141,6 +323,12 @@ def normalise_placeholders(query: str) -> str:
 
 SLI = Annotated[AvailabilitySLI | LatencySLI | CustomSLI, Field(discriminator="template")]
 
+_SLO_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+RULE_LABELS = frozenset({"slo", "severity", "destination_workload_namespace"})
+"""Labels the generated recording rules and alerts set (``slo/rules.py``); an SLO's own
+``labels`` may not override them, or every series would carry the wrong value."""
+
 
 class BurnRateAlert(_Strict):
     """One row of the multiwindow multi-burn-rate table (Google SRE workbook, ch. 5)."""
@@ -159,6 +347,16 @@ class BurnRateAlert(_Strict):
         if parse_duration(v) <= 0:
             raise ValueError(f"window {v!r} must be longer than 0s")
         return v
+
+    @model_validator(mode="after")
+    def _short_is_shorter(self) -> BurnRateAlert:
+        if parse_duration(self.short_window) >= parse_duration(self.long_window):
+            raise ValueError(
+                f"short_window {self.short_window} must be shorter than long_window "
+                f"{self.long_window} (the workbook's short window is 1/12 of the long one, "
+                "e.g. 1h and 5m)"
+            )
+        return self
 
 
 def default_alerts() -> list[BurnRateAlert]:
@@ -194,9 +392,39 @@ class SLOSpec(_Strict):
     labels: dict[str, str] = Field(default_factory=dict)
     """Extra labels for generated rules (e.g. team, tier)."""
 
+    @field_validator("name", mode="before")
+    @classmethod
+    def _name(cls, v: Any) -> Any:
+        if isinstance(v, str) and not _SLO_NAME.fullmatch(v):
+            raise ValueError(
+                f"name {v!r} may hold only ASCII letters, digits, '_', '.' and '-', starting "
+                "with a letter or digit: it names recording rules and alerts"
+            )
+        return v
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            if not _LABEL_NAME.fullmatch(key) or key.startswith("__"):
+                raise ValueError(
+                    f"labels: {key!r} is not a Prometheus label name; use letters, digits and "
+                    "'_', not starting with a digit or '__' (e.g. team, tier)"
+                )
+            if key in RULE_LABELS:
+                raise ValueError(
+                    f"labels: {key!r} is set by the generated rules themselves; rename it"
+                )
+        return v
+
     @field_validator("objective")
     @classmethod
     def _objective(cls, v: float) -> float:
+        if v > 1.0 + 1e-9 and v < 100:
+            raise ValueError(
+                f"objective {v:g} leaves no error budget: it is a share, not a percentage; "
+                f"use e.g. {v / 100:g} for {v:g}%"
+            )
         if v >= 1:
             raise ValueError(f"objective {v:g} leaves no error budget; use e.g. 0.999")
         if v <= 0:

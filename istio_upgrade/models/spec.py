@@ -7,25 +7,220 @@ and says how to fix it.
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+import re
+import unicodedata
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from istio_upgrade.istio.naming import is_dns1123_label, parse_version, revision_for_version
+from istio_upgrade.istio.naming import parse_version, revision_for_version
 from istio_upgrade.models.gate import GateSpec, check_prometheus_url
 from istio_upgrade.models.selector import parse_selector
+from istio_upgrade.models.slo import explain, refusal
+
+# -- Bounds ---------------------------------------------------------------------------------
+
+MAX_SECONDS = 7 * 24 * 3600
+"""Every duration of the spec is at most a week (as ``extend_soak`` is): longer is a typo,
+and an infinite or 1e308-second timer cannot even be scheduled."""
+MAX_LISTED_NAMESPACES = 5_000
+"""Namespaces a spec may list by name (``include``, ``exclude``, ``canary``, ``batches``
+together). The spec is the workflow's input, kept in its history and handed to every
+continued run: 5,000 names of up to 63 characters are about 330 KB, below the 512 KB at which
+Temporal warns. Larger selections are made with ``migration.selector``."""
+MAX_BATCH_NAMESPACES = 5_000
+"""Namespaces in one batch (``first_batch_size``, ``max_batch_size``, an explicit batch)."""
+MAX_GROWTH_FACTOR = 100.0
+MAX_CONCURRENT_RESTARTS = 200
+"""Restarts in flight at once: each is a mutating request, and 200 is the API server's default
+``--max-mutating-requests-inflight``."""
+MAX_TAGS = 100
+MAX_SLOS = 20
+"""SLOs per gate: each costs two PromQL queries per evaluation."""
+MAX_QUERY_TIMEOUT = 300.0
+MAX_REVISION = 56
+"""A revision's Service is ``istiod-<revision>`` and a Service name is a DNS-1035 label of at
+most 63 characters (``manifests/charts/istio-control/istio-discovery/templates/service.yaml``),
+so a revision has at most 63 - 7 = 56."""
+MAX_TAG = 43
+"""A tag's Service is ``istiod-revision-tag-<tag>`` (``templates/revision-tags-svc.yaml``):
+63 - 20 = 43 characters."""
+MAX_REPORTED = 10
+"""Bad entries of one list reported by name; the rest are counted."""
+
+_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_CONFIGMAP_KEY = re.compile(r"[-._a-zA-Z0-9]+")
+# An image registry and repository, as the distribution reference grammar allows them:
+# host[:port] then lowercase path components (docker.io/istio, gcr.io/istio-release,
+# localhost:5000/mirror/istio).
+_HUB = re.compile(
+    r"[a-zA-Z0-9]([-a-zA-Z0-9.]*[a-zA-Z0-9])?(:[0-9]{1,5})?"
+    r"(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*"
+)
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        use_attribute_docstrings=True,
+        allow_inf_nan=False,
+        # Errors end up in the workflow's failure (the Web UI) and in logs: never echo the
+        # input, which may be a URL with credentials or a 256 KiB bundle.
+        hide_input_in_errors=True,
+    )
 
 
-def check_dns1123(value: str, field: str) -> str:
-    """``value`` when it is a DNS-1123 label, else a ValueError naming ``field``."""
-    if not is_dns1123_label(value):
+def _is_dns1123(value: str) -> bool:
+    # fullmatch: is_dns1123_label's "$" also accepts a trailing newline.
+    return _DNS1123_LABEL.fullmatch(value) is not None
+
+
+def check_dns1123(value: str, field: str, max_length: int = 63, why: str = "") -> str:
+    """``value`` when it is a DNS-1123 label of at most ``max_length``, else a ValueError
+    naming ``field`` (``why`` says where the shorter limit comes from)."""
+    if not _is_dns1123(value):
         raise ValueError(
             f"{field} {value!r} must be a DNS-1123 label: lowercase letters, digits and '-', "
             "starting and ending with a letter or digit, at most 63 characters"
+        )
+    if len(value) > max_length:
+        raise ValueError(f"{field} {value!r} is {len(value)} characters; at most {max_length}{why}")
+    return value
+
+
+def check_revision(value: str, field: str) -> str:
+    """A revision name: DNS-1123, and short enough for its Service ``istiod-<revision>``."""
+    check_dns1123(value, field)
+    if len(value) > MAX_REVISION:
+        raise ValueError(
+            f"{field} is {len(value)} characters; at most {MAX_REVISION}: the revision's "
+            f"Service istiod-<revision> must be a DNS label of at most 63 characters"
+        )
+    return value
+
+
+def _names_problems(
+    values: Sequence[str], max_length: int, max_count: int | None, why: str, instead: str
+) -> Iterator[tuple[str, str, Any]]:
+    if max_count is not None and len(values) > max_count:
+        yield ("", f"lists {len(values):,} entries; at most {max_count:,}{instead}", None)
+        return
+    bad = 0
+    for index, value in enumerate(values):
+        try:
+            check_dns1123(value, "", max_length, why)
+        except ValueError as error:
+            bad += 1
+            if bad <= MAX_REPORTED:
+                yield (f"[{index}]", str(error).lstrip(), value)
+    if bad > MAX_REPORTED:
+        yield ("", f"and {bad - MAX_REPORTED} more entries are not DNS-1123 labels", None)
+
+
+def check_names(
+    values: list[str],
+    field: str,
+    *,
+    max_length: int = 63,
+    max_count: int | None = None,
+    why: str = "",
+    instead: str = "",
+) -> list[str]:
+    """``values`` when each is a DNS-1123 label; else a ValidationError per bad entry,
+    located at its index (``migration.include[3]``).
+
+    Args:
+        values: The names.
+        field: The list's path, for the error's title.
+        max_length: Longest name allowed.
+        max_count: Most names allowed.
+        why: Where ``max_length`` comes from, appended to its message.
+        instead: What to do rather than list more than ``max_count``.
+    """
+    problems = list(_names_problems(values, max_length, max_count, why, instead))
+    if problems:
+        raise ValidationError.from_exception_data(
+            field,
+            [
+                InitErrorDetails(
+                    type=PydanticCustomError("value_error", "{message}", {"message": message}),
+                    loc=(int(loc[1:-1]),) if loc.startswith("[") else (),
+                    input=value,
+                )
+                for loc, message, value in problems
+            ],
+        )
+    return values
+
+
+def check_text(value: str, field: str, max_length: int = 1024) -> str:
+    """A free-form name (a kubeconfig context): no control or invisible characters."""
+    odd = [c for c in value if unicodedata.category(c) in {"Cc", "Cf", "Zl", "Zp"}]
+    if odd:
+        shown = ", ".join(f"U+{ord(c):04X}" for c in odd[:3])
+        raise ValueError(
+            f"{field} holds control characters or invisible formatting ({shown}); write the "
+            "name exactly as kubectl config get-contexts shows it"
+        )
+    if not value.strip() or value != value.strip():
+        raise ValueError(f"{field} is empty or has leading/trailing spaces; remove them")
+    if len(value) > max_length:
+        raise ValueError(f"{field} is {len(value)} characters; at most {max_length}")
+    return value
+
+
+def check_prometheus_base_url(value: str, field: str) -> str:
+    """An http(s) base URL of Prometheus the worker can use, without credentials.
+
+    Checked so that no message echoes a secret: credentials and query strings are refused
+    before any message that shows the URL.
+    """
+    if any(c.isspace() or unicodedata.category(c) in {"Cc", "Cf"} for c in value):
+        raise ValueError(
+            f"{field} contains whitespace or control characters; write the URL on one line "
+            "without spaces"
+        )
+    parts = urlsplit(value)
+    if "@" in parts.netloc:
+        raise ValueError(
+            f"{field} must not contain credentials (user:password@ or token@): the spec is "
+            "stored in clear in Temporal's history; give the worker a Prometheus it reaches "
+            "without them (e.g. through an authenticating proxy next to the worker)"
+        )
+    if parts.query:
+        raise ValueError(
+            f"{field} has a query string (?…); give the base URL only (the spec is stored in "
+            "clear in Temporal's history: never put a token in it)"
+        )
+    if parts.fragment:
+        raise ValueError(f"{field} has a fragment (#…); give the base URL only")
+    check_prometheus_url(value, field)  # the scheme
+    if not parts.hostname:
+        raise ValueError(
+            f"{field} names no host; write it like http://prometheus.istio-system.svc:9090"
+        )
+    try:
+        parts.port  # noqa: B018  (urlsplit checks the port only when it is read)
+    except ValueError:
+        raise ValueError(f"{field} has an invalid port; use a number from 1 to 65535") from None
+    if "/api/v1" in parts.path:
+        raise ValueError(
+            f"{field} points at an API path; give the base URL the API lives under (e.g. "
+            "http://prometheus.istio-system.svc:9090, or …/prometheus behind a path prefix)"
         )
     return value
 
@@ -45,10 +240,17 @@ class ClusterRef(_Strict):
     def _name(cls, value: str) -> str:
         return check_dns1123(value, "cluster.name")
 
+    @field_validator("context")
+    @classmethod
+    def _context(cls, value: str | None) -> str | None:
+        return None if value is None else check_text(value, "cluster.context")
+
     @field_validator("prometheus_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
-        return None if value is None else check_prometheus_url(value, "cluster.prometheus_url")
+        if value is None:
+            return None
+        return check_prometheus_base_url(value, "cluster.prometheus_url")
 
 
 class TargetSpec(_Strict):
@@ -65,6 +267,9 @@ class TargetSpec(_Strict):
     @classmethod
     def _version(cls, value: str) -> str:
         try:
+            # \d also matches the digits of other scripts (fullwidth, Arabic-Indic): only ASCII.
+            if not value.isascii() or len(value.strip()) > 128:
+                raise ValueError(value)
             parse_version(value)
         except ValueError:
             raise ValueError(
@@ -82,11 +287,29 @@ class TargetSpec(_Strict):
                 "target.revision 'default' is reserved for the default tag; "
                 "omit the field to use the version's revision name"
             )
-        return check_dns1123(value, "target.revision")
+        return check_revision(value, "target.revision")
+
+    @field_validator("hub")
+    @classmethod
+    def _hub(cls, value: str) -> str:
+        if len(value) > 255 or not value.isascii() or not _HUB.fullmatch(value):
+            raise ValueError(
+                f"target.hub {value!r} is not an image registry and repository; write it like "
+                "docker.io/istio or gcr.io/istio-release (ASCII, lowercase path, no spaces)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _derive(self) -> TargetSpec:
         if self.revision is None:
+            # revision_for_version's rule, checked here to say which field to set.
+            derived = self.version.strip().replace(".", "-").lower()
+            if not _is_dns1123(derived) or len(derived) > MAX_REVISION:
+                raise ValueError(
+                    f"version {self.version!r} gives the revision name {derived!r}, which is not "
+                    f"a DNS-1123 label of at most {MAX_REVISION} characters; set "
+                    "target.revision to a shorter name, e.g. 1-24-2"
+                )
             self.revision = revision_for_version(self.version)
         return self
 
@@ -104,6 +327,31 @@ class BundleConfigMap(_Strict):
     name: str
     key: str = "bundle.yaml"
 
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        return check_dns1123(value, "namespace")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if len(value) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(value):
+            raise ValueError(
+                f"name {value!r} is not a ConfigMap name: a DNS-1123 subdomain of at most 253 "
+                "lowercase letters, digits, '-' and '.'"
+            )
+        return value
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        if len(value) > 253 or value in {".", ".."} or not _CONFIGMAP_KEY.fullmatch(value):
+            raise ValueError(
+                f"key {value!r} is not a ConfigMap key: at most 253 letters, digits, '-', '_' "
+                "and '.' (e.g. bundle.yaml)"
+            )
+        return value
+
 
 MAX_INLINE_BUNDLE = 256 * 1024
 """Bytes of ``bundle_yaml``: it travels in the workflow input and activity payloads."""
@@ -118,6 +366,25 @@ class BundleSource(_Strict):
     """ConfigMap in the cluster holding the rendered bundle."""
     bundle_yaml: str | None = None
     """The rendered bundle inline (multi-document YAML)."""
+
+    @field_validator("bundle_path")
+    @classmethod
+    def _path(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if any(unicodedata.category(c) in {"Cc", "Cf"} for c in value):
+            raise ValueError(
+                "bundle_path holds control characters; write the path of the rendered bundle "
+                "on the worker, e.g. /bundles/istiod-1-24-2.yaml"
+            )
+        if ".." in value.replace("\\", "/").split("/"):
+            raise ValueError(
+                "bundle_path may not contain '..': name the bundle's own path on the worker, "
+                "e.g. /bundles/istiod-1-24-2.yaml"
+            )
+        if not value.strip() or len(value) > 4096:
+            raise ValueError("bundle_path must be a path of 1 to 4096 characters")
+        return value
 
     def sources_given(self) -> list[str]:
         """The source fields that are set."""
@@ -195,13 +462,13 @@ class MigrationSpec(_Strict):
     """Explicit batches, in order; every namespace must be selected. None = automatic batches."""
     canary: list[str] = Field(default_factory=list)
     """Automatic batches: these namespaces form the first batch."""
-    first_batch_size: int = Field(1, ge=1)
+    first_batch_size: int = Field(1, ge=1, le=MAX_BATCH_NAMESPACES)
     """Automatic batches without ``canary``: size of the first batch."""
-    growth_factor: float = Field(2.0, ge=1.0)
+    growth_factor: float = Field(2.0, ge=1.0, le=MAX_GROWTH_FACTOR)
     """Automatic batches: each batch is this many times larger than the previous one."""
-    max_batch_size: int = Field(10, ge=1)
+    max_batch_size: int = Field(10, ge=1, le=MAX_BATCH_NAMESPACES)
     """Automatic batches: upper bound of a batch's size."""
-    max_concurrent_restarts: int = Field(5, ge=1)
+    max_concurrent_restarts: int = Field(5, ge=1, le=MAX_CONCURRENT_RESTARTS)
     """Workloads restarted at the same time within a batch."""
     gateways_last: bool = True
     """Namespaces running injected gateways migrate in a final batch of their own."""
@@ -215,7 +482,7 @@ class MigrationSpec(_Strict):
     (``istio-injection=enabled``, ``istio.io/rev=<tag>``): no restart, the same revision, and
     labels a GitOps repository still agrees with. Namespaces pinned to the old revision stay
     pinned, to the new one."""
-    rollout_timeout_seconds: float = Field(600.0, gt=0)
+    rollout_timeout_seconds: float = Field(600.0, gt=0, le=MAX_SECONDS)
     """How long a batch's restarts may take before it counts as stalled."""
     max_batches_per_run: int = Field(0, ge=0)
     """Continue the workflow as new after this many batches, keeping each run's history short;
@@ -232,10 +499,61 @@ class MigrationSpec(_Strict):
 
     @field_validator("include", "exclude", "canary")
     @classmethod
-    def _names(cls, value: list[str]) -> list[str]:
-        for name in value:
-            check_dns1123(name, "namespace")
+    def _names(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        return check_names(
+            value,
+            f"migration.{info.field_name}",
+            max_count=MAX_LISTED_NAMESPACES,
+            instead=(
+                " (the spec is stored in the workflow's history): choose namespaces with "
+                "migration.selector instead"
+            ),
+        )
+
+    @field_validator("batches")
+    @classmethod
+    def _batch_sizes(cls, value: list[list[str]] | None) -> list[list[str]] | None:
+        if value is None:
+            return None
+        if len(value) > MAX_LISTED_NAMESPACES:
+            raise ValueError(
+                f"migration.batches lists {len(value):,} batches; a spec names at most "
+                f"{MAX_LISTED_NAMESPACES:,} namespaces: choose them with migration.selector and "
+                "let automatic batches (first_batch_size, growth_factor, max_batch_size) split them"
+            )
+        for index, batch in enumerate(value):
+            if len(batch) > MAX_BATCH_NAMESPACES:
+                raise ValidationError.from_exception_data(
+                    "migration.batches",
+                    [
+                        InitErrorDetails(
+                            type=PydanticCustomError(
+                                "value_error",
+                                "{message}",
+                                {
+                                    "message": f"holds {len(batch):,} namespaces; a batch holds "
+                                    f"at most {MAX_BATCH_NAMESPACES:,}: choose namespaces with "
+                                    "migration.selector and let automatic batches split them"
+                                },
+                            ),
+                            loc=(index,),
+                            input=None,
+                        )
+                    ],
+                )
         return value
+
+    @model_validator(mode="after")
+    def _listed(self) -> MigrationSpec:
+        listed = len(self.include) + len(self.exclude) + len(self.canary)
+        listed += sum(len(b) for b in self.batches or [])
+        if listed > MAX_LISTED_NAMESPACES:
+            raise ValueError(
+                f"migration lists {listed:,} namespaces by name; at most "
+                f"{MAX_LISTED_NAMESPACES:,} (the spec is stored in the workflow's history): "
+                "choose them with migration.selector instead"
+            )
+        return self
 
     @model_validator(mode="after")
     def _batches(self) -> MigrationSpec:
@@ -283,15 +601,20 @@ class PromoteSpec(_Strict):
     @field_validator("tags")
     @classmethod
     def _tags(cls, value: list[str]) -> list[str]:
-        for tag in value:
-            check_dns1123(tag, "promote.tags entry")
-        return value
+        # istiod-revision-tag-<tag> is the tag's Service (DNS-1035 label, 63 characters).
+        return check_names(
+            value,
+            "promote.tags",
+            max_length=MAX_TAG,
+            max_count=MAX_TAGS,
+            why=": the tag's Service istiod-revision-tag-<tag> must be a DNS label of at most 63",
+        )
 
 
 class CleanupSpec(_Strict):
     """Removal of the old revision after promotion."""
 
-    grace_seconds: float = Field(60.0, ge=0)
+    grace_seconds: float = Field(60.0, ge=0, le=MAX_SECONDS)
     """Wait after the tags move, so late proxies reconnect, before checking the old revision."""
     keep_old_revision: bool = False
     """Leave the old control plane installed."""
@@ -328,7 +651,21 @@ class UpgradeSpec(_Strict):
     @field_validator("source_revision")
     @classmethod
     def _source(cls, value: str | None) -> str | None:
-        return None if value is None else check_dns1123(value, "source_revision")
+        return None if value is None else check_revision(value, "source_revision")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _explained(cls, data: Any, handler: ModelWrapValidatorHandler[UpgradeSpec]) -> UpgradeSpec:
+        """Every error located by its JSON path and saying what to do (see ``slo.explain``),
+        then the bounds that span models (the gate's, which ``GateSpec`` leaves open)."""
+        try:
+            spec = handler(data)
+        except ValidationError as error:
+            raise explain(error, cls, hint="see `istio-upgrade schema`") from None
+        problems = list(_gate_problems(spec.gate))
+        if problems:
+            raise refusal(cls, problems)
+        return spec
 
     @model_validator(mode="after")
     def _distinct(self) -> UpgradeSpec:
@@ -347,6 +684,70 @@ class UpgradeSpec(_Strict):
     @property
     def target_revision(self) -> str:
         return self.target.revision_name
+
+
+_GATE_DURATIONS = (
+    "warmup_seconds",
+    "soak_seconds",
+    "max_soak_seconds",
+    "interval_seconds",
+    "short_window_seconds",
+)
+
+
+def _gate_problems(gate: GateSpec) -> Iterator[tuple[str, str, Any]]:
+    """What ``GateSpec`` accepts but an upgrade cannot use: unbounded timers and queries, a
+    gate that could never confirm a failure, more SLOs than the gate can afford to ask."""
+    for name in _GATE_DURATIONS:
+        value = getattr(gate, name)
+        if not math.isfinite(value) or value > MAX_SECONDS:
+            yield (
+                f"gate.{name}",
+                f"{value:g} seconds is too long: a duration is at most {MAX_SECONDS} (7 days)",
+                value,
+            )
+    if math.isfinite(gate.interval_seconds) and gate.interval_seconds < 1:
+        yield (
+            "gate.interval_seconds",
+            f"{gate.interval_seconds:g} is too short: evaluate at least 1 second apart (each "
+            "evaluation is an activity in the workflow's history)",
+            gate.interval_seconds,
+        )
+    timeout = gate.query_timeout_seconds
+    if not math.isfinite(timeout) or timeout > MAX_QUERY_TIMEOUT:
+        yield (
+            "gate.query_timeout_seconds",
+            f"{timeout:g} is too long: a Prometheus query may take at most "
+            f"{MAX_QUERY_TIMEOUT:g} seconds",
+            timeout,
+        )
+    checked = {*_GATE_DURATIONS, "query_timeout_seconds"}
+    for name in type(gate).model_fields:
+        value = getattr(gate, name)
+        if isinstance(value, float) and not math.isfinite(value) and name not in checked:
+            yield (f"gate.{name}", "Input should be a finite number", value)
+    confirming = (gate.confirmations - 1) * gate.interval_seconds
+    if gate.confirmations > 1 and confirming >= gate.max_soak_seconds:
+        yield (
+            "gate.confirmations",
+            f"{gate.confirmations} consecutive failing evaluations {gate.interval_seconds:g}s "
+            f"apart take {confirming:g}s after the first, but a batch stops soaking after "
+            f"max_soak_seconds ({gate.max_soak_seconds:g}s): a lasting failure would never be "
+            "confirmed, and the batch would take its on_inconclusive policy instead of rolling "
+            "back; lower confirmations or raise max_soak_seconds",
+            gate.confirmations,
+        )
+    if len(gate.slos) > MAX_SLOS:
+        yield (
+            "gate.slos",
+            f"lists {len(gate.slos)} SLOs; at most {MAX_SLOS} (each is two Prometheus queries "
+            "per evaluation)",
+            None,
+        )
+    try:
+        check_prometheus_base_url(gate.prometheus_url, "gate.prometheus_url")
+    except ValueError as error:
+        yield ("gate.prometheus_url", str(error), None)
 
 
 def workflow_id_for(spec: UpgradeSpec) -> str:
