@@ -7,15 +7,19 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import click
+from pydantic import ValidationError
 from temporalio.client import WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from istio_upgrade.cli.exit_codes import ExitCode
-from istio_upgrade.cli.specfile import SpecError
+from istio_upgrade.cli.specfile import SpecError, error_lines
 from istio_upgrade.client import ClusterBusyError, ConnectionConfigError, SpecConflictError
 
 T = TypeVar("T")
+
+FROM_OPTIONS = frozenset({"AbortRequest", "ApproveRequest", "ExtendSoakRequest"})
+"""Models the commands build from their options: refusing one is bad input (exit 2)."""
 
 
 class CommandError(click.ClickException):
@@ -37,6 +41,12 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     except SpecError as error:
         for line in error.lines:
             click.echo(f"{error.source}: {line}", err=True)
+        raise click.exceptions.Exit(int(ExitCode.USAGE)) from error
+    except ValidationError as error:
+        if error.title not in FROM_OPTIONS:
+            raise  # e.g. an answer that does not decode: not the operator's input
+        for line in error_lines(error):
+            click.echo(f"options: {line}", err=True)
         raise click.exceptions.Exit(int(ExitCode.USAGE)) from error
     except (ClusterBusyError, SpecConflictError) as error:
         raise CommandError(f"rejected: {error}", ExitCode.REJECTED) from error

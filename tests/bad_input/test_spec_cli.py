@@ -134,3 +134,19 @@ async def test_a_directory_is_not_a_spec(shared_cluster: SharedCluster, tmp_path
     result = await invoke(shared_cluster, "start", "-f", str(tmp_path))
     assert result.exit_code == ExitCode.USAGE
     assert "is a directory" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [(["abort", "istio-upgrade.demo.1-24-2", "-m", ""], "reason")],
+    ids=["abort-without-reason"],
+)
+async def test_operator_messages_refuse_bad_options(
+    shared_cluster: SharedCluster, args: list[str], field: str
+) -> None:
+    """Options that become an update's argument are checked before the update is sent."""
+    shared_cluster.reset()
+    result = await invoke(shared_cluster, *args)
+    assert result.exit_code == ExitCode.USAGE, (result.exit_code, result.stdout, result.stderr)
+    assert result.stderr.startswith(f"options: {field}: "), result.stderr
+    assert shared_cluster.writes() == 0
