@@ -27,6 +27,19 @@ from tests.integration.upgrade_stack import Stack, fast_spec, pod_revisions
 
 pytestmark = pytest.mark.slow
 
+MUTATIONS = {
+    "apply_crds",
+    "install_revision",
+    "relabel_namespaces",
+    "label_workloads",
+    "restart_workloads",
+    "move_tags",
+    "uninstall_revision",
+    "acquire_cluster_lock",
+    "release_cluster_lock",
+}
+WAITS = {"wait_revision_ready", "wait_rollouts"}
+
 
 def _worker(address: str, queue: str, kubeconfig: str, log: Path) -> subprocess.Popen[bytes]:
     env = {
@@ -97,6 +110,25 @@ async def test_sigterm_during_each_activity_loses_nothing(
         if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT
     ]
     assert not timed_out, f"activities lost to a timeout (events {timed_out}): {interrupted}"
+    kinds: dict[int, str] = {}
+    retried: dict[str, list[str]] = {}
+    for event in history.events:
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            attrs = event.activity_task_scheduled_event_attributes
+            kinds[event.event_id] = attrs.activity_type.name
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            started = event.activity_task_started_event_attributes
+            if started.attempt > 1:
+                kind = kinds[started.scheduled_event_id]
+                retried.setdefault(kind, []).append(started.last_failure.message)
+    # A mutation interrupted by SIGTERM finished on the stopping worker: no second attempt.
+    assert not set(retried) & MUTATIONS, retried
+    # A wait still waiting hands over at once, saying why, and the next worker resumes it (one
+    # that ends within its next poll may finish on the stopping worker instead).
+    handed = [kind for kind in WAITS & set(interrupted) if kind in retried]
+    assert handed, (interrupted, retried)
+    for kind in handed:
+        assert all("shutting down" in m for m in retried[kind]), retried
     # Every stopped worker exited on its own, within its grace period.
     assert all(proc.returncode == 0 for proc in stopping), [p.returncode for p in stopping]
     stack = Stack(client, sandbox, prometheus, task_queue=queue)
