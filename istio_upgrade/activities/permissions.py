@@ -35,6 +35,7 @@ from istio_upgrade.activities.kube_client import Kube, NotFound, Obj, _retry_bri
 from istio_upgrade.istio.naming import ISTIO_NAMESPACE
 from istio_upgrade.models.activities import InstallInput
 from istio_upgrade.models.permissions import (
+    MAX_NAMESPACES_LISTED,
     RBAC_GROUP,
     AccessNeed,
     MissingPermission,
@@ -218,7 +219,8 @@ class _Missing:
                 resource=need.resource,
                 subresource=need.subresource,
                 scope=need.scope,
-                namespaces=spaces,
+                namespaces=spaces[:MAX_NAMESPACES_LISTED],
+                more_namespaces=max(0, len(spaces) - MAX_NAMESPACES_LISTED),
                 names=[need.name] if need.name else [],
                 purpose=need.purpose,
                 component=need.component,
@@ -265,7 +267,7 @@ def check(
 
 
 def _needs(
-    kube: Kube, spec: PermissionsInput
+    kube: Kube, spec: PermissionsInput, tick: Callable[[], None] | None = None
 ) -> tuple[list[AccessNeed], dict[tuple[str, str], list[Obj]]]:
     """Every permission of the upgrade, and the rules of the roles its bundle writes."""
     needs = required_permissions(spec)
@@ -286,7 +288,7 @@ def _needs(
                 needs.append(
                     binding_need(ref, str(role.get("kind")), str(role.get("name")), revision)
                 )
-    needs += ondelete_needs(_ondelete_namespaces(kube, spec.namespaces))
+    needs += ondelete_needs(_ondelete_namespaces(kube, spec.namespaces, tick))
     source = spec.source_revision
     if spec.removes_source and source and source != revision:
         try:
@@ -301,7 +303,9 @@ def _needs(
     return needs, roles
 
 
-def _ondelete_namespaces(kube: Kube, namespaces: list[str]) -> list[str]:
+def _ondelete_namespaces(
+    kube: Kube, namespaces: list[str], tick: Callable[[], None] | None = None
+) -> list[str]:
     """The namespaces of the plan that run an OnDelete StatefulSet or DaemonSet."""
     wanted = set(namespaces)
     found: set[str] = set()
@@ -309,7 +313,7 @@ def _ondelete_namespaces(kube: Kube, namespaces: list[str]) -> list[str]:
         return []
     for kind in ("StatefulSet", "DaemonSet"):
         try:
-            for obj in kube.list("apps/v1", kind):
+            for obj in kube.list("apps/v1", kind, on_page=tick):
                 namespace = (obj.get("metadata") or {}).get("namespace", "")
                 strategy = (obj.get("spec") or {}).get("updateStrategy") or {}
                 if namespace in wanted and strategy.get("type") == "OnDelete":
@@ -322,7 +326,7 @@ def _ondelete_namespaces(kube: Kube, namespaces: list[str]) -> list[str]:
 
 
 def _check(kube: Kube, reviewer: Reviewer, spec: PermissionsInput) -> _Missing:
-    needs, roles = _needs(kube, spec)
+    needs, roles = _needs(kube, spec, reviewer.tick)
     missing = _Missing()
     seen: set[tuple[str, ...]] = set()
     for need in needs:
@@ -364,10 +368,9 @@ def _check_plan(
     reviewer: Reviewer, spec: PermissionsInput, need: AccessNeed, missing: _Missing
 ) -> None:
     """A permission needed in every namespace of the plan: cluster-wide, else each one."""
-    if reviewer.allowed(need.verb, need.group, need.resource, need.subresource):
-        return
     if not spec.namespaces:
-        missing.add(need, namespaces=[])
+        return  # no plan yet (discovery was refused), or nothing to migrate
+    if reviewer.allowed(need.verb, need.group, need.resource, need.subresource):
         return
     named = need.resource == "namespaces"  # a namespace is authorised in itself, by name
     denied = [

@@ -55,6 +55,8 @@ ADMISSION_GROUP = "admissionregistration.k8s.io"
 RBAC_GROUP = "rbac.authorization.k8s.io"
 
 MAX_NAMES_SHOWN = 5
+MAX_NAMESPACES_LISTED = 50
+"""Namespaces a missing permission lists, so that the report stays small for any plan."""
 EVENTS_OF_CLUSTER_OBJECTS = "default"
 """Where the Events about cluster-scoped objects go (``activities/audit.py``)."""
 
@@ -139,7 +141,10 @@ class MissingPermission(_Model):
     subresource: str = ""
     scope: Scope
     namespaces: list[str] = Field(default_factory=list)
-    """Where it is missing (scope ``namespace``/``plan-namespaces``); empty otherwise."""
+    """Where it is missing (scope ``namespace``/``plan-namespaces``), at most
+    :data:`MAX_NAMESPACES_LISTED`; empty otherwise."""
+    more_namespaces: int = 0
+    """Namespaces where it is missing too, beyond those listed (a plan of thousands)."""
     names: list[str] = Field(default_factory=list)
     """The objects it is missing for, when the requests name them."""
     purpose: str
@@ -159,10 +164,8 @@ class MissingPermission(_Model):
             return "(cluster-scoped)"
         if self.scope == "all-namespaces":
             return "in all namespaces (a cluster-wide request)"
-        if not self.namespaces:
-            return "in the namespaces the upgrade migrates"
         shown = ", ".join(self.namespaces[:MAX_NAMES_SHOWN])
-        more = len(self.namespaces) - MAX_NAMES_SHOWN
+        more = len(self.namespaces) + self.more_namespaces - MAX_NAMES_SHOWN
         label = "namespace" if len(self.namespaces) == 1 else "namespaces"
         return f"in {label} {shown}" + (f" and {more} more" if more > 0 else "")
 

@@ -476,13 +476,16 @@ async def test_without_any_one_granted_right_the_precheck_refuses(
         ]
         assert not writes, writes
 
-        # Refused discovery: every missing right is named at once, not only the first.
-        reduced = _without(copy.deepcopy(reduced), "list", "", "pods")
+        # Refused discovery: every missing right it can tell without a plan is named at once,
+        # not only the first request refused (ReplicaSets are listed before pods).
+        await set_rules(admin, role, original)
+        reduced = _without(copy.deepcopy(original), "list", "", "pods")
+        reduced = _without(reduced, "list", "apps", "replicasets")
         await set_rules(admin, role, reduced)
         handle = await stack.start(spec.model_copy(update={"dry_run": True}), suffix=".no-list")
         cause = await failure(handle)
         await record_history(handle, "permission-discovery-refused-3")
         assert cause.type == "PrecheckFailed", cause.message
-        assert "discovery was refused" in cause.message
+        assert "discovery was refused: GET /apis/apps/v1/replicasets" in cause.message
         assert "may not list core/pods in all namespaces" in cause.message, cause.message
-        assert "may not patch apps/deployments" in cause.message, cause.message
+        assert "may not list apps/replicasets in all namespaces" in cause.message
