@@ -383,7 +383,6 @@ def _flagged(report: PermissionReport, verb: str, group: str, resource: str) -> 
 
 async def test_without_any_one_granted_right_the_precheck_refuses(
     temporal_local: WorkflowEnvironment,
-    temporal_dev_server: Any,
     sandbox_factory: Any,
     prometheus_factory: Any,
     tmp_path: Path,
