@@ -1,7 +1,8 @@
 """What a mutating activity tells the cluster: heartbeats per write and an Event per object.
 
-An SRE reading ``kubectl describe ns shop`` should see who changed the namespace and why, not
-only the upgrade's history in Temporal. A mutating activity runs its writes inside
+An SRE reading ``kubectl get events -n shop`` (or ``kubectl describe deploy``) should see who
+changed the namespace or workload and why, not only the upgrade's history in Temporal. (kubectl
+``describe ns`` lists no Events at all.) A mutating activity runs its writes inside
 :func:`writing`, which the Kubernetes client (``kube_client.Kube``) consults after every
 successful write: it heartbeats (so a cancellation or a worker shutdown reaches the activity
 between two writes) and records a ``core/v1`` Event on the object, naming the upgrade, the
@@ -83,9 +84,13 @@ def event_for(obj: dict[str, Any], context: WriteContext) -> dict[str, Any] | No
     if not name or not kind or kind == "Event":
         return None
     namespace = meta.get("namespace")
-    # A Namespace's own Events live in it (``kubectl get events -n shop``); other cluster-scoped
-    # objects' in ``default``, as Kubernetes does for Nodes.
-    event_namespace = namespace or (name if kind == "Namespace" else "default")
+    if kind == "Namespace":
+        # A Namespace's Events live in it, so ``kubectl get events -n shop`` shows who changed
+        # it; the API server accepts an Event whose namespace is its object's namespace
+        # (``pkg/apis/core/validation/events.go``), so the Namespace names itself there.
+        namespace = name
+    # Other cluster-scoped objects' Events go to ``default``, as client-go records them.
+    event_namespace = namespace or "default"
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     batch = f", batch {context.batch}" if context.batch is not None else ""
     base = _NAME_UNSAFE.sub("-", f"{name}.istio-upgrade".lower()).strip("-.")[:200]

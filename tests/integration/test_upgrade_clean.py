@@ -102,6 +102,15 @@ async def test_clean_upgrade_moves_everything_and_removes_old_revision(
         }
         assert tags == {"default": "1-24-2", "canary": "1-24-2"}
         assert istiod_deployments(stack) == {"istiod-1-24-2"}
+        # Every write left an Event on its object naming the upgrade: who changed it and why.
+        events = stack.objects("/api/v1/namespaces/frontend/events")
+        ours = [e for e in events if e.get("source", {}).get("component") == "istio-upgrade"]
+        reasons = {(e["involvedObject"]["kind"], e["reason"]) for e in ours}
+        assert {("Namespace", "InjectionRelabeled"), ("Deployment", "Restarted")} <= reasons
+        assert all(handle.id in e["message"] for e in ours), ours
+        assert all("batch 0" in e["message"] for e in ours if e["reason"] == "Restarted"), ours
+        web = stack.get("/apis/apps/v1/namespaces/frontend/deployments/web")
+        assert any(e["involvedObject"].get("uid") == web["metadata"]["uid"] for e in ours)
         progress = await handle.query(IstioCanaryUpgrade.progress)
         assert all(b.status == "passed" for b in progress.batches)
         assert all(b.gate_results for b in progress.batches)

@@ -78,7 +78,8 @@ async def test_worker_killed_mid_batch_finishes_without_double_restarts(
         counts = replicasets_per_deployment(stack, plan.namespaces)
         assert counts and all(n == 2 for n in counts.values()), counts
         stamps = template_stamps(stack, plan.namespaces)
-        uid = handle.id
+        # The stamp names this upgrade's run chain, not only its id (a re-run is another).
+        uid = f"{handle.id}@{handle.first_execution_run_id}"
         for batch in plan.batches:
             for ns in batch.namespaces:
                 for key, stamp in stamps.items():
