@@ -726,15 +726,20 @@ def _gate_problems(gate: GateSpec) -> Iterator[tuple[str, str, Any]]:
         value = getattr(gate, name)
         if isinstance(value, float) and not math.isfinite(value) and name not in checked:
             yield (f"gate.{name}", "Input should be a finite number", value)
+    # An unconfirmed failure is INCONCLUSIVE, and an INCONCLUSIVE batch stops soaking at
+    # max_soak_seconds: with "proceed", a failure that needs longer to confirm rolls forward.
+    # (With "rollback" or "wait_for_approval" the batch rolls back or a person decides.)
     confirming = (gate.confirmations - 1) * gate.interval_seconds
-    if gate.confirmations > 1 and confirming >= gate.max_soak_seconds:
+    proceeds = gate.on_inconclusive == "proceed" and gate.confirmations > 1
+    if proceeds and confirming >= gate.max_soak_seconds:
         yield (
             "gate.confirmations",
-            f"{gate.confirmations} consecutive failing evaluations {gate.interval_seconds:g}s "
-            f"apart take {confirming:g}s after the first, but a batch stops soaking after "
-            f"max_soak_seconds ({gate.max_soak_seconds:g}s): a lasting failure would never be "
-            "confirmed, and the batch would take its on_inconclusive policy instead of rolling "
-            "back; lower confirmations or raise max_soak_seconds",
+            f"{gate.confirmations} consecutive failing evaluations "
+            f"{gate.interval_seconds:g}s apart take {confirming:g}s after the first, but a "
+            f"batch stops soaking after max_soak_seconds ({gate.max_soak_seconds:g}s) and "
+            "on_inconclusive is proceed: a lasting failure would never be confirmed and the "
+            "upgrade would go on instead of rolling back; lower confirmations or raise "
+            "max_soak_seconds",
             gate.confirmations,
         )
     if len(gate.slos) > MAX_SLOS:
