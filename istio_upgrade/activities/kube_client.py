@@ -181,7 +181,9 @@ class Kube:
         if status in (401, 403):
             raise ApplicationError(
                 f"{what} was refused ({status}: {text}); grant the worker's kubeconfig user "
-                "or service account the RBAC permissions in deploy/rbac.yaml",
+                "or service account the RBAC of deploy/ (deploy/rbac.yaml, and "
+                "deploy/components/installer-manifests/ to install revisions); "
+                "`istio-upgrade plan` names every missing permission",
                 type="Forbidden",
                 non_retryable=True,
             )

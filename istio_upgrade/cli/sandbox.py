@@ -40,10 +40,41 @@ def sandbox() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="File receiving the URLs as JSON once serving (for scripts).",
 )
+@click.option(
+    "--rbac/--no-rbac",
+    default=None,
+    help="Enforce RBAC on tokens (default: as the scenario says; off in the shipped ones).",
+)
+@click.option(
+    "--state-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Load the cluster from this file if it exists; write it there on Ctrl-C/SIGTERM.",
+)
+@click.option(
+    "--https-port",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Also serve HTTPS here (kubectl sends tokens only over TLS); 0 picks a free port.",
+)
+@click.option(
+    "--tls-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory keeping the HTTPS certificate; default a temporary one.",
+)
 def sandbox_up(
-    scenario: str, kubeconfig: Path, host: str, port: int, context: str, ready_file: Path | None
+    scenario: str,
+    kubeconfig: Path,
+    host: str,
+    port: int,
+    context: str,
+    ready_file: Path | None,
+    rbac: bool | None,
+    state_file: Path | None,
+    https_port: int,
+    tls_dir: Path | None,
 ) -> None:
-    """Serve a sandbox cluster until Ctrl-C; exit 2 for an unusable scenario."""
+    """Serve a sandbox cluster until Ctrl-C; exit 2 for an unusable scenario or state file."""
     from istio_sandbox.server import run_up
 
     sys.exit(
@@ -54,6 +85,10 @@ def sandbox_up(
             port=port,
             context=context,
             ready_file=ready_file,
+            rbac=rbac,
+            state_file=state_file,
+            https_port=https_port,
+            tls_dir=tls_dir,
         )
     )
 
