@@ -22,7 +22,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError, FailureError
+from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         UpgradeResult,
     )
     from istio_upgrade.models.spec import UpgradeSpec
+    from istio_upgrade.workflows.compensation import describe
     from istio_upgrade.workflows.phases import (
         cleanup,
         discover,
@@ -49,6 +50,9 @@ with workflow.unsafe.imports_passed_through():
         rollback,
     )
     from istio_upgrade.workflows.state import UpgradeFailure, UpgradeState
+
+UNPLANNED = "unplanned-failure"
+"""Patch: a failing discovery or planning step ends the upgrade in phase FAILED, saying why."""
 
 STEERED = "steered-cancellation"
 """Patch: cancellation is an abort and nothing cancels a running step (``_steered``)."""
@@ -223,7 +227,10 @@ class IstioCanaryUpgrade:
             if workflow.patched(STEERED):
                 return await self._steered(guarded)
             return await guarded
-        inventory, plan, report = await discover.discover_and_plan(st, spec)
+        try:
+            inventory, plan, report = await discover.discover_and_plan(st, spec)
+        except FailureError as error:
+            raise self._unplanned(error) from None
         if spec.dry_run:
             st.finish(Phase.DRY_RUN)
             summary = (
@@ -274,6 +281,16 @@ class IstioCanaryUpgrade:
                     raise asyncio.CancelledError("cancelled and rolled back") from None
                 raise
             return result
+
+    def _unplanned(self, error: FailureError) -> BaseException:
+        """A step of discovery or planning kept failing: nothing was written; say so."""
+        st = self._state
+        if st.finished or is_cancelled_exception(error) or not workflow.patched(UNPLANNED):
+            return error  # a precheck refusal (already reported), a cancel, or older code
+        message = f"discovery or planning failed, nothing was written: {describe(error)}"
+        st.progress.errors.append(message)
+        st.finish(Phase.FAILED)
+        return ApplicationError(message, type="StepFailed", non_retryable=True)
 
     def _validated(self, spec: UpgradeSpec | dict[str, Any]) -> UpgradeSpec:
         if isinstance(spec, UpgradeSpec):

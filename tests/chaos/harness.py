@@ -23,6 +23,7 @@ import subprocess
 import sys
 import uuid
 from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ class Figures:
     aborts: int = 0
     api_faults: int = 0
     api_requests: int = 0
+    disruptions: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
     violations: list[str] = field(default_factory=list)
 
@@ -61,6 +63,7 @@ class Figures:
         self.aborts += other.aborts
         self.api_faults += other.api_faults
         self.api_requests += other.api_requests
+        self.disruptions += other.disruptions
         self.outcomes.update(other.outcomes)
         self.violations += other.violations
 
@@ -72,6 +75,7 @@ class Figures:
             "aborts": self.aborts,
             "api_faults": self.api_faults,
             "api_requests": self.api_requests,
+            "disruptions": self.disruptions,
             "outcomes": dict(self.outcomes),
             "violations": self.violations,
         }
@@ -176,19 +180,26 @@ async def drive(
     *,
     kills: int,
     stop: str | None,
+    disruptions: Sequence[Callable[[], Awaitable[None]]] = (),
     deadline_s: float = 900.0,
 ) -> WorkflowExecutionStatus | None:
-    """Kill workers and cancel or abort at random points until the upgrade ends."""
+    """Kill workers, disrupt servers, and cancel or abort at random points until the upgrade
+    ends. A disruption (Prometheus or the API server restarted) runs once, at a random time."""
     loop = asyncio.get_running_loop()
     end = loop.time() + deadline_s
     kill_at = sorted(rng.uniform(1.0, 25.0) for _ in range(kills))
     stop_at = rng.uniform(3.0, 60.0) if stop else None
+    disrupt_at = sorted((rng.uniform(3.0, 30.0), i) for i in range(len(disruptions)))
     start = loop.time()
     while loop.time() < end:
         description = await handle.describe()
         if description.status != WorkflowExecutionStatus.RUNNING:
             return description.status
         elapsed = loop.time() - start
+        if disrupt_at and elapsed >= disrupt_at[0][0]:
+            await disruptions[disrupt_at.pop(0)[1]]()
+            figures.disruptions += 1
+            continue
         if kill_at and elapsed >= kill_at[0]:
             kill_at.pop(0)
             workers.kill_one(rng)
@@ -298,7 +309,12 @@ async def check_invariants(
     if status == WorkflowExecutionStatus.COMPLETED and phase != "SUCCEEDED":
         violations.append(f"{upgrade_id}: completed in phase {phase}")
     if phase not in {"SUCCEEDED", "ROLLED_BACK", "FAILED"} and not unwritten:
-        violations.append(f"{upgrade_id}: ended in phase {phase} ({status})")
+        try:
+            await handle.result()
+            why = "completed"
+        except Exception as error:
+            why = repr(getattr(error, "cause", None) or error)
+        violations.append(f"{upgrade_id}: ended in phase {phase} ({status}): {why}")
 
     expected = TARGET if phase == "SUCCEEDED" else SOURCE if complete_rollback else None
     after = await workload_revisions(url, namespaces)

@@ -14,6 +14,7 @@ workers and inject at least 200 faults, or it proved nothing.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
@@ -44,6 +45,8 @@ pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 RUNS = int(os.environ.get("CHAOS_RUNS", "8"))
 SEED = int(os.environ.get("CHAOS_SEED", "20261201"))
 SESSION = Figures()
+FAULT_CODES = {0, 409, 429, 500, 503}
+"""Codes the faults answer with (0: a dropped connection); a genuine 409 counts too, rarely."""
 
 
 @pytest.mark.parametrize("run", range(RUNS))
@@ -75,17 +78,43 @@ async def test_chaos_run_keeps_every_promise(
     workers = Workers(temporal_dev_server.address, queue, str(sandbox.kubeconfig), tmp_path)
     workers.start()
     workers.start()
-    start_seq = (await sandbox_json(sandbox.url, "GET", "/sandbox/requests?limit=1"))["next"]
+    seq = [(await sandbox_json(sandbox.url, "GET", "/sandbox/requests?limit=1"))["next"]]
+
+    async def count_requests() -> None:
+        log = await _request_log(sandbox.url, seq[0])
+        figures.api_requests += len(log)
+        figures.api_faults += sum(1 for r in log if r.get("code") in FAULT_CODES)
+        seq[0] += len(log)
+
     await sandbox_json(sandbox.url, "PUT", "/sandbox/faults", api_faults(FAULT_SHARE))
     spec = fast_spec(prometheus.url, cleanup={"grace_seconds": 4})
     upgrade_id = f"{workflow_id_for(spec)}.chaos-{SEED}-{run}"
     kills = rng.randint(2, 4)
-    stop = rng.choice([None, "cancel", "abort", "cancel"])
+
+    async def restart_prometheus() -> None:
+        # Down for a few seconds (a gate measuring meanwhile sees no data: never a pass),
+        # then back on the same port, its recent samples lost as after a crash.
+        await prometheus.stop()
+        await asyncio.sleep(rng.uniform(2.0, 6.0))
+        await prometheus.start()
+
+    async def restart_api_server() -> None:
+        # Mid-run, state kept (objects, resourceVersions, faults): watches end, clients
+        # reconnect, exactly as after a control-plane restart of a real cluster.
+        await count_requests()
+        await asyncio.to_thread(sandbox.restart)
+        seq[0] = (await sandbox_json(sandbox.url, "GET", "/sandbox/requests?limit=1"))["next"]
+
+    # Most runs end by a cancel or an abort at a random point; a few run to their end.
+    stop = rng.choices([None, "cancel", "abort"], weights=[1, 4, 4])[0]
     try:
         handle = await client.start_workflow(
             IstioCanaryUpgrade.run, spec, id=upgrade_id, task_queue=queue
         )
-        status = await drive(handle, workers, rng, figures, kills=kills, stop=stop)
+        disruptions = [d for d in (restart_prometheus, restart_api_server) if rng.random() < 0.4]
+        status = await drive(
+            handle, workers, rng, figures, kills=kills, stop=stop, disruptions=disruptions
+        )
         assert status is not None, f"{upgrade_id} did not end within the deadline"
     finally:
         await sandbox_json(sandbox.url, "POST", "/sandbox/faults/clear")
@@ -97,9 +126,7 @@ async def test_chaos_run_keeps_every_promise(
         figures.outcomes[f"{status.name}/{progress.phase.value}"] += 1
     finally:
         workers.stop()
-    log = await _request_log(sandbox.url, start_seq)
-    figures.api_requests = len(log)
-    figures.api_faults = sum(1 for r in log if r.get("code") in {0, 409, 429, 500, 503})
+    await count_requests()
     SESSION.add(figures)
     _report()
     assert not figures.violations, figures.violations

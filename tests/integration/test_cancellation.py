@@ -221,3 +221,25 @@ async def test_rollback_skips_a_namespace_deleted_meanwhile(
         progress = await handle.query(IstioCanaryUpgrade.progress)
         assert progress.phase.value == "ROLLED_BACK", progress.errors
         assert any("deleted since discovery" in w and "cart" in w for w in progress.warnings)
+
+
+async def test_a_discovery_that_keeps_failing_ends_failed_saying_so(
+    temporal_local: WorkflowEnvironment, sandbox_factory: Any, prometheus_factory: Any
+) -> None:
+    """A step before any write that cannot succeed: phase FAILED with the reason, no write."""
+    async with upgrade_stack(temporal_local.client, sandbox_factory, prometheus_factory) as stack:
+        fault = {"kind": "status", "code": 400, "verbs": ["list"], "resources": ["namespaces"]}
+        async with httpx.AsyncClient() as http:
+            answer = await http.put(
+                f"{stack.sandbox.url}/sandbox/faults", json={"api": [fault]}, timeout=10
+            )
+            answer.raise_for_status()
+            await http.post(f"{stack.sandbox.url}/sandbox/stats/reset", timeout=10)
+        handle = await stack.start(fast_spec(stack.prometheus.url))
+        cause = await failure(handle)
+        assert cause.type == "StepFailed", cause.message
+        assert "nothing was written" in cause.message, cause.message
+        progress = await handle.query(IstioCanaryUpgrade.progress)
+        assert progress.phase.value == "FAILED"
+        assert progress.errors and "discovery or planning failed" in progress.errors[-1]
+        assert stack.sandbox.stats()["writes"] == 0
