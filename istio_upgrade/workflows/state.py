@@ -73,7 +73,7 @@ class UpgradeState:
         self.locked = carried.locked if carried is not None else False
         """Whether this upgrade holds the cluster lock (taken before its first write)."""
         self.lock_holder: str | None = carried.lock_holder if carried is not None else None
-        """Who this upgrade is in the lock ConfigMap (``identity.lock_holder``), once taken."""
+        """Who this upgrade is in the lock ConfigMap (``identity.upgrade_identity``), once taken."""
         self.steered = False
         """The run is steered by ``IstioCanaryUpgrade._steered``: nothing cancels its steps, a
         cancellation of the workflow becomes an abort (older runs: shielded rollbacks)."""

@@ -230,7 +230,10 @@ class IstioCanaryUpgrade:
         try:
             inventory, plan, report = await discover.discover_and_plan(st, spec)
         except FailureError as error:
-            raise self._unplanned(error) from None
+            unplanned = self._unplanned(error)
+            if unplanned is error:
+                raise
+            raise unplanned from None
         if spec.dry_run:
             st.finish(Phase.DRY_RUN)
             summary = (
