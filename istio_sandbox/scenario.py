@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from istio_sandbox.cluster import Cluster, Timings
 from istio_sandbox.controllers.objects import template_hash
@@ -54,8 +63,45 @@ class ScenarioError(ValueError):
     """A scenario file that cannot be used; the message names each field path and the fix."""
 
 
+# Label syntax as the API server validates it (apimachinery ``validation.IsQualifiedName`` and
+# ``IsValidLabelValue``): a real cluster answers 422 to anything else.
+_LABEL_NAME = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?\Z")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?\Z")
+
+
+def _label_key(key: str) -> str:
+    prefix, _, name = key.rpartition("/")
+    if (
+        not name
+        or len(name) > 63
+        or not _LABEL_NAME.match(name)
+        or (prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)))
+    ):
+        raise ValueError(
+            f"{key!r} is not a label key: an optional DNS-subdomain prefix and '/', then at most "
+            "63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+        )
+    return key
+
+
+def _label_value(value: str) -> str:
+    if len(value) > 63 or not _LABEL_NAME.match(value):
+        raise ValueError(
+            f"{value!r} is not a label value: at most 63 letters, digits, '-', '_' or '.', "
+            "starting and ending with a letter or digit (or empty)"
+        )
+    return value
+
+
+Labels = dict[
+    Annotated[str, AfterValidator(_label_key)], Annotated[str, AfterValidator(_label_value)]
+]
+"""Kubernetes labels, checked as the API server checks them."""
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Infinite or NaN rates and ratios would poison the traffic model's counters.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def _dns_label(value: str, what: str) -> str:
@@ -137,7 +183,7 @@ class WorkloadSpec(_Strict):
     ReplicaSet owned by the Rollout, a controller the upgrade does not know."""
     replicas: int = Field(1, ge=0, le=1000)
     """Pods wanted; ignored for a DaemonSet, which runs one pod per simulated node."""
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: Labels = Field(default_factory=dict)
     """Extra pod template labels (``app`` and ``version`` are always set)."""
     protocol: Literal["http", "grpc"] = "http"
     rps: float = Field(0.0, ge=0.0)
@@ -196,7 +242,7 @@ class PodSpec(_Strict):
     """A pod created directly, without a controller (not restartable)."""
 
     name: str
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: Labels = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
     opt_out: bool = False
     """Label the pod ``sidecar.istio.io/inject: "false"`` so it is never injected."""
@@ -232,7 +278,7 @@ class GatewaySpec(_Strict):
     ``istio.io/rev`` label, else the ``default`` tag / default revision."""
     waypoint_for: Literal["service", "workload", "all", "none"] = "service"
     """``istio.io/waypoint-for`` label of a waypoint."""
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: Labels = Field(default_factory=dict)
     port: int = Field(80, ge=1, le=65535)
     """The HTTP listener's port (class ``istio``)."""
     rps: float = Field(0.0, ge=0.0)
@@ -270,7 +316,7 @@ class NamespaceSpec(_Strict):
     """A namespace and everything in it."""
 
     name: str
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: Labels = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
     workloads: list[WorkloadSpec] = Field(default_factory=list)
     pods: list[PodSpec] = Field(default_factory=list)
@@ -289,7 +335,7 @@ class GenerateSpec(_Strict):
 
     prefix: str
     count: int = Field(ge=1, le=100_000)
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: Labels = Field(default_factory=dict)
     workloads: list[WorkloadSpec] = Field(default_factory=list)
     """Workload templates; ``calls`` name workloads of the same namespace."""
     traffic_namespaces: int | None = Field(None, ge=0)

@@ -415,20 +415,27 @@ async def start_upgrade(
         + (" (dry run)" if spec.dry_run else ""),
         "static_details": spec_details(spec),
     }
-    try:
-        return await _start(client, spec, options)
-    except WorkflowAlreadyStartedError:
-        handle: WorkflowHandle[IstioCanaryUpgrade, UpgradeResult] = client.get_workflow_handle(
-            upgrade_id, result_type=UpgradeResult
-        )
-        description = await handle.describe()
-        if description.status != WorkflowExecutionStatus.RUNNING:
-            raise  # a succeeded upgrade is not repeated
-        current = await running_spec(handle)
-        differences = spec_differences(current, spec) if current is not None else []
-        if differences:
-            raise SpecConflictError(upgrade_id, differences) from None
-        return handle
+    for attempt in range(2):
+        try:
+            return await _start(client, spec, options)
+        except WorkflowAlreadyStartedError:
+            handle: WorkflowHandle[IstioCanaryUpgrade, UpgradeResult] = client.get_workflow_handle(
+                upgrade_id, result_type=UpgradeResult
+            )
+            description = await handle.describe()
+            status = description.status
+            if status != WorkflowExecutionStatus.RUNNING:
+                # Ended between our start and our look: once more, unless it succeeded (a
+                # succeeded upgrade is not repeated) or it keeps racing us.
+                if status == WorkflowExecutionStatus.COMPLETED or attempt:
+                    raise
+                continue
+            current = await running_spec(handle)
+            differences = spec_differences(current, spec) if current is not None else []
+            if differences:
+                raise SpecConflictError(upgrade_id, differences) from None
+            return handle
+    raise AssertionError("unreachable")
 
 
 async def _start(

@@ -75,8 +75,9 @@ def rev_label_value(revision: str) -> str:
     return revision or DEFAULT_REVISION
 
 
-_VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:-[0-9A-Za-z.-]+)?$")
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:-[0-9A-Za-z.-]+)?\Z")
+# ``\Z``, not ``$``: ``$`` also matches before a trailing newline ("app\n" is no DNS label).
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
 
 
 def is_dns1123_label(value: str) -> bool:

@@ -93,7 +93,7 @@ def event_for(obj: dict[str, Any], context: WriteContext) -> dict[str, Any] | No
     event_namespace = namespace or "default"
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     batch = f", batch {context.batch}" if context.batch is not None else ""
-    base = _NAME_UNSAFE.sub("-", f"{name}.istio-upgrade".lower()).strip("-.")[:200]
+    base = _NAME_UNSAFE.sub("-", f"{name}.istio-upgrade".lower())[:200].strip("-.")
     return {
         "apiVersion": "v1",
         "kind": "Event",

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 import structlog
+import urllib3
 from kubernetes import config as kube_config
 from kubernetes.client import ApiClient, Configuration
 from kubernetes.client.exceptions import ApiException
@@ -43,6 +44,8 @@ IN_CLUSTER_CONTEXT = "in-cluster"
 """The one context name (besides none) a spec may use when the worker runs on in-cluster config;
 it is the name the kubeconfig formerly shipped in ``deploy/`` gave the worker's own cluster."""
 PAGE_SIZE = 500
+EVENT_TIMEOUT_S = 5.0
+"""An audit Event gets one attempt this long."""
 
 # apiVersion/kind → (plural, namespaced) for the kinds the product touches; anything else is
 # resolved through API discovery once per client.
@@ -116,8 +119,9 @@ def _wait(state: RetryCallState) -> float:
     return min(0.1 * 2.0**state.attempt_number, 2.0)
 
 
-# Every request this client sends is "make it so" (merge patches, server-side apply, reads),
-# so repeating one after a transient answer is safe. Retrying the single request here keeps
+# Every request this client sends is "make it so" (merge patches, server-side apply, reads;
+# the lock's create reads an AlreadyExists back), so repeating one after a transient answer or
+# a dropped connection is safe. Retrying the single request here keeps
 # a large batch step from failing as a whole on one 503 among hundreds of calls; Temporal's
 # activity retries stay in charge of anything that lasts longer than a few seconds.
 _retry_briefly = retry(
@@ -149,6 +153,7 @@ class Kube:
         body: Any = None,
         content_type: str | None = None,
         accept: str = "application/json",
+        timeout: float = 30,
     ) -> bytes:
         headers = {"Accept": accept}
         if content_type:
@@ -163,7 +168,16 @@ class Kube:
         )
         with self._lock:
             self.requests += 1
-        response = self.api.call_api(method_, url, header_params, body_, _request_timeout=30)
+        try:
+            response = self.api.call_api(
+                method_, url, header_params, body_, _request_timeout=timeout
+            )
+        except urllib3.exceptions.HTTPError as error:
+            # A dropped connection, a refused one (an API server restarting), a read timeout:
+            # as transient as a 503, and every request here is safe to repeat.
+            raise ServerUnavailable(
+                f"{method} {path} on cluster {self.cluster}: connection failed ({error})"
+            ) from error
         data = response.read()  # type: ignore[no-untyped-call]
         if not 200 <= response.status <= 299:
             text = data.decode("utf-8", "replace") if data else None
@@ -339,11 +353,14 @@ class Kube:
         if event is None:
             return
         try:
-            self.request(
+            # One short attempt, not the retried request: an Event must never hold a step
+            # past its heartbeat timeout.
+            self._raw(
                 "POST",
                 self.path("v1", "Event", event["metadata"]["namespace"]),
                 body=event,
                 content_type="application/json",
+                timeout=EVENT_TIMEOUT_S,
             )
         except Exception as error:  # the history is the record; an Event is a courtesy
             log.warning("event not recorded", object=event["involvedObject"], error=str(error))

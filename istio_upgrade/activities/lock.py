@@ -94,6 +94,8 @@ def acquire(kube: Kube, upgrade_id: str) -> LockResult:
 
 def release(kube: Kube, upgrade_id: str) -> bool:
     """Drop the lock if ``upgrade_id`` holds it; never another upgrade's. True when dropped."""
-    if holder(kube) != upgrade_id:
+    current = lock_object(kube)
+    if current is None or _holder(current) != upgrade_id:
         return False
-    return kube.delete("v1", "ConfigMap", LOCK_CONFIGMAP, ISTIO_NAMESPACE)
+    # Only the lock read above: another upgrade may take it between the read and the delete.
+    return release_exactly(kube, current)

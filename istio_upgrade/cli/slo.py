@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import click
 from rich.console import Console
 
 from istio_upgrade.cli.exit_codes import ExitCode
 from istio_upgrade.cli.slo_check import check_once, render_result
+from istio_upgrade.istio.naming import is_dns1123_label
 from istio_upgrade.models.slo import SLOSpec, parse_duration
 from istio_upgrade.slo.rules import dump_yaml, render_crd, render_rules
 from istio_upgrade.slo.sloth import SLOFileError, load_slos
@@ -142,6 +144,21 @@ def check(
     batch = _csv(namespaces)
     if not batch:
         raise click.BadParameter("name at least one namespace, e.g. a,b", param_hint="--namespaces")
+    for option, names in (("--namespaces", batch), ("--baseline", _csv(baseline))):
+        # They go into PromQL label matchers: only real namespace names, nothing to inject.
+        bad = [n for n in names if not is_dns1123_label(n)]
+        if bad:
+            raise click.BadParameter(
+                f"{', '.join(map(repr, bad))}: not a namespace name (a DNS-1123 label: "
+                "lowercase letters, digits and '-', at most 63)",
+                param_hint=option,
+            )
+    parsed = urlsplit(prometheus)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise click.BadParameter(
+            f"{prometheus!r} is not an http(s) URL with a host; e.g. http://127.0.0.1:9090",
+            param_hint="--prometheus",
+        )
     result = asyncio.run(
         check_once(
             slos,

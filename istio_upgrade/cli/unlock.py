@@ -37,11 +37,9 @@ async def _holder_runs(opts: Any, holder: str) -> bool:
             f"cannot ask Temporal whether {holder} still runs ({error}); check --address",
             ExitCode.UNAVAILABLE,
         ) from error
-    workflow_id, _, run_id = holder.partition("@")
+    workflow_id, _, first_run_id = holder.partition("@")
     try:
-        # The holder's own run chain: a later run of the same id is another upgrade.
-        handle = client.get_workflow_handle(workflow_id, first_execution_run_id=run_id or None)
-        description = await handle.describe()
+        description = await client.get_workflow_handle(workflow_id).describe()
     except RPCError as error:
         if error.status == RPCStatusCode.NOT_FOUND:
             return False
@@ -49,6 +47,11 @@ async def _holder_runs(opts: Any, holder: str) -> bool:
             f"cannot ask Temporal whether {holder} still runs ({error.message})",
             ExitCode.UNAVAILABLE,
         ) from error
+    # The latest run of the id; it is the holder only if it belongs to the holder's run chain
+    # (a failed upgrade started again under the same id is another upgrade).
+    latest_chain = description.raw_description.workflow_execution_info.first_run_id
+    if first_run_id and latest_chain != first_run_id:
+        return False
     return bool(description.status == WorkflowExecutionStatus.RUNNING)
 
 

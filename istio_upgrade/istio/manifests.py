@@ -478,7 +478,18 @@ def render_bundle_yaml(objects: Iterable[Obj]) -> str:
 def load_bundle_yaml(text: str) -> list[Obj]:
     """Parse a multi-document YAML bundle, skipping empty documents (helm emits some)."""
     objects: list[Obj] = []
-    for index, doc in enumerate(yaml.safe_load_all(text)):
+    try:
+        docs = list(yaml.safe_load_all(text))
+    except yaml.YAMLError as error:
+        # Raised as ValueError so the installer refuses it (InvalidManifest) at once: a YAML
+        # error does not go away on retry.
+        where = getattr(error, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ValueError(
+            f"the bundle is not valid YAML{at}: {problem}; render it again with helm template"
+        ) from None
+    for index, doc in enumerate(docs):
         if doc is None:
             continue
         if not isinstance(doc, dict) or "kind" not in doc or "metadata" not in doc:

@@ -23,8 +23,9 @@ ANNOTATION_INJECT_TEMPLATES = "inject.istio.io/templates"
 PROXY_CONTAINER = "istio-proxy"
 DEFAULT_TAG = "default"
 
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?$")
+# ``\Z``, not ``$``: ``$`` also matches before a trailing newline ("app\n" is no DNS label).
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
+_VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?\Z")
 
 
 def is_dns1123_label(value: str) -> bool:

@@ -26,8 +26,16 @@ def namespace_regex(namespaces: Iterable[str]) -> str:
 
 
 def selector(matchers: Sequence[tuple[str, str, str]]) -> str:
-    """``[("reporter", "=", "destination")]`` → ``{reporter="destination"}``."""
-    return "{" + ",".join(f'{k}{op}"{v}"' for k, op, v in matchers) + "}"
+    """``[("reporter", "=", "destination")]`` → ``{reporter="destination"}``.
+
+    Values are escaped as PromQL string literals (backslash and double quote), so a value can
+    never end its matcher and add PromQL of its own.
+    """
+    return "{" + ",".join(f'{k}{op}"{_escape(v)}"' for k, op, v in matchers) + "}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def tag(expr: str, **labels: str) -> str:

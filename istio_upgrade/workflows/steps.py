@@ -16,7 +16,7 @@ from typing import Any, TypeVar, overload
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, is_cancelled_exception
+from temporalio.exceptions import ActivityError
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
@@ -36,6 +36,9 @@ HEARTBEAT_PER_REQUEST = timedelta(minutes=2)
 """Heartbeat timeout of a step that heartbeats per page or namespace (``heartbeats``): one
 request may block for a while (request timeout, throttling with Retry-After), yet a crashed
 worker is still noticed in minutes."""
+
+WAIT_CANCELLATION = "wait-cancellation-completed"
+"""Patch: a cancelled step is over when its activity says so (``WAIT_CANCELLATION_COMPLETED``)."""
 
 INTERRUPTIBLE_WAITS = "abort-interrupts-waits"
 """Patch: an abort (or a cancellation) stops a running forward wait at once; upgrades recorded
@@ -122,7 +125,7 @@ async def run_step(
         interrupt: For a wait: returns the error to stop with (an abort) once the wait must
             stop; the activity is then cancelled and the error raised once it has stopped.
 
-    Every step is scheduled with ``WAIT_CANCELLATION_COMPLETED``: a cancelled step is over
+    Every step is scheduled with ``WAIT_CANCELLATION_COMPLETED`` (patched): a cancelled step is over
     only when its activity says so, so an undo never starts while the step it undoes still
     runs (with the default ``TRY_CANCEL`` a forward install could finish after the rollback's
     uninstall).
@@ -145,7 +148,13 @@ async def run_step(
         ),
         retry_policy=retry,
         summary=summary,
-        cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        # Upgrades recorded before resolved a cancelled step at once (TRY_CANCEL): replaying
+        # them must schedule their undo where they did.
+        cancellation_type=(
+            ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+            if workflow.patched(WAIT_CANCELLATION)
+            else ActivityCancellationType.TRY_CANCEL
+        ),
     )
     if interrupt is None:
         return await handle
@@ -157,6 +166,7 @@ async def run_step(
     try:
         await handle
     except ActivityError as error:
-        if not is_cancelled_exception(error):
-            raise
+        # Cancelled as asked, or ended otherwise meanwhile (its worker died): either way the
+        # step stopped, and the abort is why the upgrade stops.
+        raise reason from error
     raise reason

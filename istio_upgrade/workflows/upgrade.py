@@ -273,6 +273,10 @@ class IstioCanaryUpgrade:
             try:
                 result = await asyncio.shield(task)
             except asyncio.CancelledError:
+                if task.cancelled():
+                    # The run itself is torn down (the worker evicts it from its cache): there
+                    # is nothing left to steer, and looping would spin.
+                    raise
                 st.cancel()
                 current = asyncio.current_task()
                 if current is not None:
@@ -293,7 +297,10 @@ class IstioCanaryUpgrade:
         message = f"discovery or planning failed, nothing was written: {describe(error)}"
         st.progress.errors.append(message)
         st.finish(Phase.FAILED)
-        return ApplicationError(message, type="StepFailed", non_retryable=True)
+        # The activity's own error type (KubeconfigError, Forbidden …) says what to fix.
+        cause = error.cause
+        kind = cause.type if isinstance(cause, ApplicationError) and cause.type else "StepFailed"
+        return ApplicationError(message, type=kind, non_retryable=True)
 
     def _validated(self, spec: UpgradeSpec | dict[str, Any]) -> UpgradeSpec:
         if isinstance(spec, UpgradeSpec):

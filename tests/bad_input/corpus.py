@@ -505,7 +505,6 @@ def scenario_case(
 
 
 WORKLOAD = "namespaces[0].workloads[0]"
-OUT_OF_SCOPE = "the scenario's validation rules (not only its messages)"
 
 SCENARIO_CASES: list[Case] = [
     scenario_case("unknown-top", [("namespace", [])], "namespace",
@@ -577,21 +576,13 @@ SCENARIO_CASES: list[Case] = [
     scenario_case(
         "namespace-trailing-newline", [("namespaces[0].name", "app\n")], "namespaces[0].name",
         "DNS-1123",
-        marks=(pytest.mark.xfail(strict=True, reason=(
-            "istio_sandbox/istio/names.py matches DNS-1123 labels with '$', which accepts a "
-            f"trailing newline; {OUT_OF_SCOPE}")),),
     ),
     scenario_case(
         "rps-inf", [(f"{WORKLOAD}.rps", INF)], f"{WORKLOAD}.rps", "finite",
-        marks=(pytest.mark.xfail(strict=True, reason=(
-            f"the scenario's models accept inf/nan floats; {OUT_OF_SCOPE}")),),
     ),
     scenario_case(
         "label-value-quotes", [("namespaces[0].labels", {"istio.io/rev": "1-23-4",
                                                          "team": 'a"b'})],
         "namespaces[0].labels.team", "label value",
-        marks=(pytest.mark.xfail(strict=True, reason=(
-            "scenario labels are not checked as Kubernetes labels (a real API server answers "
-            f"422); {OUT_OF_SCOPE}")),),
     ),
 ]  # fmt: skip

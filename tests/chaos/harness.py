@@ -40,6 +40,15 @@ from istio_upgrade.workflows.upgrade import IstioCanaryUpgrade
 SOURCE, TARGET = "1-23-4", "1-24-2"
 FAULT_SHARE = 0.10
 BEFORE_WRITES = {"PENDING", "VALIDATING", "DISCOVERING", "PLANNING"}
+MUTATIONS = (
+    "apply_crds",
+    "install_revision",
+    "relabel_namespaces",
+    "label_workloads",
+    "restart_workloads",
+    "move_tags",
+    "uninstall_revision",
+)
 
 
 @dataclass
@@ -55,6 +64,8 @@ class Figures:
     disruptions: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
     violations: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    """Why runs ended FAILED (precheck refusals, incomplete rollbacks): read them."""
 
     def add(self, other: Figures) -> None:
         self.runs += other.runs
@@ -66,6 +77,7 @@ class Figures:
         self.disruptions += other.disruptions
         self.outcomes.update(other.outcomes)
         self.violations += other.violations
+        self.failed += other.failed
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -78,6 +90,7 @@ class Figures:
             "disruptions": self.disruptions,
             "outcomes": dict(self.outcomes),
             "violations": self.violations,
+            "failed": self.failed,
         }
 
 
@@ -318,14 +331,26 @@ async def check_invariants(
 
     expected = TARGET if phase == "SUCCEEDED" else SOURCE if complete_rollback else None
     after = await workload_revisions(url, namespaces)
-    for key, revisions in after.items():
-        was = before_revisions.get(key)
-        if was is None or expected is None:
+    for key, was in before_revisions.items():
+        revisions = after.get(key)
+        if not revisions:
+            violations.append(f"{upgrade_id}: {key} has no live pod after the run")
+            continue
+        if len(revisions) != 1:
+            # Whatever the outcome: every workload on exactly one revision.
+            violations.append(f"{upgrade_id}: {key} on {sorted(map(str, revisions))}")
+            continue
+        if expected is None:
             continue
         # Only workloads injected by the old revision move; the rest keep what they had.
         want = {expected} if was == {SOURCE} else was
         if revisions != want:
             violations.append(f"{upgrade_id}: {key} on {sorted(map(str, revisions))}, not {want}")
+    wrote = any(_activity_results(history, name) for name in MUTATIONS)
+    # An incomplete rollback is allowed only when recorded: the errors say what is left, and
+    # the lock stays so that no upgrade starts on the cluster (checked below).
+    if phase == "FAILED" and wrote and not progress.errors:
+        violations.append(f"{upgrade_id}: FAILED after writes without an error recorded")
     if complete_rollback:
         labels = {
             ns["metadata"]["name"]: ns["metadata"].get("labels", {})
@@ -353,6 +378,8 @@ async def check_invariants(
     held = lock.get("kind") == "ConfigMap"
     if held and phase != "FAILED":
         violations.append(f"{upgrade_id}: lock still held after {phase}")
+    if phase == "FAILED" and wrote and not held:
+        violations.append(f"{upgrade_id}: incomplete rollback released the lock")
     if held and not any("lock" in w and "kept" in w for w in progress.warnings):
         violations.append(f"{upgrade_id}: lock kept without saying so")
     return violations

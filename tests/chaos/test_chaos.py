@@ -124,6 +124,8 @@ async def test_chaos_run_keeps_every_promise(
         )
         progress = await handle.query(IstioCanaryUpgrade.progress)
         figures.outcomes[f"{status.name}/{progress.phase.value}"] += 1
+        if progress.phase.value == "FAILED":
+            figures.failed.append(f"{upgrade_id}: {progress.errors[-3:]}")
     finally:
         workers.stop()
     await count_requests()

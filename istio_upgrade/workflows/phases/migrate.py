@@ -128,7 +128,9 @@ async def settle(
             cluster=spec.cluster,
             namespaces=namespaces,
             timeout_seconds=timeout,
-            stamp_prefix=workflow.info().workflow_id,
+            # This run's stamps only (``identity.stamp``): not another upgrade whose id this
+            # one's starts with, nor an earlier run of the same id.
+            stamp_prefix=identity.upgrade_identity() + "/",
         ),
         summary=f"{label}: wait for rollouts",
         wait_seconds=timeout,
