@@ -24,7 +24,11 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from istio_upgrade.activities.kube import KubeActivities
-from istio_upgrade.activities.prometheus import measure_gate, query_revision_xds
+from istio_upgrade.activities.prometheus import (
+    measure_gate,
+    probe_prometheus,
+    query_revision_xds,
+)
 from istio_upgrade.client import ConnectionConfigError
 from istio_upgrade.client import connect as client_connect
 from istio_upgrade.logging import configure_logging
@@ -47,7 +51,7 @@ HEARTBEAT_THROTTLE = timedelta(seconds=2)
 def registered_activities(kube: KubeActivities) -> list[Callable[..., Any]]:
     """Every activity implementation the worker registers (each has a stub in
     :mod:`istio_upgrade.activities.interface`, which is what the workflows call)."""
-    return [*kube.all(), measure_gate, query_revision_xds]
+    return [*kube.all(), measure_gate, query_revision_xds, probe_prometheus]
 
 
 def build_worker(

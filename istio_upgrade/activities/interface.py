@@ -184,6 +184,12 @@ async def measure_gate(query: GateQuery) -> GateMeasurements:
     _stub("measure_gate")
 
 
+@activity.defn(name="probe_prometheus")
+async def probe_prometheus(prometheus_url: str) -> str | None:
+    """Whether the gate's Prometheus answers as the Prometheus API (None), or what is wrong."""
+    _stub("probe_prometheus")
+
+
 @activity.defn(name="query_revision_xds")
 async def query_revision_xds(prometheus_url: str, revision: str) -> float | None:
     """Proxies connected to ``istiod-<revision>`` (``pilot_xds``), or None without data."""

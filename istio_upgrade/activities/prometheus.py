@@ -391,6 +391,28 @@ async def query_revision_xds(prometheus_url: str, revision: str) -> float | None
     return None if math.isnan(value) else value
 
 
+@activity.defn
+async def probe_prometheus(prometheus_url: str) -> str | None:
+    """Whether the gate's Prometheus answers as the Prometheus API does, before any write.
+
+    Returns:
+        What is wrong when the URL answers, but not as Prometheus (an HTML page, a redirect,
+        JSON of something else); None when it answers queries.
+
+    Raises:
+        ApplicationError: ``PrometheusUnavailable`` (retryable) when it does not answer at all:
+            the gate could never pass, and a moment later it may answer.
+    """
+    async with httpx.AsyncClient(timeout=10.0) as http:
+        try:
+            await instant_query(http, prometheus_url, "vector(1)")
+        except PrometheusError as exc:
+            if "not the Prometheus API" in str(exc):
+                return str(exc)
+            raise ApplicationError(str(exc), type="PrometheusUnavailable") from exc
+    return None
+
+
 async def wait_revision_disconnected(
     prometheus_url: str, revision: str, timeout_s: float = 30.0
 ) -> bool:

@@ -4,11 +4,13 @@ console, an authenticating proxy's sign-in page), a redirect, or some other JSON
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -131,3 +133,20 @@ def test_slo_check_against_html_is_inconclusive_and_says_why(
     text = " ".join(result.stdout.split())
     assert "verdict: INCONCLUSIVE" in text
     assert "answered HTML" in text and "not the Prometheus API" in text and FIX in text
+
+
+async def test_an_upgrade_whose_gate_answers_html_is_refused_before_any_write(
+    not_prometheus: str, temporal_local: Any, sandbox_factory: Any, prometheus_factory: Any
+) -> None:
+    """The precheck asks the gate's Prometheus once: Grafana's page refuses the upgrade before
+    the lock or the install, naming the field to fix."""
+    from tests.integration.upgrade_stack import failure, fast_spec, upgrade_stack
+
+    async with upgrade_stack(temporal_local.client, sandbox_factory, prometheus_factory) as stack:
+        await asyncio.to_thread(httpx.post, f"{stack.sandbox.url}/sandbox/stats/reset", timeout=10)
+        spec = fast_spec(f"{not_prometheus}/grafana")
+        cause = await failure(await stack.start(spec))
+        assert cause.type == "PrecheckFailed", cause.message
+        assert "answered HTML (HTTP 200, page title 'Grafana')" in cause.message
+        assert "spec.gate.prometheus_url" in cause.message
+        assert stack.sandbox.stats()["writes"] == 0

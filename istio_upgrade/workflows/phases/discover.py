@@ -6,7 +6,12 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from istio_upgrade.activities.interface import check_bundles, check_permissions, discover
+    from istio_upgrade.activities.interface import (
+        check_bundles,
+        check_permissions,
+        discover,
+        probe_prometheus,
+    )
     from istio_upgrade.models.activities import BundleCheckInput, DiscoverInput
     from istio_upgrade.models.inventory import ClusterInventory
     from istio_upgrade.models.permissions import (
@@ -30,6 +35,9 @@ NO_BUNDLE = Finding(
     "-n istio-system --set revision=<rev> --version <version>)",
 )
 
+
+PROMETHEUS_PRECHECK = "prometheus-precheck"
+"""Upgrades started before the Prometheus probe met a wrong gate URL at their first gate."""
 
 PERMISSION_PRECHECK = "permission-precheck"
 """Upgrades started before the permission precheck existed discover and plan without it."""
@@ -147,6 +155,17 @@ async def discover_and_plan(
     if workflow.patched(PERMISSION_PRECHECK):
         permissions = await _check_permissions(spec, plan, inventory)
         report.findings += permission_findings(permissions)
+    # A gate URL that answers HTML (Grafana, a sign-in page) would only ever be INCONCLUSIVE,
+    # found out after the first batch had moved: ask it once now. Patched: upgrades recorded
+    # before asked it first at their first gate.
+    if workflow.patched(PROMETHEUS_PRECHECK):
+        problem = await run_step(
+            probe_prometheus, spec.prometheus_url, summary="check the gate's Prometheus answers"
+        )
+        if problem is not None:
+            report.findings.append(
+                Finding(severity="error", code="PROMETHEUS_NOT_API", message=problem)
+            )
     st.plan = plan
     p.source_revision = plan.source_revision or None
     p.warnings += [f.message for f in report.warnings]
