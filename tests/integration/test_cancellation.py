@@ -78,6 +78,7 @@ async def test_cancel_during_the_rollback_lets_it_finish(
         await handle.cancel()
         await _cancelled(handle)
         await record_history(handle, "cancel-during-rollback-3")
+        await record_history(handle, "cancel-during-rollback-4")
 
         assert namespace_labels(stack) == before
         _all_on(stack, ["checkout", "cart", "accounts"], "1-23-4")
@@ -139,6 +140,7 @@ async def test_abort_stops_a_running_rollout_wait(
             IstioCanaryUpgrade.abort, AbortRequest(reason="wrong window", requested_by="eve")
         )
         cause = await failure(handle)
+        await record_history(handle, "abort-interrupts-wait-4")
         assert cause.type == "Aborted", cause.message
         history = await handle.fetch_history()
         kinds = [e.event_type for e in history.events]

@@ -40,6 +40,10 @@ EXPECTED = {
     "continued-run-3-2.json",
     "cancel-during-rollback-3.json",
     "removal-refused-3.json",
+    # With WAIT_CANCELLATION_COMPLETED and the Prometheus precheck; an abort cancels a wait.
+    "clean-upgrade-4.json",
+    "cancel-during-rollback-4.json",
+    "abort-interrupts-wait-4.json",
 }
 
 
