@@ -129,3 +129,29 @@ def test_unknown_context_is_permanent(sandbox: Any) -> None:
     with pytest.raises(ApplicationError) as info:
         clients.for_cluster(ClusterRef(name="demo", context="nope"))
     assert info.value.type == "KubeconfigError" and "cluster.context" in info.value.message
+
+
+def test_a_stopped_restart_drops_the_restarts_not_yet_begun(sandbox: Any) -> None:
+    """Cancelled (or its worker stopping) after its first restart, the step stops there:
+    restarts queued in its pool are dropped, not run after the activity has ended."""
+    kube = sandbox_kube(sandbox)
+    namespaces = [ns["metadata"]["name"] for ns in kube.list("v1", "Namespace")]
+    httpx.post(f"{sandbox.url}/sandbox/stats/reset", timeout=10).raise_for_status()
+
+    class Stop(Exception):
+        pass
+
+    listed = set(namespaces)
+
+    def progress(ref: str) -> None:
+        if ref not in listed:  # a restart done (not a namespace listed): stop now
+            raise Stop
+
+    with pytest.raises(Stop):
+        migration.restart(kube, namespaces, "wf/batch-0", 1, progress)
+    patches = sum(
+        r["count"]
+        for r in sandbox.stats()["requests"]
+        if r["verb"] == "patch" and r["resource"] in {"deployments", "statefulsets", "daemonsets"}
+    )
+    assert 1 <= patches <= 2, patches  # the one reaped, at most one more already running
