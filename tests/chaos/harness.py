@@ -200,8 +200,10 @@ async def drive(
     ends. A disruption (Prometheus or the API server restarted) runs once, at a random time."""
     loop = asyncio.get_running_loop()
     end = loop.time() + deadline_s
-    kill_at = sorted(rng.uniform(1.0, 25.0) for _ in range(kills))
     stop_at = rng.uniform(3.0, 60.0) if stop else None
+    # Kills land before the stop: a run the stop ends early still crashes its workers.
+    last_kill = min(25.0, stop_at) if stop_at is not None else 25.0
+    kill_at = sorted(rng.uniform(1.0, last_kill) for _ in range(kills))
     disrupt_at = sorted((rng.uniform(3.0, 30.0), i) for i in range(len(disruptions)))
     start = loop.time()
     while loop.time() < end:
