@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import urllib3
 from kubernetes.client import (
     AuthorizationV1Api,
     V1NonResourceAttributes,
@@ -31,7 +32,13 @@ from kubernetes.client.exceptions import ApiException
 from temporalio.exceptions import ApplicationError
 
 from istio_upgrade.activities import installer
-from istio_upgrade.activities.kube_client import Kube, NotFound, Obj, _retry_briefly
+from istio_upgrade.activities.kube_client import (
+    Kube,
+    NotFound,
+    Obj,
+    ServerUnavailable,
+    _retry_briefly,
+)
 from istio_upgrade.istio.naming import ISTIO_NAMESPACE
 from istio_upgrade.models.activities import InstallInput
 from istio_upgrade.models.permissions import (
@@ -126,6 +133,9 @@ class Reviewer:
         except ApiException as error:
             self.kube._translate(error, "POST", REVIEW_PATH)
             raise
+        except urllib3.exceptions.HTTPError as error:
+            # A dropped or refused connection: transient, retried like a 503 (kube_client).
+            raise ServerUnavailable(f"POST {REVIEW_PATH}: connection failed ({error})") from error
         return bool(review.status is not None and review.status.allowed)
 
 
