@@ -32,6 +32,7 @@ from istio_upgrade.models.activities import (
     MoveTagsInput,
     MoveTagsResult,
     NamespacesInput,
+    PrometheusProbe,
     RelabelInput,
     RestartInput,
     RestartResult,
@@ -185,8 +186,8 @@ async def measure_gate(query: GateQuery) -> GateMeasurements:
 
 
 @activity.defn(name="probe_prometheus")
-async def probe_prometheus(prometheus_url: str) -> str | None:
-    """Whether the gate's Prometheus answers as the Prometheus API (None), or what is wrong."""
+async def probe_prometheus(prometheus_url: str) -> PrometheusProbe:
+    """Whether the gate's Prometheus answers as the Prometheus API, or what is wrong."""
     _stub("probe_prometheus")
 
 

@@ -19,6 +19,7 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from istio_upgrade.models.activities import PrometheusProbe
 from istio_upgrade.models.gate import (
     ControlPlane,
     Counts,
@@ -392,25 +393,23 @@ async def query_revision_xds(prometheus_url: str, revision: str) -> float | None
 
 
 @activity.defn
-async def probe_prometheus(prometheus_url: str) -> str | None:
+async def probe_prometheus(prometheus_url: str) -> PrometheusProbe:
     """Whether the gate's Prometheus answers as the Prometheus API does, before any write.
 
     Returns:
-        What is wrong when the URL answers, but not as Prometheus (an HTML page, a redirect,
-        JSON of something else); None when it answers queries.
-
-    Raises:
-        ApplicationError: ``PrometheusUnavailable`` (retryable) when it does not answer at all:
-            the gate could never pass, and a moment later it may answer.
+        ``problem`` set when the URL answers, but not as Prometheus (an HTML page, a redirect,
+        JSON of something else): a wrong URL that no retry fixes. ``reachable`` False when it
+        does not answer at all, which may pass: the gate waits for it and never passes
+        without it.
     """
     async with httpx.AsyncClient(timeout=10.0) as http:
         try:
             await instant_query(http, prometheus_url, "vector(1)")
         except PrometheusError as exc:
             if "not the Prometheus API" in str(exc):
-                return str(exc)
-            raise ApplicationError(str(exc), type="PrometheusUnavailable") from exc
-    return None
+                return PrometheusProbe(problem=str(exc))
+            return PrometheusProbe(reachable=False, problem=str(exc))
+    return PrometheusProbe()
 
 
 async def wait_revision_disconnected(

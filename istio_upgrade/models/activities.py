@@ -233,3 +233,13 @@ class UnusedReport(_Model):
 
 class DiagnosticsResult(_Model):
     diagnostics: list[Diagnostic] = Field(default_factory=list)
+
+
+class PrometheusProbe(_Model):
+    """What the gate's Prometheus answered to one query before any write."""
+
+    reachable: bool = True
+    """False: no answer at all (the gate will wait for it, never pass without it)."""
+    problem: str | None = None
+    """What is wrong: it answered, but not as the Prometheus API (HTML, a redirect …), or why
+    it could not be reached."""

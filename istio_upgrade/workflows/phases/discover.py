@@ -159,12 +159,21 @@ async def discover_and_plan(
     # found out after the first batch had moved: ask it once now. Patched: upgrades recorded
     # before asked it first at their first gate.
     if workflow.patched(PROMETHEUS_PRECHECK):
-        problem = await run_step(
+        probe = await run_step(
             probe_prometheus, spec.prometheus_url, summary="check the gate's Prometheus answers"
         )
-        if problem is not None:
+        if probe.problem is not None and probe.reachable:
             report.findings.append(
-                Finding(severity="error", code="PROMETHEUS_NOT_API", message=problem)
+                Finding(severity="error", code="PROMETHEUS_NOT_API", message=probe.problem)
+            )
+        elif probe.problem is not None:
+            # It may answer by the first gate; until it does, no batch passes.
+            report.findings.append(
+                Finding(
+                    severity="warning",
+                    code="PROMETHEUS_UNREACHABLE",
+                    message=f"{probe.problem}; no gate passes until it answers",
+                )
             )
     st.plan = plan
     p.source_revision = plan.source_revision or None
