@@ -22,7 +22,13 @@ from collections.abc import Coroutine
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_exception
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    FailureError,
+    RetryState,
+    is_cancelled_exception,
+)
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
@@ -294,6 +300,10 @@ class IstioCanaryUpgrade:
         st = self._state
         if st.finished or is_cancelled_exception(error) or not workflow.patched(UNPLANNED):
             return error  # a precheck refusal (already reported), a cancel, or older code
+        if isinstance(error, ActivityError) and error.retry_state == RetryState.CANCEL_REQUESTED:
+            # Cancelled while the step's worker was gone: the step ended by its timeout, but
+            # what ended the upgrade is the cancellation (nothing was written yet).
+            return asyncio.CancelledError("cancelled before any write")
         message = f"discovery or planning failed, nothing was written: {describe(error)}"
         st.progress.errors.append(message)
         st.finish(Phase.FAILED)
