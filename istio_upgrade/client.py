@@ -434,7 +434,14 @@ async def start_upgrade(
             differences = spec_differences(current, spec) if current is not None else []
             if differences:
                 raise SpecConflictError(upgrade_id, differences) from None
-            return handle
+            # The running run's handle, as a start returns it (its run id shown by `start`).
+            return client.get_workflow_handle(
+                upgrade_id,
+                run_id=description.run_id,
+                first_execution_run_id=description.raw_description.workflow_execution_info.first_run_id
+                or None,
+                result_type=UpgradeResult,
+            )
     raise AssertionError("unreachable")
 
 

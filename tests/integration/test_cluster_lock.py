@@ -11,7 +11,6 @@ from temporalio.testing import WorkflowEnvironment
 from istio_upgrade.activities import lock
 from istio_upgrade.client import start_removal
 from istio_upgrade.models import ClusterRef
-from istio_upgrade.models.activities import LOCK_CONFIGMAP
 from istio_upgrade.models.removal import RemoveRevisionSpec
 from tests.integration.upgrade_stack import (
     failure,
@@ -42,7 +41,7 @@ async def test_a_locked_cluster_refuses_upgrades_and_removals(
         cause = await failure(handle)
         assert cause.type == "ClusterBusy"
         assert OTHER in cause.message
-        assert f"kubectl -n istio-system delete configmap {LOCK_CONFIGMAP}" in cause.message
+        assert "istio-upgrade unlock --cluster demo" in cause.message
         assert cause.details and cause.details[0]["outcome"] == "FAILED"
         # Refused before any write: labels untouched, no new control plane, lock not stolen.
         after = namespace_labels(stack)

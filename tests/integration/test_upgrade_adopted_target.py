@@ -25,10 +25,12 @@ from istio_upgrade.models.activities import (
     InstallResult,
     LockInput,
     LockResult,
+    PrometheusProbe,
     RevisionInput,
     UninstallResult,
 )
 from istio_upgrade.models.inventory import ClusterInventory
+from istio_upgrade.models.permissions import PermissionReport, PermissionsInput
 from istio_upgrade.workflows.upgrade import IstioCanaryUpgrade
 from tests.unit.plan_fixtures import ENABLED, inventory, spec
 
@@ -66,6 +68,14 @@ async def test_rollback_keeps_an_adopted_target_revision(
         uninstalled.append(request.revision)
         return UninstallResult()
 
+    @activity.defn(name="check_permissions")
+    async def check_permissions(_: PermissionsInput) -> PermissionReport:
+        return PermissionReport(checked=1)
+
+    @activity.defn(name="probe_prometheus")
+    async def probe_prometheus(_: str) -> PrometheusProbe:
+        return PrometheusProbe()
+
     locks: list[str] = []
 
     @activity.defn(name="acquire_cluster_lock")
@@ -93,6 +103,8 @@ async def test_rollback_keeps_an_adopted_target_revision(
             uninstall_revision,
             acquire_cluster_lock,
             release_cluster_lock,
+            check_permissions,
+            probe_prometheus,
         ],
     ):
         with pytest.raises(WorkflowFailureError) as info:
@@ -110,4 +122,7 @@ async def test_rollback_keeps_an_adopted_target_revision(
     cause = info.value.cause
     assert isinstance(cause, ApplicationError) and "not ready" in cause.message, cause
     assert uninstalled == ([] if installed_by is None else ["1-24-2"])
-    assert locks == [f"acquire {workflow_id}", f"release {workflow_id}"]
+    # Held as this run (``<workflow id>@<first run id>``), released by the same holder.
+    holder = locks[0].removeprefix("acquire ")
+    assert holder.startswith(f"{workflow_id}@"), locks
+    assert locks == [f"acquire {holder}", f"release {holder}"]
