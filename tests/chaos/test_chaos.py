@@ -1,6 +1,6 @@
 """Chaos: upgrades through worker crashes, cancels, aborts and a faulty API server.
 
-The seeded subset runs with the suite (``CHAOS_RUNS`` runs, default 5). The full run:
+The seeded subset runs with the suite (``CHAOS_RUNS`` runs, default 9). The full run:
 
     CHAOS_RUNS=60 CHAOS_SEED=20261201 CHAOS_REPORT=chaos.json python -m pytest tests/chaos -m chaos
 
@@ -42,7 +42,7 @@ from tests.integration.upgrade_stack import fast_spec
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
-RUNS = int(os.environ.get("CHAOS_RUNS", "5"))
+RUNS = int(os.environ.get("CHAOS_RUNS", "9"))
 SEED = int(os.environ.get("CHAOS_SEED", "20261201"))
 SESSION = Figures()
 FAULT_CODES = {0, 409, 429, 500, 503}
