@@ -32,6 +32,8 @@ from istio_upgrade.models.activities import (
     MoveTagsInput,
     MoveTagsResult,
     NamespacesInput,
+    PlanInput,
+    PlanningResult,
     PrometheusProbe,
     RelabelInput,
     RestartInput,
@@ -66,6 +68,12 @@ def _stub(name: str) -> NoReturn:
 def discover(spec: DiscoverInput) -> ClusterInventory:
     """Read revisions, tags, webhooks, namespaces, workloads and pods of the cluster."""
     _stub("discover")
+
+
+@activity.defn(name="plan_cluster")
+def plan_cluster(spec: PlanInput) -> PlanningResult:
+    """Discover the cluster and plan the upgrade next to it: only the plan leaves the worker."""
+    _stub("plan_cluster")
 
 
 @activity.defn(name="check_bundles")

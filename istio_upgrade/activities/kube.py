@@ -38,6 +38,8 @@ from istio_upgrade.models.activities import (
     MoveTagsInput,
     MoveTagsResult,
     NamespacesInput,
+    PlanInput,
+    PlanningResult,
     RelabelInput,
     RestartInput,
     RestartResult,
@@ -54,6 +56,7 @@ from istio_upgrade.models.inventory import ClusterInventory
 from istio_upgrade.models.permissions import PermissionReport, PermissionsInput
 from istio_upgrade.models.plan import NamespaceLabels
 from istio_upgrade.models.spec import ClusterRef
+from istio_upgrade.planning import plan_upgrade
 
 
 def _writing(reason: str, action: str, batch: int | None = None) -> audit.WriteContext:
@@ -105,6 +108,23 @@ class KubeActivities:
     def discover(self, spec: DiscoverInput) -> ClusterInventory:
         """Read revisions, tags, webhooks, namespaces, workloads and pods of the cluster."""
         return discovery.discover(self.clients.for_cluster(spec.cluster), activity.heartbeat)
+
+    @activity.defn(name="plan_cluster")
+    def plan_cluster(self, spec: PlanInput) -> PlanningResult:
+        """Discover the cluster and plan the upgrade next to it: only the plan leaves the worker."""
+        inventory = discovery.discover(
+            self.clients.for_cluster(spec.spec.cluster), activity.heartbeat
+        )
+        plan, report = plan_upgrade(inventory, spec.spec, spec.upgrade_id, per_workload=True)
+        return PlanningResult(
+            plan=plan,
+            report=report,
+            tags=dict(inventory.tags),
+            gateway_api=inventory.gateway_api_version is not None,
+            namespaces=len(inventory.namespaces),
+            pods=sum(w.active_pods for ns in inventory.namespaces for w in ns.workloads),
+            api_requests=inventory.api_requests,
+        )
 
     @activity.defn(name="check_bundles")
     def check_bundles(self, spec: BundleCheckInput) -> BundleCheckResult:
@@ -256,6 +276,7 @@ class KubeActivities:
         """Every activity method, for ``Worker(activities=...)``."""
         return [
             self.discover,
+            self.plan_cluster,
             self.check_bundles,
             self.check_permissions,
             self.apply_crds,

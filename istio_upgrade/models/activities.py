@@ -6,9 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from istio_upgrade.models.plan import NamespaceLabels, WorkloadRevision
+from istio_upgrade.models.plan import NamespaceLabels, Plan, PrecheckReport, WorkloadRevision
 from istio_upgrade.models.progress import Diagnostic, Straggler
-from istio_upgrade.models.spec import ClusterRef, CRDSpec, InstallerSpec
+from istio_upgrade.models.spec import ClusterRef, CRDSpec, InstallerSpec, UpgradeSpec
 
 
 class _Model(BaseModel):
@@ -18,6 +18,33 @@ class _Model(BaseModel):
 class DiscoverInput(_Model):
     cluster: ClusterRef
     upgrade_id: str = ""
+
+
+class PlanInput(_Model):
+    """Input of ``plan_cluster``: discover the cluster and plan the upgrade of ``spec``."""
+
+    spec: UpgradeSpec
+    upgrade_id: str
+    """The workflow id, to recognise a target revision installed by an earlier attempt."""
+
+
+class PlanningResult(_Model):
+    """What ``plan_cluster`` hands back: the plan and the facts of the inventory the workflow
+    uses later — never the inventory itself, which grows with every pod of the cluster
+    (2.4 MB for 2,000 namespaces of 5 Deployments)."""
+
+    plan: Plan
+    report: PrecheckReport
+    tags: dict[str, str] = Field(default_factory=dict)
+    """Tag → revision at discovery, restored if the upgrade rolls back after moving tags."""
+    gateway_api: bool = False
+    """The Gateway API CRDs are installed (the permission check asks for Gateways then)."""
+    namespaces: int = 0
+    """Namespaces discovered."""
+    pods: int = 0
+    """Active pods discovered."""
+    api_requests: int = 0
+    """API requests discovery made."""
 
 
 LOCK_CONFIGMAP = "istio-upgrade-lock"

@@ -23,7 +23,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from istio_upgrade.istio.naming import ISTIO_NAMESPACE, tag_service_name, tag_webhook_name
-from istio_upgrade.models.inventory import ClusterInventory
 from istio_upgrade.models.plan import Finding, Plan
 from istio_upgrade.models.spec import (
     BundleSource,
@@ -621,9 +620,10 @@ def removal_needs(objects: list[ResolvedObject], revision: str) -> list[AccessNe
 
 
 def permissions_input(
-    spec: UpgradeSpec, plan: Plan | None, inventory: ClusterInventory | None
+    spec: UpgradeSpec, plan: Plan | None, gateway_api: bool = False
 ) -> PermissionsInput:
-    """The check of an upgrade of ``spec`` with ``plan`` (None before there is one)."""
+    """The check of an upgrade of ``spec`` with ``plan`` (None before there is one);
+    ``gateway_api``: the cluster serves the Gateway API (its Gateways are listed then)."""
     per_workload: list[str] = []
     # Before there is a plan (discovery was refused), the spec's tags stand for the plan's.
     tags = list(spec.promote.tags)
@@ -636,7 +636,7 @@ def permissions_input(
         namespaces=list(plan.namespaces) if plan is not None else [],
         per_workload=sorted(set(per_workload)),
         tags=tags,
-        gateway_api=inventory is not None and inventory.gateway_api_version is not None,
+        gateway_api=gateway_api,
         installs=True,
         removes_source=not spec.cleanup.keep_old_revision,
         removes_target=not spec.rollback.keep_new_revision,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_validator
 
 
 class _Model(BaseModel):
@@ -58,6 +58,45 @@ class Batch(_Model):
     the pod template) in namespaces without an injection label, with their original template
     revision: they migrate by their pod template's ``istio.io/rev``, their namespace keeps its
     labels. Helm gateways are the common case."""
+
+    @field_serializer("original_labels", when_used="json")
+    def _labels_by_value(self, labels: list[NamespaceLabels]) -> Any:
+        """In JSON (the history, continue-as-new, query results), the labels are grouped by
+        value and name their namespaces by position in ``namespaces``: about five bytes per
+        namespace instead of eighty, so a plan costs little more than its namespace names."""
+        position = {ns: i for i, ns in enumerate(self.namespaces)}
+        at = [position.get(lab.namespace, -1) for lab in labels]
+        if any(i < 0 for i in at) or at != sorted(set(at)):
+            return [lab.model_dump(mode="json") for lab in labels]  # the plain form
+        groups: dict[tuple[str | None, str | None], list[int]] = {}
+        for lab, i in zip(labels, at, strict=True):
+            groups.setdefault((lab.istio_injection, lab.istio_rev), []).append(i)
+        return {
+            "grouped": [
+                {"istio_injection": injection, "istio_rev": rev, "at": positions}
+                for (injection, rev), positions in groups.items()
+            ]
+        }
+
+    @model_validator(mode="before")
+    @classmethod
+    def _labels_from_groups(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        labels = data.get("original_labels")
+        if not isinstance(labels, dict):
+            return data  # the plain form (histories recorded before grouping, or Python)
+        namespaces = data.get("namespaces") or []
+        by_position = {
+            i: {
+                "namespace": namespaces[i],
+                "istio_injection": g.get("istio_injection"),
+                "istio_rev": g.get("istio_rev"),
+            }
+            for g in labels.get("grouped", [])
+            for i in g["at"]
+        }
+        return {**data, "original_labels": [by_position[i] for i in sorted(by_position)]}
 
     @property
     def labelled_namespaces(self) -> list[str]:

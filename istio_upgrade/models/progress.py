@@ -84,8 +84,60 @@ class BatchProgress(_Model):
     restarted: list[str] = Field(default_factory=list)
     """``namespace/Kind/name`` of the workloads restarted."""
     gate_results: list[GateResult] = Field(default_factory=list)
+    """The latest evaluations (at most ``KEPT_EVALUATIONS``; the decisive one once the batch
+    has ended, its per-namespace detail reduced to the namespaces that did not pass)."""
     soak_extended_seconds: float = 0.0
     """Extra soak operators added with ``extend_soak``."""
+    restarted_count: int = 0
+    """Workloads restarted, kept once ``restarted`` is emptied at the batch's end."""
+    evaluations: int = 0
+    """Gate evaluations of the batch, kept ones or not."""
+
+    def bound(self) -> None:
+        """Keep the batch's record within a bound of its own size, whatever the mesh.
+
+        The progress is the ``progress`` query's result, the Web UI's details and part of the
+        continue-as-new input: every batch holding every evaluation, every restarted workload
+        and every namespace's verdict made it megabytes at 2,000 namespaces. The current batch
+        keeps its last evaluations in full; an ended batch keeps counts and what went wrong.
+        """
+        if self.gate_results:
+            self.evaluations = max(self.evaluations, self.gate_results[-1].sequence)
+        del self.gate_results[:-KEPT_EVALUATIONS]
+        if self.status not in ENDED:
+            return
+        self.restarted_count = max(self.restarted_count, len(self.restarted))
+        self.restarted = []
+        del self.gate_results[:-1]
+        for result in self.gate_results:
+            result.namespaces = {
+                ns: gate for ns, gate in result.namespaces.items() if gate.verdict != "PASS"
+            }
+        self.namespace_status = {
+            ns: status
+            for ns, status in self.namespace_status.items()
+            if status not in {"PASS", self.status}
+        }
+
+
+KEPT_EVALUATIONS = 3
+"""Gate evaluations the current batch keeps in its progress (the decision needs only the
+previous ones, which the soak holds itself)."""
+ENDED: frozenset[str] = frozenset({"passed", "rolled_back"})
+MAX_MESSAGES = 100
+"""Warnings and errors the progress keeps, half the first ones (the precheck's), half the
+latest; the ones between are counted: many are per namespace or per pod, and a mesh has
+thousands."""
+
+
+def _cap(messages: list[str]) -> int:
+    """Drop the middle of ``messages`` beyond ``MAX_MESSAGES``; how many were dropped."""
+    extra = len(messages) - MAX_MESSAGES
+    if extra <= 0:
+        return 0
+    half = MAX_MESSAGES // 2
+    del messages[half : half + extra]
+    return extra
 
 
 class ApprovalRecord(_Model):
@@ -120,6 +172,23 @@ class Progress(_Model):
     updated_at: datetime | None = None
     runs: int = 1
     """Workflow runs so far: a long upgrade continues as new between batches (same id)."""
+    omitted_warnings: int = 0
+    """Warnings beyond ``MAX_MESSAGES``, counted, not kept."""
+    omitted_errors: int = 0
+    """Errors beyond ``MAX_MESSAGES``, counted, not kept."""
+
+    def bound(self) -> None:
+        """Keep the progress within a bound that grows with the namespace names only.
+
+        Per namespace, what stays is its name in its batch (and in ``plan``); everything else
+        is per batch, bounded by the batch's size, or capped: see ``BatchProgress.bound``.
+        """
+        for batch in self.batches:
+            batch.bound()
+        self.omitted_warnings += _cap(self.warnings)
+        self.omitted_errors += _cap(self.errors)
+        del self.stragglers[MAX_MESSAGES:]
+        del self.diagnostics[MAX_MESSAGES:]
 
 
 Outcome = Literal["SUCCEEDED", "ROLLED_BACK", "FAILED", "DRY_RUN"]
@@ -186,6 +255,10 @@ class AbortRequest(BaseModel):
     requested_by: str = ""
 
 
+SHOWN_NAMES = 5
+"""Namespaces the Web UI's details name per batch (the rest are counted)."""
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -209,7 +282,11 @@ def progress_markdown(progress: Progress) -> str:
                 if last
                 else ""
             )
-            names = ", ".join(batch.namespaces)
+            names = ", ".join(batch.namespaces[:SHOWN_NAMES]) + (
+                f" and {len(batch.namespaces) - SHOWN_NAMES} more"
+                if len(batch.namespaces) > SHOWN_NAMES
+                else ""
+            )
             status: str = batch.status
             if batch.soak_extended_seconds:
                 status += f" (soak +{batch.soak_extended_seconds:g}s)"

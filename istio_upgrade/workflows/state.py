@@ -54,6 +54,9 @@ class UpgradeState:
         self.progress = carried.progress if carried is not None else Progress()
         if carried is not None:
             self.progress.runs += 1
+            # The carryover names each batch's namespaces once, in its plan.
+            for bp, batch in zip(self.progress.batches, carried.plan.batches, strict=False):
+                bp.namespaces = bp.namespaces or list(batch.namespaces)
         self.plan: Plan | None = carried.plan if carried is not None else None
         self.paused = False
         self.abort: AbortRequest | None = None
@@ -232,6 +235,7 @@ class UpgradeState:
         self.refresh()
 
     def refresh(self) -> None:
+        self.progress.bound()
         self.progress.updated_at = workflow.now()
         workflow.set_current_details(progress_markdown(self.progress))
 

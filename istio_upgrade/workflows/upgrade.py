@@ -93,6 +93,18 @@ class IstioCanaryUpgrade:
         """The batches, once discovery and planning are done."""
         return self._state.plan
 
+    @workflow.query
+    def gate_baseline(self, batch_index: int) -> list[str]:
+        """The gate's baseline of a batch: the namespaces of the plan's later batches.
+
+        ``measure_gate`` reads it here rather than in its input, which history records at
+        every evaluation; empty before planning.
+        """
+        plan = self._state.plan
+        if plan is None:
+            return []
+        return [ns for b in plan.batches[batch_index + 1 :] for ns in b.namespaces]
+
     @workflow.update
     def pause(self) -> str:
         """Hold before the next step (the running step finishes)."""
@@ -234,7 +246,7 @@ class IstioCanaryUpgrade:
                 return await self._steered(guarded)
             return await guarded
         try:
-            inventory, plan, report = await discover.discover_and_plan(st, spec)
+            tags, plan, report = await discover.discover_and_plan(st, spec)
         except FailureError as error:
             unplanned = self._unplanned(error)
             if unplanned is error:
@@ -250,10 +262,10 @@ class IstioCanaryUpgrade:
         if workflow.patched(STEERED):
             # From the lock on, nothing cancels a step: a lock taken by an activity that
             # finished after a cancellation must be released by the rollback, not leaked.
-            return await self._steered(self._locked(spec, plan, report, inventory.tags))
+            return await self._steered(self._locked(spec, plan, report, tags))
         if workflow.patched("cluster-lock"):
             await lock.acquire(st, spec, plan, report)
-        return await self._guarded(spec, plan, report, inventory.tags, None)
+        return await self._guarded(spec, plan, report, tags, None)
 
     async def _locked(
         self, spec: UpgradeSpec, plan: Plan, report: PrecheckReport, tags: dict[str, str]

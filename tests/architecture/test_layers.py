@@ -58,9 +58,9 @@ def test_contracts_are_kept(tree: Path) -> None:
             "import istio_upgrade.istio.naming",
             "independent oracle",
         ),
-        ("istio_upgrade/workflows/plan.py", "import kubernetes", "Workflows are deterministic"),
+        ("istio_upgrade/workflows/gate.py", "import kubernetes", "Workflows are deterministic"),
         (
-            "istio_upgrade/workflows/plan.py",
+            "istio_upgrade/workflows/gate.py",
             "import istio_upgrade.activities.discovery",
             "Workflows are deterministic",
         ),
@@ -70,7 +70,7 @@ def test_contracts_are_kept(tree: Path) -> None:
             "Activities never",
         ),
         ("istio_upgrade/worker.py", "import istio_sandbox.server", "only in the dev environment"),
-        ("istio_upgrade/models/plan.py", "import istio_upgrade.workflows.plan", "Layers"),
+        ("istio_upgrade/models/plan.py", "import istio_upgrade.planning", "Layers"),
     ],
 )
 def test_a_forbidden_import_breaks_its_contract(

@@ -39,8 +39,8 @@ from istio_upgrade.istio.manifests import load_bundle_yaml
 from istio_upgrade.models import ClusterRef, UpgradeResult, UpgradeSpec
 from istio_upgrade.models.permissions import PermissionReport, permissions_input
 from istio_upgrade.models.removal import RemoveRevisionSpec
+from istio_upgrade.planning import plan_upgrade
 from istio_upgrade.worker import build_worker
-from istio_upgrade.workflows.plan import plan_upgrade
 from tests.integration.test_upgrade_rollback import CANARY_GATE
 from tests.integration.upgrade_stack import (
     Stack,
@@ -407,7 +407,7 @@ async def test_without_any_one_granted_right_the_precheck_refuses(
         spec = spec_for("lp-refused", "http://127.0.0.1:9")
         inventory = await asyncio.to_thread(discovery.discover, kube)
         plan, _ = plan_upgrade(inventory, spec, "lp-refused", per_workload=True)
-        check_input = permissions_input(spec, plan, inventory)
+        check_input = permissions_input(spec, plan, inventory.gateway_api_version is not None)
 
         def check() -> PermissionReport:
             return permissions.check(kube, check_input)

@@ -149,11 +149,11 @@ async def test_inconclusive_gate_waits_extend_soak_approve_then_abort_mid_batch(
         soaking = await handle.query(IstioCanaryUpgrade.progress)
         assert soaking.phase.value == "SOAKING" and soaking.waiting_for is None
         assert soaking.batches[0].soak_extended_seconds == 5
-        evaluations = len(waiting.batches[0].gate_results)
+        evaluations = waiting.batches[0].evaluations
         again = await wait_progress(
             handle, lambda p: p.waiting_for and "inconclusive" in p.waiting_for, "the policy again"
         )
-        assert len(again.batches[0].gate_results) >= evaluations + 2
+        assert again.batches[0].evaluations >= evaluations + 2
 
         assert "approved: batch 0" in await api.approve(client, handle.id, "bob", "low traffic")
         # Abort in the middle of batch 1: both batches are rolled back.

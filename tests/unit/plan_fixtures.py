@@ -17,7 +17,7 @@ from istio_upgrade.models import (
     WebhookInfo,
     WorkloadInfo,
 )
-from istio_upgrade.workflows.plan import effective_revision
+from istio_upgrade.planning import effective_revision
 
 
 def webhooks_of(objects: list[dict[str, Any]]) -> list[WebhookInfo]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from istio_upgrade.models import PodInfo, RevisionInfo, WebhookInfo, WorkloadInfo
-from istio_upgrade.workflows.plan import effective_revision, plan_upgrade, source_revision_of
+from istio_upgrade.planning import effective_revision, plan_upgrade, source_revision_of
 from tests.unit.plan_fixtures import ENABLED, REV, deployment, inventory, spec
 
 

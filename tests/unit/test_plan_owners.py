@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from istio_upgrade.activities.discovery import gitops_owner
-from istio_upgrade.workflows.plan import plan_upgrade
+from istio_upgrade.planning import plan_upgrade
 from tests.unit.plan_fixtures import ENABLED, inventory, spec
 
 

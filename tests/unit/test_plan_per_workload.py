@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from istio_upgrade.workflows.plan import plan_upgrade
+from istio_upgrade.planning import plan_upgrade
 from tests.unit.plan_fixtures import ENABLED, deployment, inventory, spec
 
 

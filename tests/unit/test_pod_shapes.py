@@ -7,7 +7,7 @@ from typing import Any
 
 from istio_upgrade.activities.discovery import pod_owner, replicaset_owners
 from istio_upgrade.activities.migration import rollout_pending, verify
-from istio_upgrade.workflows.plan import plan_upgrade
+from istio_upgrade.planning import plan_upgrade
 from tests.unit.plan_fixtures import ENABLED, deployment, inventory, spec
 
 

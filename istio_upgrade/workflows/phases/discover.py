@@ -10,10 +10,15 @@ with workflow.unsafe.imports_passed_through():
         check_bundles,
         check_permissions,
         discover,
+        plan_cluster,
         probe_prometheus,
     )
-    from istio_upgrade.models.activities import BundleCheckInput, DiscoverInput
-    from istio_upgrade.models.inventory import ClusterInventory
+    from istio_upgrade.models.activities import (
+        BundleCheckInput,
+        DiscoverInput,
+        PlanInput,
+        PlanningResult,
+    )
     from istio_upgrade.models.permissions import (
         PermissionReport,
         permission_findings,
@@ -22,7 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from istio_upgrade.models.plan import Finding, Plan, PrecheckReport
     from istio_upgrade.models.progress import BatchProgress, Phase, UpgradeResult
     from istio_upgrade.models.spec import UpgradeSpec
-    from istio_upgrade.workflows.plan import plan_upgrade
+    from istio_upgrade.planning import plan_upgrade
     from istio_upgrade.workflows.state import UpgradeState
     from istio_upgrade.workflows.steps import run_step
 
@@ -42,13 +47,17 @@ PROMETHEUS_PRECHECK = "prometheus-precheck"
 PERMISSION_PRECHECK = "permission-precheck"
 """Upgrades started before the permission precheck existed discover and plan without it."""
 
+PLANNED_BY_ACTIVITY = "planned-by-activity"
+"""The ``plan_cluster`` activity discovers and plans; upgrades recorded before discovered
+(the whole inventory in their history) and planned in the workflow."""
+
 
 async def _check_permissions(
-    spec: UpgradeSpec, plan: Plan | None, inventory: ClusterInventory | None
+    spec: UpgradeSpec, plan: Plan | None, gateway_api: bool
 ) -> PermissionReport:
     return await run_step(
         check_permissions,
-        permissions_input(spec, plan, inventory),
+        permissions_input(spec, plan, gateway_api),
         summary="check the worker's permissions",
         heartbeats=True,
     )
@@ -59,11 +68,19 @@ def _forbidden(error: ActivityError) -> bool:
     return isinstance(cause, ApplicationError) and cause.type == "Forbidden"
 
 
-async def _discover(st: UpgradeState, spec: UpgradeSpec) -> ClusterInventory:
-    """Discovery; refused as a precheck failure when the worker may not read the cluster."""
+async def _discover(st: UpgradeState, spec: UpgradeSpec) -> PlanningResult:
+    """Discovery and planning; refused as a precheck failure when the worker may not read
+    the cluster."""
     info = workflow.info()
     try:
-        return await run_step(
+        if workflow.patched(PLANNED_BY_ACTIVITY):
+            return await run_step(
+                plan_cluster,
+                PlanInput(spec=spec, upgrade_id=info.workflow_id),
+                summary="discover the cluster and plan the batches",
+                heartbeats=True,
+            )
+        inventory = await run_step(
             discover,
             DiscoverInput(cluster=spec.cluster, upgrade_id=info.workflow_id),
             summary="discover the cluster",
@@ -74,7 +91,7 @@ async def _discover(st: UpgradeState, spec: UpgradeSpec) -> ClusterInventory:
             raise
         # The first refused request is one of maybe many: name every right the upgrade lacks,
         # as the precheck after planning would (namespaced ones asked cluster-wide only).
-        checked = await _check_permissions(spec, None, None)
+        checked = await _check_permissions(spec, None, False)
         refused = error.cause.message if isinstance(error.cause, ApplicationError) else ""
         report = PrecheckReport(
             findings=[
@@ -101,12 +118,26 @@ async def _discover(st: UpgradeState, spec: UpgradeSpec) -> ClusterInventory:
             type="PrecheckFailed",
             non_retryable=True,
         ) from None
+    st.set_phase(Phase.PLANNING)
+    # Workloads opted in per pod (Helm gateways) migrate by their pod template; upgrades
+    # recorded before planned without them.
+    per_workload = workflow.patched("per-workload-opt-in")
+    plan, report = plan_upgrade(inventory, spec, info.workflow_id, per_workload=per_workload)
+    return PlanningResult(
+        plan=plan,
+        report=report,
+        tags=inventory.tags,
+        gateway_api=inventory.gateway_api_version is not None,
+    )
 
 
 async def discover_and_plan(
     st: UpgradeState, spec: UpgradeSpec
-) -> tuple[ClusterInventory, Plan, PrecheckReport]:
+) -> tuple[dict[str, str], Plan, PrecheckReport]:
     """Read the cluster, split its namespaces into batches and precheck the upgrade.
+
+    Returns:
+        The tags at discovery (tag → revision), the plan and the precheck report.
 
     Raises:
         ApplicationError: ``PrecheckFailed`` (the ``UpgradeResult`` as first detail).
@@ -118,12 +149,9 @@ async def discover_and_plan(
     p.target_revision = spec.target_revision
     p.started_at = workflow.now()
     st.set_phase(Phase.DISCOVERING)
-    inventory = await _discover(st, spec)
+    planned = await _discover(st, spec)
     st.set_phase(Phase.PLANNING)
-    # Workloads opted in per pod (Helm gateways) migrate by their pod template; upgrades
-    # recorded before planned without them.
-    per_workload = workflow.patched("per-workload-opt-in")
-    plan, report = plan_upgrade(inventory, spec, info.workflow_id, per_workload=per_workload)
+    plan, report = planned.plan, planned.report
     # The built-in rendering is a reduced istiod, not a chart render: new upgrades must name
     # a rendered bundle. Patched so that upgrades started without one keep their path.
     if not spec.installer.sources_given() and workflow.patched("bundle-required"):
@@ -153,7 +181,7 @@ async def discover_and_plan(
     # given this plan, before its first write (a dry run too). Patched: upgrades recorded
     # before went on to lock and install without asking.
     if workflow.patched(PERMISSION_PRECHECK):
-        permissions = await _check_permissions(spec, plan, inventory)
+        permissions = await _check_permissions(spec, plan, planned.gateway_api)
         report.findings += permission_findings(permissions)
     # A gate URL that answers HTML (Grafana, a sign-in page) would only ever be INCONCLUSIVE,
     # found out after the first batch had moved: ask it once now. Patched: upgrades recorded
@@ -188,4 +216,4 @@ async def discover_and_plan(
             type="PrecheckFailed",
             non_retryable=True,
         )
-    return inventory, plan, report
+    return planned.tags, plan, report

@@ -48,6 +48,8 @@ async def continue_as_new(
         # Finished batches keep their decisive evaluation: the payload stays small however
         # many batches and evaluations came before.
         bp.gate_results = bp.gate_results[-1:]
+    for bp in progress.batches:
+        bp.namespaces = []  # the plan carries them; the next run takes them from there
     carried = Carryover(
         progress=progress,
         plan=plan,

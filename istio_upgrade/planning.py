@@ -1,7 +1,8 @@
 """Pure planning: which namespaces migrate, in which batches, and whether it is safe to start.
 
-No I/O: the workflow runs this on the discovered inventory, so the plan is part of the
-replayable history and unit tests need no cluster.
+No I/O. The ``plan_cluster`` activity runs it next to discovery, so the inventory (megabytes
+for a large mesh) never enters the workflow's history, only the plan does; upgrades recorded
+before ran it in the workflow on the discovered inventory. Unit tests need no cluster.
 """
 
 from __future__ import annotations
