@@ -251,6 +251,13 @@ def measure(namespaces: int, deployments: int = 5, replicas: int = 2) -> dict[st
         "continue-as-new input": _size(spec) + _size(carried),
         "workflow result": _size(result),
         "check_permissions input": _size(permissions_input(spec, plan, False)),
+        "relabel input (every namespace, promote)": _size(
+            RelabelInput(
+                cluster=spec.cluster,
+                labels=[lab for b in plan.batches for lab in b.original_labels],
+                skip_missing=True,
+            )
+        ),
         "relabel input (largest batch)": _size(
             RelabelInput(
                 cluster=spec.cluster,
@@ -281,13 +288,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows = [measure(n) for n in args.namespaces]
     keys = [k for k in rows[0] if k not in {"namespaces", "pods", "batches", "largest_batch"}]
-    print(f"{'payload (bytes)':<36}" + "".join(f"{r['namespaces']:>12,} ns" for r in rows))
+    print(f"{'payload (bytes)':<42}" + "".join(f"{r['namespaces']:>12,} ns" for r in rows))
     for key in keys:
         cells = "".join(
             f"{r[key]:>12,}{'!' if r[key] > WARN_BYTES and 'inventory' not in key else ' '}  "
             for r in rows
         )
-        print(f"{key:<36}{cells}")
+        print(f"{key:<42}{cells}")
     print(f"(! = above Temporal's {WARN_BYTES // 1024} KB payload warning)")
     if args.json:
         args.json.write_text(json.dumps({"warn_bytes": WARN_BYTES, "runs": rows}, indent=2) + "\n")

@@ -164,7 +164,13 @@ class KubeActivities:
     @activity.defn(name="read_namespace_labels")
     def read_namespace_labels(self, spec: NamespacesInput) -> list[NamespaceLabels]:
         """The injection labels of namespaces as they are now (deleted ones are left out)."""
-        return migration.read_labels(self.clients.for_cluster(spec.cluster), spec.namespaces)
+        found = migration.read_labels(self.clients.for_cluster(spec.cluster), spec.namespaces)
+        if spec.drifted_from is None:
+            return found
+        # The result is recorded: the namespaces still as migrated need not be.
+        return [
+            n for n in found if n.istio_injection is not None or n.istio_rev != spec.drifted_from
+        ]
 
     @activity.defn(name="label_workloads")
     def label_workloads(self, spec: WorkloadLabelInput) -> list[str]:

@@ -6,7 +6,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from istio_upgrade.models.plan import NamespaceLabels, Plan, PrecheckReport, WorkloadRevision
+from istio_upgrade.models.plan import (
+    GroupedLabels,
+    Plan,
+    PrecheckReport,
+    WorkloadRevision,
+)
 from istio_upgrade.models.progress import Diagnostic, Straggler
 from istio_upgrade.models.spec import ClusterRef, CRDSpec, InstallerSpec, UpgradeSpec
 
@@ -142,7 +147,7 @@ class RelabelInput(_Model):
     """Set the injection labels of namespaces to exact values (None removes the label)."""
 
     cluster: ClusterRef
-    labels: list[NamespaceLabels]
+    labels: GroupedLabels
     skip_missing: bool = False
     """Skip namespaces deleted since discovery (undo steps: nothing left to restore)."""
     batch: int | None = None
@@ -191,6 +196,9 @@ class NamespacesInput(_Model):
 
     cluster: ClusterRef
     namespaces: list[str]
+    drifted_from: str | None = None
+    """``read_namespace_labels``: answer only the namespaces whose labels are not exactly
+    ``istio.io/rev=<this>`` without ``istio-injection`` (None: every namespace named)."""
 
 
 class WorkloadLabelInput(_Model):

@@ -39,6 +39,7 @@ def test_the_inventory_alone_would_pass_the_warning(sizes: dict[str, int]) -> No
         "continue-as-new input",
         "workflow result",
         "check_permissions input",
+        "relabel input (every namespace, promote)",
         "relabel input (largest batch)",
         "restart input (largest batch)",
         "rollout input (largest batch)",

@@ -50,7 +50,9 @@ async def hold_on_drift(
     while True:
         current = await run_step(
             read_namespace_labels,
-            NamespacesInput(cluster=spec.cluster, namespaces=namespaces),
+            NamespacesInput(
+                cluster=spec.cluster, namespaces=namespaces, drifted_from=plan.target_revision
+            ),
             summary=f"re-read namespace labels before {before}",
         )
         changed = drift(current, plan.target_revision)
