@@ -388,7 +388,12 @@ def revision_unused(kube: Kube, revision: str) -> UnusedReport:
         if tag_revision not in (None, DEFAULT_TAG):
             labelled = []
     if labelled:
-        report.blockers.append(f"namespaces labelled {LABEL_REV}={revision}: {', '.join(labelled)}")
+        shown = ", ".join(labelled[:10]) + (
+            f" and {len(labelled) - 10} more" if len(labelled) > 10 else ""
+        )
+        report.blockers.append(
+            f"{len(labelled)} namespace(s) labelled {LABEL_REV}={revision}: {shown}"
+        )
     tags = [
         (c["metadata"].get("labels") or {}).get(LABEL_TAG, "")
         for c in kube.list(*_MWC, label_selector=f"{LABEL_TAG},{LABEL_REV}={revision}")
