@@ -8,8 +8,8 @@ first) — there an upgrade continues as new. Prints JSON.
 
 Usage::
 
-    python bench/history_size.py [--history tests/replay/histories/clean-upgrade.json]
-        [--out results.json]
+    python -m bench.history_size [--history tests/replay/histories/clean-upgrade.json]
+        [--json results.json]
 """
 
 from __future__ import annotations
@@ -102,11 +102,11 @@ def project(sample: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--history", type=Path, default=HISTORIES / "clean-upgrade.json")
-    parser.add_argument("--out", type=Path)
-    args = parser.parse_args()
+    parser.add_argument("--json", "--out", dest="out", type=Path, help="write the JSON here")
+    args = parser.parse_args(argv)
     sample = measure(args.history)
     result = {"measured": sample, "projected_default_gate": project(sample)}
     text = json.dumps(result, indent=2)

@@ -7,7 +7,7 @@ all-namespaces pod list, and the ``/metrics`` render and fetch time. Prints JSON
 
 Usage::
 
-    python bench/sandbox_large.py [--scenario large] [--samples 20] [--out results.json]
+    python -m bench.sandbox_large [--scenario large] [--samples 20] [--json results.json]
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenario", default="large")
     parser.add_argument("--samples", type=int, default=20)
     parser.add_argument("--ready-timeout", type=float, default=300.0)
-    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--json", "--out", dest="out", type=Path, default=None)
     args = parser.parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so the sandbox's `with` stops it (exit status 143).
     with sigterm_raises():

@@ -1,6 +1,7 @@
 """Listing stays right at the ``large`` scenario's scale (20,000 pods in 2,000 namespaces).
 
-How fast it is, is measured by ``bench/sandbox_large.py`` (``docs/bench/sandbox-large.json``).
+How fast it is, is measured by ``python -m bench.sandbox_large``
+(``docs/bench/sandbox-large.json``).
 """
 
 from __future__ import annotations
