@@ -8,8 +8,10 @@ are never invented: a namespace without series is absent, not zero.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import re
+from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -21,6 +23,8 @@ from temporalio.exceptions import ApplicationError
 
 from istio_upgrade.models.activities import PrometheusProbe
 from istio_upgrade.models.gate import (
+    BaselineRef,
+    BudgetCounts,
     ControlPlane,
     Counts,
     GateMeasurements,
@@ -28,8 +32,11 @@ from istio_upgrade.models.gate import (
     SLIWindow,
     WindowName,
 )
+from istio_upgrade.models.progress import Progress
 from istio_upgrade.models.slo import LatencySLI, SLOSpec
 from istio_upgrade.slo import promql
+
+log = logging.getLogger(__name__)
 
 NAMESPACE_LABELS = (promql.DEST_NS, promql.SOURCE_NS, "namespace", "exported_namespace")
 
@@ -139,6 +146,19 @@ def window_range(seconds: float) -> str:
     return f"{max(1, math.floor(seconds))}s"
 
 
+BASELINE = "baseline:"
+
+
+def _counts(bad: float, total: float) -> Counts:
+    """Counts rounded to thousandths: ``increase()`` extrapolates to 17 digits that decide
+    nothing, and every digit is recorded in history at every evaluation."""
+    return Counts(bad=round(bad, 3), total=round(total, 3))
+
+
+def _rate(value: float, seconds: float) -> float:
+    return float(f"{value / seconds:.6g}")
+
+
 def parse_sli(
     slo: SLOSpec,
     window: WindowName,
@@ -146,13 +166,24 @@ def parse_sli(
     result: Sequence[dict[str, Any]],
     batch: Sequence[str],
     errors: list[str],
+    missing: bool = True,
 ) -> SLIWindow:
-    """Fold tagged series into per-namespace counts; record NaN and missing namespaces."""
+    """Fold tagged series into per-namespace counts; record NaN and (with ``missing``) each
+    batch namespace without inbound series (the gate finds those absent on its own)."""
     raw: dict[tuple[str, str], dict[str, float]] = {}
     for series in result:
         labels = series.get("metric", {})
         ns = _namespace(labels)
         value = _value(series)
+        if labels.get(promql.POOL) == "baseline":
+            if math.isnan(value) or math.isinf(value):
+                errors.append(
+                    f"SLO {slo.name} ({window}): the baseline's {labels.get('kind')} is {value}"
+                )
+                continue
+            view = labels.get("view", "inbound")
+            raw.setdefault((f"{BASELINE}{view}", ""), {})[labels.get("kind", "total")] = value
+            continue
         if ns is None:
             errors.append(
                 f"SLO {slo.name}: a series without a namespace label came back "
@@ -174,8 +205,11 @@ def parse_sli(
             bad = max(0.0, total - kinds.get("good", total))
         else:
             bad = min(kinds.get("bad", 0.0), total)
-        getattr(out, view)[ns] = Counts(bad=bad, total=total)
-    for ns in batch:
+        if view.startswith(BASELINE):
+            out.baseline[view.removeprefix(BASELINE)] = _counts(bad, total)
+        else:
+            getattr(out, view)[ns] = _counts(bad, total)
+    for ns in batch if missing else ():
         if ns not in out.inbound:
             errors.append(
                 f"no data: SLO {slo.name} has no inbound request series for namespace {ns} "
@@ -185,21 +219,43 @@ def parse_sli(
 
 
 def liveness_query(
-    batch: Sequence[str], window: str, pre_window: str | None, pre_end: datetime | None
+    batch: Sequence[str],
+    window: str,
+    pre_window: str | None,
+    pre_end: datetime | None,
+    quiet: bool = False,
 ) -> str:
-    """Inbound requests of each batch namespace now and before its migration."""
-    sel = promql.selector(
-        [("reporter", "=", "destination"), (promql.DEST_NS, "=~", promql.namespace_regex(batch))]
-    )
-    now = f"sum by ({promql.DEST_NS}) (increase({promql.REQUESTS}{sel}[{window}]))"
-    query = promql.tag(now, window="current")
-    if pre_window is not None and pre_end is not None:
-        pre = (
-            f"sum by ({promql.DEST_NS}) "
-            f"(increase({promql.REQUESTS}{sel}[{pre_window}] @ {pre_end.timestamp():.3f}))"
+    """Inbound requests of each batch namespace now and before its migration.
+
+    With ``quiet``, also what a namespace without inbound traffic is judged on: its outbound
+    requests (source reporter) now and before, and its containers' restarts since the window
+    opened (kube-state-metrics, where Prometheus scrapes it).
+    """
+    regex = promql.namespace_regex(batch)
+    views = [("inbound", "destination", promql.DEST_NS)]
+    if quiet:
+        views.append(("outbound", "source", promql.SOURCE_NS))
+    parts: list[str] = []
+    for view, reporter, label in views:
+        sel = promql.selector([("reporter", "=", reporter), (label, "=~", regex)])
+        now = f"sum by ({label}) (increase({promql.REQUESTS}{sel}[{window}]))"
+        tags = {"window": "current"} if view == "inbound" else {"window": "current", "view": view}
+        parts.append(promql.tag(now, **tags))
+        if pre_window is not None and pre_end is not None:
+            pre = (
+                f"sum by ({label}) "
+                f"(increase({promql.REQUESTS}{sel}[{pre_window}] @ {pre_end.timestamp():.3f}))"
+            )
+            tags = {"window": "pre"} if view == "inbound" else {"window": "pre", "view": view}
+            parts.append(promql.tag(pre, **tags))
+    if quiet:
+        sel = promql.selector([("namespace", "=~", regex)])
+        restarts = (
+            f"sum by (namespace) (increase(kube_pod_container_status_restarts_total{sel}"
+            f"[{window}]))"
         )
-        query += "\n  or " + promql.tag(pre, window="pre")
-    return query
+        parts.append(promql.tag(restarts, window="restarts"))
+    return "\n  or ".join(parts)
 
 
 def control_plane_query(revision: str, window: str) -> str:
@@ -220,16 +276,43 @@ def control_plane_query(revision: str, window: str) -> str:
     return "\n  or ".join(parts)
 
 
-async def collect(query: GateQuery, http: httpx.AsyncClient) -> GateMeasurements:
-    """Measure everything the gate needs; see ``measure_gate``."""
+BudgetBatch = tuple[int, list[str], datetime]
+"""``(batch index, namespaces, when the batch went Ready)`` of a migrated batch."""
+
+
+async def collect(
+    query: GateQuery,
+    http: httpx.AsyncClient,
+    *,
+    baseline: Sequence[str] | None = None,
+    budget_batches: Sequence[BudgetBatch] = (),
+    with_queries: bool = True,
+    batch: Sequence[str] | None = None,
+) -> GateMeasurements:
+    """Measure everything the gate needs; see ``measure_gate``.
+
+    Args:
+        baseline: O, when resolved from ``query.baseline_ref``; default
+            ``query.baseline_namespaces``.
+        budget_batches: Migrated batches whose error budget spent since Ready to measure.
+        with_queries: Keep the PromQL text in ``queries``, echo the batch and list each
+            namespace without data in ``errors`` (the CLI shows them). The activity leaves
+            them out, so that an evaluation's record does not grow with the batch's names:
+            it logs the PromQL, and the workflow knows its batch.
+        batch: B, when resolved from ``query.baseline_ref``; default ``query.batch_namespaces``.
+    """
+    others = list(query.baseline_namespaces if baseline is None else baseline)
+    names = list(query.batch_namespaces if batch is None else batch)
     m = GateMeasurements(
-        batch_namespaces=query.batch_namespaces,
-        baseline_namespaces=query.baseline_namespaces,
+        batch_namespaces=names if with_queries else [],
+        baseline_namespaces=[],
+        baseline_size=len(others),
         new_revision=query.new_revision,
         old_revision=query.old_revision,
         window_start=query.window_start,
         evaluated_at=query.evaluated_at,
         batch_count=query.batch_count,
+        query_count=0,
     )
     since = (query.evaluated_at - query.window_start).total_seconds()
     if since < 1:
@@ -242,11 +325,12 @@ async def collect(query: GateQuery, http: httpx.AsyncClient) -> GateMeasurements
     windows: list[tuple[WindowName, float]] = [("since_warmup", since), ("short", short)]
 
     jobs: list[tuple[str, str]] = []
+    if not names:
+        m.errors.append("the batch has no namespace to measure")
+        return m
     for slo in query.slos:
         for name, seconds in windows:
-            text = promql.sli_query(
-                slo, query.batch_namespaces, query.baseline_namespaces, window_range(seconds)
-            )
+            text = promql.sli_query_pooled(slo, names, others, window_range(seconds))
             jobs.append((f"sli:{slo.name}:{name}", text))
     pre_window: str | None = None
     cp_start = query.pre_migration_end or query.window_start
@@ -258,7 +342,11 @@ async def collect(query: GateQuery, http: httpx.AsyncClient) -> GateMeasurements
         (
             "liveness",
             liveness_query(
-                query.batch_namespaces, window_range(since), pre_window, query.pre_migration_end
+                names,
+                window_range(since),
+                pre_window,
+                query.pre_migration_end,
+                quiet=query.baseline_ref is not None,
             ),
         )
     )
@@ -266,7 +354,19 @@ async def collect(query: GateQuery, http: httpx.AsyncClient) -> GateMeasurements
     jobs.append(
         ("control_plane", control_plane_query(query.new_revision, window_range(cp_seconds)))
     )
-    m.queries = [text for _, text in jobs]
+    spans = [
+        (index, names, window_range((query.evaluated_at - ready).total_seconds()))
+        for index, names, ready in budget_batches
+        if names and (query.evaluated_at - ready).total_seconds() >= 1
+    ]
+    if spans:
+        for slo in query.slos:
+            jobs.append((f"budget:{slo.name}", promql.budget_query(slo, spans)))
+    m.query_count = len(jobs)
+    if with_queries:
+        m.queries = [text for _, text in jobs]
+    for key, text in jobs:
+        log.debug("gate PromQL %s: %s", key, text)
 
     answers = await asyncio.gather(
         *(instant_query(http, query.prometheus_url, text, query.evaluated_at) for _, text in jobs),
@@ -290,10 +390,17 @@ async def collect(query: GateQuery, http: httpx.AsyncClient) -> GateMeasurements
                     "since_warmup" if window == "since_warmup" else "short",
                     seconds,
                     answer,
-                    query.batch_namespaces,
+                    names,
                     m.errors,
+                    missing=with_queries,
                 )
             )
+        elif key.startswith("budget:"):
+            slo = next(s for s in query.slos if s.name == key.removeprefix("budget:"))
+            current = query.baseline_ref.batch_index if query.baseline_ref else None
+            budget = _parse_budget(slo, answer, spans, current)
+            if budget is not None:
+                m.budget.append(budget)
         elif key == "liveness":
             _parse_liveness(m, answer, since, pre_window)
         else:
@@ -301,24 +408,70 @@ async def collect(query: GateQuery, http: httpx.AsyncClient) -> GateMeasurements
     return m
 
 
+def _parse_budget(
+    slo: SLOSpec,
+    result: Sequence[dict[str, Any]],
+    spans: Sequence[tuple[int, list[str], str]],
+    current: int | None,
+) -> BudgetCounts | None:
+    """Fold one pooled series per batch and kind into the batch's and the running totals."""
+    kinds: dict[int, dict[str, float]] = {}
+    for series in result:
+        labels = series.get("metric", {})
+        value = _value(series)
+        if math.isnan(value) or math.isinf(value) or "batch" not in labels:
+            continue
+        kinds.setdefault(int(labels["batch"]), {})[labels.get("kind", "total")] = value
+    seconds = {index: float(window.rstrip("s")) for index, _, window in spans}
+    out = BudgetCounts(slo=slo.name)
+    for index, found in kinds.items():
+        total = found.get("total", 0.0)
+        if total <= 0:
+            continue
+        if isinstance(slo.sli, LatencySLI):
+            bad = max(0.0, total - found.get("good", total))
+        else:
+            bad = min(found.get("bad", 0.0), total)
+        out.all_bad += bad
+        out.all_rate += total / seconds[index]
+        if index == current:
+            out.batch_bad, out.batch_total, out.batch_seconds = bad, total, seconds[index]
+    return out if kinds else None
+
+
 def _parse_liveness(
     m: GateMeasurements, result: Sequence[dict[str, Any]], since: float, pre_window: str | None
 ) -> None:
     pre_seconds = float(pre_window.rstrip("s")) if pre_window else 0.0
+    if pre_seconds > 0:
+        m.pre_migration_seconds = pre_seconds
     unknown: set[str] = set()
     for series in result:
         labels = series.get("metric", {})
-        ns = labels.get(promql.DEST_NS)
         value = _value(series)
+        if labels.get("window") == "restarts":
+            if labels.get("namespace") and not math.isnan(value):
+                m.restarts[labels["namespace"]] = value
+            continue
+        if labels.get("view") == "outbound":
+            src = labels.get(promql.SOURCE_NS)
+            if src is None or math.isnan(value):
+                continue
+            if labels.get("window") == "pre" and pre_seconds > 0:
+                m.pre_migration_outbound_rate[src] = _rate(value, pre_seconds)
+            elif labels.get("window") == "current":
+                m.outbound_rate[src] = _rate(value, max(1.0, math.floor(since)))
+            continue
+        ns = labels.get(promql.DEST_NS)
         if ns is None:
             continue
         if math.isnan(value):
             unknown.add(ns)
             continue
         if labels.get("window") == "pre" and pre_seconds > 0:
-            m.pre_migration_rate[ns] = value / pre_seconds
+            m.pre_migration_rate[ns] = _rate(value, pre_seconds)
         elif labels.get("window") == "current":
-            m.request_rate[ns] = value / max(1.0, math.floor(since))
+            m.request_rate[ns] = _rate(value, max(1.0, math.floor(since)))
     # The gate reads "a pre-migration rate but no current one" as traffic stopped; a NaN must
     # not pass for that, so such a namespace gets no liveness verdict at all.
     for ns in sorted(unknown):
@@ -361,8 +514,69 @@ async def measure_gate(query: GateQuery) -> GateMeasurements:
     Returns:
         The measurements; problems are listed in ``errors``, never raised.
     """
+    baseline: list[str] | None = None
+    batch: list[str] | None = None
+    budget: list[BudgetBatch] = []
+    if query.baseline_ref is not None:
+        try:
+            baseline, batch, budget = await resolve_baseline(query.baseline_ref)
+        except Exception as exc:  # the workflow's worker may be busy or restarting
+            # Without O a global incident would look like the canary's fault: measure nothing.
+            return GateMeasurements(
+                batch_namespaces=[],
+                baseline_namespaces=[],
+                new_revision=query.new_revision,
+                old_revision=query.old_revision,
+                window_start=query.window_start,
+                evaluated_at=query.evaluated_at,
+                batch_count=query.batch_count,
+                query_count=0,
+                errors=[f"the baseline could not be read from the upgrade: {exc}"[:300]],
+            )
     async with httpx.AsyncClient(timeout=query.timeout_seconds) as http:
-        return await collect(query, http)
+        return await collect(
+            query, http, baseline=baseline, batch=batch, budget_batches=budget, with_queries=False
+        )
+
+
+Resolved = tuple[list[str], list[str], list[BudgetBatch]]
+"""O, B, and the migrated batches (budget windows) of one batch of one run."""
+
+_RESOLVED: OrderedDict[tuple[str, int], Resolved] = OrderedDict()
+"""Baselines read from upgrades, by (run id, batch index): fixed for a batch of a run."""
+_RESOLVED_MAX = 16
+
+
+async def resolve_baseline(ref: BaselineRef) -> Resolved:
+    """O, B and the migrated batches of the asking upgrade, from its queries (cached).
+
+    ``gate_baseline`` gives the namespaces of the plan's batches after ``ref.batch_index``;
+    ``progress`` gives B and each migrated batch's namespaces and Ready time (budget windows).
+    Queries are answered by the workflow's worker and never recorded in its history.
+    """
+    key = (ref.run_id, ref.batch_index)
+    cached = _RESOLVED.get(key)
+    if cached is not None:
+        _RESOLVED.move_to_end(key)
+        return cached
+    handle = activity.client().get_workflow_handle(ref.workflow_id, run_id=ref.run_id)
+    baseline = await handle.query("gate_baseline", ref.batch_index, result_type=list[str])
+    progress = await handle.query("progress", result_type=Progress)
+    batches: list[BudgetBatch] = [
+        (b.index, list(b.namespaces), b.ready_at)
+        for b in progress.batches
+        if b.index <= ref.batch_index and b.ready_at is not None and b.status != "rolled_back"
+    ]
+    own = [list(b.namespaces) for b in progress.batches if b.index == ref.batch_index]
+    if not own:
+        raise LookupError(f"the upgrade's progress has no batch {ref.batch_index}")
+    resolved = (list(baseline), own[0], batches)
+    if any(index == ref.batch_index for index, _, _ in batches):
+        # Only once the batch's own Ready time is known is the answer final.
+        _RESOLVED[key] = resolved
+        while len(_RESOLVED) > _RESOLVED_MAX:
+            _RESOLVED.popitem(last=False)
+    return resolved
 
 
 @activity.defn

@@ -100,13 +100,37 @@ class GateSpec(BaseModel):
         return self
 
 
+class BaselineRef(BaseModel):
+    """The upgrade run that holds the plan; ``measure_gate`` queries it for the baseline."""
+
+    workflow_id: str
+    run_id: str
+    batch_index: int = Field(ge=0)
+
+
+class BudgetCounts(BaseModel):
+    """Bad requests of migrated namespaces since their batches went Ready, for one SLO.
+
+    ``batch_*``: this batch since its Ready; ``all_*``: every batch migrated so far, each since
+    its own Ready (``all_rate`` sums each batch's ``total / seconds``).
+    """
+
+    slo: str
+    batch_bad: float = 0.0
+    batch_total: float = 0.0
+    batch_seconds: float = 0.0
+    all_bad: float = 0.0
+    all_rate: float = 0.0
+
+
 class GateQuery(BaseModel):
     """Input of ``measure_gate``: which namespaces, which windows, which Prometheus."""
 
     prometheus_url: str
     slos: list[SLOSpec]
-    batch_namespaces: list[str] = Field(min_length=1)
-    """Namespaces migrated in this batch (B)."""
+    batch_namespaces: list[str] = Field(default_factory=list)
+    """Namespaces migrated in this batch (B); empty with ``baseline_ref``, whose batch the
+    activity reads from the upgrade."""
     baseline_namespaces: list[str] = Field(default_factory=list)
     """Namespaces still on the old revision (O); empty for the last batch."""
     new_revision: str
@@ -123,6 +147,18 @@ class GateQuery(BaseModel):
     timeout_seconds: float = Field(10.0, gt=0)
     batch_count: int = Field(1, ge=1)
     """Number of batches in the plan, for the budget-derived allowed burn."""
+    baseline_ref: BaselineRef | None = None
+    """Where ``measure_gate`` reads O and the earlier batches from, instead of
+    ``baseline_namespaces``: the workflow that asks, by query (never recorded in history)."""
+    ready_at: datetime | None = None
+    """When every pod of the batch was Ready on the new revision: the start of the batch's
+    error-budget window."""
+
+    @model_validator(mode="after")
+    def _batch_known(self) -> GateQuery:
+        if not self.batch_namespaces and self.baseline_ref is None:
+            raise ValueError("batch_namespaces: name at least one namespace (or a baseline_ref)")
+        return self
 
 
 class Counts(BaseModel):
@@ -149,6 +185,9 @@ class SLIWindow(BaseModel):
     """Requests from O into each B namespace, seen by the (old) source proxy."""
     outbound: dict[str, Counts] = Field(default_factory=dict)
     """Requests sent by each B namespace, seen by its (new) source proxy."""
+    baseline: dict[str, Counts] = Field(default_factory=dict)
+    """View → O's requests pooled into one count (by Prometheus); absent in measurements
+    recorded before pooling, where O's namespaces are in the per-namespace dicts."""
 
 
 class ControlPlane(BaseModel):
@@ -166,6 +205,7 @@ class GateMeasurements(BaseModel):
     """What Prometheus answered for one ``GateQuery``; missing data is in ``errors``."""
 
     batch_namespaces: list[str]
+    """B; empty when the activity pools (the workflow knows its batch: ``fill_batch``)."""
     baseline_namespaces: list[str]
     new_revision: str
     old_revision: str
@@ -181,7 +221,45 @@ class GateMeasurements(BaseModel):
     errors: list[str] = Field(default_factory=list)
     """Why data is missing: no data, NaN, Prometheus unreachable. Missing counts are never 0."""
     queries: list[str] = Field(default_factory=list)
-    """The PromQL run, in order."""
+    """The PromQL run, in order (measurements recorded before ``query_count``; the activity
+    now logs the text instead)."""
+    query_count: int | None = None
+    """PromQL round trips of this evaluation."""
+    baseline_size: int | None = None
+    """Namespaces in O, when O was pooled by the activity (``baseline_namespaces`` empty)."""
+    outbound_rate: dict[str, float] = Field(default_factory=dict)
+    """Requests per second each B namespace sent since warm-up (source reporter)."""
+    pre_migration_outbound_rate: dict[str, float] = Field(default_factory=dict)
+    """Requests per second each B namespace sent before its migration."""
+    pre_migration_seconds: float | None = None
+    """Length of the pre-migration window measured (None: not measured, or older code)."""
+    restarts: dict[str, float] = Field(default_factory=dict)
+    """Container restarts of each B namespace since the window opened
+    (``kube_pod_container_status_restarts_total``), where Prometheus has kube-state-metrics."""
+    budget: list[BudgetCounts] = Field(default_factory=list)
+    """Per SLO: errors of the migrated namespaces since each batch went Ready."""
+
+
+class BudgetSpent(BaseModel):
+    """Error budget an upgrade spent, as fractions of each SLO's period budget."""
+
+    total: dict[str, float] = Field(default_factory=dict)
+    """SLO name → fraction of the period's budget spent by all migrated namespaces."""
+    batches: dict[int, dict[str, float]] = Field(default_factory=dict)
+    """Batch index → SLO name → fraction spent by that batch since it went Ready."""
+
+
+def budget_markdown(budget: BudgetSpent | None) -> str:
+    """One line for the Web UI: ``Error budget spent: availability 0.12% (batch 0 0.05% …)``."""
+    if budget is None or not budget.total:
+        return ""
+    parts = []
+    for slo, spent in budget.total.items():
+        per = ", ".join(
+            f"b{i} {b[slo] * 100:.2g}%" for i, b in sorted(budget.batches.items()) if slo in b
+        )
+        parts.append(f"{slo} {spent * 100:.3g}%" + (f" ({per})" if per else ""))
+    return "Error budget spent: " + "; ".join(parts)
 
 
 class NamespaceGate(BaseModel):
@@ -221,5 +299,12 @@ class GateResult(BaseModel):
     """SLO name → the burn-rate threshold applied."""
     evaluated_at: datetime
     queries: list[str] = Field(default_factory=list)
+    """PromQL text (results recorded before ``query_count``)."""
     sequence: int = 1
     """1 for the first evaluation of the batch, then 2, 3 …"""
+    query_count: int | None = None
+    """PromQL round trips behind this result (the text is in the worker's log)."""
+    budget: dict[str, float] = Field(default_factory=dict)
+    """SLO name → fraction of the period's error budget the batch spent since it went Ready."""
+    budget_total: dict[str, float] = Field(default_factory=dict)
+    """SLO name → fraction spent by every batch migrated so far, each since its Ready."""

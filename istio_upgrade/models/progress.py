@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from istio_upgrade.models.gate import GateResult
+from istio_upgrade.models.gate import BudgetSpent, GateResult
 from istio_upgrade.models.plan import Plan, PrecheckReport
 
 
@@ -88,6 +88,9 @@ class BatchProgress(_Model):
     has ended, its per-namespace detail reduced to the namespaces that did not pass)."""
     soak_extended_seconds: float = 0.0
     """Extra soak operators added with ``extend_soak``."""
+    budget_spent: dict[str, float] = Field(default_factory=dict)
+    """SLO name → fraction of the period's error budget this batch spent since it went Ready
+    (until its last gate evaluation)."""
     restarted_count: int = 0
     """Workloads restarted, kept once ``restarted`` is emptied at the batch's end."""
     evaluations: int = 0
@@ -172,6 +175,8 @@ class Progress(_Model):
     updated_at: datetime | None = None
     runs: int = 1
     """Workflow runs so far: a long upgrade continues as new between batches (same id)."""
+    budget_spent: BudgetSpent | None = None
+    """Error budget spent per SLO, per batch and in total, as fractions of the period's."""
     omitted_warnings: int = 0
     """Warnings beyond ``MAX_MESSAGES``, counted, not kept."""
     omitted_errors: int = 0
@@ -214,6 +219,9 @@ class UpgradeResult(_Model):
     plan: Plan | None = None
     precheck: PrecheckReport | None = None
     warnings: list[str] = Field(default_factory=list)
+    budget_spent: BudgetSpent | None = None
+    """Error budget the upgrade spent per SLO, per batch and in total (fractions of the
+    period's budget), measured over the migrated namespaces since each batch went Ready."""
 
 
 class ApproveRequest(BaseModel):

@@ -89,9 +89,11 @@ def availability_views(
     batch: Sequence[str],
     baseline: Sequence[str],
     window: str,
+    inbound_of: Sequence[str] | None = None,
 ) -> str:
-    """Inbound for B and O, the O→B edge and B's outbound, tagged by kind and view."""
-    everyone = namespace_regex([*batch, *baseline])
+    """Inbound for B and O (or only ``inbound_of``), the O→B edge and B's outbound, tagged
+    by kind and view."""
+    everyone = namespace_regex([*batch, *baseline] if inbound_of is None else inbound_of)
     b = namespace_regex(batch)
     parts: list[str] = []
     inbound = [("reporter", "=", slo.reporter), (DEST_NS, "=~", everyone)]
@@ -156,3 +158,80 @@ def sli_query(slo: SLOSpec, batch: Sequence[str], baseline: Sequence[str], windo
     if isinstance(sli, LatencySLI):
         return latency_views(slo, sli, batch, baseline, window)
     return custom_views(sli, batch, baseline, window)
+
+
+POOL = "pool"
+"""Label tagging a series that sums a whole set of namespaces (the baseline, a batch)."""
+
+
+def _pooled(expr: str) -> str:
+    """Sum every series of ``expr`` into one: Prometheus pools, the answer has one series."""
+    return f"sum({expr})"
+
+
+def pooled_counts(slo: SLOSpec, namespaces: Sequence[str], window: str) -> tuple[str, str]:
+    """Bad (or, for latency, good) and total requests of ``namespaces`` summed into one series.
+
+    Returns:
+        ``(bad_or_good, total)`` PromQL; the first counts good requests for a latency SLI.
+    """
+    sli = slo.sli
+    if isinstance(sli, AvailabilitySLI):
+        base = [("reporter", "=", slo.reporter), (DEST_NS, "=~", namespace_regex(namespaces))]
+        return (
+            _pooled(availability_bad(sli, base, DEST_NS, window)),
+            _pooled(availability_total(base, DEST_NS, window)),
+        )
+    if isinstance(sli, LatencySLI):
+        base = [("reporter", "=", slo.reporter), (DEST_NS, "=~", namespace_regex(namespaces))]
+        good_sel = selector([*base, le_matcher(sli.threshold_ms)])
+        return (
+            f"sum(increase({DURATION_BUCKET}{good_sel}[{window}]))",
+            f"sum(increase({DURATION_COUNT}{selector(base)}[{window}]))",
+        )
+    return (
+        _pooled(render_custom(sli.error_query, namespaces, window)),
+        _pooled(render_custom(sli.total_query, namespaces, window)),
+    )
+
+
+def _first_kind(slo: SLOSpec) -> str:
+    return "good" if isinstance(slo.sli, LatencySLI) else "bad"
+
+
+def sli_query_pooled(
+    slo: SLOSpec, batch: Sequence[str], baseline: Sequence[str], window: str
+) -> str:
+    """One PromQL of an SLO over one window: per-namespace counts for the batch only, the
+    baseline pooled into one series per kind (tagged ``pool="baseline"``).
+
+    The answer has at most (views x kinds) series per batch namespace plus two: its size and
+    the work it records do not grow with the baseline.
+    """
+    sli = slo.sli
+    if isinstance(sli, AvailabilitySLI):
+        own = availability_views(slo, sli, batch, baseline, window, inbound_of=batch)
+    elif isinstance(sli, LatencySLI):
+        own = latency_views(slo, sli, batch, [], window)
+    else:
+        own = custom_views(sli, batch, [], window)
+    if not baseline:
+        return own
+    first, total = pooled_counts(slo, baseline, window)
+    pooled = [
+        tag(first, kind=_first_kind(slo), view="inbound", **{POOL: "baseline"}),
+        tag(total, kind="total", view="inbound", **{POOL: "baseline"}),
+    ]
+    return "\n  or ".join([own, *pooled])
+
+
+def budget_query(slo: SLOSpec, batches: Sequence[tuple[int, Sequence[str], str]]) -> str:
+    """Requests of each migrated batch since it went Ready, one pooled series per batch
+    and kind (tagged ``batch``): ``batches`` holds ``(index, namespaces, window)``."""
+    parts: list[str] = []
+    kind = _first_kind(slo)
+    for index, namespaces, window in batches:
+        first, total = pooled_counts(slo, namespaces, window)
+        parts.append(tag(first, kind=kind, batch=str(index)))
+        parts.append(tag(total, kind="total", batch=str(index)))
+    return "\n  or ".join(parts)

@@ -14,6 +14,14 @@ the baseline O (namespaces still on the old revision):
 A failing signal must show on ``confirmations`` consecutive evaluations before the batch
 FAILs; new control-plane rejects or injection failures FAIL at once. Missing data is never
 PASS.
+
+With ``quiet`` (newer upgrades), a namespace that received no request before its migration
+and none since is judged on what it does: its outbound requests (their errors, and a drop
+against its own pre-migration outbound rate), its containers' restarts and the new
+revision's connected proxies. Silence that began with the migration stays a liveness FAIL.
+
+The baseline comes pooled from the activity (``SLIWindow.baseline``); measurements recorded
+before pooling carry O's namespaces one by one, and are pooled here the same way.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from istio_upgrade.models.gate import (
+        BudgetCounts,
         Counts,
         GateMeasurements,
         GateResult,
@@ -94,6 +103,41 @@ def _pool(counts: dict[str, Counts], namespaces: list[str]) -> Counts | None:
     return Counts(bad=sum(c.bad for c in present), total=sum(c.total for c in present))
 
 
+def baseline_counts(window: SLIWindow, m: GateMeasurements, view: str = "inbound") -> Counts | None:
+    """O's requests over ``window``: pooled by the activity, else from per-namespace counts."""
+    pooled = window.baseline.get(view)
+    if pooled is not None:
+        return pooled
+    return _pool(getattr(window, view), m.baseline_namespaces)
+
+
+def budget_spent(slo: SLOSpec, bad: float, rate: float) -> float:
+    """Share of ``slo``'s period budget that ``bad`` requests are, at ``rate`` requests/s.
+
+    The period's budget is ``(1 - objective) x rate x period`` requests; spent = bad / that
+    (= burn rate x window / period for one window).
+    """
+    allowed = slo.error_budget * rate * slo.period_seconds
+    return bad / allowed if allowed > 0 else 0.0
+
+
+def budget_figures(
+    slos: list[SLOSpec], counts: list[BudgetCounts]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """(this batch, every batch so far) → SLO name → fraction of the period's budget spent."""
+    by_name = {slo.name: slo for slo in slos}
+    batch: dict[str, float] = {}
+    total: dict[str, float] = {}
+    for c in counts:
+        slo = by_name.get(c.slo)
+        if slo is None:
+            continue
+        if c.batch_seconds > 0:
+            batch[c.slo] = budget_spent(slo, c.batch_bad, c.batch_total / c.batch_seconds)
+        total[c.slo] = budget_spent(slo, c.all_bad, c.all_rate)
+    return batch, total
+
+
 def _pct(ratio: float) -> str:
     return f"{ratio * 100:.3g}%"
 
@@ -125,6 +169,7 @@ class _Context:
     m: GateMeasurements
     windows: dict[tuple[str, WindowName], SLIWindow]
     allowed: dict[str, float]
+    quiet: bool = False
 
 
 def _view_check(
@@ -188,7 +233,7 @@ def _slo_check(ctx: _Context, ns: _Namespace, slo: SLOSpec, gate: NamespaceGate)
     burn_short = short.ratio / budget if short is not None else None
     if burn_short is not None:
         gate.short_burn_rates[slo.name] = burn_short
-    baseline = _pool(long_w.inbound, ctx.m.baseline_namespaces)
+    baseline = baseline_counts(long_w, ctx.m)
 
     if isinstance(slo.sli, AvailabilitySLI):
         for view in ("edge_old_to_new", "outbound"):
@@ -272,6 +317,55 @@ def _liveness(ctx: _Context, ns: _Namespace) -> None:
         )
 
 
+IDLE = "idle before and after: judged on outbound and readiness"
+
+
+def _idle(ctx: _Context, name: str) -> bool:
+    """No inbound request in the pre-migration window nor since warm-up (a worker, an agent,
+    a CronJob): a namespace quiet by nature, not one the migration silenced."""
+    m = ctx.m
+    if not ctx.quiet or m.pre_migration_seconds is None:
+        return False
+    if m.pre_migration_rate.get(name, 0.0) > 0 or m.request_rate.get(name, 0.0) > 0:
+        return False
+    for w in m.slis:
+        counts = w.inbound.get(name)
+        if counts is not None and counts.total > 0:
+            return False
+    return True
+
+
+def _judge_idle(ctx: _Context, ns: _Namespace) -> None:
+    """Outbound traffic, restarts and connected proxies of an idle namespace."""
+    m, spec = ctx.m, ctx.spec
+    pre = m.pre_migration_outbound_rate.get(ns.name, 0.0)
+    now = m.outbound_rate.get(ns.name, 0.0)
+    if pre > 0 and now < spec.liveness_min_ratio * pre:
+        ns.signals["liveness:outbound"] = (
+            f"{ns.name}: idle inbound, sends {now:.3g} req/s, {_pct(now / pre)} of its "
+            f"pre-migration {pre:.3g} req/s: outbound traffic dropped"
+        )
+    restarts = m.restarts.get(ns.name)
+    if restarts is not None and restarts >= 1:
+        ns.signals["restarts"] = (
+            f"{ns.name}: containers restarted {restarts:.0f} times since the window opened"
+        )
+    for slo in spec.slos:
+        if isinstance(slo.sli, AvailabilitySLI):
+            long_w = ctx.windows.get((slo.name, "since_warmup"))
+            base = baseline_counts(long_w, m) if long_w is not None else None
+            _view_check(ctx, ns, slo, "outbound", base)
+    proxies = m.control_plane.xds_proxies
+    if not proxies:
+        ns.inconclusive.append(
+            f"{ns.name}: {IDLE}, but no proxy is connected to revision {m.new_revision}"
+        )
+        return
+    seen = f"outbound {now:.3g} req/s" if now > 0 else "no outbound requests"
+    restarted = "no restarts" if restarts is not None else "restarts not measured"
+    ns.passes.append(f"{ns.name}: {IDLE} ({seen}, {restarted}, {proxies:.0f} proxies connected)")
+
+
 def _confirmed(signal: str, ns: str, previous: list[GateResult], needed: int) -> bool:
     """Whether ``signal`` also showed on the ``needed - 1`` evaluations just before."""
     earlier = previous[len(previous) - (needed - 1) :] if needed > 1 else []
@@ -328,13 +422,17 @@ def _control_plane(m: GateMeasurements) -> list[str]:
     return found
 
 
-def evaluate_gate(spec: GateSpec, m: GateMeasurements, previous: list[GateResult]) -> GateResult:
+def evaluate_gate(
+    spec: GateSpec, m: GateMeasurements, previous: list[GateResult], quiet: bool = False
+) -> GateResult:
     """Decide one evaluation of a batch.
 
     Args:
         spec: The gate's configuration.
         m: What ``measure_gate`` returned for this evaluation.
         previous: Earlier results for the same batch, oldest first (for confirmation).
+        quiet: Judge namespaces idle before and after their migration on outbound traffic
+            and readiness (upgrades recorded before this keep INCONCLUSIVE).
 
     Returns:
         The verdict with one reason per decisive finding, per-namespace details, burn
@@ -342,16 +440,23 @@ def evaluate_gate(spec: GateSpec, m: GateMeasurements, previous: list[GateResult
     """
     windows = {(w.slo, w.window): w for w in m.slis}
     allowed = {slo.name: allowed_burn(spec, slo, m.batch_count) for slo in spec.slos}
-    ctx = _Context(spec=spec, m=m, windows=windows, allowed=allowed)
+    ctx = _Context(spec=spec, m=m, windows=windows, allowed=allowed, quiet=quiet)
 
     gates: dict[str, NamespaceGate] = {}
+    idle: set[str] = set()
     for name in m.batch_namespaces:
         ns = _Namespace(name=name)
         ns.gate = NamespaceGate(namespace=name, verdict="INCONCLUSIVE", reason="")
-        _liveness(ctx, ns)
-        for slo in spec.slos:
-            _slo_check(ctx, ns, slo, ns.gate)
+        if _idle(ctx, name):
+            idle.add(name)
+            _judge_idle(ctx, ns)
+        else:
+            _liveness(ctx, ns)
+            for slo in spec.slos:
+                _slo_check(ctx, ns, slo, ns.gate)
         gates[name] = _judge(ns, previous, spec.confirmations)
+    # "No inbound series" is the expected state of an idle namespace, not missing data.
+    errors = [e for e in m.errors if not any(_missing_inbound(e, ns) for ns in idle)]
 
     burn_rates: dict[str, float] = {}
     baseline_burn_rates: dict[str, float] = {}
@@ -360,7 +465,7 @@ def evaluate_gate(spec: GateSpec, m: GateMeasurements, previous: list[GateResult
         if long_w is None:
             continue
         batch = _pool(long_w.inbound, m.batch_namespaces)
-        base = _pool(long_w.inbound, m.baseline_namespaces)
+        base = baseline_counts(long_w, m)
         if batch is not None:
             burn_rates[slo.name] = batch.ratio / slo.error_budget
         if base is not None:
@@ -373,9 +478,9 @@ def evaluate_gate(spec: GateSpec, m: GateMeasurements, previous: list[GateResult
     if control or failing:
         verdict = "FAIL"
         reasons = control + [g.reason for g in failing]
-    elif unsure or m.errors:
+    elif unsure or errors:
         verdict = "INCONCLUSIVE"
-        reasons = [g.reason for g in unsure] + list(m.errors)
+        reasons = [g.reason for g in unsure] + errors
     else:
         verdict = "PASS"
         summary = ", ".join(
@@ -387,6 +492,9 @@ def evaluate_gate(spec: GateSpec, m: GateMeasurements, previous: list[GateResult
             if summary
             else f"all {len(gates)} namespaces healthy"
         ]
+    budget, budget_total = budget_figures(spec.slos, m.budget)
+    if m.query_count is not None:
+        reasons = _short(reasons)
     return GateResult(
         verdict=verdict,
         reasons=reasons,
@@ -397,4 +505,23 @@ def evaluate_gate(spec: GateSpec, m: GateMeasurements, previous: list[GateResult
         evaluated_at=m.evaluated_at,
         queries=list(m.queries),
         sequence=len(previous) + 1,
+        query_count=m.query_count,
+        budget=budget,
+        budget_total=budget_total,
     )
+
+
+MAX_REASONS = 5
+"""Reasons kept in a result; each namespace's own reason stays in ``namespaces``."""
+
+
+def _short(reasons: list[str]) -> list[str]:
+    """At most ``MAX_REASONS`` reasons: a result must not grow with a batch's troubles."""
+    if len(reasons) <= MAX_REASONS:
+        return reasons
+    more = len(reasons) - (MAX_REASONS - 1)
+    return [*reasons[: MAX_REASONS - 1], f"and {more} more (see the namespaces' reasons)"]
+
+
+def _missing_inbound(error: str, namespace: str) -> bool:
+    return error.startswith("no data: SLO ") and f" for namespace {namespace} over " in error

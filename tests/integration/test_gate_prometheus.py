@@ -206,7 +206,8 @@ async def test_healthy_batch_passes(env: Env, healthy: Window) -> None:
     assert second.verdict == "PASS", second.reasons
     assert second.namespaces["new-a"].requests >= 300
     assert second.burn_rates["availability"] == pytest.approx(0.0, abs=0.5)
-    assert second.queries and all("1-24-2" in q or "new-a" in q for q in second.queries)
+    # Two SLOs x two windows, liveness and control plane; the text stays in the worker's log.
+    assert second.query_count == 6 and not second.queries
 
 
 async def test_three_percent_errors_in_one_namespace_fail(env: Env, canary_faults: Window) -> None:

@@ -67,7 +67,7 @@ async def test_bad_canary_rolls_back_and_names_the_gate(
         assert progress.phase.value == "ROLLED_BACK"
         assert progress.batches[0].status == "rolled_back"
         failed = [r for r in progress.batches[0].gate_results if r.verdict == "FAIL"]
-        assert failed and failed[-1].queries
+        assert failed and (failed[-1].query_count or failed[-1].queries)
 
 
 async def test_rollback_spans_runs_after_continue_as_new(

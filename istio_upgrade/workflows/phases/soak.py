@@ -4,6 +4,12 @@ Warm-up, then one gate evaluation (``measure_gate`` at the workflow's ``now``, d
 pure ``evaluate_gate``) per interval: FAIL rolls back at once; PASS after the soak time
 proceeds; INCONCLUSIVE past the longest soak applies ``gate.on_inconclusive`` (proceed, roll
 back, or wait for an operator's approval or soak extension).
+
+Newer upgrades (patch ``gate-baseline-by-query``) send no baseline with each evaluation: the
+activity reads it from the workflow's ``gate_baseline`` query (queries are not recorded in
+history) and pools it in Prometheus, so an evaluation costs the same at 20 and at 2,000
+namespaces; they also judge idle namespaces on outbound traffic and readiness (patch
+``gate-quiet-namespaces``) and record the error budget spent (patch ``gate-budget-spent``).
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from istio_upgrade.activities.interface import measure_gate
-    from istio_upgrade.models.gate import GateQuery, GateResult
+    from istio_upgrade.models.gate import BaselineRef, BudgetSpent, GateQuery, GateResult
     from istio_upgrade.models.plan import Batch, Plan
     from istio_upgrade.models.progress import BatchProgress, Phase
     from istio_upgrade.models.spec import UpgradeSpec
@@ -22,6 +28,19 @@ with workflow.unsafe.imports_passed_through():
     from istio_upgrade.workflows.phases import labels
     from istio_upgrade.workflows.state import UpgradeFailure, UpgradeState
     from istio_upgrade.workflows.steps import run_step
+
+BASELINE_BY_QUERY = "gate-baseline-by-query"
+"""Patch: the baseline is read by the activity through ``gate_baseline``, pooled, and no
+PromQL text comes back."""
+QUIET_NAMESPACES = "gate-quiet-namespaces"
+"""Patch: namespaces idle before and after migration are judged on outbound and readiness."""
+BUDGET_SPENT = "gate-budget-spent"
+"""Patch: each evaluation's error budget spent goes to the batch's and the upgrade's progress."""
+
+
+def baseline_of(plan: Plan, batch_index: int) -> list[str]:
+    """O of a batch: the namespaces of the plan's later batches (``gate_baseline``)."""
+    return [ns for b in plan.batches[batch_index + 1 :] for ns in b.namespaces]
 
 
 async def soak(
@@ -66,7 +85,19 @@ async def _soak_batch(
     st.soak_window = (window_start, gate.max_soak_seconds)
     st.set_phase(Phase.SOAKING)
     st.set_batch(bp, "soaking")
-    later = [ns for b in plan.batches[batch.index + 1 :] for ns in b.namespaces]
+    by_query = workflow.patched(BASELINE_BY_QUERY)
+    quiet = by_query and workflow.patched(QUIET_NAMESPACES)
+    budget = by_query and workflow.patched(BUDGET_SPENT)
+    later = [] if by_query else baseline_of(plan, batch.index)
+    ref = (
+        BaselineRef(
+            workflow_id=workflow.info().workflow_id,
+            run_id=workflow.info().run_id,
+            batch_index=batch.index,
+        )
+        if by_query
+        else None
+    )
     results: list[GateResult] = []
     while True:
         # Every evaluation, the first included, looks back over at least one interval:
@@ -76,8 +107,11 @@ async def _soak_batch(
         now = workflow.now()
         query = GateQuery(
             prometheus_url=spec.prometheus_url,
-            slos=gate.slos,
-            batch_namespaces=batch.namespaces,
+            # The activity needs no alert table: ~0.3 KB per SLO and evaluation less history.
+            slos=[s.model_copy(update={"alerts": []}) for s in gate.slos]
+            if by_query
+            else gate.slos,
+            batch_namespaces=[] if by_query else batch.namespaces,
             baseline_namespaces=later,
             new_revision=plan.target_revision,
             old_revision=plan.source_revision,
@@ -88,6 +122,8 @@ async def _soak_batch(
             pre_migration_end=pre_end,
             timeout_seconds=gate.query_timeout_seconds,
             batch_count=len(plan.batches),
+            baseline_ref=ref,
+            ready_at=bp.ready_at if by_query else None,
         )
         measured = await run_step(
             measure_gate,
@@ -96,10 +132,15 @@ async def _soak_batch(
             start_to_close=timedelta(seconds=gate.query_timeout_seconds * 8 + 10),
             attempts=3,
         )
-        result = evaluate_gate(gate, measured, results)
+        if not measured.batch_namespaces:
+            # The activity does not echo the batch (it would be recorded every evaluation).
+            measured.batch_namespaces = list(batch.namespaces)
+        result = evaluate_gate(gate, measured, results, quiet=quiet)
         result.sequence = len(results) + 1
         results.append(result)
         bp.gate_results.append(result)
+        if budget:
+            _record_budget(st, bp, result)
         for name, ns_gate in result.namespaces.items():
             bp.namespace_status[name] = ns_gate.verdict
         st.refresh()
@@ -136,3 +177,16 @@ async def _soak_batch(
             )
             if approved:
                 return
+
+
+def _record_budget(st: UpgradeState, bp: BatchProgress, result: GateResult) -> None:
+    """The batch's spend since its Ready, and the running total of all migrated batches."""
+    if result.budget:
+        bp.budget_spent = dict(result.budget)
+    if result.budget_total or result.budget:
+        spent = st.progress.budget_spent or BudgetSpent()
+        if result.budget:
+            spent.batches[bp.index] = dict(result.budget)
+        if result.budget_total:
+            spent.total = dict(result.budget_total)
+        st.progress.budget_spent = spent
