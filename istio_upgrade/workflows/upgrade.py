@@ -105,18 +105,6 @@ class IstioCanaryUpgrade:
             return []
         return [ns for b in plan.batches[batch_index + 1 :] for ns in b.namespaces]
 
-    @workflow.query
-    def gate_baseline(self, batch_index: int) -> list[str]:
-        """The gate's baseline of a batch: the namespaces of the plan's later batches.
-
-        ``measure_gate`` reads it here rather than in its input, which history records at
-        every evaluation; empty before planning.
-        """
-        plan = self._state.plan
-        if plan is None:
-            return []
-        return [ns for b in plan.batches[batch_index + 1 :] for ns in b.namespaces]
-
     @workflow.update
     def pause(self) -> str:
         """Hold before the next step (the running step finishes)."""
