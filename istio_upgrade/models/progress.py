@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from istio_upgrade.models.gate import BudgetSpent, GateResult
+from istio_upgrade.models.gate import BudgetSpent, GateResult, budget_markdown
 from istio_upgrade.models.plan import Plan, PrecheckReport
 
 
@@ -300,6 +300,8 @@ def progress_markdown(progress: Progress) -> str:
                 status += f" (soak +{batch.soak_extended_seconds:g}s)"
             marker = "▶ " if progress.current_batch == batch.index else ""
             lines.append(f"| {marker}{batch.index} | {_cell(names)} | {status} | {gate} |")
+    if budget := budget_markdown(progress.budget_spent):
+        lines.append(f"\n{budget}")
     if progress.stragglers:
         shown = ", ".join(f"{s.namespace}/{s.pod}" for s in progress.stragglers[:5])
         lines.append(f"\nStragglers: {shown}")

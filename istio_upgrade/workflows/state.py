@@ -258,4 +258,5 @@ class UpgradeState:
             plan=plan,
             precheck=report,
             warnings=list(self.progress.warnings),
+            budget_spent=self.progress.budget_spent,
         )
