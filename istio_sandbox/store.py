@@ -8,11 +8,14 @@ Objects are plain Kubernetes JSON dicts; callers get deep copies and hand back w
 from __future__ import annotations
 
 import asyncio
+import bisect
 import builtins
 import itertools
+import json
+import time
 import uuid
-from collections import deque
-from collections.abc import Callable, Iterable
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
@@ -25,6 +28,18 @@ _T = TypeVar("_T")
 # How many past events a watch can resume from; older resourceVersions get 410 Gone,
 # as etcd compaction does in a real cluster.
 EVENT_HISTORY = 50_000
+# How long a paged list's snapshot lives, and how many are kept: etcd's compaction (every 5
+# minutes by default, kube-apiserver --etcd-compaction-interval) is what expires a continue
+# token in a real cluster.
+LIST_SNAPSHOT_TTL_S = 300.0
+LIST_SNAPSHOTS = 64
+
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False)
+"""Compact UTF-8 JSON as the API server writes it; about twice as fast as the defaults (no
+``\\u`` escaping, no cycle check: stored objects are JSON trees)."""
+
+Key = tuple[str, str]
+"""(namespace, name); the namespace is ``""`` for cluster-scoped objects."""
 
 
 class StoreError(Exception):
@@ -124,6 +139,16 @@ class Store:
         self._draining = False
         self._restored_rv = 0
         """resourceVersion the store was restored at; watches from before it get 410."""
+        self._sorted: dict[str, builtins.list[Key]] = {}
+        """Per type, its keys in namespace/name order; kept while no key is added or removed
+        (status and spec updates do not change it), so lists neither sort nor scan."""
+        self._encoded: dict[str, dict[tuple[str, str], tuple[Obj, bytes]]] = {}
+        """Per type, the JSON of stored objects that were listed, with the object it encodes:
+        an object is never changed in place, so the bytes hold until it is replaced."""
+        self._snapshots: OrderedDict[
+            tuple[str, str, int], tuple[float, builtins.list[Key], builtins.list[Obj]]
+        ] = OrderedDict()
+        """(type, namespace, resourceVersion) → when taken, keys and objects of a paged list."""
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -153,16 +178,97 @@ class Store:
     ) -> list[Obj]:
         """Objects of a type, sorted by namespace/name (the order the real API returns)."""
         bucket = self._bucket(rt)
-        if namespace and rt.namespaced:
-            items: Iterable[tuple[tuple[str, str], Obj]] = (
-                (k, v) for k, v in bucket.items() if k[0] == namespace
-            )
-        else:
-            items = bucket.items()
-        out = [v for _, v in sorted(items, key=lambda kv: kv[0])]
+        keys = self.keys(rt, namespace)
+        out = [bucket[k] for k in keys]
         if predicate is not None:
             out = [o for o in out if predicate(o)]
         return [clone(o) for o in out] if copy_objects else out
+
+    def keys(
+        self, rt: ResourceType, namespace: str | None = None
+    ) -> builtins.list[tuple[str, str]]:
+        """(namespace, name) of a type's objects in order; the store's own list: read only."""
+        keys = self._sorted.get(rt.key)
+        if keys is None:
+            keys = self._sorted[rt.key] = sorted(self._bucket(rt))
+        if namespace and rt.namespaced:
+            # Keys of one namespace are contiguous: (ns,) sorts before them, (ns + NUL,) after.
+            lo = bisect.bisect_left(keys, (namespace,))
+            hi = bisect.bisect_left(keys, (namespace + "\x00",), lo)
+            return keys[lo:hi]
+        return keys
+
+    def snapshot(
+        self, rt: ResourceType, namespace: str | None = None
+    ) -> tuple[builtins.list[Key], builtins.list[Obj]]:
+        """Keys and stored objects (read only) of a type now, in order; cheap: references."""
+        keys = builtins.list(self.keys(rt, namespace))
+        bucket = self._bucket(rt)
+        return keys, [bucket[k] for k in keys]
+
+    def keep_list_snapshot(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        rv: int,
+        keys: builtins.list[Key],
+        objs: builtins.list[Obj],
+    ) -> None:
+        """Keep what a paged list saw at ``rv``, so its next pages show the same state
+        (etcd serves them at the list's revision). Stored objects are never changed in place,
+        so holding references is holding the old versions."""
+        self._expire_list_snapshots()
+        key = (rt.key, namespace or "", rv)
+        self._snapshots[key] = (time.monotonic(), keys, objs)
+        self._snapshots.move_to_end(key)
+        while len(self._snapshots) > LIST_SNAPSHOTS:
+            self._snapshots.popitem(last=False)
+
+    def list_snapshot(
+        self, rt: ResourceType, namespace: str | None, rv: int
+    ) -> tuple[builtins.list[Key], builtins.list[Obj]] | None:
+        """What a paged list saw at ``rv``; None once expired (the continue token's 410)."""
+        self._expire_list_snapshots()
+        found = self._snapshots.get((rt.key, namespace or "", rv))
+        if found is not None:
+            return found[1], found[2]
+        if rv == self._last_rv:
+            # Nothing changed since (a restarted server, an evicted snapshot): now is then.
+            keys, objs = self.snapshot(rt, namespace)
+            self.keep_list_snapshot(rt, namespace, rv, keys, objs)
+            return keys, objs
+        return None
+
+    def _expire_list_snapshots(self) -> None:
+        oldest = time.monotonic() - LIST_SNAPSHOT_TTL_S
+        while self._snapshots:
+            first = next(iter(self._snapshots.values()))
+            if first[0] >= oldest:
+                return
+            self._snapshots.popitem(last=False)
+
+    def stored(self, rt: ResourceType, key: tuple[str, str]) -> Obj | None:
+        """The stored object itself (read only), or None."""
+        return self._bucket(rt).get(key)
+
+    @staticmethod
+    def to_json(obj: Any) -> bytes:
+        """Compact UTF-8 JSON of any JSON-like data."""
+        return _JSON.encode(obj).encode()
+
+    def encoded(self, rt: ResourceType, obj: Obj) -> bytes:
+        """Compact JSON of ``obj``, cached while it is the stored version of its object:
+        a list of 20,000 pods then joins bytes instead of encoding 125 MB each time."""
+        meta = obj.get("metadata") or {}
+        key = (meta.get("namespace", "") if rt.namespaced else "", meta.get("name", ""))
+        cache = self._encoded.setdefault(rt.key, {})
+        hit = cache.get(key)
+        if hit is not None and hit[0] is obj:
+            return hit[1]
+        data = _JSON.encode(obj).encode()
+        if self._bucket(rt).get(key) is obj:
+            cache[key] = (obj, data)
+        return data
 
     def count(self, rt: ResourceType) -> int:
         return len(self._bucket(rt))
@@ -204,6 +310,9 @@ class Store:
         rv = self._next_rv()
         meta["resourceVersion"] = str(rv)
         bucket[(ns, name)] = obj
+        keys = self._sorted.get(rt.key)
+        if keys is not None:
+            bisect.insort(keys, (ns, name))
         self._emit(WatchEvent("ADDED", rv, rt, obj))
         return clone(obj) if copy_result else obj
 
@@ -308,6 +417,12 @@ class Store:
         current = bucket.pop((ns, name), None)
         if current is None:
             raise NotFound(_not_found_message(rt, name), rt=rt, name=name)
+        keys = self._sorted.get(rt.key)
+        if keys is not None:
+            at = bisect.bisect_left(keys, (ns, name))
+            if at < len(keys) and keys[at] == (ns, name):
+                del keys[at]
+        self._encoded.get(rt.key, {}).pop((ns, name), None)
         rv = self._next_rv()
         current = clone(current)
         current["metadata"]["resourceVersion"] = str(rv)
@@ -375,6 +490,9 @@ class Store:
                 bucket[(str(meta.get("namespace") or ""), str(meta.get("name") or ""))] = obj
         last = max(int(data.get("resourceVersion") or 0), self._last_rv)
         self._objects = objects
+        self._sorted.clear()
+        self._encoded.clear()
+        self._snapshots.clear()
         self._last_rv = last
         self._rv = itertools.count(last + 1)
         self._history.clear()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
 from istio_sandbox.api.validation import FieldError
 from istio_sandbox.resources import ResourceType
-from istio_sandbox.store import StoreError
+from istio_sandbox.store import Store, StoreError
 
 _REASON_BY_CODE = {
     400: "BadRequest",
@@ -70,8 +69,11 @@ class ApiError(Exception):
         reason: str | None = None,
         details: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        list_meta: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
+        self.list_meta = list_meta or {}
+        """The Status's ``metadata`` (a 410 Expired list carries a ``continue`` token)."""
         self.code = code
         self.message = message
         self.reason = reason
@@ -111,7 +113,10 @@ class ApiError(Exception):
         return cls(422, message, reason="Invalid", details=details)
 
     def body(self) -> dict[str, Any]:
-        return status_body(self.code, self.message, self.reason, self.details)
+        body = status_body(self.code, self.message, self.reason, self.details)
+        if self.list_meta:
+            body["metadata"] = dict(self.list_meta)
+        return body
 
     def response(self) -> web.Response:
         return json_response(self.body(), status=self.code, headers=self.headers)
@@ -122,7 +127,7 @@ def json_response(
 ) -> web.Response:
     """A compact JSON answer (``application/json``, what client-go and the Python client read)."""
     return web.Response(
-        body=json.dumps(body, separators=(",", ":")).encode(),
+        body=Store.to_json(body),
         status=status,
         content_type="application/json",
         headers=headers,

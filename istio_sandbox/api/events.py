@@ -22,7 +22,7 @@ from istio_sandbox.api.authz import check_rbac_write
 from istio_sandbox.api.body import APPLY_PATCH, read_object
 from istio_sandbox.api.defaults import prepare_for_create, prepare_labels
 from istio_sandbox.api.errors import ApiError, json_response
-from istio_sandbox.api.lists import Filter, list_body, matching, page
+from istio_sandbox.api.lists import Filter, list_body, list_page, matching
 from istio_sandbox.api.tables import table, wants_table
 from istio_sandbox.api.target import Target
 from istio_sandbox.api.validation import event_errors
@@ -152,7 +152,7 @@ async def serve(
     if method == "GET":
         query = _core_query(request.query)
         flt = Filter.from_query(query, CORE)
-        items, meta = page(matching(store, core, flt), query, store.resource_version)
+        items, meta = list_page(store, core, flt, query)
         converted = [to_events_v1(o) for o in items]
         if wants_table(request.headers.get("Accept", "")):
             include = request.query.get("includeObject", "")

@@ -22,7 +22,7 @@ from istio_sandbox.api.body import (
 )
 from istio_sandbox.api.defaults import prepare_for_create, prepare_labels
 from istio_sandbox.api.errors import ApiError, json_response
-from istio_sandbox.api.lists import Filter, list_body, matching, page
+from istio_sandbox.api.lists import Filter, list_body, list_bytes, list_page, matching
 from istio_sandbox.api.patch import PatchError, json_patch, merge_patch
 from istio_sandbox.api.patch import strategic_merge_patch as smp
 from istio_sandbox.api.tables import table, wants_table
@@ -118,13 +118,14 @@ async def get(request: web.Request, store: Store, target: Target) -> web.Respons
 
 async def list_(request: web.Request, store: Store, target: Target) -> web.Response:
     flt = Filter.from_query(request.query, target.rt)
-    rv = store.resource_version
-    items, meta = page(matching(store, target, flt), request.query, rv)
+    items, meta = list_page(store, target, flt, request.query)
     # Serialize before yielding to the loop: ``items`` alias live store objects.
     if wants_table(request.headers.get("Accept", "")):
         include = request.query.get("includeObject", "")
         return json_response(table(target.rt, items, list_meta=meta, include_object=include))
-    return json_response(list_body(target.rt, items, meta))
+    return web.Response(
+        body=list_bytes(store, target.rt, items, meta), content_type="application/json"
+    )
 
 
 # -- writes ----------------------------------------------------------------------------------
