@@ -359,11 +359,16 @@ def _apply_tag(kube: Kube, tag: str, revision: str) -> None:
         kube.apply(obj)
 
 
-def revision_unused(kube: Kube, revision: str) -> UnusedReport:
-    """Whether anything still uses a revision: live pods it injected, namespace labels, tags."""
+def revision_unused(
+    kube: Kube, revision: str, tick: Callable[[], None] | None = None
+) -> UnusedReport:
+    """Whether anything still uses a revision: live pods it injected, namespace labels, tags.
+
+    Every pod of the cluster is read, a page at a time; ``tick`` is called per page (the
+    activity's heartbeat)."""
     report = UnusedReport(unused=True)
     pods: list[str] = []
-    for pod in kube.list("v1", "Pod"):
+    for pod in kube.list("v1", "Pod", on_page=tick):
         if injected_revision(pod) != revision:
             continue
         meta, phase = pod["metadata"], (pod.get("status") or {}).get("phase")

@@ -254,7 +254,9 @@ class KubeActivities:
     @activity.defn(name="verify_revision_unused")
     def verify_revision_unused(self, spec: RevisionInput) -> UnusedReport:
         """Whether live pods, namespace labels or tags still use a revision."""
-        return installer.revision_unused(self.clients.for_cluster(spec.cluster), spec.revision)
+        return installer.revision_unused(
+            self.clients.for_cluster(spec.cluster), spec.revision, activity.heartbeat
+        )
 
     @activity.defn(name="uninstall_revision")
     def uninstall_revision(self, spec: RevisionInput) -> UninstallResult:
