@@ -104,8 +104,8 @@ CASES = [
     Case(
         "global incident",
         "INCONCLUSIVE",
-        [{"error_ratio": 0.05}],
-        why="5% 5xx everywhere, old revision included: not the canary's fault",
+        [{"error_ratio": 0.2}],
+        why="20% 5xx everywhere (burn 20x), old revision included: not the canary's fault",
     ),
     Case(
         "baseline-only incident",
@@ -200,6 +200,10 @@ class Outcome:
     in_time: bool | None
     reason: str
     why: str
+    budget_spent: dict[str, float] = field(default_factory=dict)
+    """SLO name → share of the period's error budget the canary batch spent since Ready."""
+    budget_total: dict[str, float] = field(default_factory=dict)
+    """SLO name → the upgrade's total so far (``Progress.budget_spent.total``)."""
 
 
 def judge(case: Case, verdict: str, seconds: float | None, status: str) -> dict[str, Any]:
@@ -209,8 +213,8 @@ def judge(case: Case, verdict: str, seconds: float | None, status: str) -> dict[
     correct = verdict == case.expect
     in_time: bool | None = None
     if case.expect == "FAIL":
-        # One second of slack: the timers fire, then the activity asks Prometheus.
-        in_time = verdict == "FAIL" and seconds is not None and seconds <= HORIZON + 1.0
+        # Half a second of slack: the batch's Ready is recorded before its soak starts.
+        in_time = verdict == "FAIL" and seconds is not None and seconds <= HORIZON + 0.5
     if case.must_pass_batch and status != "passed":
         correct = False
     return {
@@ -269,6 +273,8 @@ async def _follow(handle: Any, case: Case, progress_type: Any, workflow: Any) ->
     decided: Any = None
     decided_wall: float | None = None
     status = "pending"
+    budget: dict[str, float] = {}
+    total: dict[str, float] = {}
     ready_at: datetime | None = None
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -276,6 +282,9 @@ async def _follow(handle: Any, case: Case, progress_type: Any, workflow: Any) ->
         batch = progress.batches[0] if progress.batches else None
         if batch is not None:
             status = batch.status
+            budget = dict(batch.budget_spent) or budget
+            if progress.budget_spent is not None:
+                total = dict(progress.budget_spent.total) or total
             if batch.ready_at is not None and ready_wall is None:
                 ready_wall, ready_at = time.monotonic(), batch.ready_at
             for result in batch.gate_results:
@@ -316,6 +325,8 @@ async def _follow(handle: Any, case: Case, progress_type: Any, workflow: Any) ->
         batch_status=status,
         reason=reason,
         why=case.why,
+        budget_spent=budget,
+        budget_total=total,
         **flags,
     )
 

@@ -304,7 +304,9 @@ async def collect(
     others = list(query.baseline_namespaces if baseline is None else baseline)
     names = list(query.batch_namespaces if batch is None else batch)
     m = GateMeasurements(
-        batch_namespaces=names if with_queries else [],
+        # A batch read from the upgrade is not echoed: the workflow knows it, and it would
+        # be recorded at every evaluation.
+        batch_namespaces=names if with_queries or batch is None else [],
         baseline_namespaces=[],
         baseline_size=len(others),
         new_revision=query.new_revision,

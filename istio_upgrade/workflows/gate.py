@@ -481,6 +481,9 @@ def evaluate_gate(
     elif unsure or errors:
         verdict = "INCONCLUSIVE"
         reasons = [g.reason for g in unsure] + errors
+    elif not gates:
+        verdict = "INCONCLUSIVE"
+        reasons = ["no namespace of the batch was measured"]
     else:
         verdict = "PASS"
         summary = ", ".join(
@@ -492,6 +495,8 @@ def evaluate_gate(
             if summary
             else f"all {len(gates)} namespaces healthy"
         ]
+        if idle:
+            reasons.append(f"{len(idle)} of them {IDLE}: {', '.join(sorted(idle)[:5])}")
     budget, budget_total = budget_figures(spec.slos, m.budget)
     if m.query_count is not None:
         reasons = _short(reasons)

@@ -455,3 +455,24 @@ def test_soak_baseline_is_the_later_batches() -> None:
     )
     assert baseline_of(plan, 0) == ["b", "c", "d"]
     assert baseline_of(plan, 2) == []
+
+
+def test_web_ui_details_show_the_budget_spent() -> None:
+    from istio_upgrade.models.gate import BudgetSpent
+    from istio_upgrade.models.progress import Progress, progress_markdown
+
+    progress = Progress(
+        cluster="c",
+        target_revision="1-24-2",
+        budget_spent=BudgetSpent(
+            total={"availability": 0.002}, batches={0: {"availability": 0.001}}
+        ),
+    )
+    assert "Error budget spent: availability 0.2% (b0 0.1%)" in progress_markdown(progress)
+
+
+def test_measurements_without_the_batch_never_pass() -> None:
+    m = measured(names(5, "batch"), 20, 5)  # batch_namespaces left empty, as the activity does
+    result = evaluate_gate(SPEC, m, [], quiet=True)
+    assert result.verdict == "INCONCLUSIVE"
+    assert result.reasons == ["no namespace of the batch was measured"]

@@ -9,7 +9,8 @@ Newer upgrades (patch ``gate-baseline-by-query``) send no baseline with each eva
 activity reads it from the workflow's ``gate_baseline`` query (queries are not recorded in
 history) and pools it in Prometheus, so an evaluation costs the same at 20 and at 2,000
 namespaces; they also judge idle namespaces on outbound traffic and readiness (patch
-``gate-quiet-namespaces``) and record the error budget spent (patch ``gate-budget-spent``).
+``gate-quiet-namespaces``), record the error budget spent (patch ``gate-budget-spent``) and
+evaluate on the window's own clock (patch ``gate-anchored-intervals``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ BASELINE_BY_QUERY = "gate-baseline-by-query"
 PromQL text comes back."""
 QUIET_NAMESPACES = "gate-quiet-namespaces"
 """Patch: namespaces idle before and after migration are judged on outbound and readiness."""
+ANCHORED_INTERVALS = "gate-anchored-intervals"
+"""Patch: evaluations run at window_start + k x interval, not interval after the previous."""
 BUDGET_SPENT = "gate-budget-spent"
 """Patch: each evaluation's error budget spent goes to the batch's and the upgrade's progress."""
 
@@ -99,10 +102,21 @@ async def _soak_batch(
         else None
     )
     results: list[GateResult] = []
+    anchored = workflow.patched(ANCHORED_INTERVALS)
+    due = window_start
     while True:
         # Every evaluation, the first included, looks back over at least one interval:
         # evaluating at window_start would measure an empty window.
-        await st.sleep(gate.interval_seconds)
+        if anchored:
+            # Evaluations on the window's own clock (window_start + k x interval): the time an
+            # evaluation takes does not push the next ones back. A tick missed while waiting
+            # for an operator is skipped, never caught up with back-to-back evaluations.
+            due += timedelta(seconds=gate.interval_seconds)
+            if due <= workflow.now():
+                due = workflow.now() + timedelta(seconds=gate.interval_seconds)
+            await st.sleep((due - workflow.now()).total_seconds())
+        else:
+            await st.sleep(gate.interval_seconds)
         await st.checkpoint()
         now = workflow.now()
         query = GateQuery(
