@@ -30,6 +30,7 @@ from istio_upgrade.istio.naming import parse_version, revision_for_version
 from istio_upgrade.models.gate import GateSpec, check_prometheus_url
 from istio_upgrade.models.selector import parse_selector
 from istio_upgrade.models.slo import explain, refusal
+from istio_upgrade.models.windows import MaintenanceWindows
 
 # -- Bounds ---------------------------------------------------------------------------------
 
@@ -234,6 +235,11 @@ class ClusterRef(_Strict):
     """kubeconfig context the worker uses for this cluster; None = the current context."""
     prometheus_url: str | None = None
     """Prometheus scraping this cluster's mesh; overrides ``gate.prometheus_url`` when set."""
+    task_queue: str | None = None
+    """Temporal task queue of this cluster's activities, served by a worker running next to
+    the cluster (``istio-upgrade worker --cluster <name>`` polls
+    ``istio-upgrade.cluster.<name>``, see ``cluster_task_queue``); None = the workflow's own
+    queue. The workflows themselves always run on the main queue."""
 
     @field_validator("name")
     @classmethod
@@ -251,6 +257,36 @@ class ClusterRef(_Strict):
         if value is None:
             return None
         return check_prometheus_base_url(value, "cluster.prometheus_url")
+
+    @field_validator("task_queue")
+    @classmethod
+    def _task_queue(cls, value: str | None) -> str | None:
+        return None if value is None else check_task_queue(value, "cluster.task_queue")
+
+
+CLUSTER_TASK_QUEUE_PREFIX = "istio-upgrade.cluster."
+MAX_TASK_QUEUE = 200
+
+
+def cluster_task_queue(cluster: str) -> str:
+    """The task queue a worker started with ``--cluster <cluster>`` polls:
+    ``istio-upgrade.cluster.<cluster>`` (set it as that cluster's ``task_queue``)."""
+    return f"{CLUSTER_TASK_QUEUE_PREFIX}{cluster}"
+
+
+def check_task_queue(value: str, field: str) -> str:
+    """A Temporal task queue name: printable, no spaces, not reserved, at most 200 characters."""
+    if not value or any(c.isspace() or unicodedata.category(c)[0] in {"C", "Z"} for c in value):
+        raise ValueError(
+            f"{field} must be a task queue name without spaces or control characters, e.g. "
+            "istio-upgrade.cluster.prod-eu-1 (what `istio-upgrade worker --cluster prod-eu-1` "
+            "polls)"
+        )
+    if value.startswith("/_sys/") or value.startswith("__temporal"):
+        raise ValueError(f"{field} {value!r} is reserved by Temporal; choose another name")
+    if len(value) > MAX_TASK_QUEUE:
+        raise ValueError(f"{field} is {len(value)} characters; at most {MAX_TASK_QUEUE}")
+    return value
 
 
 class TargetSpec(_Strict):
@@ -647,6 +683,10 @@ class UpgradeSpec(_Strict):
     """Allow a jump of more than two minor versions, or a downgrade."""
     dry_run: bool = False
     """Discover, plan and precheck only: nothing is written to the cluster."""
+    windows: MaintenanceWindows | None = None
+    """Maintenance windows: the install, each batch and the tag moves start only inside
+    them (a batch in flight when a window closes finishes its soak and gate; a rollback
+    never waits). None: any time."""
 
     @field_validator("source_revision")
     @classmethod

@@ -37,7 +37,15 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 __all__ = [
     "DAYS",
@@ -250,11 +258,25 @@ class MaintenanceWindows(_Strict):
             start = self._utc(exclusion.start)
             opens = self._next_open(start, NEVER_OPEN_HORIZON)
             if opens is None:
-                raise ValueError(
-                    f"exclusions[{index}] ({exclusion.start.isoformat()} to "
-                    f"{exclusion.end.isoformat()}) leaves no open window for more than "
-                    f"{NEVER_OPEN_HORIZON.days} days: an upgrade would wait forever; shorten "
-                    "the exclusion or add weekly windows outside it"
+                raise ValidationError.from_exception_data(
+                    "MaintenanceWindows",
+                    [
+                        InitErrorDetails(
+                            type=PydanticCustomError(
+                                "never_open",
+                                "{message}",
+                                {
+                                    "message": f"{exclusion.start.isoformat()} to "
+                                    f"{exclusion.end.isoformat()} leaves no open window for "
+                                    f"more than {NEVER_OPEN_HORIZON.days} days: an upgrade "
+                                    "would wait forever; shorten the exclusion or add weekly "
+                                    "windows outside it"
+                                },
+                            ),
+                            loc=("exclusions", index),
+                            input=None,
+                        )
+                    ],
                 )
         return self
 
