@@ -1,6 +1,13 @@
 """The Temporal worker: the ``IstioCanaryUpgrade`` and ``IstioRevisionRemoval`` workflows and
 every activity they call.
 
+A worker serves the main task queue (workflows and activities), and with ``--cluster NAME``
+(repeatable) it serves those clusters' task queues ``istio-upgrade.cluster.<name>``
+(activities only: it runs next to their API servers, with their credentials); ``--main``
+adds the main queue to a ``--cluster`` worker. A cluster whose ``ClusterRef.task_queue`` is
+set has every activity routed there (``workflows/steps.activity_task_queue``); the workflows
+run on the main queue. See docs/fleet.md, "Per-cluster task queues (topology)".
+
 Configuration comes from the environment: ``TEMPORAL_ADDRESS`` (default ``localhost:7233``),
 ``TEMPORAL_NAMESPACE`` (``default``), ``TEMPORAL_TASK_QUEUE`` (``istio-upgrade``),
 ``TEMPORAL_TLS_CERT``/``TEMPORAL_TLS_KEY``/``TEMPORAL_TLS_CA`` (file paths, mutual TLS),
@@ -14,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -32,6 +39,7 @@ from istio_upgrade.activities.prometheus import (
 from istio_upgrade.client import ConnectionConfigError
 from istio_upgrade.client import connect as client_connect
 from istio_upgrade.logging import configure_logging
+from istio_upgrade.models.spec import check_dns1123, check_task_queue, cluster_task_queue
 from istio_upgrade.workflows.removal import IstioRevisionRemoval
 from istio_upgrade.workflows.upgrade import TASK_QUEUE, IstioCanaryUpgrade
 
@@ -54,6 +62,14 @@ def registered_activities(kube: KubeActivities) -> list[Callable[..., Any]]:
     return [*kube.all(), measure_gate, query_revision_xds, probe_prometheus]
 
 
+def registered_workflows() -> list[type]:
+    """Every workflow a main-queue worker runs."""
+    return [
+        IstioCanaryUpgrade,
+        IstioRevisionRemoval,
+    ]
+
+
 def build_worker(
     client: Client,
     *,
@@ -61,12 +77,15 @@ def build_worker(
     kubeconfig: str | None = None,
     max_workers: int = 16,
     graceful_shutdown: timedelta = GRACEFUL_SHUTDOWN,
+    workflows: bool = True,
 ) -> Worker:
     """A worker running the upgrade and removal workflows and their activities.
 
     Args:
         client: Connected Temporal client (with the pydantic data converter).
         task_queue: Task queue to poll.
+        workflows: Run the workflows too; False for a cluster's task queue, which serves
+            activities only.
         kubeconfig: kubeconfig path for the clusters; default ``KUBECONFIG``, else
             ``~/.kube/config``, else (in a pod) the pod's service account.
         max_workers: Threads for the blocking Kubernetes activities.
@@ -81,7 +100,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[IstioCanaryUpgrade, IstioRevisionRemoval],
+        workflows=registered_workflows() if workflows else [],
         activities=registered_activities(kube),
         activity_executor=ThreadPoolExecutor(max_workers=max_workers),
         max_concurrent_activities=max_workers,
@@ -104,30 +123,119 @@ async def connect(address: str | None = None, namespace: str | None = None) -> C
     return await client_connect(address, namespace)
 
 
-async def run() -> None:
-    """Run the worker until SIGTERM or SIGINT, then finish in-flight tasks and exit."""
+def worker_queues(
+    clusters: Sequence[str] = (),
+    *,
+    main: bool | None = None,
+    main_queue: str = TASK_QUEUE,
+    activity_queues: Sequence[str] = (),
+) -> list[tuple[str, bool]]:
+    """The task queues one worker process polls, each with whether it runs workflows.
+
+    Args:
+        clusters: Clusters whose queues (``cluster_task_queue``) this worker serves.
+        main: Serve the main queue too; default: only when no cluster or queue is named.
+        main_queue: The main queue (``TEMPORAL_TASK_QUEUE``).
+        activity_queues: Further activity-only queues (a ``ClusterRef.task_queue`` that does
+            not follow the naming rule).
+
+    Raises:
+        ValueError: A cluster name that is not a DNS-1123 label, or a queue named twice.
+    """
+    queues: list[tuple[str, bool]] = []
+    for name in clusters:
+        check_dns1123(name, "--cluster")
+        queues.append((cluster_task_queue(name), False))
+    for queue in activity_queues:
+        queues.append((check_task_queue(queue, "--activity-queue"), False))
+    if main if main is not None else not queues:
+        queues.insert(0, (main_queue, True))
+    names = [q for q, _ in queues]
+    duplicates = sorted({q for q in names if names.count(q) > 1})
+    if duplicates:
+        raise ValueError(f"task queue named twice: {', '.join(duplicates)}")
+    return queues
+
+
+def build_workers(
+    client: Client,
+    queues: Sequence[tuple[str, bool]],
+    *,
+    kubeconfig: str | None = None,
+    max_workers: int = 16,
+) -> list[Worker]:
+    """One ``Worker`` per queue of ``worker_queues`` (a Temporal worker polls one queue)."""
+    return [
+        build_worker(
+            client,
+            task_queue=queue,
+            kubeconfig=kubeconfig,
+            max_workers=max_workers,
+            workflows=workflows,
+        )
+        for queue, workflows in queues
+    ]
+
+
+async def run(
+    clusters: Sequence[str] = (),
+    *,
+    main: bool | None = None,
+    activity_queues: Sequence[str] = (),
+) -> None:
+    """Run the worker until SIGTERM or SIGINT, then finish in-flight tasks and exit.
+
+    Args:
+        clusters: Serve these clusters' task queues (activities only).
+        main: Also serve the main queue (default: only without ``clusters``).
+        activity_queues: Further activity-only queues.
+    """
+    queues = worker_queues(
+        clusters,
+        main=main,
+        main_queue=os.environ.get("TEMPORAL_TASK_QUEUE", TASK_QUEUE),
+        activity_queues=activity_queues,
+    )
     client = await connect()
-    task_queue = os.environ.get("TEMPORAL_TASK_QUEUE", TASK_QUEUE)
-    worker = build_worker(client, task_queue=task_queue)
+    workers = build_workers(client, queues)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with worker:
-        log.info("worker started", task_queue=task_queue, namespace=client.namespace)
-        await stop.wait()
+    for queue, workflows in queues:
         log.info(
-            "worker stopping: waits hand over to other workers, mutations finish",
-            grace_seconds=GRACEFUL_SHUTDOWN.total_seconds(),
+            "worker started",
+            task_queue=queue,
+            serves="workflows and activities" if workflows else "activities only",
+            namespace=client.namespace,
         )
+    running = [asyncio.ensure_future(w.run()) for w in workers]
+    stopping = asyncio.ensure_future(stop.wait())
+    # A worker that ends on its own (a fatal poll error) stops the process too.
+    await asyncio.wait([stopping, *running], return_when=asyncio.FIRST_COMPLETED)
+    log.info(
+        "worker stopping: waits hand over to other workers, mutations finish",
+        grace_seconds=GRACEFUL_SHUTDOWN.total_seconds(),
+    )
+    # All at once, so that the grace period is not spent once per queue.
+    await asyncio.gather(*(w.shutdown() for w in workers if not w.is_shutdown))
+    stopping.cancel()
+    for result in await asyncio.gather(*running, return_exceptions=True):
+        if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+            raise result
     log.info("worker stopped")
 
 
-def main() -> None:
+def main(
+    clusters: Sequence[str] = (),
+    *,
+    main_queue: bool | None = None,
+    activity_queues: Sequence[str] = (),
+) -> None:
     """Entry point of ``istio-upgrade worker`` and ``python -m istio_upgrade.worker``."""
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
     try:
-        asyncio.run(run())
+        asyncio.run(run(clusters, main=main_queue, activity_queues=activity_queues))
     except ConnectionConfigError as error:
         # A misconfigured Deployment should say which variable to fix, not print a traceback.
         log.error("cannot start the worker", error=str(error))

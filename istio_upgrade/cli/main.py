@@ -478,12 +478,38 @@ def list_upgrades(opts: TemporalOptions, show_all: bool, limit: int, output: str
 
 
 @cli.command()
-def worker() -> None:
+@click.option(
+    "--cluster",
+    "clusters",
+    multiple=True,
+    metavar="NAME[,NAME…]",
+    help="Serve only these clusters' activities (task queue istio-upgrade.cluster.<name>), "
+    "no workflows; repeatable. Run it next to their API servers.",
+)
+@click.option(
+    "--activity-queue",
+    "activity_queues",
+    multiple=True,
+    metavar="QUEUE",
+    help="Serve activities of a cluster whose task_queue does not follow the naming rule.",
+)
+@click.option(
+    "--main/--no-main",
+    "main_queue",
+    default=None,
+    help="Also serve the main task queue (workflows and activities); the default without "
+    "--cluster.",
+)
+def worker(
+    clusters: tuple[str, ...], activity_queues: tuple[str, ...], main_queue: bool | None
+) -> None:
     """Run the Temporal worker (configuration from the environment, see docs/operations.md)."""
+    from istio_upgrade.cli.workers import worker_arguments
     from istio_upgrade.worker import main as worker_main
 
+    names = worker_arguments(clusters, activity_queues, main_queue)
     try:
-        worker_main()
+        worker_main(names, main_queue=main_queue, activity_queues=activity_queues)
     except RuntimeError as error:
         # The SDK's connect() raises RuntimeError("Failed client connect: …").
         if "connect" not in str(error).lower():

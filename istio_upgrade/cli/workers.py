@@ -1,4 +1,6 @@
-"""Whether a worker polls the task queue: without one, a started upgrade waits silently."""
+"""Whether a worker polls the task queue: without one, a started upgrade waits silently; and
+the task queues ``istio-upgrade worker`` serves (``--cluster``, ``--activity-queue``, ``--main``).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +10,33 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
+
+from istio_upgrade.cli.errors import CommandError
+from istio_upgrade.cli.exit_codes import ExitCode
+
+
+def worker_arguments(
+    clusters: tuple[str, ...], activity_queues: tuple[str, ...], main: bool | None
+) -> tuple[str, ...]:
+    """The cluster names of ``--cluster`` (repeated or comma-separated), checked.
+
+    Raises:
+        CommandError: A name that is not a DNS-1123 label, a queue named twice, or
+            ``--no-main`` with nothing else to serve (exit code 2).
+    """
+    from istio_upgrade.worker import worker_queues
+
+    names = tuple(n.strip() for value in clusters for n in value.split(",") if n.strip())
+    if main is False and not names and not activity_queues:
+        raise CommandError(
+            "--no-main leaves the worker nothing to serve; name clusters with --cluster",
+            ExitCode.USAGE,
+        )
+    try:
+        worker_queues(names, main=main, activity_queues=activity_queues)
+    except ValueError as error:
+        raise CommandError(str(error), ExitCode.USAGE) from None
+    return names
 
 
 async def has_workers(client: Client, task_queue: str) -> bool | None:

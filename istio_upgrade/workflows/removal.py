@@ -38,6 +38,8 @@ class IstioRevisionRemoval:
 
     def __init__(self) -> None:
         self._step = "validating"
+        self.activity_task_queue: str | None = None
+        """Task queue of the steps that name no cluster (``steps.activity_task_queue``)."""
 
     @workflow.query
     def step(self) -> str:
@@ -66,6 +68,7 @@ class IstioRevisionRemoval:
                     f"invalid RemoveRevisionSpec: {error}", type="InvalidSpec", non_retryable=True
                 ) from None
         cluster, revision = spec.cluster, spec.revision
+        self.activity_task_queue = cluster.task_queue
         result = RemovalResult(cluster=cluster.name, revision=revision, outcome="IN_USE")
 
         self._at(f"checking that nothing uses revision {revision}")

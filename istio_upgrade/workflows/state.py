@@ -33,7 +33,14 @@ with workflow.unsafe.imports_passed_through():
         progress_markdown,
     )
     from istio_upgrade.models.search import CLUSTER, OUTCOME, PHASE
+    from istio_upgrade.models.windows import MaintenanceWindows
     from istio_upgrade.workflows.compensation import Compensations
+
+MAINTENANCE_WINDOWS = "maintenance-windows"
+"""Patch: the install, each batch and the tag moves start only inside ``spec.windows``."""
+
+MIN_WINDOW_TIMER = timedelta(seconds=1)
+"""The shortest timer of a window wait, so that rounding never spins on zero-length timers."""
 
 ENDINGS = {Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.FAILED, Phase.DRY_RUN}
 """Phases an upgrade ends in; they are also its ``IstioUpgradeOutcome``."""
@@ -188,6 +195,56 @@ class UpgradeState:
                     lambda: self.abort is not None, timeout=timedelta(seconds=seconds)
                 )
         await self.checkpoint()
+
+    async def window(self, windows: MaintenanceWindows | None, step: str) -> None:
+        """Wait until ``windows`` are open, then return so that ``step`` starts inside them.
+
+        Only forward steps call this: a step already running when the window closes goes on
+        (a batch finishes its migration, soak and gate), and a rollback never waits. An abort
+        interrupts the wait (raising ``Aborted``), a pause holds after it. The progress says
+        ``window (<step>), opens at <local time> (<zone>) / <UTC time>`` while it waits.
+
+        Raises:
+            UpgradeFailure: ``Aborted``, or ``WindowNeverOpens`` for a calendar that does not
+                open within 400 days (validation refuses those; kept for unvalidated input).
+        """
+        if windows is None or not workflow.patched(MAINTENANCE_WINDOWS):
+            return
+        while True:
+            await self._window_wait(windows, step)
+            await self.checkpoint()
+            # A pause may have held the step until after the window closed: wait again.
+            if windows.is_open(workflow.now()):
+                return
+
+    async def _window_wait(self, windows: MaintenanceWindows, step: str) -> None:
+        waited = False
+        while self.abort is None:
+            now = workflow.now()
+            opens = windows.next_open(now)
+            if opens is None:
+                raise UpgradeFailure(
+                    f"{step}: the maintenance windows never open again", "WindowNeverOpens"
+                )
+            if opens <= now:
+                break
+            waited = True
+            text = f"window ({step}), opens at {windows.describe(opens)}"
+            excluded = windows.exclusion_at(now)
+            if excluded is not None and excluded.reason:
+                text += f"; closed for: {excluded.reason}"
+            if self.progress.waiting_for != text:
+                self.progress.waiting_for = text
+                self.refresh()
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: self.abort is not None,
+                    timeout=max(opens - now, MIN_WINDOW_TIMER),
+                    timeout_summary=f"maintenance window for {step}",
+                )
+        if waited:
+            self.progress.waiting_for = None
+            self.refresh()
 
     async def approval(self, step: str, *, extendable: bool = False) -> bool:
         """Wait until ``step`` is approved; True when it was.

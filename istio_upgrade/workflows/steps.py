@@ -20,6 +20,7 @@ from temporalio.exceptions import ActivityError
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
+    from istio_upgrade.models.spec import ClusterRef
     from istio_upgrade.workflows.retries import ACTIVITY_RETRY
 
 A = TypeVar("A")
@@ -43,6 +44,9 @@ WAIT_CANCELLATION = "wait-cancellation-completed"
 INTERRUPTIBLE_WAITS = "abort-interrupts-waits"
 """Patch: an abort (or a cancellation) stops a running forward wait at once; upgrades recorded
 before it waited for the wait to end."""
+
+CLUSTER_TASK_QUEUE = "cluster-task-queue"
+"""Patch: a cluster's activities run on its ``ClusterRef.task_queue`` when one is set."""
 
 WAIT_MARGIN_SECONDS = 120
 """What a wait's start-to-close timeout allows beyond the wait itself."""
@@ -125,6 +129,9 @@ async def run_step(
         interrupt: For a wait: returns the error to stop with (an abort) once the wait must
             stop; the activity is then cancelled and the error raised once it has stopped.
 
+    The step runs on the task queue of :func:`activity_task_queue` (patched): its cluster's
+    queue when ``ClusterRef.task_queue`` is set, else the workflow's own.
+
     Every step is scheduled with ``WAIT_CANCELLATION_COMPLETED`` (patched): a cancelled step is over
     only when its activity says so, so an undo never starts while the step it undoes still
     runs (with the default ``TRY_CANCEL`` a forward install could finish after the rollback's
@@ -135,6 +142,9 @@ async def run_step(
     """
     if attempts is not None:
         retry = dataclasses.replace(retry, maximum_attempts=attempts)
+    queue = activity_task_queue(args)
+    if queue is not None and not workflow.patched(CLUSTER_TASK_QUEUE):
+        queue = None
     handle = workflow.start_activity(
         fn,
         args=list(args),
@@ -148,6 +158,7 @@ async def run_step(
         ),
         retry_policy=retry,
         summary=summary,
+        task_queue=queue,
         # Upgrades recorded before resolved a cancelled step at once (TRY_CANCEL): replaying
         # them must schedule their undo where they did.
         cancellation_type=(
@@ -170,3 +181,31 @@ async def run_step(
         # step stopped, and the abort is why the upgrade stops.
         raise reason from error
     raise reason
+
+
+def activity_task_queue(args: tuple[Any, ...]) -> str | None:
+    """The task queue of a step with ``args``; None = the workflow's own queue.
+
+    The rule, in order: the ``task_queue`` of the cluster (a ``ClusterRef``) the step's input
+    is or names (``input.cluster``, ``input.spec.cluster``) — every Kubernetes activity's input
+    does; else the queue the running workflow declares, as ``activity_task_queue`` on its
+    instance, for its steps that name no cluster (the Prometheus ones, which take a URL:
+    ``IstioCanaryUpgrade`` declares its spec's cluster queue). Workflows themselves always run
+    on the main queue.
+    """
+    cluster = _cluster_of(args[0]) if args else None
+    if cluster is not None:
+        return cluster.task_queue
+    declared = getattr(workflow.instance(), "activity_task_queue", None)
+    return declared if isinstance(declared, str) and declared else None
+
+
+def _cluster_of(arg: Any) -> ClusterRef | None:
+    for candidate in (
+        arg,
+        getattr(arg, "cluster", None),
+        getattr(getattr(arg, "spec", None), "cluster", None),
+    ):
+        if isinstance(candidate, ClusterRef):
+            return candidate
+    return None

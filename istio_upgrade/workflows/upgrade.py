@@ -80,6 +80,8 @@ class IstioCanaryUpgrade:
         # A continued run takes its state here, before the first signal or update of the run
         # is handled: a message in that first task must see the real progress, not a blank one.
         self._state = UpgradeState(carried)
+        self.activity_task_queue: str | None = None
+        """Task queue of the steps that name no cluster (``steps.activity_task_queue``)."""
 
     # Operator messages ------------------------------------------------------------
 
@@ -236,6 +238,7 @@ class IstioCanaryUpgrade:
         st = self._state
         st.set_phase(Phase.VALIDATING)
         spec = self._validated(spec)
+        self.activity_task_queue = spec.cluster.task_queue
         if carried is not None:
             # Pick up where the previous run continued as new (its state: ``__init__``).
             st.refresh()
@@ -374,6 +377,8 @@ class IstioCanaryUpgrade:
                 await handover.continue_as_new(st, spec, plan, report, original_tags, batch.index)
             if batch.index > 0 and spec.approvals.between_batches:
                 await st.approval(f"migrate batch {batch.index}")
+            # After the approval: the batch itself must start inside a window.
+            await st.window(spec.windows, f"batch {batch.index}")
             await migrate.migrate_batch(st, spec, plan, batch)
             migrated += batch.namespaces
 

@@ -26,6 +26,7 @@ async def install_target(
     target = plan.target_revision
     uid = workflow.info().workflow_id
     await st.checkpoint()
+    await st.window(spec.windows, f"install {target}")
     st.set_phase(Phase.INSTALLING)
     # A target adopted with force existed before this upgrade and may serve namespaces that
     # were already on it; rolling back must not remove a control plane it did not create.

@@ -22,6 +22,9 @@ async def promote(
     target = plan.target_revision
     if spec.approvals.before_promote:
         await st.approval(f"move tags {', '.join(plan.tags_to_move)} to {target}")
+    if plan.tags_to_move:
+        # Moving a tag moves every namespace that uses it: a change like a batch.
+        await st.window(spec.windows, f"move tags {', '.join(plan.tags_to_move)}")
     await st.checkpoint()
     relabelled = [ns for b in plan.batches for ns in b.labelled_namespaces]
     await labels.hold_on_drift(st, spec, plan, relabelled, "promote")
