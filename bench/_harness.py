@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -551,14 +552,61 @@ def event_facts(history: Any) -> list[EventFacts]:
     return out
 
 
-def activity_durations(histories: Sequence[Any]) -> dict[str, dict[str, float]]:
+async def sample_queries(url: str, samples: list[tuple[float, float]]) -> None:
+    """Append ``(unix time, queries answered)`` every 0.25 s until cancelled."""
+    async with httpx.AsyncClient(timeout=5) as http:
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                before = time.time()
+                response = await http.get(f"{url.rstrip('/')}/metrics")
+                counts = prometheus_query_counts(response.text)
+                # The counter was read between the request and the answer: stamp the start
+                # as an upper bound of what it counted before.
+                samples.append((before, counts["api_queries"]))
+            await asyncio.sleep(0.25)
+
+
+def activity_windows(histories: Sequence[Any], activity: str) -> list[tuple[float, float]]:
+    """``(scheduled, closed)`` unix times of every run of ``activity``."""
+    out = []
+    for history in histories:
+        scheduled: dict[int, float] = {}
+        for event in history.events:
+            at = event.event_time.ToDatetime().replace(tzinfo=UTC).timestamp()
+            if event.HasField("activity_task_scheduled_event_attributes"):
+                attrs = event.activity_task_scheduled_event_attributes
+                if attrs.activity_type.name == activity:
+                    scheduled[event.event_id] = at
+            elif event.HasField("activity_task_completed_event_attributes"):
+                began = scheduled.pop(
+                    event.activity_task_completed_event_attributes.scheduled_event_id, None
+                )
+                if began is not None:
+                    out.append((began, at))
+    return out
+
+
+def queries_in_windows(
+    samples: Sequence[tuple[float, float]], windows: Sequence[tuple[float, float]]
+) -> list[float]:
+    """Per window: the counter's last sample before it began to its first after it closed."""
+    out = []
+    for began, closed in windows:
+        before = [v for t, v in samples if t <= began]
+        after = [v for t, v in samples if t >= closed]
+        if before and after:
+            out.append(after[0] - before[-1])
+    return out
+
+
+def activity_durations(histories: Sequence[Any]) -> dict[str, dict[str, Any]]:
     """Per activity type: count and seconds from scheduled to closed; timers likewise."""
-    out: dict[str, dict[str, float]] = {}
+    out: dict[str, dict[str, Any]] = {}
     for history in histories:
         scheduled: dict[int, tuple[str, float]] = {}
         timers: dict[int, float] = {}
         for event in history.events:
-            at = event.event_time.ToDatetime().timestamp()
+            at = event.event_time.ToDatetime().replace(tzinfo=UTC).timestamp()
             if event.HasField("activity_task_scheduled_event_attributes"):
                 name = event.activity_task_scheduled_event_attributes.activity_type.name
                 scheduled[event.event_id] = (name, at)
@@ -577,9 +625,10 @@ def activity_durations(histories: Sequence[Any]) -> dict[str, dict[str, float]]:
                     closed = getattr(event, attr).scheduled_event_id
             if closed is not None and closed in scheduled:
                 name, began = scheduled.pop(closed)
-                row = out.setdefault(name, {"count": 0, "seconds": 0.0})
+                row = out.setdefault(name, {"count": 0, "seconds": 0.0, "each": []})
                 row["count"] += 1
                 row["seconds"] = round(row["seconds"] + at - began, 3)
+                row["each"].append(round(at - began, 2))
             if event.HasField("timer_fired_event_attributes"):
                 began = timers.pop(event.timer_fired_event_attributes.started_event_id, at)
                 row = out.setdefault("(timers)", {"count": 0, "seconds": 0.0})
@@ -672,6 +721,8 @@ async def run_product(options: Options, name: str = "ours") -> dict[str, Any]:
             out["setup_s"] = round(time.monotonic() - setup, 1)
             await asyncio.to_thread(cluster.sandbox.reset_stats)
             prom_before = await prometheus_counts(cluster.prometheus_url)
+            samples: list[tuple[float, float]] = []
+            sampler = asyncio.create_task(sample_queries(cluster.prometheus_url, samples))
             cpu_before = worker.figures().cpu_s
             spec = upgrade_spec(cluster, bundle)
             upgrade_id = workflow_id(spec)
@@ -696,6 +747,10 @@ async def run_product(options: Options, name: str = "ours") -> dict[str, Any]:
                 "cpu_s": round(figures.cpu_s - cpu_before, 2),
                 "cpu_s_with_startup": figures.cpu_s,
             }
+            await asyncio.sleep(0.5)  # one sample after the last evaluation
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
             prom_after = await prometheus_counts(cluster.prometheus_url)
             progress = None
             with contextlib.suppress(Exception):
@@ -715,6 +770,7 @@ async def run_product(options: Options, name: str = "ours") -> dict[str, Any]:
                     progress,
                     prom_before,
                     prom_after,
+                    samples,
                     shape,
                     wall,
                 )
@@ -732,6 +788,7 @@ async def _figures(
     progress: Any,
     prom_before: dict[str, float],
     prom_after: dict[str, float],
+    samples: list[tuple[float, float]],
     shape: Shape,
     wall: float,
 ) -> dict[str, Any]:
@@ -761,6 +818,7 @@ async def _figures(
     out["lower_bound"] = asdict(bound)
     out["lower_bound_s"] = bound.total_s
     out["overhead_ratio"] = round(wall / bound.total_s, 3)
+    out["overhead_s"] = round(wall - bound.total_s, 2)
     # The same bound where the gate's policy, not physics, sets a batch's soak: a batch that
     # ended INCONCLUSIVE (idle namespaces) soaks until max_soak_seconds by configuration.
     inconclusive = sum(1 for b in batches if b.get("last_verdict") == "INCONCLUSIVE")
@@ -784,9 +842,23 @@ async def _figures(
         "gate_evaluations": evaluations,
         # Every query of the run over the evaluations: an upper bound (precheck and the
         # old revision's drain check are in the total too).
-        "api_queries_per_evaluation": round(api / evaluations, 2) if evaluations else None,
-        "engine_queries_per_evaluation": round(engine / evaluations, 2) if evaluations else None,
+        "api_queries_per_evaluation_upper": round(api / evaluations, 2) if evaluations else None,
+        "engine_queries_per_evaluation_upper": round(engine / evaluations, 2)
+        if evaluations
+        else None,
     }
+    per_eval = queries_in_windows(samples, activity_windows(histories, "measure_gate"))
+    out["promql"].update(
+        {
+            # Prometheus's counter sampled every 0.25 s, attributed to each evaluation's
+            # activity window (evaluations are at least one interval apart).
+            "queries_per_evaluation": _median(per_eval),
+            "queries_per_evaluation_min": min(per_eval, default=None),
+            "queries_per_evaluation_max": max(per_eval, default=None),
+            "queries_per_evaluation_each": per_eval,
+            "queries_outside_evaluations": api - sum(per_eval) if per_eval else None,
+        }
+    )
     return out
 
 
@@ -877,7 +949,12 @@ def product_rows(fig: dict[str, Any], *, at_scale: bool) -> list[tuple[str, Any,
         ("kube requests", req.get("total"), None),
         ("  per migrated namespace", req.get("per_migrated_namespace"), None),
         ("  beyond restarts, per namespace", req.get("beyond_restarts_per_namespace"), "≤ 8"),
-        ("PromQL queries per evaluation", prom.get("api_queries_per_evaluation"), "constant"),
+        ("PromQL queries per evaluation", prom.get("queries_per_evaluation"), "constant"),
+        (
+            "  min / max",
+            f"{prom.get('queries_per_evaluation_min')} / {prom.get('queries_per_evaluation_max')}",
+            None,
+        ),
         ("gate evaluations", hist.get("gate_evaluations"), None),
         ("history events (all runs)", hist.get("events_total"), None),
         ("history events (largest run)", hist.get("events_max_run"), "< 10,000"),

@@ -42,13 +42,15 @@ from bench.overhead import parser as base_parser
 FIGURES: dict[str, tuple[str, ...]] = {
     "wall_s": ("wall_s",),
     "lower_bound_s": ("lower_bound_s",),
+    "overhead_s": ("overhead_s",),
+    "overhead_ratio": ("overhead_ratio",),
     "kube_requests": ("kube_requests", "total"),
     "kube_requests_per_namespace": ("kube_requests", "per_migrated_namespace"),
     "history_events": ("history", "events_total"),
     "history_bytes": ("history", "bytes_total"),
     "history_bytes_per_evaluation": ("history", "bytes_per_evaluation"),
     "gate_payload_bytes_per_evaluation": ("history", "gate_payload_bytes_per_evaluation"),
-    "promql_queries_per_evaluation": ("promql", "api_queries_per_evaluation"),
+    "promql_queries_per_evaluation": ("promql", "queries_per_evaluation"),
     "worker_peak_rss_mb": ("worker", "peak_rss_mb"),
     "worker_cpu_s": ("worker", "cpu_s"),
 }

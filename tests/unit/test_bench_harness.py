@@ -19,6 +19,7 @@ from bench._harness import (
     lower_bound,
     plan_batches,
     prometheus_query_counts,
+    queries_in_windows,
     request_figures,
     rollout_seconds,
     scenario_document,
@@ -157,3 +158,10 @@ def test_each_benchmark_answers_help(module: str, capsys: pytest.CaptureFixture[
         importlib.import_module(f"bench.{module}").main(["--help"])
     assert exited.value.code == 0
     assert "--json" in capsys.readouterr().out
+
+
+def test_queries_are_attributed_to_the_evaluation_windows() -> None:
+    samples = [(0.0, 10.0), (1.0, 10.0), (2.0, 15.0), (3.0, 15.0), (4.0, 21.0), (5.0, 21.0)]
+    windows = [(1.1, 1.8), (3.2, 3.9), (4.5, 9.0)]
+    # The last window never saw a sample after it closed: no figure rather than a wrong one.
+    assert queries_in_windows(samples, windows) == [5.0, 6.0]
