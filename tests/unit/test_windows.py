@@ -346,3 +346,16 @@ def test_next_open_is_fast_enough_for_workflow_tasks() -> None:
     for day in range(0, 60, 3):
         w.next_open(utc(2025, 1, 1) + timedelta(days=day))
     assert time.perf_counter() - began < 2.0
+
+
+def test_documented_example_is_a_valid_spec() -> None:
+    from pathlib import Path
+
+    from istio_upgrade.cli.specfile import load_model
+
+    path = Path(__file__).resolve().parents[2] / "docs" / "examples" / "upgrade-windows.yaml"
+    spec = load_model(path, UpgradeSpec)
+    assert spec.windows is not None and spec.cluster.task_queue == cluster_task_queue("prod-eu1")
+    # Tuesday 2026-12-15 23:00 CET is inside the nightly window; the freeze holds until January.
+    assert spec.windows.is_open(utc(2026, 12, 15, 22))
+    assert spec.windows.next_open(utc(2026, 12, 21, 22)) == utc(2027, 1, 4, 21)
