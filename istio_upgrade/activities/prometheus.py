@@ -434,6 +434,7 @@ def _parse_budget(
             bad = max(0.0, total - found.get("good", total))
         else:
             bad = min(found.get("bad", 0.0), total)
+        bad = round(bad, 3)  # bucket and _count extrapolate apart by ~1e-9 requests
         out.all_bad += bad
         out.all_rate += total / seconds[index]
         if index == current:
