@@ -325,6 +325,10 @@ async def collect(
         return m
     short = min(query.short_window_seconds, since)
     windows: list[tuple[WindowName, float]] = [("since_warmup", since), ("short", short)]
+    if not with_queries and short >= since:
+        # The same window twice: one query, one set of counts in the record.
+        windows = windows[:1]
+        m.short_is_since_warmup = True
 
     jobs: list[tuple[str, str]] = []
     if not names:

@@ -238,6 +238,9 @@ class GateMeasurements(BaseModel):
     (``kube_pod_container_status_restarts_total``), where Prometheus has kube-state-metrics."""
     budget: list[BudgetCounts] = Field(default_factory=list)
     """Per SLO: errors of the migrated namespaces since each batch went Ready."""
+    short_is_since_warmup: bool = False
+    """The short window is the since-warm-up window (not yet longer than the short window's
+    length): measured once, not twice, and read as both."""
 
 
 class BudgetSpent(BaseModel):

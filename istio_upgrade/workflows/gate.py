@@ -172,6 +172,13 @@ class _Context:
     quiet: bool = False
 
 
+def _short_window(ctx: _Context, slo: SLOSpec) -> SLIWindow | None:
+    found = ctx.windows.get((slo.name, "short"))
+    if found is None and ctx.m.short_is_since_warmup:
+        return ctx.windows.get((slo.name, "since_warmup"))
+    return found
+
+
 def _view_check(
     ctx: _Context,
     ns: _Namespace,
@@ -181,7 +188,7 @@ def _view_check(
 ) -> None:
     """Absolute burn of the O→B edge or of B's outbound traffic (availability only)."""
     long_w = ctx.windows.get((slo.name, "since_warmup"))
-    short_w = ctx.windows.get((slo.name, "short"))
+    short_w = _short_window(ctx, slo)
     if long_w is None or short_w is None:
         return
     long_c = getattr(long_w, view).get(ns.name)
@@ -216,7 +223,7 @@ def _view_check(
 def _slo_check(ctx: _Context, ns: _Namespace, slo: SLOSpec, gate: NamespaceGate) -> None:
     spec = ctx.spec
     long_w = ctx.windows.get((slo.name, "since_warmup"))
-    short_w = ctx.windows.get((slo.name, "short"))
+    short_w = _short_window(ctx, slo)
     counts = long_w.inbound.get(ns.name) if long_w else None
     if long_w is None or counts is None:
         ns.inconclusive.append(f"{ns.name}: no data for SLO {slo.name}")

@@ -476,3 +476,21 @@ def test_measurements_without_the_batch_never_pass() -> None:
     result = evaluate_gate(SPEC, m, [], quiet=True)
     assert result.verdict == "INCONCLUSIVE"
     assert result.reasons == ["no namespace of the batch was measured"]
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_a_short_window_as_long_as_the_window_is_measured_once(name: str) -> None:
+    both = pooled(CASES[name])
+    for w in both.slis:
+        w.window_seconds = 120  # the short window is capped by the since-warm-up length
+    once = both.model_copy(deep=True)
+    once.slis = [w for w in once.slis if w.window == "since_warmup"]
+    once.short_is_since_warmup = True
+    a1 = evaluate_gate(SPEC, both, [])
+    b1 = evaluate_gate(SPEC, once, [])
+    a2, b2 = evaluate_gate(SPEC, both, [a1]), evaluate_gate(SPEC, once, [b1])
+    for a, b in ((a1, b1), (a2, b2)):
+        assert (a.verdict, a.reasons) == (b.verdict, b.reasons)
+        assert {n: g.model_dump() for n, g in a.namespaces.items()} == {
+            n: g.model_dump() for n, g in b.namespaces.items()
+        }
