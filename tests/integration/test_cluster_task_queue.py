@@ -27,7 +27,7 @@ from istio_upgrade.models import UpgradeResult, workflow_id_for
 from istio_upgrade.models.spec import cluster_task_queue
 from istio_upgrade.worker import build_worker, build_workers, worker_queues
 from istio_upgrade.workflows.upgrade import IstioCanaryUpgrade
-from tests.integration.upgrade_stack import fast_spec, pod_revisions
+from tests.integration.upgrade_stack import fast_spec, pod_revisions, record_history
 
 pytestmark = pytest.mark.slow
 
@@ -136,6 +136,7 @@ async def test_pinned_workers_are_the_only_ones_touching_their_clusters(
         assert {e["user"] for e in writes} - {"system:admin"} == {f"{name}-worker"}
         assert set(pod_revisions(_Pod(sandbox), "frontend").values()) == {"1-24-2"}  # type: ignore[arg-type]
 
+    await record_history(handles[0], "cluster-task-queue-5")
     for name, handle in zip(CLUSTERS, handles, strict=True):
         history = await handle.fetch_history()
         scheduled = [

@@ -25,6 +25,7 @@ from tests.integration.upgrade_stack import (
     istiod_deployments,
     namespace_labels,
     pod_revisions,
+    record_history,
     upgrade_stack,
     wait_progress,
 )
@@ -80,6 +81,7 @@ async def test_closed_window_holds_the_install_with_its_opening_and_abort_is_not
         )
         cause = await failure(handle)
         assert cause.type == "Aborted", cause.message
+        await record_history(handle, "window-wait-abort-5")
         progress = await handle.query(IstioCanaryUpgrade.progress)
         assert progress.phase.value == "ROLLED_BACK", progress.errors
         assert progress.waiting_for is None
@@ -119,6 +121,7 @@ async def test_open_window_lets_the_upgrade_proceed(
         spec = fast_spec(stack.prometheus.url, windows=windows.model_dump(mode="json"))
         handle = await stack.start(spec, suffix=f".open-{now:%H%M%S}")
         result: UpgradeResult = await handle.result()
+        await record_history(handle, "window-open-5")
         assert result.outcome == "SUCCEEDED", result.summary
         assert set(pod_revisions(stack, "frontend").values()) == {"1-24-2"}
         # No window timer was ever started.
