@@ -79,6 +79,7 @@ async def test_cancel_during_the_rollback_lets_it_finish(
         await _cancelled(handle)
         await record_history(handle, "cancel-during-rollback-3")
         await record_history(handle, "cancel-during-rollback-4")
+        await record_history(handle, "cancel-during-rollback-5")
 
         assert namespace_labels(stack) == before
         _all_on(stack, ["checkout", "cart", "accounts"], "1-23-4")

@@ -54,6 +54,7 @@ async def test_clean_upgrade_moves_everything_and_removes_old_revision(
         await record_history(handle, "clean-upgrade-2")
         await record_history(handle, "clean-upgrade-3")
         await record_history(handle, "clean-upgrade-4")
+        await record_history(handle, "clean-upgrade-5")
 
         assert result.outcome == "SUCCEEDED", result.summary
         assert result.old_revision_removed, result.warnings

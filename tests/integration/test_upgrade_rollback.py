@@ -48,6 +48,7 @@ async def test_bad_canary_rolls_back_and_names_the_gate(
         cause = await failure(handle)
         await record_history(handle, "bad-canary-rollback-2")
         await record_history(handle, "bad-canary-rollback-3")
+        await record_history(handle, "bad-canary-rollback-5")
         assert cause.type == "GateFailed", cause.message
         assert "batch 0" in cause.message and "checkout" in cause.message
         assert "availability" in cause.message
@@ -96,6 +97,8 @@ async def test_rollback_spans_runs_after_continue_as_new(
         await record_history(latest, "continued-run-2-2")
         await record_history(run_1, "continued-run-3-1")
         await record_history(latest, "continued-run-3-2")
+        await record_history(run_1, "continued-run-5-1")
+        await record_history(latest, "continued-run-5-2")
         progress = await latest.query(IstioCanaryUpgrade.progress)
         assert progress.runs == 2
         assert progress.phase.value == "ROLLED_BACK"

@@ -44,6 +44,17 @@ EXPECTED = {
     "clean-upgrade-4.json",
     "cancel-during-rollback-4.json",
     "abort-interrupts-wait-4.json",
+    # Planned by the plan_cluster activity, bounded progress and relabel inputs, gate baselines
+    # read by query and pooled, quiet namespaces, budget spent, anchored evaluations,
+    # maintenance windows and per-cluster task queues.
+    "clean-upgrade-5.json",
+    "bad-canary-rollback-5.json",
+    "continued-run-5-1.json",
+    "continued-run-5-2.json",
+    "cancel-during-rollback-5.json",
+    "window-open-5.json",
+    "window-wait-abort-5.json",
+    "cluster-task-queue-5.json",
 }
 
 
