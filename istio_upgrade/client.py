@@ -6,16 +6,38 @@ Every function takes a connected :class:`temporalio.client.Client` whose data co
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import uuid
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import Client, TLSConfig, WorkflowExecutionStatus, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleCalendarSpec,
+    ScheduleHandle,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleRange,
+    ScheduleSpec,
+    ScheduleState,
+    TLSConfig,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+)
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfigProfile, ClientConfigTLS
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -30,8 +52,18 @@ from istio_upgrade.models import (
     UpgradeSpec,
     workflow_id_for,
 )
+from istio_upgrade.models.fleet import (
+    FleetAbortRequest,
+    FleetApproveRequest,
+    FleetProgress,
+    FleetResult,
+    FleetSpec,
+    fleet_workflow_id,
+)
 from istio_upgrade.models.removal import RemovalResult, RemoveRevisionSpec, removal_workflow_id
-from istio_upgrade.models.search import search_attributes_for
+from istio_upgrade.models.search import FLEET, PHASE, TARGET_REVISION, search_attributes_for
+from istio_upgrade.models.slo import refusal
+from istio_upgrade.workflows.fleet import FleetRollout
 from istio_upgrade.workflows.removal import IstioRevisionRemoval
 from istio_upgrade.workflows.upgrade import IstioCanaryUpgrade
 
@@ -559,3 +591,379 @@ async def _update(client: Client, upgrade_id: str, name: str, arg: Any) -> str:
     args = [] if arg is None else [arg]
     result: str = await handle(client, upgrade_id).execute_update(name, args=args, result_type=str)
     return result
+
+
+# --- fleets --------------------------------------------------------------------------------
+
+FLEET_WORKFLOW_TYPE = "FleetRollout"
+"""The fleet rollout's workflow type, for visibility queries."""
+
+
+def kubeconfig_contexts(kubeconfig: str | None = None) -> set[str] | None:
+    """The context names of the kubeconfig the starter uses, or None when there is none.
+
+    ``kubeconfig`` may list several files separated by ``:`` like ``KUBECONFIG``; default
+    ``KUBECONFIG``, else ``~/.kube/config``. Read as plain YAML: the check needs names only.
+    """
+    import yaml
+
+    paths = kubeconfig or os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+    names: set[str] = set()
+    found = False
+    for part in paths.split(os.pathsep):
+        path = Path(part).expanduser()
+        if not part or not path.is_file():
+            continue
+        found = True
+        try:
+            document = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        for context in document.get("contexts") or []:
+            if isinstance(context, dict) and isinstance(context.get("name"), str):
+                names.add(context["name"])
+    return names if found else None
+
+
+def check_fleet(
+    spec: FleetSpec, *, kubeconfig: str | None = None, now: datetime | None = None
+) -> None:
+    """What only the starter can check, before anything starts: every cluster's context
+    exists in its kubeconfig, and the maintenance windows open again.
+
+    Raises:
+        pydantic.ValidationError: One error per problem, located at its field
+            (``clusters[2].context``, ``windows``), saying what to do.
+    """
+    problems: list[tuple[str, str, Any]] = []
+    contexts = kubeconfig_contexts(kubeconfig)
+    if contexts is not None:
+        for index, cluster in enumerate(spec.clusters):
+            if cluster.context is not None and cluster.context not in contexts:
+                known = ", ".join(sorted(contexts)[:10]) or "none"
+                problems.append(
+                    (
+                        f"clusters[{index}].context",
+                        f"context {cluster.context!r} of cluster {cluster.name} is not in the "
+                        f"kubeconfig (contexts: {known}); fix the name or add the context "
+                        "(kubectl config get-contexts)",
+                        cluster.context,
+                    )
+                )
+    problems += spec.window_problems(now or datetime.now(tz=UTC))
+    if problems:
+        raise refusal(FleetSpec, problems)
+
+
+def fleet_details(spec: FleetSpec) -> str:
+    """Markdown shown as the fleet's static details in the Web UI: the stage layout."""
+    budget = spec.failure_budget
+    lines = [
+        f"**Fleet** `{spec.name}`: {len(spec.clusters)} clusters to `{spec.target_revision}`",
+        f"**Failure budget** {spec.budget_allowed()} cluster(s) "
+        f"(max({budget.count}, {budget.ratio:g} x {len(spec.clusters)}))",
+    ]
+    for stage in spec.layout():
+        groups = "; ".join(
+            f"{g.name} (x{g.max_parallel}): {', '.join(g.clusters)}" for g in stage.groups
+        )
+        extra = (" after approval" if stage.approval else "") + (
+            f", bake {stage.soak_seconds:g}s" if stage.soak_seconds else ""
+        )
+        lines.append(f"**Stage {stage.name}**{extra}: {groups}")
+    return "\n\n".join(lines)
+
+
+def _fleet_attributes(spec: FleetSpec) -> TypedSearchAttributes:
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(FLEET, spec.name),
+            SearchAttributePair(TARGET_REVISION, spec.target_revision),
+            SearchAttributePair(PHASE, "RUNNING"),
+        ]
+    )
+
+
+async def start_fleet(
+    client: Client,
+    spec: FleetSpec,
+    *,
+    task_queue: str = TASK_QUEUE,
+    kubeconfig: str | None = None,
+    check: bool = True,
+) -> WorkflowHandle[FleetRollout, FleetResult]:
+    """Start the rollout of ``spec``, or follow it when it already runs.
+
+    The id is ``istio-fleet.<name>.<revision>``; its children keep the single-cluster ids, so
+    a cluster being upgraded by hand or by another fleet is followed, not upgraded twice.
+
+    Args:
+        client: Connected client.
+        spec: The fleet.
+        task_queue: Task queue of the workers running the workflows.
+        kubeconfig: Where :func:`check_fleet` looks up the clusters' contexts.
+        check: Run :func:`check_fleet` first (contexts, windows).
+
+    Raises:
+        pydantic.ValidationError: ``check_fleet`` refused the spec; nothing started.
+    """
+    if check:
+        check_fleet(spec, kubeconfig=kubeconfig)
+    options: dict[str, Any] = {
+        "id": fleet_workflow_id(spec),
+        "task_queue": task_queue,
+        "id_conflict_policy": WorkflowIDConflictPolicy.USE_EXISTING,
+        "id_reuse_policy": WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+        "static_summary": f"Istio fleet {spec.name}: {len(spec.clusters)} clusters to "
+        f"{spec.target_revision}",
+        "static_details": fleet_details(spec),
+    }
+    try:
+        return await client.start_workflow(
+            FleetRollout.run, spec, search_attributes=_fleet_attributes(spec), **options
+        )
+    except RPCError as error:
+        if error.status != RPCStatusCode.INVALID_ARGUMENT or "search attribute" not in (
+            error.message.lower()
+        ):
+            raise
+        log.warning("search attributes not registered (%s); fleet starts without", error.message)
+        return await client.start_workflow(FleetRollout.run, spec, **options)
+
+
+async def plan_fleet(
+    client: Client, spec: FleetSpec, *, task_queue: str = TASK_QUEUE, kubeconfig: str | None = None
+) -> dict[str, Any]:
+    """Every cluster's dry run (precheck and batches) and the stage layout; nothing written.
+
+    The dry runs run side by side (each a ``….dry-run-<random>`` upgrade, as ``plan`` of one
+    cluster does); a cluster whose dry run fails is reported with its error.
+
+    Returns:
+        ``{"fleet_id", "target_revision", "budget_allowed", "stages": [...], "clusters":
+        {name: {"outcome", "summary", "batches", "errors"}}}``.
+    """
+    check_fleet(spec, kubeconfig=kubeconfig)
+
+    async def one(name: str) -> tuple[str, dict[str, Any]]:
+        cluster = spec.cluster_spec(name).model_copy(update={"dry_run": True})
+        try:
+            handle = await start_upgrade(client, cluster, task_queue=task_queue)
+            result = await handle.result()
+        except WorkflowFailureError as error:
+            return name, {"outcome": "FAILED", "summary": str(error.cause or error)}
+        plan = result.plan
+        findings = result.precheck.findings if result.precheck else []
+        errors = [f.message for f in findings if f.severity == "error"]
+        return name, {
+            "outcome": result.outcome,
+            "summary": result.summary,
+            "batches": [b.namespaces for b in plan.batches] if plan else [],
+            "errors": errors,
+        }
+
+    results = dict(await asyncio.gather(*(one(c.name) for c in spec.clusters)))
+    return {
+        "fleet_id": fleet_workflow_id(spec),
+        "target_revision": spec.target_revision,
+        "budget_allowed": spec.budget_allowed(),
+        "stages": [stage.model_dump() for stage in spec.layout()],
+        "clusters": results,
+    }
+
+
+def fleet_handle(client: Client, fleet_id: str) -> WorkflowHandle[Any, Any]:
+    """The handle of a fleet rollout by workflow id (latest run)."""
+    return client.get_workflow_handle(fleet_id)
+
+
+async def get_fleet_progress(client: Client, fleet_id: str) -> FleetProgress:
+    """The fleet's ``progress`` query."""
+    result: FleetProgress = await fleet_handle(client, fleet_id).query(
+        "progress", result_type=FleetProgress
+    )
+    return result
+
+
+async def approve_fleet(client: Client, fleet_id: str, who: str, comment: str = "") -> str:
+    """Let the fleet's stage that waits for approval start."""
+    return await _update(
+        client, fleet_id, "approve", FleetApproveRequest(approver=who, comment=comment)
+    )
+
+
+async def abort_fleet(client: Client, fleet_id: str, who: str, reason: str) -> str:
+    """Start no further cluster; every running upgrade of the fleet rolls back."""
+    return await _update(
+        client, fleet_id, "abort", FleetAbortRequest(reason=reason, requested_by=who)
+    )
+
+
+async def pause_fleet(client: Client, fleet_id: str) -> str:
+    """Start no further cluster and pause the running upgrades."""
+    return await _update(client, fleet_id, "pause", None)
+
+
+async def resume_fleet(client: Client, fleet_id: str) -> str:
+    """Resume a paused fleet."""
+    return await _update(client, fleet_id, "resume", None)
+
+
+# --- schedules -----------------------------------------------------------------------------
+
+SCHEDULE_PREFIX = "istio-fleet."
+_DAYS = {"sun": 0, "mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6}
+
+
+def parse_calendar(text: str) -> ScheduleCalendarSpec:
+    """``"sat,sun 02:30"``, ``"mon-fri 22:00"`` or ``"daily 03:00"`` as a calendar spec.
+
+    Raises:
+        ValueError: Naming what is wrong and an example.
+    """
+    example = "write it like 'sat 02:00', 'mon-fri 22:30' or 'daily 03:00'"
+    parts = text.strip().lower().split()
+    if len(parts) != 2:
+        raise ValueError(f"calendar {text!r}: {example}")
+    days_text, clock = parts
+    try:
+        hour_text, minute_text = clock.split(":")
+        hour, minute = int(hour_text), int(minute_text)
+    except ValueError:
+        raise ValueError(f"calendar {text!r}: time {clock!r} is not HH:MM; {example}") from None
+    if not (0 <= hour <= 23 and 0 <= minute <= 59):
+        raise ValueError(f"calendar {text!r}: time {clock!r} is not a time of day; {example}")
+    days: list[ScheduleRange] = []
+    if days_text not in {"daily", "*"}:
+        for item in days_text.split(","):
+            first, _, last = item.partition("-")
+            if first[:3] not in _DAYS or (last and last[:3] not in _DAYS):
+                raise ValueError(f"calendar {text!r}: day {item!r} is not a weekday; {example}")
+            start = _DAYS[first[:3]]
+            end = _DAYS[last[:3]] if last else start
+            if end < start:
+                raise ValueError(f"calendar {text!r}: range {item!r} runs backwards; {example}")
+            days.append(ScheduleRange(start, end))
+    return ScheduleCalendarSpec(
+        hour=[ScheduleRange(hour)],
+        minute=[ScheduleRange(minute)],
+        day_of_week=days or [ScheduleRange(0, 6)],
+        comment=text.strip(),
+    )
+
+
+def schedule_id_for(spec: FleetSpec) -> str:
+    """``istio-fleet.<name>``: the default id of a fleet's Schedule."""
+    return f"{SCHEDULE_PREFIX}{spec.name}"
+
+
+async def create_fleet_schedule(
+    client: Client,
+    spec: FleetSpec,
+    calendars: list[str],
+    *,
+    timezone: str = "UTC",
+    schedule_id: str | None = None,
+    task_queue: str = TASK_QUEUE,
+    paused: bool = False,
+    kubeconfig: str | None = None,
+) -> ScheduleHandle:
+    """A Temporal Schedule starting the fleet's rollout at each calendar time.
+
+    Overlap policy SKIP: a rollout still running when the next time comes is left alone and
+    that time is skipped. The runs' ids are ``istio-fleet.<name>.<revision>-<timestamp>``
+    (Temporal appends the timestamp); their children keep ``istio-upgrade.<cluster>.<rev>``,
+    so a run never doubles a cluster's upgrade. The spec is stored in the Schedule's action
+    (bounded by ``FleetSpec``'s limits).
+
+    Raises:
+        ValueError: A calendar cannot be read.
+        pydantic.ValidationError: :func:`check_fleet` refused the spec.
+    """
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"timezone {timezone!r} is not an IANA time zone; write it like Europe/Berlin or UTC"
+        ) from None
+    check_fleet(spec, kubeconfig=kubeconfig)
+    specs = [parse_calendar(c) for c in calendars]
+    if not specs:
+        raise ValueError("a schedule needs at least one --calendar, e.g. 'sat 02:00'")
+    action = ScheduleActionStartWorkflow(
+        FleetRollout.run,
+        spec,
+        id=fleet_workflow_id(spec),
+        task_queue=task_queue,
+        static_summary=f"Istio fleet {spec.name} to {spec.target_revision} (scheduled)",
+        static_details=fleet_details(spec),
+    )
+    schedule = Schedule(
+        action=action,
+        spec=ScheduleSpec(calendars=specs, time_zone_name=timezone),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+        state=ScheduleState(
+            paused=paused, note=f"fleet {spec.name}: {len(spec.clusters)} clusters"
+        ),
+    )
+    return await client.create_schedule(schedule_id or schedule_id_for(spec), schedule)
+
+
+async def list_fleet_schedules(client: Client) -> list[dict[str, Any]]:
+    """The fleet Schedules (ids starting ``istio-fleet.``): id, paused, next run times."""
+    rows: list[dict[str, Any]] = []
+    async for entry in await client.list_schedules():
+        if not entry.id.startswith(SCHEDULE_PREFIX):
+            continue
+        info = entry.info
+        nexts = info.next_action_times if info else []
+        recent = info.recent_actions if info else []
+        rows.append(
+            {
+                "id": entry.id,
+                "paused": bool(entry.schedule and entry.schedule.state.paused),
+                "next_action_times": [t.isoformat() for t in nexts],
+                "recent_runs": [getattr(a.action, "workflow_id", "") for a in recent],
+            }
+        )
+    return rows
+
+
+async def describe_fleet_schedule(client: Client, schedule_id: str) -> dict[str, Any]:
+    """A Schedule's state: paused, note, calendars, next times, recent and running runs."""
+    description = await client.get_schedule_handle(schedule_id).describe()
+    info, schedule = description.info, description.schedule
+    return {
+        "id": description.id,
+        "paused": schedule.state.paused,
+        "note": schedule.state.note or "",
+        "time_zone": schedule.spec.time_zone_name or "UTC",
+        "calendars": [c.comment or str(c) for c in schedule.spec.calendars],
+        "overlap": schedule.policy.overlap.name,
+        "next_action_times": [t.isoformat() for t in info.next_action_times],
+        "recent_runs": [getattr(a.action, "workflow_id", "") for a in info.recent_actions],
+        "running": [getattr(a, "workflow_id", "") for a in info.running_actions],
+        "skipped_overlap": info.num_actions_skipped_overlap,
+    }
+
+
+async def pause_fleet_schedule(client: Client, schedule_id: str, note: str = "") -> None:
+    """Stop the Schedule from starting rollouts until ``unpause``."""
+    await client.get_schedule_handle(schedule_id).pause(note=note or "paused")
+
+
+async def unpause_fleet_schedule(client: Client, schedule_id: str, note: str = "") -> None:
+    """Let the Schedule start rollouts again."""
+    await client.get_schedule_handle(schedule_id).unpause(note=note or "unpaused")
+
+
+async def trigger_fleet_schedule(client: Client, schedule_id: str) -> None:
+    """Start the Schedule's rollout now (skipped, like a timed run, if one still runs)."""
+    await client.get_schedule_handle(schedule_id).trigger(overlap=ScheduleOverlapPolicy.SKIP)
+
+
+async def delete_fleet_schedule(client: Client, schedule_id: str) -> None:
+    """Delete the Schedule; rollouts it started keep running."""
+    await client.get_schedule_handle(schedule_id).delete()

@@ -30,6 +30,7 @@ import structlog
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from istio_upgrade.activities.fleet import follow_upgrade
 from istio_upgrade.activities.kube import KubeActivities
 from istio_upgrade.activities.prometheus import (
     measure_gate,
@@ -40,6 +41,7 @@ from istio_upgrade.client import ConnectionConfigError
 from istio_upgrade.client import connect as client_connect
 from istio_upgrade.logging import configure_logging
 from istio_upgrade.models.spec import check_dns1123, check_task_queue, cluster_task_queue
+from istio_upgrade.workflows.fleet import FleetRollout
 from istio_upgrade.workflows.removal import IstioRevisionRemoval
 from istio_upgrade.workflows.upgrade import TASK_QUEUE, IstioCanaryUpgrade
 
@@ -59,7 +61,7 @@ HEARTBEAT_THROTTLE = timedelta(seconds=2)
 def registered_activities(kube: KubeActivities) -> list[Callable[..., Any]]:
     """Every activity implementation the worker registers (each has a stub in
     :mod:`istio_upgrade.activities.interface`, which is what the workflows call)."""
-    return [*kube.all(), measure_gate, query_revision_xds, probe_prometheus]
+    return [*kube.all(), measure_gate, query_revision_xds, probe_prometheus, follow_upgrade]
 
 
 def registered_workflows() -> list[type]:
@@ -67,6 +69,7 @@ def registered_workflows() -> list[type]:
     return [
         IstioCanaryUpgrade,
         IstioRevisionRemoval,
+        FleetRollout,
     ]
 
 

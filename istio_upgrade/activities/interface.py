@@ -47,6 +47,7 @@ from istio_upgrade.models.activities import (
     VerifyReport,
     WorkloadLabelInput,
 )
+from istio_upgrade.models.fleet import FollowInput, FollowResult
 from istio_upgrade.models.gate import GateMeasurements, GateQuery
 from istio_upgrade.models.inventory import ClusterInventory
 from istio_upgrade.models.permissions import PermissionReport, PermissionsInput
@@ -203,3 +204,9 @@ async def probe_prometheus(prometheus_url: str) -> PrometheusProbe:
 async def query_revision_xds(prometheus_url: str, revision: str) -> float | None:
     """Proxies connected to ``istiod-<revision>`` (``pilot_xds``), or None without data."""
     _stub("query_revision_xds")
+
+
+@activity.defn(name="follow_upgrade")
+async def follow_upgrade(request: FollowInput) -> FollowResult:
+    """Wait for an upgrade the fleet did not start to end (``activities/fleet.py``)."""
+    _stub("follow_upgrade")

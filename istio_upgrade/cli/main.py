@@ -538,9 +538,12 @@ def demo(keep_open: bool, run_dir: Path | None, ui_port: int | None) -> None:
 
 
 def _register_commands() -> None:
+    from istio_upgrade.cli.fleet import fleet, schedule
     from istio_upgrade.cli.unlock import unlock
 
     cli.add_command(unlock)
+    cli.add_command(fleet)
+    cli.add_command(schedule)
 
 
 _register_commands()

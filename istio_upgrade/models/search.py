@@ -29,7 +29,12 @@ OUTCOME = SearchAttributeKey.for_keyword("IstioUpgradeOutcome")
 """How the upgrade ended (``SUCCEEDED``, ``ROLLED_BACK``, ``FAILED``, ``DRY_RUN``); unset while
 it runs."""
 
-ALL_SEARCH_ATTRIBUTES = (CLUSTER, TARGET_REVISION, PHASE, OUTCOME)
+FLEET = SearchAttributeKey.for_keyword("IstioFleet")
+"""The fleet a rollout (``FleetRollout``) rolls out, also set on the upgrades it starts:
+``IstioFleet = 'prod'`` lists the fleet and its clusters' upgrades. A fleet sets
+``IstioTargetRevision``, ``IstioUpgradePhase`` (its own phase) and ``IstioUpgradeOutcome`` too."""
+
+ALL_SEARCH_ATTRIBUTES = (CLUSTER, TARGET_REVISION, PHASE, OUTCOME, FLEET)
 """Every attribute a namespace must register (all of type Keyword)."""
 
 
