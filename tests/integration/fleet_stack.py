@@ -32,7 +32,7 @@ SOURCE = "1-23-4"
 WRITES = {"create", "update", "patch", "delete", "deletecollection", "apply"}
 
 FLEET_SIZE = int(os.environ.get("FLEET_TEST_CLUSTERS", "6"))
-"""Clusters of the 6-cluster test; CI on a small machine may set fewer (at least 3)."""
+"""Clusters of the 6-cluster test (3 stages: 1, 2, the rest); a small CI machine may set 4."""
 
 
 @dataclass
@@ -89,9 +89,15 @@ class FleetStack:
         return FleetSpec.model_validate(doc)
 
     def writes(self, name: str, since: int = 0) -> list[dict[str, Any]]:
-        """The sandbox's logged writes (creates, patches, deletes …) from ``since`` on."""
+        """The sandbox's logged writes (creates, patches, deletes …) from ``since`` on; access
+        reviews (the permission precheck asks them with ``create``) change nothing."""
         entries, _ = self.clusters[name].sandbox.requests(since)
-        return [e for e in entries if str(e.get("verb", "")).lower() in WRITES]
+        return [
+            e
+            for e in entries
+            if str(e.get("verb", "")).lower() in WRITES
+            and e.get("apiGroup") != "authorization.k8s.io"
+        ]
 
     def revisions(self, name: str, namespaces: Sequence[str]) -> set[str | None]:
         from tests.integration.upgrade_stack import Stack, pod_revisions
@@ -169,3 +175,19 @@ async def fleet_result(handle: WorkflowHandle[Any, Any], seconds: float = RESULT
             f"{description.raw_description.pending_activities}\n"
             f"{description.raw_description.pending_children}"
         )
+
+
+FLEET_HISTORIES = Path(__file__).resolve().parents[1] / "replay" / "fleet_histories"
+
+
+async def record_fleet_history(handle: WorkflowHandle[Any, Any], name: str) -> None:
+    """With ``RECORD_HISTORIES=1``, save the fleet run's history for the replay tests (an
+    existing file is kept: histories are recorded beside the older ones)."""
+    if os.environ.get("RECORD_HISTORIES") != "1":
+        return
+    path = FLEET_HISTORIES / f"{name}.json"
+    if path.exists():
+        return
+    history = await handle.fetch_history()
+    FLEET_HISTORIES.mkdir(parents=True, exist_ok=True)
+    path.write_text(history.to_json())

@@ -10,7 +10,7 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from istio_upgrade.client import start_fleet
+from istio_upgrade.client import plan_fleet, start_fleet
 from istio_upgrade.models.fleet import FleetResult
 from istio_upgrade.workflows.fleet import FleetRollout
 from tests.integration.fleet_stack import (
@@ -21,6 +21,7 @@ from tests.integration.fleet_stack import (
     TARGET,
     fleet_result,
     fleet_stack,
+    record_fleet_history,
     states,
 )
 
@@ -57,6 +58,7 @@ async def test_fleet_in_three_stages_moves_every_cluster(
             stack.client, spec, task_queue=stack.task_queue, kubeconfig=str(stack.kubeconfig)
         )
         result: FleetResult = await fleet_result(handle)
+        await record_fleet_history(handle, "fleet-three-stages-1")
         assert result.outcome == "SUCCEEDED", result.summary
         assert {c.cluster: c.state for c in result.clusters} == dict.fromkeys(names, "SUCCEEDED")
         for line in result.clusters:
@@ -89,6 +91,7 @@ async def test_burning_canary_rolls_back_and_the_budget_stops_the_next_stage(
         )
         with pytest.raises(WorkflowFailureError) as info:
             await fleet_result(handle)
+        await record_fleet_history(handle, "fleet-budget-exceeded-1")
         cause = info.value.cause
         assert isinstance(cause, ApplicationError) and cause.type == "FailureBudgetExceeded"
         progress = await handle.query(FleetRollout.progress)
@@ -103,3 +106,24 @@ async def test_burning_canary_rolls_back_and_the_budget_stops_the_next_stage(
         for name in ("next1", "next2"):
             assert stack.writes(name, marks[name]) == [], name
             assert stack.revisions(name, NAMESPACES) == {SOURCE}
+
+
+async def test_fleet_plan_dry_runs_every_cluster_and_writes_nothing(
+    temporal_local: WorkflowEnvironment, sandbox_factory: Any, prometheus_factory: Any,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    scenarios = {"p1": GOOD, "p2": GOOD}
+    async with fleet_stack(
+        temporal_local.client, sandbox_factory, prometheus_factory, scenarios, tmp_path
+    ) as stack:
+        marks = {n: c.sandbox.requests()[1] for n, c in stack.clusters.items()}
+        spec = stack.spec([{"name": "a", "clusters": ["p1"]}, {"name": "b", "clusters": ["p2"]}])
+        planned = await plan_fleet(
+            stack.client, spec, task_queue=stack.task_queue, kubeconfig=str(stack.kubeconfig)
+        )
+        assert [s["name"] for s in planned["stages"]] == ["a", "b"]
+        for name in ("p1", "p2"):
+            one = planned["clusters"][name]
+            assert one["outcome"] == "DRY_RUN", one
+            assert one["batches"][0] == ["frontend"] and one["errors"] == []
+            assert stack.writes(name, marks[name]) == [], name
