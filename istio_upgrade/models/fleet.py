@@ -53,7 +53,7 @@ exceed Temporal's payload limit)."""
 MAX_STAGES = 50
 MAX_PARALLEL = 100
 """Clusters of one group upgrading at once: each is a child workflow and its activities."""
-MAX_NOTE = 200
+MAX_NOTE = 120
 """Characters of one cluster's note in the progress (the error of a failed upgrade)."""
 
 ClusterState = Literal[
@@ -522,7 +522,8 @@ class _Model(BaseModel):
 
 
 class ClusterProgress(_Model):
-    """One cluster's line of the fleet's progress (bounded: no per-batch detail)."""
+    """One cluster's line of the fleet's progress (bounded: no per-batch detail, a capped
+    note)."""
 
     cluster: str
     stage: str
@@ -552,7 +553,8 @@ FleetPhase = Literal[
 
 
 class FleetProgress(_Model):
-    """The ``progress`` query of a ``FleetRollout``: its size is ~150 bytes per cluster."""
+    """The ``progress`` query of a ``FleetRollout``, and its carryover: at most ~300 bytes per
+    cluster (a capped note), under 160 KB at ``MAX_CLUSTERS``."""
 
     fleet: str
     target_revision: str
@@ -608,7 +610,7 @@ class FleetApproveRequest(BaseModel):
 
 class FleetCarryover(BaseModel):
     """What a continued run of the rollout takes over: the cluster lines and counters only
-    (bounded by ``MAX_CLUSTERS`` x ~150 bytes), never child results."""
+    (see ``FleetProgress``), never child results."""
 
     model_config = ConfigDict(extra="forbid")
 

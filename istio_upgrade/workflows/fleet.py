@@ -63,6 +63,8 @@ WORKFLOW_NAME = "FleetRollout"
 FOLLOW_TIMEOUT = timedelta(days=30)
 """How long the fleet follows an upgrade it did not start (approvals may keep it for days)."""
 FOLLOW_HEARTBEAT = timedelta(seconds=30)
+MAX_TABLE_ROWS = 100
+"""Clusters listed in the Web UI's details (running, waiting and failed ones first)."""
 MAX_HISTORY_EVENTS = 20_000
 """Continue as new between stages past this many events, even before Temporal suggests it."""
 
@@ -112,7 +114,13 @@ def fleet_markdown(progress: FleetProgress, namespace: str) -> str:
     if progress.waiting:
         lines += [f"Waiting: {progress.waiting}", ""]
     lines += ["| cluster | stage | group | state | upgrade | note |", "|---|---|---|---|---|---|"]
-    for line in progress.clusters:
+    # Clusters that need eyes first; a large fleet shows at most MAX_TABLE_ROWS of them.
+    order = {"RUNNING": 0, "FOLLOWING": 0, "WAITING_WINDOW": 1, "ROLLED_BACK": 2, "FAILED": 2,
+             "CANCELED": 2}  # fmt: skip
+    shown = sorted(progress.clusters, key=lambda ln: order.get(ln.state, 3))
+    if len(shown) <= MAX_TABLE_ROWS:
+        shown = progress.clusters
+    for line in shown[:MAX_TABLE_ROWS]:
         link = (
             f"[{line.upgrade_id}](/namespaces/{namespace}/workflows/{line.upgrade_id})"
             if line.upgrade_id
@@ -124,6 +132,8 @@ def fleet_markdown(progress: FleetProgress, namespace: str) -> str:
         lines.append(
             f"| {line.cluster} | {line.stage} | {line.group} | {line.state} | {link} | {note} |"
         )
+    if len(shown) > MAX_TABLE_ROWS:
+        lines.append(f"\n… and {len(shown) - MAX_TABLE_ROWS} more (see the progress query)")
     return "\n".join(lines)
 
 

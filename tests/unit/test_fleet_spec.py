@@ -246,3 +246,38 @@ def test_published_schema_is_current_and_the_example_is_valid() -> None:
     assert SCHEMA_PATH.read_text() == render_schema(), "run python -m istio_upgrade.models.fleet"
     spec = load_model(EXAMPLE_PATH, FleetSpec)
     assert [s.name for s in spec.layout()] == ["canary", "regions", "rest"]
+
+
+def test_payloads_stay_bounded_at_the_largest_fleet() -> None:
+    from istio_upgrade.models.fleet import MAX_CLUSTERS, ClusterProgress, FleetProgress
+    from istio_upgrade.workflows.fleet import MAX_TABLE_ROWS, fleet_markdown
+
+    clusters = [
+        {
+            "name": f"prod-{i:04d}-eu-west",
+            "context": f"arn:aws:eks:eu-west-1:123456789012:cluster/prod-{i:04d}",
+            "prometheus_url": f"http://prometheus.prod-{i:04d}.example.internal:9090",
+            "labels": {"region": "eu-west-1", "env": "prod", "tier": str(i % 5)},
+        }
+        for i in range(MAX_CLUSTERS)
+    ]
+    spec = FleetSpec.model_validate(
+        doc(clusters=clusters, stages=[{"name": "all", "selector": "env=prod"}])
+    )
+    assert len(spec.model_dump_json()) < 200_000
+    progress = FleetProgress(
+        fleet="prod",
+        target_revision="1-24-2",
+        clusters=[
+            ClusterProgress(
+                cluster=c.name, stage="all", group="all", state="ROLLED_BACK",
+                upgrade_id=f"istio-upgrade.{c.name}.1-24-2",
+            )
+            for c in spec.clusters
+        ],
+    )  # fmt: skip
+    for line in progress.clusters:
+        line.set_note("GateFailed: " + "x" * 1_000)
+    assert len(progress.model_dump_json()) < 160_000
+    markdown = fleet_markdown(progress, "default")
+    assert markdown.count("\n| prod-") == MAX_TABLE_ROWS and "400 more" in markdown
