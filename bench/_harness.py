@@ -284,7 +284,7 @@ def code_state() -> dict[str, Any]:
         try:
             return subprocess.run(
                 ["git", *args], cwd=root, capture_output=True, text=True, timeout=10
-            ).stdout.strip()
+            ).stdout
         except (OSError, subprocess.SubprocessError):
             return ""
 
@@ -293,7 +293,8 @@ def code_state() -> dict[str, Any]:
         for line in git("status", "--porcelain", "--", "istio_upgrade", "istio_sandbox").split("\n")
         if line.strip()
     ]
-    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted_product_files": changed}
+    commit = git("rev-parse", "--short", "HEAD").strip()
+    return {"commit": commit, "uncommitted_product_files": changed}
 
 
 def under_load(load: Sequence[float], nproc: int | None) -> bool:
@@ -503,6 +504,7 @@ def history_figures(runs: Sequence[Sequence[EventFacts]]) -> dict[str, Any]:
         "events_per_evaluation": _median(gaps_events),
         "gate_payload_bytes_per_evaluation": _median(payloads),
         "gate_payload_bytes_max": max(payloads, default=None),
+        "gate_payload_bytes_each": payloads,
         "activities": dict(activities.most_common()),
     }
 
@@ -741,6 +743,9 @@ async def run_product(options: Options, name: str = "ours") -> dict[str, Any]:
             wall = time.monotonic() - started
             out["wall_s"] = round(wall, 2)
             out["loadavg"] = {"before": load_before, "after": loadavg()}
+            out["under_load"] = under_load(load_before, os.cpu_count()) or under_load(
+                out["loadavg"]["after"], os.cpu_count()
+            )
             figures = worker.figures()
             out["worker"] = {
                 "peak_rss_mb": figures.peak_rss_mb,
@@ -773,6 +778,7 @@ async def run_product(options: Options, name: str = "ours") -> dict[str, Any]:
                     samples,
                     shape,
                     wall,
+                    run_dir,
                 )
             )
         finally:
@@ -791,9 +797,13 @@ async def _figures(
     samples: list[tuple[float, float]],
     shape: Shape,
     wall: float,
+    run_dir: Path,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     histories = await fetch_histories(client, upgrade_id, first_run)
+    for i, h in enumerate(histories):
+        with contextlib.suppress(Exception):  # kept for reading, never needed by the figures
+            (run_dir / f"history-{i}.json").write_text(h.to_json())
     history = history_figures([event_facts(h) for h in histories])
     out["history"] = history
     out["step_seconds"] = activity_durations(histories)
