@@ -12,6 +12,7 @@ import yaml
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
+from istio_sandbox.faults import RolloutFault
 from istio_upgrade.client import abort_fleet, start_fleet, start_upgrade
 from istio_upgrade.devenv import LocalTemporal
 from istio_upgrade.models.fleet import FleetResult
@@ -39,15 +40,18 @@ async def wait_upgrade(
     stack: Any, upgrade_id: str, ok: Any, what: str, seconds: float = 120
 ) -> Progress:
     handle = stack.client.get_workflow_handle(upgrade_id)
-    for _ in range(int(seconds / 0.2)):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    last: Progress | None = None
+    while loop.time() < deadline:
         try:
-            progress: Progress = await handle.query(IstioCanaryUpgrade.progress)
+            last = await handle.query(IstioCanaryUpgrade.progress)
         except Exception:  # not started yet
-            progress = None  # type: ignore[assignment]
-        if progress is not None and ok(progress):
-            return progress
+            last = None
+        if last is not None and ok(last):
+            return last
         await asyncio.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what} of {upgrade_id}")
+    pytest.fail(f"timed out waiting for {what} of {upgrade_id}; last progress: {last}")
 
 
 def migrated(progress: Progress) -> bool:
@@ -132,19 +136,38 @@ async def test_terminated_fleet_leaves_a_rolling_back_child_to_finish_its_rollba
         temporal_dev_server.env.client, sandbox_factory, prometheus_factory, {"bad": BAD}, tmp_path
     ) as stack:
         spec = stack.spec([{"name": "only", "clusters": ["bad"]}])
+        sandbox = stack.clusters["bad"].sandbox
         handle = await start_fleet(
             stack.client, spec, task_queue=stack.task_queue, kubeconfig=str(stack.kubeconfig)
         )
         upgrade_id = f"istio-upgrade.bad.{TARGET}"
         await wait_upgrade(
+            stack,
+            upgrade_id,
+            lambda p: any(
+                "checkout" in b.namespaces and b.status in {"warming_up", "soaking"}
+                for b in p.batches
+            ),
+            "the batch with checkout soaking",
+            180,
+        )
+        # Pods the rollback brings back on the old revision never get Ready until the fault
+        # is lifted: the rollback is held in flight, whatever the machine's speed.
+        faults = sandbox.faults()
+        faults.rollouts.append(RolloutFault(kind="never_ready", namespace="checkout",
+                                            revision=SOURCE))  # fmt: skip
+        sandbox.set_faults(faults)
+        await wait_upgrade(
             stack, upgrade_id, lambda p: p.phase.value == "ROLLING_BACK", "its rollback", 180
         )
         await handle.terminate(reason="test: fleet terminated mid-rollback")
         child = stack.client.get_workflow_handle(upgrade_id)
+        assert (await child.describe()).status == WorkflowExecutionStatus.RUNNING
+        sandbox.clear_faults()
         with pytest.raises(WorkflowFailureError):
-            await asyncio.wait_for(child.result(), 180)
+            await asyncio.wait_for(child.result(), 300)
         progress = await child.query(IstioCanaryUpgrade.progress)
-        # The rollback ran to its end: nothing of the new revision is left serving pods.
+        # The rollback ran to its end: every pod is back on the old revision.
         assert progress.phase.value == "ROLLED_BACK", progress
         assert stack.revisions("bad", NAMESPACES) == {SOURCE}
         assert (await handle.describe()).status == WorkflowExecutionStatus.TERMINATED
