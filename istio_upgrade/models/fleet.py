@@ -535,6 +535,9 @@ class ClusterProgress(_Model):
     """Why it failed, what it waits for; at most ``MAX_NOTE`` characters."""
     opens_at: datetime | None = None
     """With ``WAITING_WINDOW``: when the next window opens."""
+    budget_spent: dict[str, float] = Field(default_factory=dict)
+    """SLO name → fraction of the period's error budget the cluster's upgrade spent (from its
+    result; empty for a followed run or an upgrade that measured none)."""
 
     def set_note(self, text: str) -> None:
         self.note = text if len(text) <= MAX_NOTE else text[: MAX_NOTE - 1] + "…"

@@ -89,6 +89,19 @@ def _outcome_of_child_failure(error: ChildWorkflowError) -> tuple[str, str]:
     return "FAILED", str(cause or error)
 
 
+def _budget_of_child_failure(error: ChildWorkflowError) -> dict[str, float]:
+    """The error budget a failed child spent, from the ``UpgradeResult`` its failure carries."""
+    cause = error.cause
+    if not isinstance(cause, ApplicationError) or not cause.details:
+        return {}
+    detail = cause.details[0]
+    spent = detail.get("budget_spent") if isinstance(detail, dict) else None
+    total = spent.get("total") if isinstance(spent, dict) else None
+    if not isinstance(total, dict):
+        return {}
+    return {str(k): float(v) for k, v in total.items() if isinstance(v, int | float)}
+
+
 def _as_spec(spec: FleetSpec | dict[str, Any]) -> FleetSpec | str:
     """The spec, validated (a JSON object from the Web UI or a start with one argument), or
     why it is not valid."""
@@ -113,7 +126,10 @@ def fleet_markdown(progress: FleetProgress, namespace: str) -> str:
     ]
     if progress.waiting:
         lines += [f"Waiting: {progress.waiting}", ""]
-    lines += ["| cluster | stage | group | state | upgrade | note |", "|---|---|---|---|---|---|"]
+    lines += [
+        "| cluster | stage | group | state | upgrade | budget spent | note |",
+        "|---|---|---|---|---|---|---|",
+    ]
     # Clusters that need eyes first; a large fleet shows at most MAX_TABLE_ROWS of them.
     order = {"RUNNING": 0, "FOLLOWING": 0, "WAITING_WINDOW": 1, "ROLLED_BACK": 2, "FAILED": 2,
              "CANCELED": 2}  # fmt: skip
@@ -129,8 +145,10 @@ def fleet_markdown(progress: FleetProgress, namespace: str) -> str:
         note = line.note.replace("|", "/")
         if line.opens_at is not None and line.state == "WAITING_WINDOW":
             note = f"window opens at {line.opens_at.isoformat()}"
+        spent = ", ".join(f"{slo} {v * 100:.3g}%" for slo, v in line.budget_spent.items())
         lines.append(
-            f"| {line.cluster} | {line.stage} | {line.group} | {line.state} | {link} | {note} |"
+            f"| {line.cluster} | {line.stage} | {line.group} | {line.state} | {link} | {spent} "
+            f"| {note} |"
         )
     if len(shown) > MAX_TABLE_ROWS:
         lines.append(f"\n… and {len(shown) - MAX_TABLE_ROWS} more (see the progress query)")
@@ -383,11 +401,14 @@ class FleetRollout:
             # Aborted while the start was in flight: the abort's signals missed this one.
             await self._signal_running(IstioCanaryUpgrade.signal_abort, self._child_abort())
         try:
-            await handle
+            result = await handle
         except ChildWorkflowError as error:
             outcome, note = _outcome_of_child_failure(error)
+            line.budget_spent = _budget_of_child_failure(error)
             self._set_line(line, outcome, note)
         else:
+            if result.budget_spent is not None:
+                line.budget_spent = dict(result.budget_spent.total)
             self._set_line(line, "SUCCEEDED", "")
 
     async def _follow(self, line: ClusterProgress) -> None:

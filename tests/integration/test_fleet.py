@@ -103,6 +103,10 @@ async def test_burning_canary_rolls_back_and_the_budget_stops_the_next_stage(
         }, progress
         assert stack.revisions("bad", NAMESPACES) == {SOURCE}
         assert stack.revisions("good", NAMESPACES) == {TARGET}
+        # What each upgrade cost, per cluster: the burning canary spent budget.
+        spent = {line.cluster: line.budget_spent for line in progress.clusters}
+        assert spent["bad"] and max(spent["bad"].values()) > 0, spent
+        assert spent["good"], spent
         for name in ("next1", "next2"):
             assert stack.writes(name, marks[name]) == [], name
             assert stack.revisions(name, NAMESPACES) == {SOURCE}
