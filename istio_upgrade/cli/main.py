@@ -527,11 +527,23 @@ def worker(
     help="Where to write kubeconfig, bundle and logs; default a new temporary directory.",
 )
 @click.option("--ui-port", type=int, help="Temporal Web UI port; default 8233 when free.")
-def demo(keep_open: bool, run_dir: Path | None, ui_port: int | None) -> None:
+@click.option(
+    "--fleet",
+    is_flag=True,
+    help="Run a fleet rollout over 4 sandbox clusters instead: one burns, the failure "
+    "budget stops the fleet before its last stage.",
+)
+def demo(keep_open: bool, run_dir: Path | None, ui_port: int | None, fleet: bool) -> None:
     """Run two upgrades end to end against sandboxes: one succeeds, one is rolled back.
 
-    Exit 0 when both ended as expected, 1 when one did not, 130 when interrupted first.
+    With --fleet, a fleet of 4 clusters in 3 stages instead: the bad cluster rolls back and
+    the failure budget stops the fleet. Exit 0 when everything ended as expected, 1 when not,
+    130 when interrupted first.
     """
+    if fleet:
+        from istio_upgrade.cli.demo_fleet import run_demo_fleet
+
+        sys.exit(run_demo_fleet(keep_open=keep_open, run_dir=run_dir, ui_port=ui_port))
     from istio_upgrade.cli.demo import run_demo
 
     sys.exit(run_demo(keep_open=keep_open, run_dir=run_dir, ui_port=ui_port))
