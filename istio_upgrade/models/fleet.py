@@ -171,6 +171,27 @@ class FleetGroup(_Strict):
         return value
 
 
+class FleetMesh(_Strict):
+    """Clusters of one multi-cluster mesh, so that the rollout keeps their skew legal.
+
+    A remote's proxies are served by its primaries' control plane: a remote may move to the
+    new revision only after every primary of its mesh did. Validation refuses a remote staged
+    before or beside a primary; at run time a remote whose primary did not upgrade is skipped.
+    Multi-primary meshes list primaries only: each upgrades its own control plane.
+    """
+
+    name: str
+    primaries: list[str] = Field(min_length=1)
+    """Clusters running the control plane (primary or multi-primary)."""
+    remotes: list[str] = Field(default_factory=list)
+    """Clusters whose proxies the primaries' control plane serves."""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_dns1123(value, "meshes[].name")
+
+
 class FleetStage(_Strict):
     """A step of the rollout: its clusters start only after the previous stage ended."""
 
@@ -291,6 +312,9 @@ class FleetSpec(_Strict):
     max_stages_per_run: int = Field(0, ge=0, le=MAX_STAGES)
     """Continue as new after this many stages (0: only when Temporal suggests it). Each run's
     history holds its stages' children only; the next run takes over the cluster lines."""
+    meshes: list[FleetMesh] = Field(default_factory=list)
+    """Multi-cluster meshes among the clusters: remotes are staged after their primaries and
+    skipped when a primary did not upgrade."""
 
     @field_validator("name")
     @classmethod
@@ -382,7 +406,46 @@ class FleetSpec(_Strict):
                 "clusters",
                 None,
             )
+        yield from self._mesh_problems(seen)
         yield from self._template_problems()
+
+    def _mesh_problems(self, known: dict[str, int]) -> Iterator[tuple[str, str, Any]]:
+        stage_of = {
+            name: index
+            for index, stage in enumerate(self.layout())
+            for group in stage.groups
+            for name in group.clusters
+        }
+        meshed: dict[str, str] = {}
+        for m_index, mesh in enumerate(self.meshes):
+            for role in ("primaries", "remotes"):
+                for c_index, name in enumerate(getattr(mesh, role)):
+                    where = f"meshes[{m_index}].{role}[{c_index}]"
+                    if name not in known:
+                        yield (where, f"names cluster {name!r}, which is not in clusters", name)
+                    elif name in meshed:
+                        yield (
+                            where,
+                            f"cluster {name!r} is also in mesh {meshed[name]!r}; a cluster "
+                            "belongs to one mesh",
+                            name,
+                        )
+                    meshed.setdefault(name, mesh.name)
+            last_primary = max((stage_of.get(p, -1) for p in mesh.primaries), default=-1)
+            for c_index, name in enumerate(mesh.remotes):
+                if name in stage_of and stage_of[name] <= last_primary:
+                    stage = self.stages[stage_of[name]].name
+                    yield (
+                        f"meshes[{m_index}].remotes[{c_index}]",
+                        f"remote {name!r} is in stage {stage!r}, not after its primaries' stage "
+                        f"{self.stages[last_primary].name!r}: its proxies would run ahead of the "
+                        "control plane serving them; move it to a later stage",
+                        name,
+                    )
+
+    def primaries_of(self, cluster: str) -> list[str]:
+        """The primaries whose control plane serves ``cluster``, if it is a mesh's remote."""
+        return [p for m in self.meshes if cluster in m.remotes for p in m.primaries]
 
     def window_problems(self, now: datetime) -> list[tuple[str, str, Any]]:
         """``windows`` that never open after ``now``, as ``(path, message, input)``.

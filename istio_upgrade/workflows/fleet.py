@@ -71,6 +71,10 @@ MAX_HISTORY_EVENTS = 20_000
 __all__ = ["WORKFLOW_NAME", "FleetRollout", "fleet_markdown"]
 
 
+MESH_PRIMARIES_FIRST = "mesh-primaries-first"
+"""Patch: a remote whose primaries did not all upgrade is skipped, never started."""
+
+
 def _outcome_of_child_failure(error: ChildWorkflowError) -> tuple[str, str]:
     cause = error.cause
     name = type(cause).__name__
@@ -376,6 +380,18 @@ class FleetRollout:
 
     async def _cluster(self, spec: FleetSpec, name: str) -> None:
         line = self._lines[name]
+        primaries = spec.primaries_of(name)
+        if primaries and workflow.patched(MESH_PRIMARIES_FIRST):
+            behind = [p for p in primaries if self._lines[p].state != "SUCCEEDED"]
+            if behind:
+                # Its proxies would run ahead of the control plane serving them.
+                self._set_line(
+                    line,
+                    "SKIPPED",
+                    f"primary {', '.join(behind)} did not upgrade "
+                    f"({', '.join(self._lines[p].state for p in behind)})",
+                )
+                return
         if not await self._window(spec, line):
             return
         child = spec.cluster_spec(name)

@@ -100,3 +100,30 @@ async def test_pause_holds_new_clusters_until_resume(temporal_ts: WorkflowEnviro
         with pytest.raises(WorkflowFailureError):
             await handle.result()
         assert states(await handle.query(FleetRollout.progress))[b] == "FAILED"
+
+
+async def test_a_remote_whose_primary_did_not_upgrade_is_skipped_never_started(
+    temporal_ts: WorkflowEnvironment,
+) -> None:
+    queue = f"fleet-msg-{uuid.uuid4().hex[:6]}"
+    p, r = f"p{uuid.uuid4().hex[:5]}", f"r{uuid.uuid4().hex[:5]}"
+    data = spec(
+        [{"name": "primaries", "clusters": [p]}, {"name": "remotes", "clusters": [r]}], [p, r]
+    ).model_dump(mode="json")
+    fleet = FleetSpec.model_validate(
+        {**data, "meshes": [{"name": "shop", "primaries": [p], "remotes": [r]}]}
+    )
+    client = temporal_ts.client
+    async with build_worker(client, task_queue=queue, kubeconfig="/nonexistent"):
+        handle = await client.start_workflow(
+            FleetRollout.run, fleet, id=f"istio-fleet.{fleet.name}", task_queue=queue
+        )
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        ended = await handle.query(FleetRollout.progress)
+    assert states(ended) == {p: "FAILED", r: "SKIPPED"}
+    line = next(c for c in ended.clusters if c.cluster == r)
+    assert f"primary {p} did not upgrade (FAILED)" in line.note
+    # Never started: no upgrade of the remote exists.
+    with pytest.raises(RPCError):
+        await client.get_workflow_handle(f"istio-upgrade.{r}.1-24-2").describe()

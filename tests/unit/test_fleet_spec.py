@@ -281,3 +281,26 @@ def test_payloads_stay_bounded_at_the_largest_fleet() -> None:
     assert len(progress.model_dump_json()) < 160_000
     markdown = fleet_markdown(progress, "default")
     assert markdown.count("\n| prod-") == MAX_TABLE_ROWS and "400 more" in markdown
+
+
+def test_a_remote_staged_beside_its_primary_is_refused_naming_it() -> None:
+    meshes = [{"name": "shop", "primaries": ["b"], "remotes": ["c"]}]
+    found = errors(doc(meshes=meshes))
+    assert "run ahead of the control plane" in found["meshes[0].remotes[0]"], found
+    staged = doc(
+        stages=[
+            {"name": "canary", "clusters": ["a"]},
+            {"name": "primaries", "clusters": ["b"]},
+            {"name": "remotes", "clusters": ["c"]},
+        ],
+        meshes=meshes,
+    )
+    spec = FleetSpec.model_validate(staged)
+    assert spec.primaries_of("c") == ["b"] and spec.primaries_of("b") == []
+
+
+def test_a_mesh_naming_an_unknown_cluster_or_a_cluster_twice_is_refused() -> None:
+    found = errors(doc(meshes=[{"name": "m", "primaries": ["zz"]}]))
+    assert "not in clusters" in found["meshes[0].primaries[0]"], found
+    twice = [{"name": "m", "primaries": ["a"]}, {"name": "n", "primaries": ["a"]}]
+    assert "belongs to one mesh" in errors(doc(meshes=twice))["meshes[1].primaries[0]"]
