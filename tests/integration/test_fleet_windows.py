@@ -3,8 +3,9 @@ go on. Against the time-skipping test server: the window's wait is skipped, neve
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -49,7 +50,10 @@ async def test_closed_window_holds_the_fleet_and_says_when_it_opens(
     temporal_ts: WorkflowEnvironment,
 ) -> None:
     queue = f"fleet-windows-{uuid.uuid4().hex[:6]}"
-    opens = (datetime.now(tz=UTC) + timedelta(days=2)).replace(microsecond=0, second=0)
+    # The server's clock, not ours: earlier tests on the shared time-skipping server may have
+    # skipped it days ahead.
+    now = await temporal_ts.get_current_time()
+    opens = (now + timedelta(days=2)).replace(microsecond=0, second=0)
     spec = one_cluster(frozen_until(opens))
     async with build_worker(temporal_ts.client, task_queue=queue, kubeconfig="/nonexistent"):
         handle = await temporal_ts.client.start_workflow(
@@ -57,10 +61,11 @@ async def test_closed_window_holds_the_fleet_and_says_when_it_opens(
         )
         with temporal_ts.auto_time_skipping_disabled():
             progress = None
-            for _ in range(100):
+            for _ in range(600):
                 progress = await handle.query(FleetRollout.progress)
                 if states(progress)[spec.clusters[0].name] == "WAITING_WINDOW":
                     break
+                await asyncio.sleep(0.05)
             assert progress is not None
             [line] = progress.clusters
             assert line.state == "WAITING_WINDOW", progress
@@ -76,7 +81,7 @@ async def test_closed_window_holds_the_fleet_and_says_when_it_opens(
 
 async def test_fleet_proceeds_when_the_window_opens(temporal_ts: WorkflowEnvironment) -> None:
     queue = f"fleet-windows-{uuid.uuid4().hex[:6]}"
-    opens = datetime.now(tz=UTC) + timedelta(hours=5)
+    opens = await temporal_ts.get_current_time() + timedelta(hours=5)
     spec = one_cluster(frozen_until(opens))
     async with build_worker(temporal_ts.client, task_queue=queue, kubeconfig="/nonexistent"):
         handle = await temporal_ts.client.start_workflow(
