@@ -25,12 +25,15 @@ from istio_upgrade.models.activities import (
     InstallResult,
     LockInput,
     LockResult,
+    PlanInput,
+    PlanningResult,
     PrometheusProbe,
     RevisionInput,
     UninstallResult,
 )
 from istio_upgrade.models.inventory import ClusterInventory
 from istio_upgrade.models.permissions import PermissionReport, PermissionsInput
+from istio_upgrade.planning import plan_upgrade
 from istio_upgrade.workflows.upgrade import IstioCanaryUpgrade
 from tests.unit.plan_fixtures import ENABLED, inventory, spec
 
@@ -50,6 +53,12 @@ async def test_rollback_keeps_an_adopted_target_revision(
     @activity.defn(name="discover")
     async def discover(_: DiscoverInput) -> ClusterInventory:
         return inv
+
+    @activity.defn(name="plan_cluster")
+    async def plan_cluster(request: PlanInput) -> PlanningResult:
+        # What the real activity does, on the stand-in inventory.
+        plan, report = plan_upgrade(inv, request.spec, request.upgrade_id, per_workload=True)
+        return PlanningResult(plan=plan, report=report, tags=inv.tags)
 
     @activity.defn(name="check_bundles")
     async def check_bundles(_: BundleCheckInput) -> BundleCheckResult:
@@ -97,6 +106,7 @@ async def test_rollback_keeps_an_adopted_target_revision(
         workflows=[IstioCanaryUpgrade],
         activities=[
             discover,
+            plan_cluster,
             check_bundles,
             install_revision,
             wait_revision_ready,
