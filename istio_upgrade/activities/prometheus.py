@@ -13,7 +13,7 @@ import math
 import re
 from collections import OrderedDict
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -551,7 +551,9 @@ Resolved = tuple[list[str], list[str], list[BudgetBatch]]
 
 _RESOLVED: OrderedDict[tuple[str, int], Resolved] = OrderedDict()
 """Baselines read from upgrades, by (run id, batch index): fixed for a batch of a run."""
-_RESOLVED_MAX = 16
+_RESOLVED_MAX = 256
+QUERY_TIMEOUT_SECONDS = 10.0
+"""Each query of the upgrade for its baseline; a failure leaves the evaluation without data."""
 
 
 async def resolve_baseline(ref: BaselineRef) -> Resolved:
@@ -567,8 +569,13 @@ async def resolve_baseline(ref: BaselineRef) -> Resolved:
         _RESOLVED.move_to_end(key)
         return cached
     handle = activity.client().get_workflow_handle(ref.workflow_id, run_id=ref.run_id)
-    baseline = await handle.query("gate_baseline", ref.batch_index, result_type=list[str])
-    progress = await handle.query("progress", result_type=Progress)
+    # Bounded like a Prometheus round trip: a workflow worker that is down (or replaying a long
+    # history) must not use up the step's whole start-to-close on one query.
+    timeout = timedelta(seconds=QUERY_TIMEOUT_SECONDS)
+    baseline = await handle.query(
+        "gate_baseline", ref.batch_index, result_type=list[str], rpc_timeout=timeout
+    )
+    progress = await handle.query("progress", result_type=Progress, rpc_timeout=timeout)
     batches: list[BudgetBatch] = [
         (b.index, list(b.namespaces), b.ready_at)
         for b in progress.batches

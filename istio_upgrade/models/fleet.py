@@ -328,6 +328,12 @@ class FleetSpec(_Strict):
             raise ValueError(
                 "template may not set cluster: every cluster of the fleet is listed in clusters"
             )
+        if value.get("dry_run"):
+            # A dry child would end SUCCEEDED under the real upgrade's id, and block it.
+            raise ValueError(
+                "template may not set dry_run: a fleet runs real upgrades; "
+                "`istio-upgrade fleet plan` dry-runs every cluster"
+            )
         return value
 
     @model_validator(mode="wrap")
@@ -406,6 +412,13 @@ class FleetSpec(_Strict):
                 "clusters",
                 None,
             )
+        for index, cluster in enumerate(self.clusters):
+            if cluster.overrides.get("dry_run"):
+                yield (
+                    f"clusters[{index}].overrides.dry_run",
+                    "a fleet runs real upgrades; `istio-upgrade fleet plan` dry-runs every cluster",
+                    True,
+                )
         yield from self._mesh_problems(seen)
         yield from self._template_problems()
 

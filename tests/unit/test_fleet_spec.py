@@ -304,3 +304,11 @@ def test_a_mesh_naming_an_unknown_cluster_or_a_cluster_twice_is_refused() -> Non
     assert "not in clusters" in found["meshes[0].primaries[0]"], found
     twice = [{"name": "m", "primaries": ["a"]}, {"name": "n", "primaries": ["a"]}]
     assert "belongs to one mesh" in errors(doc(meshes=twice))["meshes[1].primaries[0]"]
+
+
+def test_a_dry_run_template_or_override_is_refused() -> None:
+    found = errors(doc(template={**TEMPLATE, "dry_run": True}))
+    assert any("fleet plan" in m for m in found.values()), found
+    clusters = doc()["clusters"]
+    clusters[1] = {**clusters[1], "overrides": {"dry_run": True}}
+    assert "fleet plan" in errors(doc(clusters=clusters))["clusters[1].overrides.dry_run"]
