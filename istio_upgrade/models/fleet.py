@@ -695,6 +695,8 @@ class FleetCarryover(BaseModel):
 
     progress: FleetProgress
     next_stage: int
+    paused: bool = False
+    """The fleet was paused at the hand-over: the next run stays paused until ``resume``."""
 
 
 class FollowInput(BaseModel):

@@ -191,7 +191,7 @@ class FleetRollout:
             self._progress = FleetProgress(fleet="", target_revision="", phase="FAILED")
             self._first_stage = 0
         self._lines = {line.cluster: line for line in self._progress.clusters}
-        self._paused = False
+        self._paused = carried.paused if carried is not None else False
         self._abort: FleetAbortRequest | None = None
         self._approval_wanted: str | None = None
         self._approved: FleetApproveRequest | None = None
@@ -326,9 +326,17 @@ class FleetRollout:
                 break
             if stages_this_run and self._should_continue(spec, stages_this_run):
                 await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(
-                    args=[spec, FleetCarryover(progress=self._progress, next_stage=index)]
-                )
+                if not self._stopped():
+                    # An abort accepted meanwhile is acted on here, never lost with the run.
+                    workflow.continue_as_new(
+                        args=[
+                            spec,
+                            FleetCarryover(
+                                progress=self._progress, next_stage=index, paused=self._paused
+                            ),
+                        ]
+                    )
+                break
             self._progress.stage = stage.name
             self._progress.stage_index = index
             if stage.approval:
