@@ -7,6 +7,7 @@ test server (``env.sleep``): no test waits for a window in real time.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -182,7 +183,11 @@ async def _next_batch_waits(
             IstioCanaryUpgrade.signal_abort,
             AbortRequest(reason="change freeze", requested_by="ops"),
         )
-        cause = await failure(handle)
+        # The rollback runs on real activities: with time skipping off, a rollback held by the
+        # window (three days away) would never end here, and a slow machine's idle moments
+        # cannot skip the server's clock to some far timer meanwhile.
+        with env.auto_time_skipping_disabled():
+            cause = await asyncio.wait_for(failure(handle), timeout=600)
         assert cause.type == "Aborted", cause.message
         elapsed = await env.get_current_time() - now
         assert elapsed < timedelta(days=1), f"the rollback waited for the window: {elapsed}"
