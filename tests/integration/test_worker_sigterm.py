@@ -41,7 +41,8 @@ MUTATIONS = {
 WAITS = {"wait_revision_ready", "wait_rollouts"}
 
 
-def _worker(address: str, queue: str, kubeconfig: str, log: Path) -> subprocess.Popen[bytes]:
+def _worker(address: str, queue: str, kubeconfig: str, logs: Path) -> subprocess.Popen[bytes]:
+    """A worker process logging to its own file in ``logs`` (its exit is read from it)."""
     env = {
         **os.environ,
         "TEMPORAL_ADDRESS": address,
@@ -50,7 +51,8 @@ def _worker(address: str, queue: str, kubeconfig: str, log: Path) -> subprocess.
         "LOG_LEVEL": "INFO",
         "WORKER_GRACEFUL_SHUTDOWN_SECONDS": "20",
     }
-    with log.open("ab") as out:
+    log = logs / f"worker-{len(list(logs.iterdir()))}.log"
+    with log.open("wb") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "istio_upgrade.worker"], env=env, stdout=out, stderr=out
         )
@@ -67,9 +69,10 @@ async def test_sigterm_during_each_activity_loses_nothing(
     await prometheus.wait_for_series("istio_requests_total", timeout_s=30)
     client = temporal_dev_server.env.client
     queue = f"sigterm-{os.getpid()}"
-    log = tmp_path / "workers.log"
+    logs = tmp_path / "workers"
+    logs.mkdir()
     spec = fast_spec(prometheus.url, cleanup={"grace_seconds": 2})
-    worker = _worker(temporal_dev_server.address, queue, str(sandbox.kubeconfig), log)
+    worker = _worker(temporal_dev_server.address, queue, str(sandbox.kubeconfig), logs)
     stopping: list[subprocess.Popen[bytes]] = []
     interrupted: list[str] = []
     handle = await client.start_workflow(
@@ -88,7 +91,7 @@ async def test_sigterm_during_each_activity_loses_nothing(
                     worker.send_signal(signal.SIGTERM)
                     stopping.append(worker)
                     worker = _worker(
-                        temporal_dev_server.address, queue, str(sandbox.kubeconfig), log
+                        temporal_dev_server.address, queue, str(sandbox.kubeconfig), logs
                     )
             await asyncio.sleep(0.1)
         result = await handle.result()
@@ -130,6 +133,12 @@ async def test_sigterm_during_each_activity_loses_nothing(
     for kind in handed:
         assert all("shutting down" in m for m in retried[kind]), retried
     # Every stopped worker exited on its own, within its grace period.
-    assert all(proc.returncode == 0 for proc in stopping), [p.returncode for p in stopping]
+    failed = [(i, p.returncode) for i, p in enumerate(stopping) if p.returncode != 0]
+    assert not failed, [(code, _tail(logs / f"worker-{i}.log")) for i, code in failed]
     stack = Stack(client, sandbox, prometheus, task_queue=queue)
     assert set(pod_revisions(stack, "frontend").values()) == {"1-24-2"}
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    """The end of a worker's log: what it said before it exited."""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
