@@ -241,8 +241,9 @@ def main(
     """Entry point of ``istio-upgrade worker`` and ``python -m istio_upgrade.worker``."""
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
     # A crash in native code (the SDK's core, a client library) then leaves every thread's Python
-    # stack in the pod's log instead of a bare exit code.
-    faulthandler.enable()
+    # stack in the pod's log instead of a bare exit code (when stderr is a real file).
+    with contextlib.suppress(OSError, ValueError):
+        faulthandler.enable()
     try:
         asyncio.run(run(clusters, main=main_queue, activity_queues=activity_queues))
     except ConnectionConfigError as error:

@@ -31,13 +31,16 @@ from istio_upgrade.devenv.prometheus import PrometheusStartError
 from istio_upgrade.devenv.signals import sigterm_cancels
 from istio_upgrade.devenv.stack import DevStack, LocalCluster
 from istio_upgrade.devenv.temporal import TemporalStartError
+from istio_upgrade.istio.naming import revision_for_version
+from istio_upgrade.istio.support import SUPPORT
 from istio_upgrade.models import ClusterRef, GateSpec, Progress, SLOSpec, UpgradeSpec
 from istio_upgrade.models.removal import RemovalResult, RemoveRevisionSpec
 
-SOURCE_VERSION = "1.23.4"
-SOURCE_REVISION = "1-23-4"
-TARGET_VERSION = "1.24.2"
-TARGET_REVISION = "1-24-2"
+# The supported pair of this month, from istio/data/support.yaml (the scenario installs the
+# same source version).
+SOURCE_VERSION, TARGET_VERSION = SUPPORT.current
+SOURCE_REVISION = revision_for_version(SOURCE_VERSION)
+TARGET_REVISION = revision_for_version(TARGET_VERSION)
 BARE_POD = ("batch", "debug-shell")
 """The demo scenario's pod without owner: no upgrade can restart it, so it keeps the old
 revision installed until someone deletes it."""

@@ -35,12 +35,14 @@ from istio_upgrade.devenv.prometheus import PrometheusStartError
 from istio_upgrade.devenv.signals import sigterm_cancels
 from istio_upgrade.devenv.stack import DevStack, LocalCluster
 from istio_upgrade.devenv.temporal import TemporalStartError
+from istio_upgrade.istio.naming import revision_for_version
+from istio_upgrade.istio.support import SUPPORT
 from istio_upgrade.models.fleet import FleetProgress, FleetSpec, fleet_workflow_id
 from istio_upgrade.workflows.fleet import FleetRollout
 
-SOURCE_REVISION = "1-23-4"
-TARGET_VERSION = "1.24.2"
-TARGET_REVISION = "1-24-2"
+SOURCE_REVISION = revision_for_version(SUPPORT.current[0])
+TARGET_VERSION = SUPPORT.current[1]
+TARGET_REVISION = revision_for_version(TARGET_VERSION)
 FLEET_NAME = "demo-fleet"
 
 STAGES: list[tuple[str, list[str]]] = [

@@ -18,6 +18,10 @@ class SupportStatement:
     ambient_max_minor_jump: int
     kubernetes: dict[str, tuple[str, ...]]
     """Istio minor (``1.24``) → the Kubernetes minors it supports."""
+    status: dict[str, str]
+    """Istio minor → ``supported`` or ``end-of-life``, as of the ``current`` pair's month."""
+    current: tuple[str, str]
+    """The upgrade a user would make this month: (from, to) versions."""
 
     def kubernetes_for(self, istio_minor: str) -> tuple[str, ...] | None:
         """The Kubernetes minors ``istio_minor`` supports; None when the data has no row."""
@@ -35,6 +39,11 @@ def _load() -> SupportStatement:
             str(minor): tuple(str(v) for v in row["kubernetes"])
             for minor, row in (doc.get("releases") or {}).items()
         },
+        status={
+            str(minor): str(row.get("status", "unknown"))
+            for minor, row in (doc.get("releases") or {}).items()
+        },
+        current=(str(doc["current"]["from"]), str(doc["current"]["to"])),
     )
 
 

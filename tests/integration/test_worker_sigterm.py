@@ -136,7 +136,7 @@ async def test_sigterm_during_each_activity_loses_nothing(
     failed = [(i, p.returncode) for i, p in enumerate(stopping) if p.returncode != 0]
     assert not failed, [(code, _tail(logs / f"worker-{i}.log")) for i, code in failed]
     stack = Stack(client, sandbox, prometheus, task_queue=queue)
-    assert set(pod_revisions(stack, "frontend").values()) == {"1-24-2"}
+    assert set(pod_revisions(stack, "frontend").values()) == {"1-31-0"}
 
 
 def _tail(path: Path, lines: int = 15) -> str:

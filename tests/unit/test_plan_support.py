@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from istio_sandbox.scenario import load_scenario
 from istio_upgrade.istio.support import SUPPORT, minor_of
 from istio_upgrade.planning import plan_upgrade
 from tests.unit.plan_fixtures import ENABLED, inventory, spec
@@ -20,19 +21,29 @@ def test_the_statement_is_read_from_data() -> None:
     assert minor_of("v1.32.4-eks-1") == (1, 32)
 
 
+def test_the_current_pair_is_supported_and_the_demo_starts_from_it() -> None:
+    source, target = SUPPORT.current
+    assert [minor_of(v) for v in (source, target)] == [(1, 30), (1, 31)]
+    assert {SUPPORT.status[f"{m[0]}.{m[1]}"] for m in map(minor_of, SUPPORT.current) if m} == {
+        "supported"
+    }
+    scenario = load_scenario("demo")
+    assert [r.version for r in scenario.revisions] == [source]
+
+
 def test_kubernetes_too_old_for_the_target_is_a_warning_as_in_istioctl() -> None:
     severity, message = codes(kubernetes_version="v1.26.3")["KUBERNETES_TOO_OLD"]
     assert severity == "warning"
-    assert "1.28 to 1.31" in message and "v1.26.3" in message
+    assert "1.32 to 1.36" in message and "v1.26.3" in message
 
 
 def test_kubernetes_newer_than_supported_is_a_warning() -> None:
-    severity, message = codes(kubernetes_version="v1.33.0")["KUBERNETES_NOT_SUPPORTED"]
+    severity, message = codes(kubernetes_version="v1.37.0")["KUBERNETES_NOT_SUPPORTED"]
     assert severity == "warning" and "newer than supported" in message
 
 
 def test_a_supported_kubernetes_says_nothing() -> None:
-    found = codes(kubernetes_version="v1.30.2")
+    found = codes(kubernetes_version="v1.32.0")
     assert not {"KUBERNETES_TOO_OLD", "KUBERNETES_NOT_SUPPORTED", "NO_SUPPORT_DATA"} & set(found)
 
 
@@ -54,7 +65,7 @@ def test_envoy_filters_and_gateway_api_are_named() -> None:
 
 def test_a_minor_jump_offers_compatibility_version() -> None:
     severity, message = codes()["COMPATIBILITY_VERSION"]
-    assert severity == "info" and "compatibilityVersion=1.23" in message
+    assert severity == "info" and "compatibilityVersion=1.30" in message
 
 
 def test_an_inventory_recorded_before_the_statement_plans_as_it_did() -> None:
