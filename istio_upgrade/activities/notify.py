@@ -147,7 +147,7 @@ def slack_body(message: NotificationMessage, link: str | None) -> dict[str, Any]
             ],
         }
     )
-    return {"text": f"{head}: {message.summary}"[:3000], "blocks": blocks}
+    return {"text": _mrkdwn(f"{head}: {message.summary}")[:3000], "blocks": blocks}
 
 
 def resolve_url(receiver: NotificationSpec) -> str:
