@@ -61,11 +61,17 @@ class Receiver:
     def url(self, path: str) -> str:
         return f"{self.base}{path}"
 
+    def at(self, path: str) -> list[Received]:
+        """What ``path`` received, in the order the upgrade fired it: notifications in flight
+        together (``lock_kept`` and ``rollback_incomplete``) may arrive in either order, so
+        by the sequence that ends their idempotency key (retries keep their arrival order)."""
+        mine = [r for r in self.received if r.path == path]
+        return sorted(mine, key=lambda r: int(r.headers["idempotency-key"].rsplit("/", 1)[1]))
+
     def events(self, path: str) -> list[str]:
-        """The events received at ``path``, in order (the header: Slack bodies carry none)."""
-        return [
-            r.headers.get("x-istio-upgrade-event", "?") for r in self.received if r.path == path
-        ]
+        """The events ``path`` received, in firing order (from the header: Slack bodies carry
+        no event field)."""
+        return [r.headers.get("x-istio-upgrade-event", "") for r in self.at(path)]
 
     async def wait_for(self, path: str, event: str, seconds: float = 120) -> Received:
         for _ in range(int(seconds / 0.2)):
@@ -105,10 +111,11 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 
 def secret_path() -> str:
-    """A path shaped like a Slack webhook's: its last parts are the credential."""
+    """A path shaped like a Slack webhook URL, its last parts the credential: the history
+    secret scan's ``webhook URL`` pattern would find it, were it in a history."""
     return (
-        f"/services/T{uuid.uuid4().hex[:8].upper()}/B{uuid.uuid4().hex[:8].upper()}/"
-        + (uuid.uuid4().hex[:24])
+        f"/hooks.slack.com/services/T{uuid.uuid4().hex[:8].upper()}/"
+        f"B{uuid.uuid4().hex[:8].upper()}/{uuid.uuid4().hex[:24]}"
     )
 
 
@@ -267,7 +274,7 @@ async def test_bad_canary_tells_gate_failed_then_rollback_completed(
         cause = await failure(handle)
         assert cause.type == "GateFailed", cause.message
         assert hooks.events(path) == ["gate_failed", "rollback_completed"]
-        gate, rolled = (r.body for r in hooks.received)
+        gate, rolled = (r.body for r in hooks.at(path))
         assert gate["verdict"] == "FAIL" and gate["batch"] == 0
         assert gate["reasons"] and any("availability" in r for r in gate["reasons"])
         assert "rolls it back" in gate["summary"]

@@ -136,12 +136,12 @@ async def test_incomplete_rollback_tells_lock_kept_and_rollback_incomplete(
     assert locks == ["acquire"]  # kept: the cluster needs a person
     assert hooks.events(json_path) == ["lock_kept", "rollback_incomplete"]
     assert hooks.events(slack_path) == ["rollback_incomplete"]
-    kept, incomplete = (r.body for r in hooks.received if r.path == json_path)
+    kept, incomplete = (r.body for r in hooks.at(json_path))
     assert "istio-upgrade unlock --cluster c1" in kept["next_steps"]
     assert incomplete["phase"] == "FAILED"
     assert any("forbidden" in r for r in incomplete["reasons"]), incomplete["reasons"]
     assert "istio-upgrade unlock --cluster c1" in incomplete["next_steps"]
-    slack = next(r.body for r in hooks.received if r.path == slack_path)
+    (slack,) = (r.body for r in hooks.at(slack_path))
     check_slack_shape(slack)
     assert "rollback INCOMPLETE" in slack["text"]
     details: Any = cause.details[0]
