@@ -212,7 +212,7 @@ async def test_approval_then_success_reach_json_and_slack_receivers(
         body = waiting.body
         assert body["upgrade_id"] == handle.id
         assert body["cluster"] == "demo"
-        assert (body["from_revision"], body["to_revision"]) == ("1-23-4", "1-24-2")
+        assert (body["from_revision"], body["to_revision"]) == ("1-30-3", "1-31-0")
         assert f"istio-upgrade approve {handle.id}" in body["next_steps"]
         assert "migrate batch 0" in body["summary"]
         assert body["web_ui"] == f"{UI}/namespaces/default/workflows/{handle.id}"
@@ -279,7 +279,7 @@ async def test_bad_canary_tells_gate_failed_then_rollback_completed(
         assert gate["reasons"] and any("availability" in r for r in gate["reasons"])
         assert "rolls it back" in gate["summary"]
         assert rolled["phase"] == "ROLLED_BACK"
-        assert "back on 1-23-4" in rolled["summary"]
+        assert "back on 1-30-3" in rolled["summary"]
         assert gate["idempotency_key"] != rolled["idempotency_key"]
         progress = await handle.query(IstioCanaryUpgrade.progress)
         assert {n.status for n in progress.notifications} == {"delivered"}

@@ -77,7 +77,7 @@ async def test_incomplete_rollback_tells_lock_kept_and_rollback_incomplete(
 
     @activity.defn(name="install_revision")
     async def install_revision(_: InstallInput) -> InstallResult:
-        return InstallResult(inventory_configmap="istio-upgrade-inventory-1-24-2")
+        return InstallResult(inventory_configmap="istio-upgrade-inventory-1-31-0")
 
     @activity.defn(name="wait_revision_ready")
     async def wait_revision_ready(_: RevisionInput) -> None:
@@ -117,7 +117,7 @@ async def test_incomplete_rollback_tells_lock_kept_and_rollback_incomplete(
                     IstioCanaryUpgrade.run,
                     spec(
                         gate={"prometheus_url": "http://prometheus:9090"},
-                        installer={"bundle_path": "/bundles/istiod-1-24-2.yaml"},
+                        installer={"bundle_path": "/bundles/istiod-1-31-0.yaml"},
                         notifications=[
                             {"name": "oncall", "url_env": "ISTIO_UPGRADE_TEST_INCOMPLETE_JSON"},
                             {

@@ -104,11 +104,11 @@ def test_receivers_are_bounded_and_named_once() -> None:
 def message(**overrides: Any) -> NotificationMessage:
     doc: dict[str, Any] = {
         "event": "gate_failed",
-        "idempotency_key": "istio-upgrade.demo.1-24-2@run/gate_failed/batch-0/1",
-        "upgrade_id": "istio-upgrade.demo.1-24-2",
+        "idempotency_key": "istio-upgrade.demo.1-31-0@run/gate_failed/batch-0/1",
+        "upgrade_id": "istio-upgrade.demo.1-31-0",
         "cluster": "demo",
-        "from_revision": "1-23-4",
-        "to_revision": "1-24-2",
+        "from_revision": "1-30-3",
+        "to_revision": "1-31-0",
         "batch": 0,
         "phase": "SOAKING",
         "summary": "The gate refused batch 0 <checkout> & cart",
@@ -122,12 +122,12 @@ def message(**overrides: Any) -> NotificationMessage:
 
 
 def test_the_json_payload_carries_the_message_a_title_and_the_link() -> None:
-    link = web_ui_link("istio-upgrade.demo.1-24-2", "default", "http://ui:8080/")
-    assert link == "http://ui:8080/namespaces/default/workflows/istio-upgrade.demo.1-24-2"
+    link = web_ui_link("istio-upgrade.demo.1-31-0", "default", "http://ui:8080/")
+    assert link == "http://ui:8080/namespaces/default/workflows/istio-upgrade.demo.1-31-0"
     body = json_body(message(), link, "oncall")
     assert body["event"] == "gate_failed" and body["verdict"] == "FAIL"
     assert body["web_ui"] == link and body["receiver"] == "oncall"
-    assert body["title"] == "Istio upgrade of demo (1-23-4 → 1-24-2): gate failed"
+    assert body["title"] == "Istio upgrade of demo (1-30-3 → 1-31-0): gate failed"
     json.dumps(body)  # JSON all the way down
     assert web_ui_link("x", "default", None) is None
     assert web_ui_link("x", "default", "https://user:pw@ui") is None
