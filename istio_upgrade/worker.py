@@ -12,8 +12,9 @@ Configuration comes from the environment: ``TEMPORAL_ADDRESS`` (default ``localh
 ``TEMPORAL_NAMESPACE`` (``default``), ``TEMPORAL_TASK_QUEUE`` (``istio-upgrade``),
 ``TEMPORAL_TLS_CERT``/``TEMPORAL_TLS_KEY``/``TEMPORAL_TLS_CA`` (file paths, mutual TLS),
 ``TEMPORAL_TLS`` (``true``: TLS with the system roots), ``TEMPORAL_API_KEY`` (Temporal Cloud),
-``KUBECONFIG`` (unset in a pod: the pod's service account), ``LOG_LEVEL`` and
-``WORKER_GRACEFUL_SHUTDOWN_SECONDS`` (45).
+``KUBECONFIG`` (unset in a pod: the pod's service account), ``LOG_LEVEL``,
+``WORKER_GRACEFUL_SHUTDOWN_SECONDS`` (45), ``TEMPORAL_UI_URL`` (links in notifications) and
+the webhook URLs that specs' ``notifications`` name by ``url_env`` or ``url_file``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from temporalio.worker import Worker
 
 from istio_upgrade.activities.fleet import follow_upgrade
 from istio_upgrade.activities.kube import KubeActivities
+from istio_upgrade.activities.notify import notify
 from istio_upgrade.activities.prometheus import (
     measure_gate,
     probe_prometheus,
@@ -64,7 +66,14 @@ HEARTBEAT_THROTTLE = timedelta(seconds=2)
 def registered_activities(kube: KubeActivities) -> list[Callable[..., Any]]:
     """Every activity implementation the worker registers (each has a stub in
     :mod:`istio_upgrade.activities.interface`, which is what the workflows call)."""
-    return [*kube.all(), measure_gate, query_revision_xds, probe_prometheus, follow_upgrade]
+    return [
+        *kube.all(),
+        measure_gate,
+        query_revision_xds,
+        probe_prometheus,
+        follow_upgrade,
+        notify,
+    ]
 
 
 def registered_workflows() -> list[type]:

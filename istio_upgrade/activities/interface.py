@@ -50,6 +50,7 @@ from istio_upgrade.models.activities import (
 from istio_upgrade.models.fleet import FollowInput, FollowResult
 from istio_upgrade.models.gate import GateMeasurements, GateQuery
 from istio_upgrade.models.inventory import ClusterInventory
+from istio_upgrade.models.notifications import NotifyInput, NotifyResult
 from istio_upgrade.models.permissions import PermissionReport, PermissionsInput
 from istio_upgrade.models.plan import NamespaceLabels
 from istio_upgrade.models.spec import ClusterRef
@@ -210,3 +211,12 @@ async def query_revision_xds(prometheus_url: str, revision: str) -> float | None
 async def follow_upgrade(request: FollowInput) -> FollowResult:
     """Wait for an upgrade the fleet did not start to end (``activities/fleet.py``)."""
     _stub("follow_upgrade")
+
+
+# Notifications (async; notify.py) ---------------------------------------------------------
+
+
+@activity.defn(name="notify")
+async def notify(request: NotifyInput) -> NotifyResult:
+    """POST one notification to a receiver whose webhook URL the worker reads (never in history)."""
+    _stub("notify")

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from istio_upgrade.models.gate import BudgetSpent, GateResult, budget_markdown
+from istio_upgrade.models.notifications import NotificationRecord
 from istio_upgrade.models.plan import Plan, PrecheckReport
 
 
@@ -181,6 +182,10 @@ class Progress(_Model):
     """Warnings beyond ``MAX_MESSAGES``, counted, not kept."""
     omitted_errors: int = 0
     """Errors beyond ``MAX_MESSAGES``, counted, not kept."""
+    notifications: list[NotificationRecord] = Field(default_factory=list)
+    """Notifications sent to ``spec.notifications``' receivers, the latest ``MAX_MESSAGES``."""
+    notifications_sent: int = 0
+    """Notifications sent so far, kept or not: the sequence of each one's idempotency key."""
 
     def bound(self) -> None:
         """Keep the progress within a bound that grows with the namespace names only.
@@ -194,6 +199,7 @@ class Progress(_Model):
         self.omitted_errors += _cap(self.errors)
         del self.stragglers[MAX_MESSAGES:]
         del self.diagnostics[MAX_MESSAGES:]
+        del self.notifications[:-MAX_MESSAGES]
 
 
 Outcome = Literal["SUCCEEDED", "ROLLED_BACK", "FAILED", "DRY_RUN"]
@@ -311,6 +317,10 @@ def progress_markdown(progress: Progress) -> str:
         lines.append(
             f"\nApproved: {_cell(last_approval.step)} by {_cell(last_approval.approver)}{comment}"
         )
+    failed = [n for n in progress.notifications if n.status == "failed"]
+    if failed:
+        shown = ", ".join(f"{n.event} to {n.receiver}" for n in failed[-3:])
+        lines.append(f"\nNotifications failed: {_cell(shown)}")
     if progress.errors:
         lines.append(f"\nErrors: {_cell('; '.join(progress.errors[-3:]))}")
     return "\n".join(lines)

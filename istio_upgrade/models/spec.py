@@ -28,6 +28,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from istio_upgrade.istio.naming import parse_version, revision_for_version
 from istio_upgrade.models.gate import GateSpec, check_prometheus_url
+from istio_upgrade.models.notifications import NotificationSpec, check_receivers
 from istio_upgrade.models.selector import parse_selector
 from istio_upgrade.models.slo import explain, refusal
 from istio_upgrade.models.windows import MaintenanceWindows
@@ -687,6 +688,15 @@ class UpgradeSpec(_Strict):
     """Maintenance windows: the install, each batch and the tag moves start only inside
     them (a batch in flight when a window closes finishes its soak and gate; a rollback
     never waits). None: any time."""
+    notifications: list[NotificationSpec] = Field(default_factory=list)
+    """Webhooks told when a person is needed (waiting for approval, gate failed, rollback
+    completed or incomplete, lock kept) and on success. Each names its URL by reference
+    (``url_env``, ``url_file``: a secret of the worker), never by value."""
+
+    @field_validator("notifications")
+    @classmethod
+    def _notifications(cls, value: list[NotificationSpec]) -> list[NotificationSpec]:
+        return check_receivers(value)
 
     @field_validator("source_revision")
     @classmethod

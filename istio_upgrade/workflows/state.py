@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from istio_upgrade.models.search import CLUSTER, OUTCOME, PHASE
     from istio_upgrade.models.windows import MaintenanceWindows
     from istio_upgrade.workflows.compensation import Compensations
+    from istio_upgrade.workflows.notifications import Notifications
 
 MAINTENANCE_WINDOWS = "maintenance-windows"
 """Patch: the install, each batch and the tag moves start only inside ``spec.windows``."""
@@ -89,6 +90,9 @@ class UpgradeState:
         cancellation of the workflow becomes an abort (older runs: shielded rollbacks)."""
         self.cancel_requested = False
         """The workflow was cancelled: it rolls back as after an abort, then ends CANCELED."""
+        self.notifications = Notifications(self.progress, self.refresh)
+        """The receivers of ``spec.notifications`` (configured by the workflow) and the
+        notifications in flight."""
 
     # What the operator messages do (validated by the workflow's handlers) ----------------
 
@@ -258,6 +262,7 @@ class UpgradeState:
         self.waiting_approval = step
         self.progress.waiting_for = f"approval: {step}"
         self.set_phase(Phase.WAITING_APPROVAL)
+        self._notify_waiting(step, extendable)
         await workflow.wait_condition(
             lambda: (
                 step in self.approved
@@ -270,6 +275,18 @@ class UpgradeState:
         self.set_phase(previous)
         await self.checkpoint()
         return step in self.approved
+
+    def _notify_waiting(self, step: str, extendable: bool) -> None:
+        upgrade = workflow.info().workflow_id
+        steps = f"approve with `istio-upgrade approve {upgrade} --reason <why>`"
+        if extendable:
+            steps += f", keep measuring with `istio-upgrade extend-soak {upgrade} --seconds 300`"
+        steps += f", or roll back with `istio-upgrade abort {upgrade} --reason <why>`"
+        self.notifications.fire(
+            "waiting_for_approval",
+            f"The upgrade waits for a person's approval: {step}.",
+            next_steps=steps[0].upper() + steps[1:] + ".",
+        )
 
     # Progress --------------------------------------------------------------------------
 

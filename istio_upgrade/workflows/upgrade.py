@@ -239,6 +239,7 @@ class IstioCanaryUpgrade:
         st.set_phase(Phase.VALIDATING)
         spec = self._validated(spec)
         self.activity_task_queue = spec.cluster.task_queue
+        st.notifications.configure(spec)
         if carried is not None:
             # Pick up where the previous run continued as new (its state: ``__init__``).
             st.refresh()
@@ -392,6 +393,15 @@ class IstioCanaryUpgrade:
             f"{len(plan.batches)} batches; tags {', '.join(plan.tags_to_move) or 'none'} moved; "
             + (f"revision {old} removed" if removed else f"revision {old} kept")
         )
+        st.notifications.fire(
+            "succeeded",
+            f"The upgrade succeeded: {summary}.",
+            whole_upgrade=True,
+            next_steps="Nothing: the mesh runs on the new revision."
+            + ("" if removed else f" Remove revision {old} once nothing needs it."),
+        )
+        # Before the result, so that it carries a failed notification's warning.
+        await st.notifications.settle()
         result = st.result("SUCCEEDED", summary, plan, report)
         result.migrated_namespaces = migrated
         result.old_revision_removed = removed

@@ -32,6 +32,7 @@ from istio_upgrade.models.activities import (
     UninstallResult,
 )
 from istio_upgrade.models.inventory import ClusterInventory
+from istio_upgrade.models.notifications import NotifyInput, NotifyResult
 from istio_upgrade.models.permissions import PermissionReport, PermissionsInput
 from istio_upgrade.planning import plan_upgrade
 from istio_upgrade.workflows.upgrade import IstioCanaryUpgrade
@@ -97,6 +98,13 @@ async def test_rollback_keeps_an_adopted_target_revision(
         locks.append(f"release {request.holder}")
         return True
 
+    notified: list[str] = []
+
+    @activity.defn(name="notify")
+    async def notify(request: NotifyInput) -> NotifyResult:
+        notified.append(request.message.event)
+        return NotifyResult(status_code=204, attempt=1)
+
     queue = f"q-{uuid.uuid4()}"
     client = temporal_ts.client
     client = type(client)(client.service_client, data_converter=pydantic_data_converter)
@@ -115,6 +123,7 @@ async def test_rollback_keeps_an_adopted_target_revision(
             release_cluster_lock,
             check_permissions,
             probe_prometheus,
+            notify,
         ],
     ):
         with pytest.raises(WorkflowFailureError) as info:
@@ -124,6 +133,7 @@ async def test_rollback_keeps_an_adopted_target_revision(
                     force=True,
                     gate={"prometheus_url": "http://prometheus:9090"},
                     installer={"bundle_path": "/bundles/istiod-1-31-0.yaml"},
+                    notifications=[{"name": "oncall", "url_env": "ISTIO_UPGRADE_WEBHOOK_URL"}],
                 ),
                 id=workflow_id,
                 task_queue=queue,
@@ -136,3 +146,5 @@ async def test_rollback_keeps_an_adopted_target_revision(
     holder = locks[0].removeprefix("acquire ")
     assert holder.startswith(f"{workflow_id}@"), locks
     assert locks == [f"acquire {holder}", f"release {holder}"]
+    # A step failed (not the gate): the rollback's end is told, nothing else.
+    assert notified == ["rollback_completed"]

@@ -8,7 +8,8 @@ Temporal Web UI would show, and the base64 of an ordinary payload is not mistake
 
 What counts as a secret: bearer/basic ``Authorization`` values, JWTs (``eyJ….eyJ…``), values of
 fields and ``key: value`` lines named like credentials (``token``, ``api_key``, ``password``,
-``secret``, ``client-key-data`` …), PEM blocks, AWS access keys, URLs with a password, and
+``secret``, ``client-key-data`` …), PEM blocks, AWS access keys, URLs with a password, Slack
+webhook URLs, and
 long base64 or hex runs (digits alone — a resourceVersion, an event id — are not such a run).
 :data:`EXPLAINED` lists the long hex runs a history legitimately carries, each with the
 reason; a new one needs a new, explained entry — never a blanket pass.
@@ -76,6 +77,11 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("bearer token", re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}")),
     ("basic auth header", re.compile(r"(?i)\bbasic\s+[A-Za-z0-9+/]{8,}={0,2}(?![\w/+=])")),
     ("URL with a password", re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://[^/\s:@\"']+:[^/\s@\"']+@")),
+    (
+        # A notification's webhook URL is its credential (spec.notifications names it only).
+        "webhook URL",
+        re.compile(r"(?i)hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9/_-]{8,}"),
+    ),
     (
         "AWS access key id",
         re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA)[0-9A-Z]{16}\b"),
@@ -287,6 +293,7 @@ PLANTED = {
     "PEM block": "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----",
     "AWS access key id": "credentials AKIAIOSFODNN7EXAMPLE in the environment",
     "URL with a password": "https://admin:s3cr3t-pass@prometheus.example:9090",
+    "webhook URL": "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX",
     "long base64 run": "caBundle LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUM1ekNDQWMr",
     "long hex run": "secret 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
 }

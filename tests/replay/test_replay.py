@@ -55,6 +55,11 @@ EXPECTED = {
     "window-open-5.json",
     "window-wait-abort-5.json",
     "cluster-task-queue-5.json",
+    # With notifications (patch notifications): an approval and a success told to a JSON and
+    # a Slack receiver; a gate failure and its rollback; receivers that fail (500, down, unset).
+    "notifications-approval-6.json",
+    "notifications-rollback-6.json",
+    "notifications-failed-6.json",
 }
 
 

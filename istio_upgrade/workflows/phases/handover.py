@@ -42,6 +42,8 @@ async def continue_as_new(
     # comes last (without yielding when not paused) so an abort is acted on here, never
     # dropped between runs.
     await workflow.wait_condition(workflow.all_handlers_finished)
+    # No notification is left in flight by this run (each ends within a minute).
+    await st.notifications.settle()
     await st.checkpoint()
     progress = st.progress.model_copy(deep=True)
     for bp in progress.batches[:next_batch]:

@@ -80,6 +80,7 @@ async def release(st: UpgradeState, spec: UpgradeSpec, *, patient: bool = False)
         f"the cluster lock was not released ({error}); "
         + lock_busy_message(spec.cluster.name, _holder(st))
     )
+    _notify_kept(st, spec, f"releasing it failed ({error})")
 
 
 async def release_if_clean(st: UpgradeState, spec: UpgradeSpec) -> None:
@@ -94,3 +95,15 @@ async def release_if_clean(st: UpgradeState, spec: UpgradeSpec) -> None:
             "has repaired it and released the lock with "
             f"`istio-upgrade unlock --cluster {spec.cluster.name}` (or {LOCK_DELETE_COMMAND})"
         )
+        _notify_kept(st, spec, "the rollback is incomplete")
+
+
+def _notify_kept(st: UpgradeState, spec: UpgradeSpec, why: str) -> None:
+    st.notifications.fire(
+        "lock_kept",
+        f"The cluster lock (ConfigMap istio-system/{LOCK_CONFIGMAP}) of {spec.cluster.name} is "
+        f"kept: {why}. Every new upgrade of the cluster is refused until it is released.",
+        reasons=[why],
+        next_steps="Make sure the cluster is healthy, then release the lock with "
+        f"`istio-upgrade unlock --cluster {spec.cluster.name}` (or {LOCK_DELETE_COMMAND}).",
+    )

@@ -29,8 +29,11 @@ with workflow.unsafe.imports_passed_through():
 async def after_cancellation(st: UpgradeState, spec: UpgradeSpec) -> None:
     """The workflow was cancelled: roll back, then let the cancellation end it."""
     st.progress.errors.append("cancelled: rolling back")
+    first_error = len(st.progress.errors)
     await roll_back_and_release(st, spec)
     st.finish(Phase.ROLLED_BACK)
+    _notify_rolled_back(st, spec, "cancelled", "Cancelled", st.progress.errors[first_error:])
+    await st.notifications.settle()
 
 
 async def after_failure(
@@ -51,6 +54,17 @@ async def after_failure(
         message = f"step failed: {error.cause or error}"
     first_error = len(st.progress.errors)
     st.progress.errors.append(message)
+    if gate is not None and kind in {"GateFailed", "GateInconclusive"}:
+        # Told at once, while the rollback runs: the notification does not wait for it.
+        st.notifications.fire(
+            "gate_failed",
+            f"The safety gate refused the batch ({gate.verdict}): {message}. "
+            "The upgrade rolls it back now.",
+            verdict=gate.verdict,
+            reasons=gate.reasons,
+            next_steps="Nothing to do yet: the rollback runs on its own; a notification says "
+            "how it ended. Meanwhile, look at the batch's SLOs in the gate's Prometheus.",
+        )
     await roll_back_and_release(st, spec)
     problems = st.progress.errors[first_error + 1 :]
     complete = not st.compensations.incomplete
@@ -58,10 +72,38 @@ async def after_failure(
     summary = f"rolled back: {message}" if complete else f"rollback INCOMPLETE: {message}"
     if problems:
         summary += f" (rollback problems: {'; '.join(problems)})"
+    _notify_rolled_back(st, spec, message, kind, problems)
+    await st.notifications.settle()
     failed = st.result("ROLLED_BACK" if complete else "FAILED", summary, plan, report)
     failed.failed_gate = gate
     failed.failed_batch = st.progress.current_batch
     return ApplicationError(summary, failed, type=kind, non_retryable=True)
+
+
+def _notify_rolled_back(
+    st: UpgradeState, spec: UpgradeSpec, why: str, kind: str, problems: list[str]
+) -> None:
+    """``rollback_completed``, or ``rollback_incomplete`` naming what a person must repair."""
+    upgrade = workflow.info().workflow_id
+    old = st.progress.source_revision or "the old revision"
+    if not st.compensations.incomplete:
+        st.notifications.fire(
+            "rollback_completed",
+            f"The upgrade was rolled back ({kind}): {why}. Every namespace is back on {old}.",
+            reasons=[why],
+            next_steps=f"Find out why ({kind}; `istio-upgrade status {upgrade}` shows the "
+            "gate's numbers and the errors) before starting the upgrade again.",
+        )
+        return
+    st.notifications.fire(
+        "rollback_incomplete",
+        f"The rollback of the upgrade is INCOMPLETE ({kind}): {why}. The cluster is left "
+        "half-migrated and needs a person.",
+        reasons=[why, *problems],
+        next_steps=f"Repair what the rollback could not undo (the errors of "
+        f"`istio-upgrade status {upgrade}`), then release the cluster lock with "
+        f"`istio-upgrade unlock --cluster {spec.cluster.name}`.",
+    )
 
 
 async def roll_back_and_release(st: UpgradeState, spec: UpgradeSpec) -> None:
