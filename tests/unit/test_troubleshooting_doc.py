@@ -45,10 +45,10 @@ def _assigned(tree: ast.AST, name: str) -> list[str]:
     return found
 
 
-def error_types() -> dict[str, str]:
-    """Every ApplicationError type raised in ``istio_upgrade/``, with a file raising it."""
+def error_types(package: Path = PACKAGE) -> dict[str, str]:
+    """Every ApplicationError type raised in ``package``, with a file raising it."""
     types: dict[str, str] = {}
-    for path in sorted(PACKAGE.rglob("*.py")):
+    for path in sorted(package.rglob("*.py")):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             if not isinstance(node, ast.Call):
@@ -64,11 +64,9 @@ def error_types() -> dict[str, str]:
                 values = _strings(expr)
                 if isinstance(expr, ast.Name):
                     values += _assigned(tree, expr.id)
-                elif isinstance(expr, ast.BoolOp | ast.IfExp):
-                    pass
                 for value in values:
                     if value:
-                        types.setdefault(value, str(path.relative_to(ROOT)))
+                        types.setdefault(value, str(path.relative_to(package.parent)))
     return types
 
 
@@ -93,6 +91,24 @@ def test_the_collector_finds_the_types_it_must() -> None:
     # ``outcome, kind = "FAILED", "FailureBudgetExceeded"`` in the fleet workflow
     assert "FailureBudgetExceeded" in found
     assert "PERMISSION_MISSING" in finding_codes()
+
+
+def test_a_new_error_type_is_found(tmp_path: Path) -> None:
+    """A type added by a change shows up, whichever way it is raised."""
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "new.py").write_text(
+        "def f(error):\n"
+        "    raise ApplicationError('x', type='BrandNewError', non_retryable=True)\n"
+        "def g(st):\n"
+        "    kind = 'AnotherNewError'\n"
+        "    return ApplicationError('y', type=kind)\n"
+        "def h():\n"
+        "    raise UpgradeFailure('z', 'ThirdNewError')\n"
+    )
+    found = error_types(package)
+    assert {"BrandNewError", "AnotherNewError", "ThirdNewError"} <= set(found)
+    assert not {"BrandNewError", "AnotherNewError", "ThirdNewError"} & headings()
 
 
 def test_every_error_type_has_a_section() -> None:
