@@ -3,11 +3,12 @@
 Every shell block the document marks ``<!-- sandbox … -->`` is run in order by ``bash`` in one
 working directory, after the document's own variables block, with only the variables the
 document defines pointed at the test's servers (``KUBECONFIG``, ``TEMPORAL_ADDRESS``,
-``PROMETHEUS_URL``, ``CLUSTER``, the gate timings) and ``TEMPORAL_TASK_QUEUE`` at the test's
-worker. A block must exit with the code its marker names (0 unless ``exit=N``) and print every
-``expect="…"`` fragment (``$VARIABLES`` expanded); ``until`` re-runs it until it does (a status
-command observing progress). The one step the sandbox cannot run, rendering the bundle with
-``helm template``, is replaced by the sandbox's own rendering of upstream's istiod chart.
+``PROMETHEUS_URL``, ``PROMETHEUS_LOCAL``, ``CLUSTER``, the gate timings) and
+``TEMPORAL_TASK_QUEUE`` at the test's worker. A block must exit with the code its marker
+names (0 unless ``exit=N``) and print every ``expect="…"`` fragment (``$VARIABLES``
+expanded); ``until`` re-runs it until it does (a command observing progress). The one step
+the sandbox cannot run, rendering the bundle with ``helm template``, is replaced by the
+sandbox's own rendering of upstream's istiod chart.
 """
 
 from __future__ import annotations
@@ -152,6 +153,7 @@ async def test_getting_started_runs_against_the_sandbox(
             "TEMPORAL_ADDRESS": temporal_dev_server.address,
             "TEMPORAL_TASK_QUEUE": stack.task_queue,
             "PROMETHEUS_URL": stack.prometheus.url,
+            "PROMETHEUS_LOCAL": stack.prometheus.url,
             "CLUSTER": f"gs-{uuid.uuid4().hex[:8]}",
             # The sandbox's traffic is generated in seconds: second-long windows, and the
             # low-traffic namespaces' INCONCLUSIVE batches proceed instead of waiting.
