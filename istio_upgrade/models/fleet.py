@@ -181,6 +181,7 @@ class FleetMesh(_Strict):
     """
 
     name: str
+    """Mesh name (DNS-1123 label), used in messages."""
     primaries: list[str] = Field(min_length=1)
     """Clusters running the control plane (primary or multi-primary)."""
     remotes: list[str] = Field(default_factory=list)
@@ -300,11 +301,14 @@ class FleetSpec(_Strict):
     name: str
     """Fleet name (DNS-1123 label): the rollout's id is ``istio-fleet.<name>.<revision>``."""
     clusters: list[FleetCluster] = Field(min_length=1, max_length=MAX_CLUSTERS)
+    """Every cluster of the fleet: its name, context, Prometheus, labels and overrides."""
     stages: list[FleetStage] = Field(min_length=1, max_length=MAX_STAGES)
+    """The stages in order; each picks clusters by name or label selector."""
     template: dict[str, Any]
     """The ``UpgradeSpec`` every cluster gets, without ``cluster`` (``target``, ``installer``,
     ``migration``, ``gate`` …; see ``istio-upgrade schema``)."""
     failure_budget: FailureBudget = Field(default_factory=FailureBudget)
+    """How many cluster upgrades may fail or roll back before the fleet stops."""
     windows: MaintenanceWindows | None = None
     """Maintenance windows (weekly windows in a timezone, with exclusions): a cluster's upgrade
     starts only inside one. Handed to every cluster's upgrade too (unless its overrides set

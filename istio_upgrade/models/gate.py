@@ -46,7 +46,7 @@ def check_prometheus_url(value: str, field: str) -> str:
 class GateSpec(BaseModel):
     """How each migrated batch is judged before the next one starts."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     slos: list[SLOSpec] = Field(default_factory=default_slos, min_length=1)
     """SLOs every batch must keep; default: availability at 99.9% over 30 days."""

@@ -245,7 +245,11 @@ def refusal(root: type[BaseModel], problems: Sequence[tuple[str, str, Any]]) -> 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(
-        extra="forbid", frozen=True, allow_inf_nan=False, hide_input_in_errors=True
+        extra="forbid",
+        frozen=True,
+        allow_inf_nan=False,
+        hide_input_in_errors=True,
+        use_attribute_docstrings=True,
     )
 
     @model_validator(mode="wrap")
@@ -261,6 +265,7 @@ class AvailabilitySLI(_Strict):
     """Bad requests are HTTP 5xx, response code 0 (reset/no response) and gRPC failures."""
 
     template: Literal["istio-availability"] = "istio-availability"
+    """Selects this SLI: availability from ``istio_requests_total``."""
     grpc_failure_statuses: list[Annotated[int, Field(ge=0, le=16)]] = Field(
         default_factory=lambda: [2, 4, 12, 13, 14, 15]
     )
@@ -272,6 +277,7 @@ class LatencySLI(_Strict):
     """Bad requests are those slower than ``threshold_ms``."""
 
     template: Literal["istio-latency"] = "istio-latency"
+    """Selects this SLI: latency from ``istio_request_duration_milliseconds_bucket``."""
     threshold_ms: float
     """Must be one of Envoy's bucket edges so the count is exact (e.g. 100, 250, 500)."""
 
@@ -296,6 +302,7 @@ class CustomSLI(_Strict):
     """
 
     template: Literal["custom"] = "custom"
+    """Selects this SLI: your own PromQL for bad and total events."""
     error_query: str
     """PromQL for bad events, e.g. ``sum by (namespace) (increase(http_requests_total{
     namespace=~"{{namespaces}}",code=~"5.."}[{{window}}]))``."""
@@ -334,6 +341,7 @@ class BurnRateAlert(_Strict):
     """One row of the multiwindow multi-burn-rate table (Google SRE workbook, ch. 5)."""
 
     severity: Literal["page", "ticket"]
+    """The ``severity`` label of the generated alert."""
     burn_rate: float = Field(gt=0)
     """Alert when both windows burn faster than this multiple of the sustainable rate."""
     long_window: str

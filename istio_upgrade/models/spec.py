@@ -361,8 +361,11 @@ class BundleConfigMap(_Strict):
     """A ConfigMap key holding the rendered revision bundle (multi-document YAML)."""
 
     namespace: str
+    """Namespace of the ConfigMap (``istio-system`` with the shipped RBAC)."""
     name: str
+    """Name of the ConfigMap."""
     key: str = "bundle.yaml"
+    """Key of the ConfigMap's data holding the bundle."""
 
     @field_validator("namespace")
     @classmethod
@@ -668,18 +671,27 @@ class UpgradeSpec(_Strict):
     """Everything one canary upgrade of one cluster needs: the workflow's only argument."""
 
     cluster: ClusterRef
+    """The cluster to upgrade: its name, kubeconfig context and Prometheus."""
     target: TargetSpec
+    """The Istio version (and revision name) to install."""
     source_revision: str | None = None
     """Revision upgraded from; discovered (the one most namespaces use) when omitted."""
     installer: InstallerSpec = Field(default_factory=InstallerSpec)
+    """How the new revision is installed: the rendered bundle it is applied from."""
     crds: CRDSpec | None = None
     """Apply the target's CRDs as their own step before installing; None leaves them be."""
     migration: MigrationSpec = Field(default_factory=MigrationSpec)
+    """Which namespaces move to the new revision, in which batches, how fast."""
     gate: GateSpec = Field(default_factory=GateSpec)
+    """How each migrated batch is judged (SLOs, windows, soak) before the next one starts."""
     approvals: ApprovalSpec = Field(default_factory=ApprovalSpec)
+    """Where the upgrade waits for an operator's ``approve``."""
     promote: PromoteSpec = Field(default_factory=PromoteSpec)
+    """Which revision tags move to the new revision once every batch passed."""
     cleanup: CleanupSpec = Field(default_factory=CleanupSpec)
+    """Whether and when the old revision is uninstalled after promote."""
     rollback: RollbackSpec = Field(default_factory=RollbackSpec)
+    """Whether a failed batch rolls back every migrated batch automatically."""
     force: bool = False
     """Allow a jump of more than two minor versions, or a downgrade."""
     dry_run: bool = False
