@@ -22,7 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from istio_upgrade.devenv.prometheus_web import WebConfig, make_server_certificate
 from istio_upgrade.models import UpgradeResult
-from tests.integration.upgrade_stack import fast_spec, upgrade_stack
+from tests.integration.upgrade_stack import fast_spec, record_history, upgrade_stack
 from tests.replay.test_history_secrets import scan_document
 
 pytestmark = pytest.mark.slow
@@ -80,6 +80,7 @@ async def test_upgrade_through_authenticated_prometheus_keeps_secrets_out_of_his
         assert spec.prometheus_url.startswith("https://")
         handle = await stack.start(spec)
         result: UpgradeResult = await handle.result()
+        await record_history(handle, "prometheus-auth-6")
         assert result.outcome == "SUCCEEDED", result.summary
         assert result.old_revision_removed, result.warnings
         progress = await handle.query("progress")

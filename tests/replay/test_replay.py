@@ -55,6 +55,8 @@ EXPECTED = {
     "window-open-5.json",
     "window-wait-abort-5.json",
     "cluster-task-queue-5.json",
+    # The gate's Prometheus behind basic auth and TLS (prometheus-auth): references only.
+    "prometheus-auth-6.json",
 }
 
 
