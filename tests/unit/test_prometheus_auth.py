@@ -225,3 +225,19 @@ def test_insecure_skip_verify_warns_loudly(caplog: pytest.LogCaptureFixture) -> 
 
 def test_redact_masks_every_secret() -> None:
     assert redact(f"x {SECRET} y {SECRET}", [SECRET, ""]) == "x *** y ***"
+
+
+def test_the_documented_examples_are_valid_gates() -> None:
+    import re
+
+    import yaml
+
+    from istio_upgrade.models.gate import GateSpec
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "slo-gate.md").read_text()
+    section = doc.split("## Prometheus behind authentication", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    assert len(blocks) == 4
+    for block in blocks:
+        gate = GateSpec.model_validate(yaml.safe_load(block)["gate"])
+        assert gate.prometheus_auth is not None
