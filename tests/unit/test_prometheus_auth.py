@@ -241,3 +241,20 @@ def test_the_documented_examples_are_valid_gates() -> None:
     for block in blocks:
         gate = GateSpec.model_validate(yaml.safe_load(block)["gate"])
         assert gate.prometheus_auth is not None
+
+
+def test_remove_revision_refuses_a_bad_auth_file_before_connecting(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from istio_upgrade.cli.main import cli
+
+    path = tmp_path / "auth.yaml"
+    path.write_text("http_headers: {X-Api-Key: " + SECRET + "}\n")
+    result = CliRunner().invoke(
+        cli,
+        ["--address", "127.0.0.1:1", "remove-revision", "--cluster", "c", "--revision",
+         "1-23-4", "--prometheus-url", "https://p:9091", "--prometheus-auth", str(path)],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "looks like it carries a secret" in result.output
+    assert SECRET not in result.output
