@@ -655,7 +655,7 @@ async def query_revision_xds(
 
     Args:
         prometheus_url: Prometheus base URL.
-        revision: Istio revision, e.g. ``1-23-4``.
+        revision: Istio revision, e.g. ``1-30-3``.
         auth: How to authenticate to it (references the worker resolves).
 
     Returns:

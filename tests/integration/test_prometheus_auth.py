@@ -36,7 +36,7 @@ from tests.integration.header_proxy import HeaderProxy
 
 pytestmark = pytest.mark.slow
 
-NEW, OLD = "1-24-2", "1-23-4"
+NEW, OLD = "1-31-0", "1-30-3"
 USER, PASSWORD = "gate-reader", "pw-Zq81-correct-horse"
 TOKEN, ORG = "tok-5f3a9c1e-bearer-value", "tenant-eu-1"
 SECRETS = (PASSWORD, TOKEN)
@@ -47,15 +47,15 @@ name: auth-test
 cluster_name: auth
 timings: {pod_start_s: 0.1, pod_ready_s: 0.1, istiod_ready_s: 0.2}
 revisions:
-  - version: 1.23.4
-  - version: 1.24.2
+  - version: 1.30.3
+  - version: 1.31.0
 namespaces:
   - name: old-a
-    labels: {istio.io/rev: 1-23-4}
+    labels: {istio.io/rev: 1-30-3}
     workloads:
       - {name: front, rps: 40, calls: [new-a/api]}
   - name: new-a
-    labels: {istio.io/rev: 1-24-2}
+    labels: {istio.io/rev: 1-31-0}
     workloads:
       - {name: api, rps: 40}
 """

@@ -28,7 +28,7 @@ def spec(gate_auth: Any = None, cluster: dict[str, Any] | None = None) -> Upgrad
     if gate_auth is not None:
         gate["prometheus_auth"] = gate_auth
     return UpgradeSpec.model_validate(
-        {"cluster": {"name": "c", **(cluster or {})}, "target": {"version": "1.24.2"}, "gate": gate}
+        {"cluster": {"name": "c", **(cluster or {})}, "target": {"version": "1.31.0"}, "gate": gate}
     )
 
 
@@ -122,7 +122,7 @@ def test_a_fleet_cluster_carries_its_own_auth_into_its_spec() -> None:
         {
             "name": "f",
             "template": {
-                "target": {"version": "1.24.2"},
+                "target": {"version": "1.31.0"},
                 "gate": {"prometheus_url": "https://mimir:8080"},
             },
             "clusters": [
@@ -253,7 +253,7 @@ def test_remove_revision_refuses_a_bad_auth_file_before_connecting(tmp_path: Pat
     result = CliRunner().invoke(
         cli,
         ["--address", "127.0.0.1:1", "remove-revision", "--cluster", "c", "--revision",
-         "1-23-4", "--prometheus-url", "https://p:9091", "--prometheus-auth", str(path)],
+         "1-30-3", "--prometheus-url", "https://p:9091", "--prometheus-auth", str(path)],
     )  # fmt: skip
     assert result.exit_code == 2, result.output
     assert "looks like it carries a secret" in result.output
