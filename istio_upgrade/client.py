@@ -338,7 +338,8 @@ def spec_details(spec: UpgradeSpec) -> str:
         f"**Gate** SLOs {slos}; soak {spec.gate.soak_seconds:g}s, "
         f"max {spec.gate.max_soak_seconds:g}s, inconclusive → {spec.gate.on_inconclusive}",
         f"**Approvals** {', '.join(approvals) or 'none'}",
-        f"**Prometheus** {spec.prometheus_url}",
+        f"**Prometheus** {spec.prometheus_url}"
+        + (f" ({spec.prometheus_auth.describe()})" if spec.prometheus_auth else ""),
     ]
     if spec.dry_run:
         lines.append("**Dry run**: nothing is written to the cluster")

@@ -53,6 +53,7 @@ from istio_upgrade.models.inventory import ClusterInventory
 from istio_upgrade.models.notifications import NotifyInput, NotifyResult
 from istio_upgrade.models.permissions import PermissionReport, PermissionsInput
 from istio_upgrade.models.plan import NamespaceLabels
+from istio_upgrade.models.prometheus_auth import PrometheusAuth
 from istio_upgrade.models.spec import ClusterRef
 
 
@@ -196,13 +197,17 @@ async def measure_gate(query: GateQuery) -> GateMeasurements:
 
 
 @activity.defn(name="probe_prometheus")
-async def probe_prometheus(prometheus_url: str) -> PrometheusProbe:
+async def probe_prometheus(
+    prometheus_url: str, auth: PrometheusAuth | None = None
+) -> PrometheusProbe:
     """Whether the gate's Prometheus answers as the Prometheus API, or what is wrong."""
     _stub("probe_prometheus")
 
 
 @activity.defn(name="query_revision_xds")
-async def query_revision_xds(prometheus_url: str, revision: str) -> float | None:
+async def query_revision_xds(
+    prometheus_url: str, revision: str, auth: PrometheusAuth | None = None
+) -> float | None:
     """Proxies connected to ``istiod-<revision>`` (``pilot_xds``), or None without data."""
     _stub("query_revision_xds")
 

@@ -21,6 +21,8 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from istio_upgrade.activities import prometheus_http
+from istio_upgrade.activities.prometheus_http import CredentialError, redact
 from istio_upgrade.models.activities import PrometheusProbe
 from istio_upgrade.models.gate import (
     BaselineRef,
@@ -33,6 +35,7 @@ from istio_upgrade.models.gate import (
     WindowName,
 )
 from istio_upgrade.models.progress import Progress
+from istio_upgrade.models.prometheus_auth import PrometheusAuth
 from istio_upgrade.models.slo import LatencySLI, SLOSpec
 from istio_upgrade.slo import promql
 
@@ -42,7 +45,23 @@ NAMESPACE_LABELS = (promql.DEST_NS, promql.SOURCE_NS, "namespace", "exported_nam
 
 
 class PrometheusError(Exception):
-    """Prometheus could not answer a query (unreachable, HTTP error or PromQL error)."""
+    """Prometheus could not answer a query (unreachable, HTTP error or PromQL error).
+
+    ``permanent``: it answered, but no retry fixes what is wrong (not the API, credentials
+    refused, certificate not trusted): the precheck refuses the upgrade on it.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+CHECK_AUTH = (
+    "check spec.gate.prometheus_auth (or spec.cluster.prometheus_auth, or slo check "
+    "--prometheus-auth) and the secret the worker reads: see docs/slo-gate.md, Prometheus behind "
+    "authentication"
+)
+"""What to do when Prometheus (or the proxy in front of it) refuses the request's credentials."""
 
 
 CHECK_URL = (
@@ -100,23 +119,39 @@ async def instant_query(
     try:
         response = await http.post(url, data=form)
     except httpx.HTTPError as exc:
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            raise PrometheusError(
+                f"Prometheus at {base_url}: the worker does not trust its certificate ({exc}); "
+                "set prometheus_auth.tls_config.ca_file to the CA bundle that signed it",
+                permanent=True,
+            ) from exc
         raise PrometheusError(f"Prometheus at {base_url} unreachable: {exc!r}") from exc
+    if response.status_code in (401, 403):
+        said = "refused the credentials" if response.status_code == 401 else "forbade the query"
+        raise PrometheusError(
+            f"Prometheus at {base_url} {said} (HTTP {response.status_code}"
+            f"{_challenge(response)}); {CHECK_AUTH}",
+            permanent=True,
+        )
     not_the_api = _not_the_api(response)
     if not_the_api is not None:
         raise PrometheusError(
-            f"Prometheus at {base_url} answered {not_the_api}, not the Prometheus API; {CHECK_URL}"
+            f"Prometheus at {base_url} answered {not_the_api}, not the Prometheus API; {CHECK_URL}",
+            permanent=True,
         )
     try:
         body = response.json()
     except ValueError as exc:
         raise PrometheusError(
             f"Prometheus at {base_url} answered HTTP {response.status_code} without JSON, not "
-            f"the Prometheus API; {CHECK_URL}"
+            f"the Prometheus API; {CHECK_URL}",
+            permanent=True,
         ) from exc
     if not isinstance(body, dict) or "status" not in body:
         raise PrometheusError(
             f"Prometheus at {base_url} answered JSON without the API's status field, not the "
-            f"Prometheus API; {CHECK_URL}"
+            f"Prometheus API; {CHECK_URL}",
+            permanent=True,
         )
     if body.get("status") != "success":
         raise PrometheusError(
@@ -128,6 +163,12 @@ async def instant_query(
         return [{"metric": {}, "value": data["result"]}]
     result: list[dict[str, Any]] = data.get("result", [])
     return result
+
+
+def _challenge(response: httpx.Response) -> str:
+    """The scheme a 401 asks for (``WWW-Authenticate: Basic …``), to tell Basic from Bearer."""
+    asked = response.headers.get("www-authenticate", "").split(" ", 1)[0]
+    return f", it asks for {asked[:20]}" if asked.isalnum() else ""
 
 
 def _value(series: dict[str, Any]) -> float:
@@ -529,21 +570,34 @@ async def measure_gate(query: GateQuery) -> GateMeasurements:
             baseline, batch, budget = await resolve_baseline(query.baseline_ref)
         except Exception as exc:  # the workflow's worker may be busy or restarting
             # Without O a global incident would look like the canary's fault: measure nothing.
-            return GateMeasurements(
-                batch_namespaces=[],
-                baseline_namespaces=[],
-                new_revision=query.new_revision,
-                old_revision=query.old_revision,
-                window_start=query.window_start,
-                evaluated_at=query.evaluated_at,
-                batch_count=query.batch_count,
-                query_count=0,
-                errors=[f"the baseline could not be read from the upgrade: {exc}"[:300]],
+            return _unmeasured(
+                query, f"the baseline could not be read from the upgrade: {exc}"[:300]
             )
-    async with httpx.AsyncClient(timeout=query.timeout_seconds) as http:
-        return await collect(
+    try:
+        options = prometheus_http.client_options(query.prometheus_auth, query.prometheus_url)
+    except CredentialError as exc:
+        return _unmeasured(query, str(exc))
+    async with prometheus_http.client(options, query.timeout_seconds) as http:
+        measured = await collect(
             query, http, baseline=baseline, batch=batch, budget_batches=budget, with_queries=False
         )
+    measured.errors = [redact(e, options.secrets) for e in measured.errors]
+    return measured
+
+
+def _unmeasured(query: GateQuery, error: str) -> GateMeasurements:
+    """Measurements of nothing, saying why: the gate reads them as INCONCLUSIVE."""
+    return GateMeasurements(
+        batch_namespaces=[],
+        baseline_namespaces=[],
+        new_revision=query.new_revision,
+        old_revision=query.old_revision,
+        window_start=query.window_start,
+        evaluated_at=query.evaluated_at,
+        batch_count=query.batch_count,
+        query_count=0,
+        errors=[error],
+    )
 
 
 Resolved = tuple[list[str], list[str], list[BudgetBatch]]
@@ -594,12 +648,15 @@ async def resolve_baseline(ref: BaselineRef) -> Resolved:
 
 
 @activity.defn
-async def query_revision_xds(prometheus_url: str, revision: str) -> float | None:
+async def query_revision_xds(
+    prometheus_url: str, revision: str, auth: PrometheusAuth | None = None
+) -> float | None:
     """Proxies connected to a revision's istiod now (``sum(pilot_xds{revision=...})``).
 
     Args:
         prometheus_url: Prometheus base URL.
         revision: Istio revision, e.g. ``1-30-3``.
+        auth: How to authenticate to it (references the worker resolves).
 
     Returns:
         The number of proxies, or None when Prometheus has no such series.
@@ -609,11 +666,18 @@ async def query_revision_xds(prometheus_url: str, revision: str) -> float | None
             guess that a revision is unused).
     """
     text = f"sum(pilot_xds{promql.selector([('revision', '=', revision)])})"
-    async with httpx.AsyncClient(timeout=10.0) as http:
+    try:
+        options = prometheus_http.client_options(auth, prometheus_url)
+    except CredentialError as exc:
+        raise ApplicationError(str(exc), type="PrometheusCredentials") from None
+    async with prometheus_http.client(options, 10.0) as http:
         try:
             result = await instant_query(http, prometheus_url, text)
         except PrometheusError as exc:
-            raise ApplicationError(str(exc), type="PrometheusUnavailable") from exc
+            # Not chained: the cause's text could hold what the client sent.
+            raise ApplicationError(
+                redact(str(exc), options.secrets), type="PrometheusUnavailable"
+            ) from None
     if not result:
         return None
     value = _value(result[0])
@@ -621,27 +685,41 @@ async def query_revision_xds(prometheus_url: str, revision: str) -> float | None
 
 
 @activity.defn
-async def probe_prometheus(prometheus_url: str) -> PrometheusProbe:
+async def probe_prometheus(
+    prometheus_url: str, auth: PrometheusAuth | None = None
+) -> PrometheusProbe:
     """Whether the gate's Prometheus answers as the Prometheus API does, before any write.
+
+    Args:
+        prometheus_url: Prometheus base URL.
+        auth: How to authenticate to it (references the worker resolves).
 
     Returns:
         ``problem`` set when the URL answers, but not as Prometheus (an HTML page, a redirect,
-        JSON of something else): a wrong URL that no retry fixes. ``reachable`` False when it
-        does not answer at all, which may pass: the gate waits for it and never passes
-        without it.
+        JSON of something else), refuses the credentials, or when the worker lacks a secret
+        or the CA the spec names: what no retry fixes. ``reachable`` False when it does not
+        answer at all, which may pass: the gate waits for it and never passes without it.
     """
-    async with httpx.AsyncClient(timeout=10.0) as http:
+    try:
+        options = prometheus_http.client_options(auth, prometheus_url)
+    except CredentialError as exc:
+        return PrometheusProbe(problem=str(exc))
+    async with prometheus_http.client(options, 10.0) as http:
         try:
             await instant_query(http, prometheus_url, "vector(1)")
         except PrometheusError as exc:
-            if "not the Prometheus API" in str(exc):
-                return PrometheusProbe(problem=str(exc))
-            return PrometheusProbe(reachable=False, problem=str(exc))
+            problem = redact(str(exc), options.secrets)
+            if exc.permanent:
+                return PrometheusProbe(problem=problem)
+            return PrometheusProbe(reachable=False, problem=problem)
     return PrometheusProbe()
 
 
 async def wait_revision_disconnected(
-    prometheus_url: str, revision: str, timeout_s: float = 30.0
+    prometheus_url: str,
+    revision: str,
+    timeout_s: float = 30.0,
+    auth: PrometheusAuth | None = None,
 ) -> bool:
     """Wait until Prometheus has scraped that no proxy is connected to ``revision``'s istiod.
 
@@ -649,7 +727,7 @@ async def wait_revision_disconnected(
     ``query_revision_xds`` through the removal; False when ``timeout_s`` passed first.
     """
     deadline = asyncio.get_running_loop().time() + timeout_s
-    while await query_revision_xds(prometheus_url, revision):
+    while await query_revision_xds(prometheus_url, revision, auth):
         if asyncio.get_running_loop().time() >= deadline:
             return False
         await asyncio.sleep(0.5)

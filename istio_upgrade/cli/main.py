@@ -381,6 +381,13 @@ def extend_soak(
     "--prometheus-url",
     help="Prometheus of the cluster; adds the check that no proxy is connected to the revision.",
 )
+@click.option(
+    "--prometheus-auth",
+    "auth_path",
+    type=click.Path(dir_okay=False),
+    help="YAML file of references to the credentials of --prometheus-url, as in the spec's "
+    "prometheus_auth (read by the worker, never sent as values).",
+)
 @click.option("--dry-run", is_flag=True, help="Only check whether the revision could go.")
 @OUTPUT_OPTION
 @click.pass_obj
@@ -390,6 +397,7 @@ def remove_revision(
     revision: str,
     context: str | None,
     prometheus_url: str | None,
+    auth_path: str | None,
     dry_run: bool,
     output: str,
 ) -> None:
@@ -403,13 +411,22 @@ def remove_revision(
     from pydantic import ValidationError
 
     from istio_upgrade.cli import workers
-    from istio_upgrade.cli.specfile import SpecError, error_lines
+    from istio_upgrade.cli.specfile import SpecError, error_lines, load_model
     from istio_upgrade.client import start_removal
+    from istio_upgrade.models.prometheus_auth import PrometheusAuth
     from istio_upgrade.models.removal import RemovalResult, RemoveRevisionSpec
 
     async def go() -> int:
+        auth = None
+        if auth_path is not None:
+            auth = load_model(auth_path, PrometheusAuth).model_dump(mode="json", exclude_none=True)
         doc = {
-            "cluster": {"name": cluster, "context": context, "prometheus_url": prometheus_url},
+            "cluster": {
+                "name": cluster,
+                "context": context,
+                "prometheus_url": prometheus_url,
+                "prometheus_auth": auth,
+            },
             "revision": revision,
             "dry_run": dry_run,
         }

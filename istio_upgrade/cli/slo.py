@@ -12,7 +12,9 @@ from rich.console import Console
 
 from istio_upgrade.cli.exit_codes import ExitCode
 from istio_upgrade.cli.slo_check import check_once, render_result
+from istio_upgrade.cli.specfile import SpecError, load_model
 from istio_upgrade.istio.naming import is_dns1123_label
+from istio_upgrade.models.prometheus_auth import PrometheusAuth
 from istio_upgrade.models.slo import SLOSpec, parse_duration
 from istio_upgrade.slo.rules import dump_yaml, render_crd, render_rules
 from istio_upgrade.slo.sloth import SLOFileError, load_slos
@@ -114,6 +116,14 @@ def rules(path: str, fmt: str, output: str | None, period: str, name: str, names
 @click.option(
     "--prometheus", required=True, help="Prometheus base URL, e.g. http://127.0.0.1:9090."
 )
+@click.option(
+    "--prometheus-auth",
+    "auth_path",
+    type=click.Path(dir_okay=False),
+    help="YAML file with the credentials' references, as in spec.gate.prometheus_auth "
+    "(authorization, basic_auth, http_headers, tls_config); the secrets are read from the "
+    "files and environment variables it names.",
+)
 @click.option("--namespaces", required=True, help="Namespaces to judge (comma-separated).")
 @click.option("--baseline", default="", help="Namespaces to compare with (comma-separated).")
 @click.option("--window", default="5m", show_default=True, help="Window ending now, e.g. 5m.")
@@ -131,6 +141,7 @@ def rules(path: str, fmt: str, output: str | None, period: str, name: str, names
 def check(
     path: str,
     prometheus: str,
+    auth_path: str | None,
     namespaces: str,
     baseline: str,
     window: str,
@@ -159,6 +170,13 @@ def check(
             f"{prometheus!r} is not an http(s) URL with a host; e.g. http://127.0.0.1:9090",
             param_hint="--prometheus",
         )
+    auth: PrometheusAuth | None = None
+    if auth_path is not None:
+        try:
+            auth = load_model(auth_path, PrometheusAuth)
+        except SpecError as exc:
+            click.echo(f"error: --prometheus-auth {exc}", err=True)
+            raise click.exceptions.Exit(int(ExitCode.USAGE)) from None
     result = asyncio.run(
         check_once(
             slos,
@@ -168,6 +186,7 @@ def check(
             window_seconds=_seconds("--window", window),
             short_window_seconds=_seconds("--short-window", short_window),
             revision=revision,
+            auth=auth,
         )
     )
     render_result(result, Console(), show_queries=show_queries)

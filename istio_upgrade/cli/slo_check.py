@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-import httpx
 from rich.console import Console
 from rich.table import Table
 
+from istio_upgrade.activities import prometheus_http
 from istio_upgrade.activities.prometheus import collect
-from istio_upgrade.models.gate import GateQuery, GateResult, GateSpec
+from istio_upgrade.activities.prometheus_http import CredentialError, redact
+from istio_upgrade.models.gate import GateMeasurements, GateQuery, GateResult, GateSpec
+from istio_upgrade.models.prometheus_auth import PrometheusAuth
 from istio_upgrade.models.slo import SLOSpec
 from istio_upgrade.workflows.gate import evaluate_gate
 
@@ -32,6 +34,7 @@ async def check_once(
     revision: str = "",
     now: datetime | None = None,
     timeout_seconds: float = 10.0,
+    auth: PrometheusAuth | None = None,
 ) -> GateResult:
     """Measure and judge ``namespaces`` against ``baseline`` over the last ``window_seconds``.
 
@@ -45,6 +48,7 @@ async def check_once(
         revision: Istio revision whose control-plane counters to check; empty skips them.
         now: Evaluation instant (default: the current time).
         timeout_seconds: Per-query timeout.
+        auth: How to authenticate to Prometheus (references read here, as the worker does).
 
     Returns:
         The gate's result; Prometheus problems make it INCONCLUSIVE, never raise.
@@ -70,8 +74,22 @@ async def check_once(
         short_window_seconds=short,
         timeout_seconds=timeout_seconds,
     )
-    async with httpx.AsyncClient(timeout=timeout_seconds) as http:
+    try:
+        options = prometheus_http.client_options(auth, prometheus_url)
+    except CredentialError as exc:
+        unmeasured = GateMeasurements(
+            batch_namespaces=list(namespaces),
+            baseline_namespaces=[],
+            new_revision=revision,
+            old_revision="",
+            window_start=query.window_start,
+            evaluated_at=at,
+            errors=[str(exc)],
+        )
+        return evaluate_gate(spec, unmeasured, [])
+    async with prometheus_http.client(options, timeout_seconds) as http:
         measurements = await collect(query, http)
+    measurements.errors = [redact(e, options.secrets) for e in measurements.errors]
     return evaluate_gate(spec, measurements, [])
 
 

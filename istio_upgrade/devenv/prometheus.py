@@ -18,6 +18,7 @@ import yaml
 
 from istio_upgrade.devenv import binaries, processes
 from istio_upgrade.devenv.ports import free_port
+from istio_upgrade.devenv.prometheus_web import WebConfig
 
 
 class PrometheusStartError(RuntimeError):
@@ -81,6 +82,7 @@ class PrometheusServer:
         interval_s: float = 1.0,
         rule_files: Sequence[Path] = (),
         extra_scrape_configs: Sequence[Mapping[str, Any]] = (),
+        web: WebConfig | None = None,
     ) -> None:
         """Prepare a server; nothing runs until :meth:`start`.
 
@@ -91,6 +93,8 @@ class PrometheusServer:
             interval_s: Scrape and rule evaluation interval.
             rule_files: Rule files to load (copied into the server's directory).
             extra_scrape_configs: Whole ``scrape_configs`` entries appended as given.
+            web: Basic auth and TLS of the HTTP API (``--web.config.file``); the server's own
+                requests (readiness, reload, :meth:`query`) pass them.
         """
         self.targets = list(targets)
         self.host = host
@@ -98,6 +102,7 @@ class PrometheusServer:
         self.interval_s = interval_s
         self.rule_files = list(rule_files)
         self.extra_scrape_configs = [dict(c) for c in extra_scrape_configs]
+        self.web = web
         self._dir: Path | None = None
         # A plain Popen (not asyncio's) so stop_sync() works outside any event loop.
         self._proc: subprocess.Popen[bytes] | None = None
@@ -105,10 +110,16 @@ class PrometheusServer:
 
     @property
     def url(self) -> str:
-        """Base URL of the HTTP API, e.g. ``http://127.0.0.1:9090``."""
+        """Base URL of the HTTP API, e.g. ``http://127.0.0.1:9090`` (https with ``web.tls``)."""
         if self.port is None:
             raise RuntimeError("Prometheus is not started")
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.web is not None and self.web.tls is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}"
+
+    def _client(self, timeout: float) -> httpx.AsyncClient:
+        """A client passing the web config's basic auth and trusting its CA."""
+        kwargs = self.web.client_kwargs() if self.web is not None else {}
+        return httpx.AsyncClient(timeout=timeout, **kwargs)
 
     @property
     def directory(self) -> Path:
@@ -156,6 +167,11 @@ class PrometheusServer:
         if self.port is None:
             self.port = free_port(self.host)
         config = self._write_config()
+        web_flags: list[str] = []
+        if self.web is not None:
+            web_file = self._dir / "web.yml"
+            web_file.write_text(yaml.safe_dump(self.web.render(), sort_keys=False))
+            web_flags.append(f"--web.config.file={web_file}")
         self._log = (self._dir / "prometheus.log").open("wb")
         # Stops with us even on SIGKILL (PR_SET_PDEATHSIG), in its own session so a Ctrl-C in
         # the terminal reaches only us and we stop it in order: see devenv.processes.
@@ -167,6 +183,7 @@ class PrometheusServer:
                 f"--web.listen-address={self.host}:{self.port}",
                 "--web.enable-lifecycle",
                 "--storage.tsdb.retention.time=1d",
+                *web_flags,
             ],
             log=self._log,
         )
@@ -178,7 +195,7 @@ class PrometheusServer:
 
     async def _wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        async with httpx.AsyncClient(timeout=2.0) as http:
+        async with self._client(2.0) as http:
             while time.monotonic() < deadline:
                 if self._proc is None or self._proc.poll() is not None:
                     raise PrometheusStartError(f"Prometheus exited early:\n{self.log_tail()}")
@@ -193,13 +210,13 @@ class PrometheusServer:
         """Replace the scrape targets and reload the running server (``POST /-/reload``)."""
         self.targets = list(targets)
         self._write_config()
-        async with httpx.AsyncClient(timeout=10.0) as http:
+        async with self._client(10.0) as http:
             response = await http.post(f"{self.url}/-/reload")
             response.raise_for_status()
 
     async def query(self, promql: str) -> list[dict[str, Any]]:
         """Instant query; returns the ``data.result`` vector (for checks in tests and the demo)."""
-        async with httpx.AsyncClient(timeout=10.0) as http:
+        async with self._client(10.0) as http:
             response = await http.get(f"{self.url}/api/v1/query", params={"query": promql})
             response.raise_for_status()
             body = response.json()

@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from istio_upgrade.models.prometheus_auth import PrometheusAuth
 from istio_upgrade.models.selector import parse_selector, selector_matches
 from istio_upgrade.models.slo import explain, refusal
 from istio_upgrade.models.spec import (
@@ -94,6 +95,9 @@ class FleetCluster(_Strict):
     """kubeconfig context of the cluster; None = the worker's current context."""
     prometheus_url: str | None = None
     """Prometheus scraping this cluster's mesh (the gate's); default the template's."""
+    prometheus_auth: PrometheusAuth | None = None
+    """How the worker authenticates to it (references, never values); default the
+    template's ``gate.prometheus_auth``. Becomes ``cluster.prometheus_auth``."""
     labels: dict[str, str] = Field(default_factory=dict)
     """Labels such as ``region: eu``, ``env: prod``, matched by the stages' selectors."""
     task_queue: str | None = None
@@ -136,8 +140,8 @@ class FleetCluster(_Strict):
     def _overrides(cls, value: dict[str, Any]) -> dict[str, Any]:
         if "cluster" in value:
             raise ValueError(
-                "overrides may not set cluster: set name, context, prometheus_url and "
-                "task_queue on the fleet's cluster entry instead"
+                "overrides may not set cluster: set name, context, prometheus_url, "
+                "prometheus_auth and task_queue on the fleet's cluster entry instead"
             )
         import json
 
@@ -563,6 +567,10 @@ class FleetSpec(_Strict):
             ref["context"] = cluster.context
         if cluster.prometheus_url is not None:
             ref["prometheus_url"] = cluster.prometheus_url
+        if cluster.prometheus_auth is not None:
+            ref["prometheus_auth"] = cluster.prometheus_auth.model_dump(
+                mode="json", exclude_none=True
+            )
         if cluster.task_queue is not None:
             ref["task_queue"] = cluster.task_queue
         doc["cluster"] = ref

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from istio_upgrade.models.prometheus_auth import PrometheusAuth
 from istio_upgrade.models.slo import SLOSpec, default_slos
 
 Verdict = Literal["PASS", "FAIL", "INCONCLUSIVE"]
@@ -37,8 +38,9 @@ def check_prometheus_url(value: str, field: str) -> str:
     if parts.username is not None or parts.password is not None:
         raise ValueError(
             f"{field} must not contain credentials (user:password@): the spec is stored in "
-            "clear in Temporal's history; give the worker a Prometheus it reaches without them "
-            "(e.g. through an authenticating proxy next to the worker)"
+            "clear in Temporal's history; name where the worker reads them instead, e.g. "
+            "prometheus_auth: {basic_auth: {username: …, password_file: /etc/…}} "
+            "(see docs/slo-gate.md, Prometheus behind authentication)"
         )
     return value
 
@@ -52,6 +54,9 @@ class GateSpec(BaseModel):
     """SLOs every batch must keep; default: availability at 99.9% over 30 days."""
     prometheus_url: str = "http://prometheus.istio-system.svc:9090"
     """Base URL of the Prometheus that scrapes the mesh's Istio metrics."""
+    prometheus_auth: PrometheusAuth | None = None
+    """Credentials, headers and CA bundle for ``prometheus_url``, as references to files or
+    environment variables of the worker (never values); None: plain requests."""
     warmup_seconds: float = Field(30.0, ge=0)
     """Pause after every pod of the batch is Ready before windows open: restarts under-count."""
     soak_seconds: float = Field(300.0, ge=0)
@@ -128,6 +133,8 @@ class GateQuery(BaseModel):
 
     prometheus_url: str
     slos: list[SLOSpec]
+    prometheus_auth: PrometheusAuth | None = None
+    """How to authenticate to ``prometheus_url``: references the worker resolves."""
     batch_namespaces: list[str] = Field(default_factory=list)
     """Namespaces migrated in this batch (B); empty with ``baseline_ref``, whose batch the
     activity reads from the upgrade."""

@@ -29,6 +29,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from istio_upgrade.istio.naming import parse_version, revision_for_version
 from istio_upgrade.models.gate import GateSpec, check_prometheus_url
 from istio_upgrade.models.notifications import NotificationSpec, check_receivers
+from istio_upgrade.models.prometheus_auth import PrometheusAuth
 from istio_upgrade.models.selector import parse_selector
 from istio_upgrade.models.slo import explain, refusal
 from istio_upgrade.models.windows import MaintenanceWindows
@@ -200,8 +201,9 @@ def check_prometheus_base_url(value: str, field: str) -> str:
     if "@" in parts.netloc:
         raise ValueError(
             f"{field} must not contain credentials (user:password@ or token@): the spec is "
-            "stored in clear in Temporal's history; give the worker a Prometheus it reaches "
-            "without them (e.g. through an authenticating proxy next to the worker)"
+            "stored in clear in Temporal's history; name where the worker reads them instead, "
+            "in prometheus_auth (authorization.credentials_file, basic_auth.password_file …, "
+            "see docs/slo-gate.md, Prometheus behind authentication)"
         )
     if parts.query:
         raise ValueError(
@@ -236,6 +238,9 @@ class ClusterRef(_Strict):
     """kubeconfig context the worker uses for this cluster; None = the current context."""
     prometheus_url: str | None = None
     """Prometheus scraping this cluster's mesh; overrides ``gate.prometheus_url`` when set."""
+    prometheus_auth: PrometheusAuth | None = None
+    """How the worker authenticates to this cluster's Prometheus; overrides
+    ``gate.prometheus_auth`` when set (``{}``: no credentials). Unset, the gate's apply."""
     task_queue: str | None = None
     """Temporal task queue of this cluster's activities, served by a worker running next to
     the cluster (``istio-upgrade worker --cluster <name>`` polls
@@ -742,6 +747,13 @@ class UpgradeSpec(_Strict):
     def prometheus_url(self) -> str:
         """Prometheus the gate asks: ``cluster.prometheus_url``, else ``gate.prometheus_url``."""
         return self.cluster.prometheus_url or self.gate.prometheus_url
+
+    @property
+    def prometheus_auth(self) -> PrometheusAuth | None:
+        """How the worker authenticates to it: ``cluster.prometheus_auth``, else the gate's."""
+        if self.cluster.prometheus_auth is not None:
+            return self.cluster.prometheus_auth
+        return self.gate.prometheus_auth
 
     @property
     def target_revision(self) -> str:

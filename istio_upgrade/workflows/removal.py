@@ -73,7 +73,7 @@ class IstioRevisionRemoval:
 
         self._at(f"checking that nothing uses revision {revision}")
         result.blockers, result.warnings = await revision_use(
-            cluster, revision, cluster.prometheus_url
+            cluster, revision, cluster.prometheus_url, cluster.prometheus_auth
         )
         # An upgrade holding the cluster may be about to use the revision (its target before
         # the first batch moves, or the old one it would roll back to).

@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
 
 A = TypeVar("A")
 B = TypeVar("B")
+C = TypeVar("C")
 R = TypeVar("R")
 
 SHORT = timedelta(minutes=3)
@@ -101,6 +102,24 @@ async def run_step(
 ) -> R: ...
 
 
+@overload
+async def run_step(
+    fn: Callable[[A, B, C], Awaitable[R]],
+    arg: A,
+    arg2: B,
+    arg3: C,
+    /,
+    *,
+    summary: str,
+    start_to_close: timedelta = SHORT,
+    wait_seconds: float | None = None,
+    heartbeats: bool = False,
+    attempts: int | None = None,
+    retry: RetryPolicy = ACTIVITY_RETRY,
+    interrupt: Callable[[], BaseException | None] | None = None,
+) -> R: ...
+
+
 async def run_step(
     fn: Callable[..., Any],
     *args: Any,
@@ -117,7 +136,7 @@ async def run_step(
     Args:
         fn: The activity's stub; its registered name is scheduled, its return annotation is
             the result type.
-        args: The activity's arguments (one input model, or the two of ``query_revision_xds``).
+        args: The activity's arguments (one input model, or those of ``query_revision_xds``).
         summary: The step's label in the Web UI's timeline.
         start_to_close: Start-to-close timeout of a step that does not wait.
         wait_seconds: The step waits up to this long (rollouts, readiness): start-to-close

@@ -157,3 +157,30 @@ def test_slo_check_refuses_a_namespace_that_is_promql(tmp_path: Path) -> None:
     result = _check(tmp_path, ["--namespaces", 'a"} or vector(1) or {x="'])
     assert result.exit_code == ExitCode.USAGE, (result.stdout, result.stderr, result.exception)
     assert "--namespaces" in result.stderr and "DNS-1123" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("auth", "needle"),
+    [
+        ({"authorization": {"credentials_file": "token"}}, "must be an absolute path"),
+        ({"http_headers": {"Authorization": "Bearer abc-secret-123"}}, "must not be a plain"),
+        ({"bearer_token": "abc-secret-123"}, "unknown field"),
+    ],
+)
+def test_slo_check_refuses_a_bad_prometheus_auth_file_before_any_query(
+    tmp_path: Path, auth: dict[str, Any], needle: str
+) -> None:
+    path = write(tmp_path, auth, "auth.yaml")
+    result = _check(tmp_path, ["--prometheus-auth", str(path)])
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert "--prometheus-auth" in result.stderr and needle in result.stderr
+    assert "abc-secret-123" not in result.output
+    assert "unreachable" not in result.output
+
+
+def test_slo_check_without_the_secret_is_inconclusive_naming_it(tmp_path: Path) -> None:
+    missing = tmp_path / "no-token"
+    path = write(tmp_path, {"authorization": {"credentials_file": str(missing)}}, "auth.yaml")
+    result = _check(tmp_path, ["--prometheus-auth", str(path)])
+    assert result.exit_code == ExitCode.WAITING, result.output
+    assert f"cannot read file {missing}" in " ".join(result.output.split())

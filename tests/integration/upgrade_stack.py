@@ -129,11 +129,20 @@ class Cli:
 
 @contextlib.asynccontextmanager
 async def upgrade_stack(
-    client: Client, sandbox_factory: Any, prometheus_factory: Any, scenario: str | Path = "demo"
+    client: Client,
+    sandbox_factory: Any,
+    prometheus_factory: Any,
+    scenario: str | Path = "demo",
+    **prometheus_kwargs: Any,
 ) -> AsyncIterator[Stack]:
-    """Start a sandbox and a Prometheus scraping it, then run a worker while the test runs."""
+    """Start a sandbox and a Prometheus scraping it, then run a worker while the test runs.
+
+    ``prometheus_kwargs`` go to the ``PrometheusServer`` (``web=`` for auth and TLS).
+    """
     sandbox = await sandbox_factory(scenario)
-    prometheus = await prometheus_factory([ScrapeTarget(address=sandbox.address)])
+    prometheus = await prometheus_factory(
+        [ScrapeTarget(address=sandbox.address)], **prometheus_kwargs
+    )
     await prometheus.wait_for_series("istio_requests_total", timeout_s=30)
     stack = Stack(client, sandbox, prometheus, task_queue=f"istio-upgrade-{uuid.uuid4().hex[:8]}")
     stack.worker = stack.new_worker()

@@ -60,6 +60,8 @@ EXPECTED = {
     "notifications-approval-6.json",
     "notifications-rollback-6.json",
     "notifications-failed-6.json",
+    # The gate's Prometheus behind basic auth and TLS (prometheus-auth): references only.
+    "prometheus-auth-6.json",
 }
 
 

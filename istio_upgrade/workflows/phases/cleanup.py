@@ -54,7 +54,9 @@ async def _cleanup(spec: UpgradeSpec, old: str) -> tuple[bool, list[str]]:
 
 
 async def _remove_old(spec: UpgradeSpec, old: str) -> tuple[bool, list[str]]:
-    blockers, warnings = await revision_use(spec.cluster, old, spec.prometheus_url)
+    blockers, warnings = await revision_use(
+        spec.cluster, old, spec.prometheus_url, spec.prometheus_auth
+    )
     if blockers:
         warnings.append(
             f"revision {old} kept, still in use: {'; '.join(blockers)}; once nothing uses "

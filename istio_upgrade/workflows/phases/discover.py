@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from istio_upgrade.models.progress import BatchProgress, Phase, UpgradeResult
     from istio_upgrade.models.spec import UpgradeSpec
     from istio_upgrade.planning import plan_upgrade
+    from istio_upgrade.workflows.prometheus_access import prometheus_auth
     from istio_upgrade.workflows.state import UpgradeState
     from istio_upgrade.workflows.steps import run_step
 
@@ -187,8 +188,12 @@ async def discover_and_plan(
     # found out after the first batch had moved: ask it once now. Patched: upgrades recorded
     # before asked it first at their first gate.
     if workflow.patched(PROMETHEUS_PRECHECK):
-        probe = await run_step(
-            probe_prometheus, spec.prometheus_url, summary="check the gate's Prometheus answers"
+        summary = "check the gate's Prometheus answers"
+        auth = prometheus_auth(spec.prometheus_auth)
+        probe = (
+            await run_step(probe_prometheus, spec.prometheus_url, summary=summary)
+            if auth is None
+            else await run_step(probe_prometheus, spec.prometheus_url, auth, summary=summary)
         )
         if probe.problem is not None and probe.reachable:
             report.findings.append(

@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from istio_upgrade.models.spec import UpgradeSpec
     from istio_upgrade.workflows.gate import evaluate_gate
     from istio_upgrade.workflows.phases import labels
+    from istio_upgrade.workflows.prometheus_access import prometheus_auth
     from istio_upgrade.workflows.state import UpgradeFailure, UpgradeState
     from istio_upgrade.workflows.steps import run_step
 
@@ -103,6 +104,7 @@ async def _soak_batch(
     )
     results: list[GateResult] = []
     anchored = workflow.patched(ANCHORED_INTERVALS)
+    auth = prometheus_auth(spec.prometheus_auth)
     due = window_start
     while True:
         # Every evaluation, the first included, looks back over at least one interval:
@@ -121,6 +123,7 @@ async def _soak_batch(
         now = workflow.now()
         query = GateQuery(
             prometheus_url=spec.prometheus_url,
+            prometheus_auth=auth,
             # The activity needs no alert table: ~0.3 KB per SLO and evaluation less history.
             slos=[s.model_copy(update={"alerts": []}) for s in gate.slos]
             if by_query
