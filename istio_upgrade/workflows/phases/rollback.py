@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from istio_upgrade.models.plan import Plan, PrecheckReport
     from istio_upgrade.models.progress import Phase
     from istio_upgrade.models.spec import UpgradeSpec
+    from istio_upgrade.workflows import metrics
     from istio_upgrade.workflows.phases.lock import release_if_clean
     from istio_upgrade.workflows.state import UpgradeFailure, UpgradeState
 
@@ -30,6 +31,7 @@ async def after_cancellation(st: UpgradeState, spec: UpgradeSpec) -> None:
     """The workflow was cancelled: roll back, then let the cancellation end it."""
     st.progress.errors.append("cancelled: rolling back")
     await roll_back_and_release(st, spec)
+    metrics.rollback("incomplete" if st.compensations.incomplete else "complete")
     st.finish(Phase.ROLLED_BACK)
 
 
@@ -54,6 +56,7 @@ async def after_failure(
     await roll_back_and_release(st, spec)
     problems = st.progress.errors[first_error + 1 :]
     complete = not st.compensations.incomplete
+    metrics.rollback("complete" if complete else "incomplete")
     st.finish(Phase.ROLLED_BACK if complete else Phase.FAILED)
     summary = f"rolled back: {message}" if complete else f"rollback INCOMPLETE: {message}"
     if problems:
