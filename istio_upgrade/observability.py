@@ -172,13 +172,16 @@ class Health:
         return True, f"polling {', '.join(w.task_queue for w in self.workers)}"
 
 
+HEALTH = web.AppKey("health", Health)
+
+
 async def _healthz(request: web.Request) -> web.Response:
     # Answered by the event loop the workers run on: a blocked loop fails the probe.
     return web.Response(text="ok\n")
 
 
 async def _readyz(request: web.Request) -> web.Response:
-    health: Health = request.app["health"]
+    health = request.app[HEALTH]
     ok, why = health.ready()
     return web.Response(status=200 if ok else 503, text=why + "\n")
 
@@ -193,7 +196,7 @@ async def serve_health(address: str | None, health: Health) -> web.AppRunner | N
         return None
     host, port = split_address(address, HEALTH_ADDRESS_ENV)
     app = web.Application()
-    app["health"] = health
+    app[HEALTH] = health
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     runner = web.AppRunner(app, access_log=None)

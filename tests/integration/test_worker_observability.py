@@ -40,7 +40,7 @@ from istio_upgrade.models.gate import GateMeasurements, GateResult
 from istio_upgrade.workflows.gate import evaluate_gate
 from istio_upgrade.workflows.upgrade import IstioCanaryUpgrade
 from tests.integration.test_upgrade_rollback import CANARY_GATE
-from tests.integration.upgrade_stack import fast_spec
+from tests.integration.upgrade_stack import fast_spec, record_history
 
 pytestmark = pytest.mark.slow
 
@@ -239,6 +239,8 @@ async def test_scraped_gate_verdicts_match_the_upgrades(
         assert clean_result.phase.value == "SUCCEEDED", clean_result.errors
         assert bad_result.phase.value == "ROLLED_BACK", bad_result.errors
 
+        await record_history(clean_handle, "clean-upgrade-6")
+        await record_history(bad_handle, "bad-canary-rollback-6")
         clean_verdicts = await verdicts_of(clean_handle, clean_spec)
         bad_verdicts = await verdicts_of(bad_handle, bad_spec)
         assert "FAIL" not in clean_verdicts and clean_verdicts["PASS"] >= 1, clean_verdicts
@@ -265,8 +267,9 @@ async def test_scraped_gate_verdicts_match_the_upgrades(
             for line in lines
         ), lines[:5]
 
-        # Readiness fails as soon as shutdown begins (the bad canary's sandbox is back on the old
-        # revision, so a new upgrade has its install to finish meanwhile).
+        # Readiness fails as soon as shutdown begins. SIGTERM lands while the install of a
+        # new upgrade runs (the bad canary's sandbox is back on the old revision): a mutation
+        # the stopping worker finishes, so shutdown lasts long enough to be seen.
         third = await client.start_workflow(
             IstioCanaryUpgrade.run,
             bad_spec,
@@ -275,18 +278,43 @@ async def test_scraped_gate_verdicts_match_the_upgrades(
         )
         for _ in range(1200):  # 0.1 s apart
             pending = (await third.describe()).raw_description.pending_activities
-            if any(p.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED for p in pending):
+            if any(
+                p.activity_type.name == "install_revision"
+                and p.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+                for p in pending
+            ):
                 break
             await asyncio.sleep(0.1)
-        bad.proc.send_signal(signal.SIGTERM)
+        else:
+            pytest.fail("install_revision never started")
         seen: list[int | None] = []
-        while bad.proc.poll() is None:
-            seen.append(await bad.probe("/readyz"))
-            if seen[-1] == 503:
-                break
-            await asyncio.sleep(0.02)
-        assert 503 in seen, seen
-        assert await bad.probe("/healthz") in {200, None}
+        first = asyncio.Event()
+
+        async def watch() -> None:
+            # One connection pool, no pause: the window between SIGTERM and the end of the
+            # shutdown is what is being probed.
+            async with httpx.AsyncClient(timeout=5) as http:
+                while bad.proc.poll() is None:
+                    try:
+                        status: int | None = (
+                            await http.get(f"http://127.0.0.1:{bad.health_port}/readyz")
+                        ).status_code
+                    except httpx.TransportError:
+                        status = None
+                    seen.append(status)
+                    first.set()
+                    await asyncio.sleep(0.005)
+
+        watching = asyncio.ensure_future(watch())
+        await first.wait()
+        signalled = len(seen)
+        bad.proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(watching, timeout=90)
+        before, after = seen[:signalled], seen[signalled:]
+        assert set(before) == {200}, before
+        assert 503 in after, after
+        # Once unready, never ready again: 503 until the server closes with the process.
+        assert 200 not in after[after.index(503) :], after
         assert bad.proc.wait(timeout=60) == 0
         if (await third.describe()).status == WorkflowExecutionStatus.RUNNING:
             await third.terminate("test over")

@@ -55,6 +55,9 @@ EXPECTED = {
     "window-open-5.json",
     "window-wait-abort-5.json",
     "cluster-task-queue-5.json",
+    # Counting gate verdicts, phases and rollbacks on the SDK's metric meter (workflow-metrics).
+    "clean-upgrade-6.json",
+    "bad-canary-rollback-6.json",
 }
 
 
