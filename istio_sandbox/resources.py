@@ -24,6 +24,8 @@ class ResourceType:
     verbs: tuple[str, ...] = ()
     """Verbs discovery lists; empty = all of get, list, watch, create, update, patch, delete,
     deletecollection."""
+    schema: dict[str, Any] | None = field(default=None, compare=False, hash=False)
+    """A custom resource's ``openAPIV3Schema`` (its CRD's version), which writes must meet."""
 
     @property
     def key(self) -> str:
@@ -259,6 +261,7 @@ def custom_types_of(crd: dict[str, Any]) -> list[ResourceType]:
                 subresources=subs,
                 categories=tuple(names.get("categories") or ()),
                 singular=str(names.get("singular") or str(names.get("kind", "")).lower()),
+                schema=(v.get("schema") or {}).get("openAPIV3Schema"),
             )
         )
     return out

@@ -13,8 +13,11 @@ Configuration comes from the environment: ``TEMPORAL_ADDRESS`` (default ``localh
 ``TEMPORAL_TLS_CERT``/``TEMPORAL_TLS_KEY``/``TEMPORAL_TLS_CA`` (file paths, mutual TLS),
 ``TEMPORAL_TLS`` (``true``: TLS with the system roots), ``TEMPORAL_API_KEY`` (Temporal Cloud),
 ``KUBECONFIG`` (unset in a pod: the pod's service account), ``LOG_LEVEL``,
-``WORKER_GRACEFUL_SHUTDOWN_SECONDS`` (45), ``TEMPORAL_UI_URL`` (links in notifications) and
-the webhook URLs that specs' ``notifications`` name by ``url_env`` or ``url_file``.
+``WORKER_GRACEFUL_SHUTDOWN_SECONDS`` (45), ``TEMPORAL_UI_URL`` (links in notifications), the
+webhook URLs that specs' ``notifications`` name by ``url_env`` or ``url_file``;
+``WORKER_METRICS_ADDRESS`` (the Prometheus endpoint) and ``WORKER_HEALTH_ADDRESS``
+(``/healthz`` and ``/readyz``), both ``host:port`` and off unless set, see
+:mod:`istio_upgrade.observability`.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import structlog
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from istio_upgrade import observability
 from istio_upgrade.activities.fleet import follow_upgrade
 from istio_upgrade.activities.kube import KubeActivities
 from istio_upgrade.activities.notify import notify
@@ -125,6 +129,7 @@ def build_worker(
         # up to 24 s for a rollout wait to stop.
         max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+        interceptors=observability.worker_interceptors(),
     )
 
 
@@ -211,6 +216,16 @@ async def run(
         main_queue=os.environ.get("TEMPORAL_TASK_QUEUE", TASK_QUEUE),
         activity_queues=activity_queues,
     )
+    # Before connecting: the SDK's metrics runtime must be the default before its first use.
+    telemetry = await observability.start()
+    try:
+        await _serve(queues, telemetry)
+    finally:
+        await telemetry.close()
+
+
+async def _serve(queues: Sequence[tuple[str, bool]], telemetry: observability.Telemetry) -> None:
+    """Run ``queues``' workers until SIGTERM or SIGINT (see :func:`run`)."""
     client = await connect()
     workers = build_workers(client, queues)
     stop = asyncio.Event()
@@ -225,9 +240,11 @@ async def run(
             namespace=client.namespace,
         )
     running = [asyncio.ensure_future(w.run()) for w in workers]
+    telemetry.serving(workers)
     stopping = asyncio.ensure_future(stop.wait())
     # A worker that ends on its own (a fatal poll error) stops the process too.
     await asyncio.wait([stopping, *running], return_when=asyncio.FIRST_COMPLETED)
+    telemetry.stopping()
     log.info(
         "worker stopping: waits hand over to other workers, mutations finish",
         grace_seconds=GRACEFUL_SHUTDOWN.total_seconds(),
@@ -255,7 +272,7 @@ def main(
         faulthandler.enable()
     try:
         asyncio.run(run(clusters, main=main_queue, activity_queues=activity_queues))
-    except ConnectionConfigError as error:
+    except (ConnectionConfigError, observability.AddressError) as error:
         # A misconfigured Deployment should say which variable to fix, not print a traceback.
         log.error("cannot start the worker", error=str(error))
         raise SystemExit(2) from None

@@ -25,6 +25,8 @@ from istio_sandbox.api.errors import ApiError, json_response
 from istio_sandbox.api.lists import Filter, list_body, list_bytes, list_page, matching
 from istio_sandbox.api.patch import PatchError, json_patch, merge_patch
 from istio_sandbox.api.patch import strategic_merge_patch as smp
+from istio_sandbox.api.schema import schema_errors
+from istio_sandbox.api.specs import spec_errors
 from istio_sandbox.api.tables import table, wants_table
 from istio_sandbox.api.target import Target, namespaces_type
 from istio_sandbox.api.validation import event_errors, object_errors
@@ -96,8 +98,12 @@ def _check_identity(target: Target, obj: Obj) -> None:
         meta["name"] = target.name
 
 
-def _validate(rt: ResourceType, obj: Obj) -> None:
+def _validate(rt: ResourceType, obj: Obj, request: web.Request | None = None) -> None:
     errors = object_errors(rt.plural, obj)
+    errors += spec_errors(rt.key, obj)
+    if rt.schema is not None:
+        strict = request is not None and request.query.get("fieldValidation") == "Strict"
+        errors += schema_errors(rt.schema, obj, strict=strict)
     if rt.key == EVENTS.key:
         errors += event_errors(obj, strict=False)
     if errors:
@@ -137,7 +143,7 @@ async def create(request: web.Request, store: Store, target: Target) -> web.Resp
     _require_namespace(store, target)
     check_rbac_write(request, target, obj, None)
     prepare_for_create(target.rt, obj)
-    _validate(target.rt, obj)
+    _validate(target.rt, obj, request)
     manager = request.query.get("fieldManager")
     if manager:
         ssa.record_update(obj, manager, target.rt.api_version)
@@ -150,7 +156,7 @@ async def update(request: web.Request, store: Store, target: Target) -> web.Resp
     obj = await read_object(request)
     _check_identity(target, obj)
     prepare_labels(target.rt, obj)
-    _validate(target.rt, obj)
+    _validate(target.rt, obj, request)
     current = store.get(target.rt, target.namespace, target.name)
     if not target.subresource:
         check_rbac_write(request, target, obj, current)
@@ -221,7 +227,7 @@ async def patch(request: web.Request, store: Store, target: Target) -> web.Respo
         check_rbac_write(request, target, obj, None)
         prepare_for_create(rt, obj)
         obj["metadata"]["managedFields"] = managed
-        _validate(rt, obj)
+        _validate(rt, obj, request)
         if _dry_run(request):
             return _respond(request, target, obj, status=201)
         return _respond(request, target, store.create(rt, obj), status=201)
@@ -237,7 +243,7 @@ async def patch(request: web.Request, store: Store, target: Target) -> web.Respo
     prepare_labels(rt, result)
     if not target.subresource:
         check_rbac_write(request, target, result, current)
-    _validate(rt, result)
+    _validate(rt, result, request)
     if _dry_run(request):
         return _respond(request, target, result)
     updated = store.update(rt, result, subresource="status" if target.subresource else "")

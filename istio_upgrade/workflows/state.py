@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from istio_upgrade.models.search import CLUSTER, OUTCOME, PHASE
     from istio_upgrade.models.windows import MaintenanceWindows
+    from istio_upgrade.workflows import metrics
     from istio_upgrade.workflows.compensation import Compensations
     from istio_upgrade.workflows.notifications import Notifications
 
@@ -294,6 +295,8 @@ class UpgradeState:
         changed = self.progress.phase != phase
         self.progress.phase = phase
         self.refresh()
+        if changed:
+            metrics.phase_entered(phase.value)
         # Only when the starter set the attributes: then the server has them registered.
         if changed and workflow.info().typed_search_attributes.get(CLUSTER) is not None:
             updates = [PHASE.value_set(phase.value)]

@@ -41,6 +41,7 @@ from istio_upgrade.models.permissions import PermissionReport, permissions_input
 from istio_upgrade.models.removal import RemoveRevisionSpec
 from istio_upgrade.planning import plan_upgrade
 from istio_upgrade.worker import build_worker
+from tests.integration.monitoring_crds import prometheus_operator_crds
 from tests.integration.test_upgrade_rollback import CANARY_GATE
 from tests.integration.upgrade_stack import (
     Stack,
@@ -135,7 +136,8 @@ def mesh_crds() -> list[dict[str, Any]]:
             ],
         },
     }
-    return [*render_gateway_api_crds(), envoy_filter]
+    # The Prometheus Operator's, for deploy/components/monitoring.
+    return [*render_gateway_api_crds(), envoy_filter, *prometheus_operator_crds()]
 
 
 def apply_as_admin(sandbox: Any, docs: list[dict[str, Any]]) -> None:
@@ -189,7 +191,9 @@ async def as_worker(
     """A sandbox enforcing RBAC with ``docs`` applied, and a worker running as the worker's
     ServiceAccount (its token in the worker's kubeconfig, nothing else)."""
     sandbox = await sandbox_factory(scenario, rbac=True)
-    await asyncio.to_thread(apply_as_admin, sandbox, mesh_crds() + docs)
+    # The CRDs first: kubectl maps every object of one apply before it creates any.
+    await asyncio.to_thread(apply_as_admin, sandbox, mesh_crds())
+    await asyncio.to_thread(apply_as_admin, sandbox, docs)
     token = sandbox.issue_token(service_account=WORKER_SA)
     assert token.user == WORKER_USER
     kubeconfig = sandbox.write_kubeconfig_for(token, workdir / f"{scenario}-worker.kubeconfig")

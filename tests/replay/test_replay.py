@@ -62,6 +62,9 @@ EXPECTED = {
     "notifications-failed-6.json",
     # The gate's Prometheus behind basic auth and TLS (prometheus-auth): references only.
     "prometheus-auth-6.json",
+    # Counting gate verdicts, phases and rollbacks on the SDK's metric meter (workflow-metrics).
+    "clean-upgrade-6.json",
+    "bad-canary-rollback-6.json",
 }
 
 

@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from istio_upgrade.models.plan import Plan, PrecheckReport
     from istio_upgrade.models.progress import Phase
     from istio_upgrade.models.spec import UpgradeSpec
+    from istio_upgrade.workflows import metrics
     from istio_upgrade.workflows.phases.lock import release_if_clean
     from istio_upgrade.workflows.state import UpgradeFailure, UpgradeState
 
@@ -31,6 +32,7 @@ async def after_cancellation(st: UpgradeState, spec: UpgradeSpec) -> None:
     st.progress.errors.append("cancelled: rolling back")
     first_error = len(st.progress.errors)
     await roll_back_and_release(st, spec)
+    metrics.rollback("incomplete" if st.compensations.incomplete else "complete")
     st.finish(Phase.ROLLED_BACK)
     _notify_rolled_back(st, spec, "cancelled", "Cancelled", st.progress.errors[first_error:])
     await st.notifications.settle()
@@ -68,6 +70,7 @@ async def after_failure(
     await roll_back_and_release(st, spec)
     problems = st.progress.errors[first_error + 1 :]
     complete = not st.compensations.incomplete
+    metrics.rollback("complete" if complete else "incomplete")
     st.finish(Phase.ROLLED_BACK if complete else Phase.FAILED)
     summary = f"rolled back: {message}" if complete else f"rollback INCOMPLETE: {message}"
     if problems:

@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from istio_upgrade.models.plan import Batch, Plan
     from istio_upgrade.models.progress import BatchProgress, Phase
     from istio_upgrade.models.spec import UpgradeSpec
+    from istio_upgrade.workflows import metrics
     from istio_upgrade.workflows.gate import evaluate_gate
     from istio_upgrade.workflows.phases import labels
     from istio_upgrade.workflows.prometheus_access import prometheus_auth
@@ -154,6 +155,7 @@ async def _soak_batch(
             measured.batch_namespaces = list(batch.namespaces)
         result = evaluate_gate(gate, measured, results, quiet=quiet)
         result.sequence = len(results) + 1
+        metrics.gate_verdict(result.verdict)
         results.append(result)
         bp.gate_results.append(result)
         if budget:
