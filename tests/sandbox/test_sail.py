@@ -20,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 
 from istio_sandbox.scenario import load_scenario, parse_scenario
 from istio_sandbox.server import Sandbox
+from istio_sandbox.state import snapshot
 
 GROUP, VERSION = "sailoperator.io", "v1"
 FAST = {
@@ -338,10 +339,10 @@ async def test_bad_input_is_refused_with_the_field_named() -> None:
                 {"spec": {"updateStrategy": {"inactiveRevisionDeletionGracePeriodSeconds": -1}}},
             )
         assert "greater than or equal to 0" in _message(bad_grace)
-        with pytest.raises(ApiException) as bad_namespace:
+        with pytest.raises(ApiException) as bad_ztunnelspace:
             await api.patch("istios", "default", {"spec": {"namespace": "elsewhere"}})
-        assert "spec.namespace" in _message(bad_namespace)
-        assert "immutable" in _message(bad_namespace)
+        assert "spec.namespace" in _message(bad_ztunnelspace)
+        assert "immutable" in _message(bad_ztunnelspace)
         with pytest.raises(ApiException) as bad_ref:
             await api.create(
                 "istiorevisiontags",
@@ -419,6 +420,93 @@ async def test_sail_scenario_serves_the_shop_on_the_sail_revision() -> None:
 
         page = await until(metrics, "pilot_xds of the Sail revision")
         assert 'version="1.23.4"' in page
+
+
+async def test_sail_resumes_after_an_api_server_restart() -> None:
+    scenario = _scenario(
+        {
+            "version": "v1.23.4",
+            "update_strategy": "RevisionBased",
+            "inactive_revision_deletion_grace_period_s": 0,
+            "tags": ["default"],
+        },
+        namespaces=[
+            {
+                "name": "shop",
+                "labels": {"istio.io/rev": "default"},
+                "workloads": [{"name": "cart", "replicas": 1, "rps": 5}],
+            }
+        ],
+    )
+    async with served(scenario) as (sandbox, api):
+        await until(lambda: _ready(api, "default-v1-23-4"), "first revision Ready")
+        await api.patch("istios", "default", {"spec": {"version": "v1.24.2"}})
+        await until(lambda: _ready(api, "default-v1-24-2"), "second revision Ready")
+        state = snapshot(sandbox.cluster)
+    restarted = Sandbox(scenario, tick_s=0.2)
+    await restarted.start(state=state)
+    api = Api(restarted.url)
+    try:
+        # Both revisions survive the restart; the old one goes once its pods are replaced.
+        assert await api.get("istiorevisions", "default-v1-23-4") is not None
+        await until(lambda: _tag_on(api, "default", "default-v1-24-2"), "tag kept")
+        await api.run(
+            api.apps.patch_namespaced_deployment,
+            "cart",
+            "shop",
+            {
+                "spec": {
+                    "template": {
+                        "metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": "1"}}
+                    }
+                }
+            },
+        )
+        await until(lambda: _gone(api, "default-v1-23-4"), "old revision pruned after restart")
+        await until(
+            lambda: _istio_with(api, active="default-v1-24-2", total=1, ready=1),
+            "Istio counting one revision",
+        )
+    finally:
+        api.client.close()  # type: ignore[no-untyped-call]
+        await restarted.stop()
+
+
+async def test_ztunnel_follows_its_istio_and_upgrades_in_place() -> None:
+    scenario = _scenario(
+        {"version": "v1.23.4", "update_strategy": "RevisionBased", "tags": [], "cni": True},
+        namespaces=[],
+    )
+    async with served(scenario) as (_sandbox, api):
+        await api.run(api.core.create_namespace, {"metadata": {"name": "ztunnel"}})
+        await api.create(
+            "ztunnels",
+            {
+                "metadata": {"name": "default"},
+                "spec": {"version": "v1.23.4", "targetRef": {"kind": "Istio", "name": "default"}},
+            },
+        )
+        zt = await until(lambda: _ready(api, "default", "ztunnels"), "ZTunnel Ready")
+        assert zt["spec"]["namespace"] == "ztunnel"
+        assert zt["status"]["istioRevision"] == "default-v1-23-4"
+        await api.patch("ztunnels", "default", {"spec": {"version": "v1.24.2"}})
+
+        async def rolled() -> bool:
+            ds = await api.run(api.apps.read_namespaced_daemon_set, "ztunnel", "ztunnel")
+            image = ds.spec.template.spec.containers[0].image
+            st = ds.status
+            return bool(
+                image.endswith(":1.24.2")
+                and st.updated_number_scheduled == st.desired_number_scheduled
+                and st.number_ready == st.desired_number_scheduled
+            )
+
+        await until(rolled, "ztunnel rolled to 1.24.2")
+        with pytest.raises(ApiException) as bad_ztunnel:
+            await api.create(
+                "ztunnels", {"metadata": {"name": "other"}, "spec": {"version": "v1.0.0"}}
+            )
+        assert 'spec.version: Unsupported value: "v1.0.0"' in _message(bad_ztunnel)
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
