@@ -536,6 +536,21 @@ async def test_kubectl_lists_the_sail_kinds() -> None:
             "istiorevision.sailoperator.io/default-v1-23-4",
             "istiorevisiontag.sailoperator.io/default",
         }
+        table = await asyncio.to_thread(
+            subprocess.run,
+            ["kubectl", f"--server={sandbox.url}", "get", "istios,istiorevisions"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert table.returncode == 0, table.stderr
+        lines = [line.split() for line in table.stdout.splitlines() if line.strip()]
+        # The CRDs' printer columns, as `kubectl get` shows them against Sail.
+        assert lines[0][:4] == ["NAME", "NAMESPACE", "PROFILE", "REVISIONS"]
+        istio_row = next(row for row in lines if row[0] == "istio.sailoperator.io/default")
+        assert istio_row[1:7] == ["istio-system", "1", "1", "1", "default-v1-23-4", "Healthy"]
+        rev_row = next(r for r in lines if r[0] == "istiorevision.sailoperator.io/default-v1-23-4")
+        assert rev_row[1:6] == ["istio-system", "True", "Healthy", "True", "v1.23.4"]
 
 
 # -- facts -------------------------------------------------------------------------------
