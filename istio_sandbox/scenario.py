@@ -212,11 +212,17 @@ class SailSpec(_Strict):
     @classmethod
     def _version(cls, value: str) -> str:
         if value not in VERSIONS:
+            if f"v{value}" in VERSIONS:
+                raise ValueError(f"Sail versions start with v; use 'v{value}'")
             raise ValueError(
                 f"{value!r} is not a version Sail accepts; use one of {list(VERSIONS)}"
             )
         if value in END_OF_LIFE:
-            raise ValueError(f"{value!r} is end-of-life in Sail; use v1.23.0 or later")
+            oldest = min(
+                (v for v in VERSIONS if v not in END_OF_LIFE and v[1:2].isdigit() and "-" not in v),
+                key=lambda v: tuple(int(p) for p in v[1:].split("-")[0].split(".")),
+            )
+            raise ValueError(f"{value!r} is end-of-life in Sail; use {oldest} or later")
         return value
 
     @field_validator("tags")
