@@ -24,6 +24,7 @@ from tests.integration.upgrade_stack import (
     FAST_GATE,
     Stack,
     failure,
+    lock_holder,
     namespace_labels,
     pod_revisions,
     record_history,
@@ -42,10 +43,12 @@ MESH = [
 ``batch`` holds a Job and a bare pod, checked on their own)."""
 
 
-def sail_spec(prometheus_url: str, prune: str, **overrides: Any) -> UpgradeSpec:
+def sail_spec(
+    prometheus_url: str, prune: str, istio: str = "default", **overrides: Any
+) -> UpgradeSpec:
     """A fast-gated ``sail`` upgrade to 1.24.2: canary ``frontend``, then the rest."""
     doc: dict[str, Any] = {
-        "installer": {"strategy": "sail", "sail": {"istio": "default", "prune": prune}},
+        "installer": {"strategy": "sail", "sail": {"istio": istio, "prune": prune}},
         "cluster": {"name": "sail", "context": "sandbox", "prometheus_url": prometheus_url},
         "target": {"version": "1.24.2"},
         "migration": {
@@ -157,7 +160,7 @@ async def test_sail_upgrade_moves_the_istio_its_tags_and_pods(
         assert cni["spec"]["version"] == "v1.23.4"
         handle = await stack.start(sail_spec(stack.prometheus.url, prune))
         result = await handle.result()
-        await record_history(handle, f"sail-upgrade-{prune}")
+        await record_history(handle, f"sail-upgrade-{prune}-6")
         assert result.outcome == "SUCCEEDED", result.summary
         assert result.target_revision == NEW and result.source_revision == OLD
         assert result.old_revision_removed, result.warnings
@@ -238,7 +241,7 @@ async def test_sail_bad_canary_rolls_back_the_istio_and_its_tags(
         )
         handle = await stack.start(spec)
         cause = await failure(handle)
-        await record_history(handle, "sail-bad-canary-rollback")
+        await record_history(handle, "sail-bad-canary-rollback-6")
         assert cause.type == "GateFailed", cause.message
         assert "checkout" in cause.message
 
@@ -261,3 +264,40 @@ async def test_sail_bad_canary_rolls_back_the_istio_and_its_tags(
         progress = await handle.query(IstioCanaryUpgrade.progress)
         assert progress.phase.value == "ROLLED_BACK"
         assert progress.batches[0].status == "rolled_back"
+
+
+async def test_sail_refuses_an_in_place_or_missing_istio_before_any_write(
+    temporal_local: WorkflowEnvironment,
+    sandbox_factory: Any,
+    prometheus_factory: Any,
+    tmp_path: Path,
+) -> None:
+    path = scenario(
+        tmp_path,
+        "sail-in-place",
+        sail={"istio": "mesh", "version": "v1.23.4", "update_strategy": "InPlace", "tags": []},
+        namespaces=[
+            {
+                "name": "shop",
+                "labels": {"istio.io/rev": "mesh"},
+                "workloads": [{"name": "web", "replicas": 1, "rps": 10}],
+            }
+        ],
+    )
+    async with upgrade_stack(
+        temporal_local.client, sandbox_factory, prometheus_factory, path
+    ) as stack:
+        before = stack.get(f"{SAIL}/istios/mesh")
+        for name, says in (
+            ("mesh", "has updateStrategy.type InPlace"),
+            ("default", "Istio/default (sailoperator.io/v1) does not exist"),
+        ):
+            spec = sail_spec(stack.prometheus.url, "sail", name, migration={})
+            cause = await failure(await stack.start(spec))
+            assert cause.type == "PrecheckFailed", cause.message
+            assert f"installer.sail.istio: Istio/{name}" in cause.message
+            assert says in cause.message, cause.message
+        after = stack.get(f"{SAIL}/istios/mesh")
+        assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+        assert set(revisions(stack)) == {"mesh"} and not tags(stack)
+        assert lock_holder(stack) is None

@@ -55,6 +55,11 @@ EXPECTED = {
     "window-open-5.json",
     "window-wait-abort-5.json",
     "cluster-task-queue-5.json",
+    # Installer strategy sail (patch sail-installer): the revision and tag steps carry the
+    # installer, the precheck reads the Istio resource; pruned by the operator or deleted.
+    "sail-upgrade-sail-6.json",
+    "sail-upgrade-delete-6.json",
+    "sail-bad-canary-rollback-6.json",
 }
 
 
