@@ -21,6 +21,9 @@ with workflow.unsafe.imports_passed_through():
 
 def removal_command(spec: UpgradeSpec, revision: str) -> str:
     """The command that finishes removing a revision the upgrade had to keep."""
+    if sail_installer(spec) is not None:
+        # The operator's IstioRevision: remove-revision knows manifests installs only.
+        return f"`kubectl delete istiorevision {revision}` (or let the Sail Operator prune it)"
     return f"`istio-upgrade remove-revision --cluster {spec.cluster.name} --revision {revision}`"
 
 
