@@ -197,6 +197,10 @@ def install(kube: Kube, spec: InstallInput) -> InstallResult:
     sail = spec.installer.sail_settings
     istio = _istio(kube, sail, spec.version)
     before = _before(istio)
+    if before.get(ANNOTATION_UPGRADE_ID) != spec.upgrade_id:
+        # None, or left by an earlier upgrade that kept its old revision (no cleanup ran):
+        # this upgrade records the state it starts from.
+        before = {}
     if not before:
         old = active_revision(istio, sail)
         before = {
