@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 import yaml
+from temporalio.exceptions import ApplicationError
 
+from istio_upgrade.activities import installer as installer_steps
 from istio_upgrade.activities import sail
 from istio_upgrade.activities.kube_client import Kube
 from istio_upgrade.models.activities import BundleCheckInput, InstallInput
@@ -152,5 +154,21 @@ async def test_install_promote_and_rollback_restore_every_recorded_field(
         # Uninstalling again finds nothing left to do.
         again = sail.uninstall(kube, installer(), NEW, lambda: None)
         assert again.missing == [f"IstioRevision/{NEW}"] and not again.deleted
+
+    await asyncio.to_thread(run)
+
+
+async def test_the_manifests_uninstall_refuses_a_revision_sail_renders(
+    sandbox_factory: Any, tmp_path: Path
+) -> None:
+    _sandbox, kube = await started(sandbox_factory, tmp_path)
+
+    def run() -> None:
+        with pytest.raises(ApplicationError) as refused:
+            installer_steps.uninstall(kube, OLD)
+        assert refused.value.type == "OperatorManaged"
+        assert f"kubectl delete istiorevision {OLD}" in refused.value.message
+        assert kube.get_or_none("apps/v1", "Deployment", f"istiod-{OLD}", "istio-system")
+        assert kube.get_or_none(sail.API, "IstioRevision", OLD) is not None
 
     await asyncio.to_thread(run)
