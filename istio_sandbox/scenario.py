@@ -128,9 +128,9 @@ class RevisionSpec(_Strict):
     """An istiod revision installed and Ready when the sandbox starts."""
 
     version: str
-    """Istio version, e.g. ``1.23.4``."""
+    """Istio version, e.g. ``1.30.3``."""
     revision: str | None = None
-    """Revision name; defaults to the version with dashes (``1-23-4``). ``""`` installs
+    """Revision name; defaults to the version with dashes (``1-30-3``). ``""`` installs
     revisionless (``helm template istiod`` without ``--set revision``): objects without a
     suffix (``istiod``, ``istio-sidecar-injector``), revision ``default``."""
 
@@ -192,7 +192,7 @@ class SailSpec(_Strict):
     istio: str = "default"
     """Name of the ``Istio`` object."""
     version: str
-    """Sail's ``spec.version``, e.g. ``v1.23.4`` (one of the CRD's enum, not end-of-life)."""
+    """Sail's ``spec.version``, e.g. ``v1.30.3`` (one of the CRD's enum, not end-of-life)."""
     update_strategy: Literal["InPlace", "RevisionBased"] = "RevisionBased"
     """``spec.updateStrategy.type``: revision ``<istio>-<version with dashes>`` when
     RevisionBased, the Istio's name (revisionless istiod for ``default``) when InPlace."""

@@ -51,7 +51,7 @@ SAIL_TYPES = (ISTIOS, ISTIO_REVISIONS, ISTIO_REVISION_TAGS, ISTIO_CNIS, ZTUNNELS
 """Served once their CRDs exist (the store key is ``sailoperator.io/<plural>``)."""
 
 VERSIONS: tuple[str, ...] = (
-    "v1.31-latest", "v1.31.0-beta.1", "v1.30-latest", "v1.30.3", "v1.30.2", "v1.30.1",
+    "v1.31-latest", "v1.31.0", "v1.31.0-beta.1", "v1.30-latest", "v1.30.3", "v1.30.2", "v1.30.1",
     "v1.30.0", "v1.29-latest", "v1.29.6", "v1.29.5", "v1.29.4", "v1.29.3", "v1.29.2",
     "v1.29.1", "v1.29.0", "v1.28-latest", "v1.28.10", "v1.28.9", "v1.28.8", "v1.28.7",
     "v1.28.6", "v1.28.5", "v1.28.4", "v1.28.3", "v1.28.2", "v1.28.1", "v1.28.0",
@@ -66,11 +66,11 @@ VERSIONS: tuple[str, ...] = (
 """The ``spec.version`` enum of every Sail kind (``+kubebuilder:validation:Enum``)."""
 
 END_OF_LIFE: frozenset[str] = frozenset(
-    v for v in VERSIONS if v.startswith(("v1.21.", "v1.22.", "v1.22-"))
+    v for v in VERSIONS if v.startswith(tuple(f"v1.{minor}" for minor in range(21, 29)))
 )
-"""Versions the sandbox's Sail refuses to install (``eol: true`` in versions.yaml). Upstream
-marks everything before the three newest minors end-of-life; the sandbox emulates a Sail
-release that still installs 1.23 and later, so upgrades from the demo's 1.23 can be tested."""
+"""Versions the sandbox's Sail refuses to install (``eol: true`` in versions.yaml): as
+upstream, everything before the three newest minors (1.29, 1.30, 1.31). ``v1.31.0`` is listed
+as the Sail release that ships it lists it (the versions.yaml read had its beta only)."""
 
 DEFAULT_VERSION = "v1.31.0-beta.1"
 """``+kubebuilder:default`` of ``spec.version``."""

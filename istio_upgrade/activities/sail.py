@@ -4,7 +4,7 @@ The upgrade changes the ``Istio`` resource (``sailoperator.io/v1``, ``RevisionBa
 ``IstioRevisionTag``s; the operator renders the revisions. Behaviour read from sail-operator:
 
 - ``controllers/istio/istio_controller.go`` (``getActiveRevisionName``): the active revision is
-  ``<istio>-<spec.version with dots as dashes>`` (``default-v1-24-2``) and
+  ``<istio>-<spec.version with dots as dashes>`` (``default-v1-31-0``) and
   ``status.activeRevisionName`` follows ``spec.version`` at the next reconcile;
 - ``pkg/revision/references.go`` (``GetIstioRevisionFromTargetReference``): a tag whose
   ``targetRef`` is the ``Istio`` follows that active revision, so tags are pinned to the old

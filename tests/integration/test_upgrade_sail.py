@@ -1,9 +1,9 @@
 """Installer strategy ``sail`` end to end against the sandbox's Sail Operator.
 
-The ``sail`` scenario runs an ``Istio`` ``default`` in ``RevisionBased`` mode at v1.23.4
-(``IstioRevision`` ``default-v1-23-4``) with the ``IstioRevisionTag`` ``default`` targeting the
-``Istio``. An upgrade sets the ``Istio`` to v1.24.2, migrates the namespaces to
-``default-v1-24-2`` in gated batches, gives the tag back to the ``Istio`` at promote and lets
+The ``sail`` scenario runs an ``Istio`` ``default`` in ``RevisionBased`` mode at v1.30.3
+(``IstioRevision`` ``default-v1-30-3``) with the ``IstioRevisionTag`` ``default`` targeting the
+``Istio``. An upgrade sets the ``Istio`` to v1.31.0, migrates the namespaces to
+``default-v1-31-0`` in gated batches, gives the tag back to the ``Istio`` at promote and lets
 the old revision go; a canary that burns its error budget rolls back to exactly the
 resources as they were.
 """
@@ -34,7 +34,7 @@ from tests.integration.upgrade_stack import (
 pytestmark = pytest.mark.slow
 
 SAIL = "/apis/sailoperator.io/v1"
-OLD, NEW = "default-v1-23-4", "default-v1-24-2"
+OLD, NEW = "default-v1-30-3", "default-v1-31-0"
 MESH = [
     "istio-ingress", "frontend", "catalog", "cart", "checkout", "payments", "accounts",
     "inventory", "reviews", "search", "notifications", "telemetry",
@@ -46,11 +46,11 @@ MESH = [
 def sail_spec(
     prometheus_url: str, prune: str, istio: str = "default", **overrides: Any
 ) -> UpgradeSpec:
-    """A fast-gated ``sail`` upgrade to 1.24.2: canary ``frontend``, then the rest."""
+    """A fast-gated ``sail`` upgrade to 1.31.0: canary ``frontend``, then the rest."""
     doc: dict[str, Any] = {
         "installer": {"strategy": "sail", "sail": {"istio": istio, "prune": prune}},
         "cluster": {"name": "sail", "context": "sandbox", "prometheus_url": prometheus_url},
-        "target": {"version": "1.24.2"},
+        "target": {"version": "1.31.0"},
         "migration": {
             "canary": ["frontend"],
             "growth_factor": 20,
@@ -119,7 +119,7 @@ async def settled(stack: Stack, check: Any, what: str, seconds: float = 60) -> N
 def assert_initial(stack: Stack) -> dict[str, Any]:
     """The scenario's Sail resources as they start; returns the Istio's spec."""
     spec = istio(stack)["spec"]
-    assert spec["version"] == "v1.23.4"
+    assert spec["version"] == "v1.30.3"
     assert spec["updateStrategy"]["type"] == "RevisionBased"
     assert set(revisions(stack)) == {OLD} and ready(revisions(stack)[OLD])
     assert tags(stack) == {"default": ({"kind": "Istio", "name": "default"}, OLD)}
@@ -142,7 +142,7 @@ async def test_sail_upgrade_moves_the_istio_its_tags_and_pods(
         "sail-upgrade",
         sail={
             "istio": "default",
-            "version": "v1.23.4",
+            "version": "v1.30.3",
             "update_strategy": "RevisionBased",
             "tags": ["default"],
             "inactive_revision_deletion_grace_period_s": 3,
@@ -157,7 +157,7 @@ async def test_sail_upgrade_moves_the_istio_its_tags_and_pods(
         before_spec = assert_initial(stack)
         before_labels = namespace_labels(stack)
         cni = stack.get(f"{SAIL}/istiocnis/default")
-        assert cni["spec"]["version"] == "v1.23.4"
+        assert cni["spec"]["version"] == "v1.30.3"
         handle = await stack.start(sail_spec(stack.prometheus.url, prune))
         result = await handle.result()
         await record_history(handle, f"sail-upgrade-{prune}-6")
@@ -175,7 +175,7 @@ async def test_sail_upgrade_moves_the_istio_its_tags_and_pods(
                 assert after_labels[ns] == labels, ns
 
         after = istio(stack)
-        assert after["spec"]["version"] == "v1.24.2"
+        assert after["spec"]["version"] == "v1.31.0"
         assert {k: v for k, v in after["spec"].items() if k != "version"} == {
             k: v for k, v in before_spec.items() if k != "version"
         }
@@ -192,7 +192,7 @@ async def test_sail_upgrade_moves_the_istio_its_tags_and_pods(
         left = revisions(stack)
         assert set(left) == {NEW} and ready(left[NEW]), left
         assert all(r == {NEW} for r in mesh_pods(stack).values()), mesh_pods(stack)
-        assert stack.get(f"{SAIL}/istiocnis/default")["spec"]["version"] == "v1.24.2"
+        assert stack.get(f"{SAIL}/istiocnis/default")["spec"]["version"] == "v1.31.0"
         istiods = {
             d["metadata"]["name"]
             for d in stack.objects("/apis/apps/v1/namespaces/istio-system/deployments")
@@ -275,7 +275,7 @@ async def test_sail_refuses_an_in_place_or_missing_istio_before_any_write(
     path = scenario(
         tmp_path,
         "sail-in-place",
-        sail={"istio": "mesh", "version": "v1.23.4", "update_strategy": "InPlace", "tags": []},
+        sail={"istio": "mesh", "version": "v1.30.3", "update_strategy": "InPlace", "tags": []},
         namespaces=[
             {
                 "name": "shop",

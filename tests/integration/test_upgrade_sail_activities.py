@@ -23,7 +23,7 @@ from tests.integration.upgrade_stack import sandbox_kube
 
 pytestmark = pytest.mark.slow
 
-OLD, NEW = "default-v1-23-4", "default-v1-24-2"
+OLD, NEW = "default-v1-30-3", "default-v1-31-0"
 CLUSTER = ClusterRef(name="demo", context="sandbox")
 
 
@@ -38,7 +38,7 @@ async def started(sandbox_factory: Any, tmp_path: Path) -> tuple[Any, Kube]:
             {
                 "extends": "sail",
                 "name": "sail-steps",
-                "sail": {"istio": "default", "version": "v1.23.4", "tags": ["default"],
+                "sail": {"istio": "default", "version": "v1.30.3", "tags": ["default"],
                          "cni": True},
             }
         )
@@ -63,7 +63,7 @@ def get(kube: Kube, kind: str, name: str = "default") -> dict[str, Any]:
     return found
 
 
-def install_input(version: str = "1.24.2") -> InstallInput:
+def install_input(version: str = "1.31.0") -> InstallInput:
     return InstallInput(
         cluster=CLUSTER, version=version, revision=NEW, installer=installer(), upgrade_id="u1"
     )
@@ -80,14 +80,14 @@ async def test_ambient_components_more_than_one_minor_behind_are_refused(
         )
         return sail.check(kube, spec).problems
 
-    assert check("1.24.2") == []
-    problems = check("1.25.2")
+    assert check("1.31.0") == []
+    problems = check("1.32.2")
     assert problems == [
-        "IstioCNI/default is at v1.23.4: ambient components support a control plane one "
+        "IstioCNI/default is at v1.30.3: ambient components support a control plane one "
         "minor ahead only; upgrade to 1.24 first"
     ]
-    assert check("1.23.4") == ["Istio/default is already at v1.23.4: there is nothing to upgrade"]
-    assert "a downgrade" in check("1.22.0")[0]
+    assert check("1.30.3") == ["Istio/default is already at v1.30.3: there is nothing to upgrade"]
+    assert "a downgrade" in check("1.29.0")[0]
 
 
 async def test_install_promote_and_rollback_restore_every_recorded_field(
@@ -97,7 +97,7 @@ async def test_install_promote_and_rollback_restore_every_recorded_field(
     kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ztunnel"}})
     kube.create(
         {"apiVersion": sail.API, "kind": "ZTunnel", "metadata": {"name": "default"},
-         "spec": {"version": "v1.23.4", "targetRef": {"kind": "Istio", "name": "default"}}}
+         "spec": {"version": "v1.30.3", "targetRef": {"kind": "Istio", "name": "default"}}}
     )  # fmt: skip
     before_spec = get(kube, "Istio")["spec"]
 
@@ -105,14 +105,14 @@ async def test_install_promote_and_rollback_restore_every_recorded_field(
         first = sail.install(kube, install_input())
         assert first.applied == [
             f"IstioRevisionTag/default pinned to IstioRevision/{OLD}",
-            "Istio/default spec.version v1.24.2",
+            "Istio/default spec.version v1.31.0",
         ]
         record = get(kube, "Istio")["metadata"]["annotations"][sail.ANNOTATION_BEFORE]
         # A second attempt (a retry, another worker) keeps the first record.
         sail.install(kube, install_input())
         after = get(kube, "Istio")
         assert after["metadata"]["annotations"][sail.ANNOTATION_BEFORE] == record
-        assert after["spec"]["version"] == "v1.24.2"
+        assert after["spec"]["version"] == "v1.31.0"
         tag = get(kube, "IstioRevisionTag")
         assert tag["spec"]["targetRef"] == {"kind": "IstioRevision", "name": OLD}
         sail.wait_ready(kube, installer(), NEW, 60, time.time(), lambda _: None)
@@ -127,14 +127,14 @@ async def test_install_promote_and_rollback_restore_every_recorded_field(
             "kind": "Istio",
             "name": "default",
         }
-        assert get(kube, "IstioCNI")["spec"]["version"] == "v1.24.2"
-        assert get(kube, "ZTunnel")["spec"]["version"] == "v1.24.2"
+        assert get(kube, "IstioCNI")["spec"]["version"] == "v1.31.0"
+        assert get(kube, "ZTunnel")["spec"]["version"] == "v1.31.0"
 
         # Rollback: tags pinned back, ambient components first restored, then the Istio.
         back = sail.move_tags(kube, installer(), ["default"], OLD, None, lambda: None)
         assert back.previous == {"default": NEW}
-        assert get(kube, "IstioCNI")["spec"]["version"] == "v1.23.4"
-        assert get(kube, "ZTunnel")["spec"]["version"] == "v1.23.4"
+        assert get(kube, "IstioCNI")["spec"]["version"] == "v1.30.3"
+        assert get(kube, "ZTunnel")["spec"]["version"] == "v1.30.3"
         assert get(kube, "IstioRevisionTag")["status"]["istioRevision"] == OLD
         removed = sail.uninstall(kube, installer(), NEW, lambda: None)
         assert f"IstioRevision/{NEW}" in removed.deleted

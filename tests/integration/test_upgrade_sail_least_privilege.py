@@ -80,7 +80,7 @@ async def test_sail_upgrade_runs_with_the_sail_component_alone(
             ("patch", "istiorevisiontags"),
         ):
             assert right in sent, (right, sorted(sent))
-        assert stack.get(f"{SAIL}/istios/default")["spec"]["version"] == "v1.24.2"
+        assert stack.get(f"{SAIL}/istios/default")["spec"]["version"] == "v1.31.0"
         # The bare pod in batch keeps the old revision in use: kept, with the command to run.
         assert not result.old_revision_removed
         assert any(f"kubectl delete istiorevision {OLD}" in w for w in result.warnings)

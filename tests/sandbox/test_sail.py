@@ -52,7 +52,7 @@ def _scenario(sail: dict[str, Any], namespaces: list[dict[str, Any]] | None = No
                 },
                 {
                     "name": "pinned",
-                    "labels": {"istio.io/rev": "default-v1-23-4"},
+                    "labels": {"istio.io/rev": "default-v1-30-3"},
                     "workloads": [{"name": "api", "replicas": 1, "rps": 5}],
                 },
             ],
@@ -144,22 +144,22 @@ def _ts(value: str) -> float:
 async def test_revision_based_upgrade_creates_moves_and_prunes() -> None:
     scenario = _scenario(
         {
-            "version": "v1.23.4",
+            "version": "v1.30.3",
             "update_strategy": "RevisionBased",
             "inactive_revision_deletion_grace_period_s": 2,
             "tags": ["default"],
         }
     )
     async with served(scenario) as (_sandbox, api):
-        old, new = "default-v1-23-4", "default-v1-24-2"
+        old, new = "default-v1-30-3", "default-v1-31-0"
         rev = await until(lambda: _ready(api, old), f"{old} Ready")
-        assert rev["spec"]["version"] == "v1.23.4"
+        assert rev["spec"]["version"] == "v1.30.3"
         assert rev["spec"]["values"]["revision"] == old
         assert rev["metadata"]["ownerReferences"][0]["kind"] == "Istio"
         pods = (await api.run(api.core.list_namespaced_pod, "shop")).items
         assert pods and {p.metadata.annotations["istio.io/rev"] for p in pods} == {old}
 
-        await api.patch("istios", "default", {"spec": {"version": "v1.24.2"}})
+        await api.patch("istios", "default", {"spec": {"version": "v1.31.0"}})
         await until(lambda: _ready(api, new), f"{new} Ready")
         istio = await until(
             lambda: _istio_with(api, active=new, total=2, ready=2), "Istio status counting both"
@@ -167,7 +167,7 @@ async def test_revision_based_upgrade_creates_moves_and_prunes() -> None:
         assert istio["status"]["state"] == "Healthy"
         assert is_true(istio, "Ready")
         dep = await api.run(api.apps.read_namespaced_deployment, f"istiod-{new}", "istio-system")
-        assert dep.spec.template.spec.containers[0].image.endswith(":1.24.2")
+        assert dep.spec.template.spec.containers[0].image.endswith(":1.31.0")
 
         # The default tag follows its Istio: webhook, Service and default validator.
         tag = await until(lambda: _tag_on(api, "default", new), "tag default on the new rev")
@@ -217,7 +217,7 @@ async def test_revision_based_upgrade_creates_moves_and_prunes() -> None:
 
 async def test_in_place_upgrade_updates_the_single_revision() -> None:
     scenario = _scenario(
-        {"version": "v1.23.4", "update_strategy": "InPlace", "tags": []},
+        {"version": "v1.30.3", "update_strategy": "InPlace", "tags": []},
         namespaces=[
             {
                 "name": "shop",
@@ -231,16 +231,16 @@ async def test_in_place_upgrade_updates_the_single_revision() -> None:
         assert rev["spec"]["values"]["revision"] == ""
         pods = (await api.run(api.core.list_namespaced_pod, "shop")).items
         assert {p.metadata.annotations["istio.io/rev"] for p in pods} == {"default"}
-        await api.patch("istios", "default", {"spec": {"version": "v1.24.2"}})
+        await api.patch("istios", "default", {"spec": {"version": "v1.31.0"}})
 
         async def istiod_upgraded() -> bool:
             dep = await api.run(api.apps.read_namespaced_deployment, "istiod", "istio-system")
             ready = (dep.status.updated_replicas or 0) == (dep.status.ready_replicas or 0) == 1
-            return ready and dep.spec.template.spec.containers[0].image.endswith(":1.24.2")
+            return ready and dep.spec.template.spec.containers[0].image.endswith(":1.31.0")
 
-        await until(istiod_upgraded, "istiod rolled to 1.24.2 in place")
+        await until(istiod_upgraded, "istiod rolled to 1.31.0 in place")
         rev = await until(lambda: _ready(api, "default"), "revision default Ready again")
-        assert rev["spec"]["version"] == "v1.24.2"
+        assert rev["spec"]["version"] == "v1.31.0"
         revisions = await api.run(
             api.custom.list_cluster_custom_object, GROUP, VERSION, "istiorevisions"
         )
@@ -252,52 +252,52 @@ async def test_in_place_upgrade_updates_the_single_revision() -> None:
 
 async def test_tag_targeting_a_revision_moves_with_its_target() -> None:
     scenario = _scenario(
-        {"version": "v1.23.4", "update_strategy": "RevisionBased", "tags": ["default"]},
+        {"version": "v1.30.3", "update_strategy": "RevisionBased", "tags": ["default"]},
         namespaces=[],
     )
     async with served(scenario) as (_sandbox, api):
-        await until(lambda: _ready(api, "default-v1-23-4"), "first revision Ready")
+        await until(lambda: _ready(api, "default-v1-30-3"), "first revision Ready")
         await api.create(
             "istiorevisiontags",
             {
                 "apiVersion": f"{GROUP}/{VERSION}",
                 "kind": "IstioRevisionTag",
                 "metadata": {"name": "canary"},
-                "spec": {"targetRef": {"kind": "IstioRevision", "name": "default-v1-23-4"}},
+                "spec": {"targetRef": {"kind": "IstioRevision", "name": "default-v1-30-3"}},
             },
         )
-        tag = await until(lambda: _tag_on(api, "canary", "default-v1-23-4"), "canary on 1.23")
+        tag = await until(lambda: _tag_on(api, "canary", "default-v1-30-3"), "canary on 1.23")
         assert cond(tag, "InUse")["status"] == "False"
         await api.run(
             api.core.create_namespace,
             {"metadata": {"name": "payments", "labels": {"istio.io/rev": "canary"}}},
         )
         first = await api.run(api.core.create_namespaced_pod, "payments", _pod("pay-1"))
-        assert first.metadata.annotations["istio.io/rev"] == "default-v1-23-4"
+        assert first.metadata.annotations["istio.io/rev"] == "default-v1-30-3"
         await until(lambda: _tag_in_use(api, "canary"), "canary InUse through its namespace")
 
-        await api.patch("istios", "default", {"spec": {"version": "v1.24.2"}})
-        await until(lambda: _ready(api, "default-v1-24-2"), "second revision Ready")
-        await until(lambda: _tag_on(api, "default", "default-v1-24-2"), "default tag moved")
+        await api.patch("istios", "default", {"spec": {"version": "v1.31.0"}})
+        await until(lambda: _ready(api, "default-v1-31-0"), "second revision Ready")
+        await until(lambda: _tag_on(api, "default", "default-v1-31-0"), "default tag moved")
         # A tag that names a revision stays there when the Istio moves on.
         tag = await api.get("istiorevisiontags", "canary")
-        assert tag is not None and tag["status"]["istioRevision"] == "default-v1-23-4"
+        assert tag is not None and tag["status"]["istioRevision"] == "default-v1-30-3"
         await api.patch(
             "istiorevisiontags",
             "canary",
-            {"spec": {"targetRef": {"kind": "IstioRevision", "name": "default-v1-24-2"}}},
+            {"spec": {"targetRef": {"kind": "IstioRevision", "name": "default-v1-31-0"}}},
         )
-        await until(lambda: _tag_on(api, "canary", "default-v1-24-2"), "canary moved")
+        await until(lambda: _tag_on(api, "canary", "default-v1-31-0"), "canary moved")
         mwc = await api.run(
             api.admission.read_mutating_webhook_configuration, "istio-revision-tag-canary"
         )
-        assert mwc.metadata.labels["istio.io/rev"] == "default-v1-24-2"
+        assert mwc.metadata.labels["istio.io/rev"] == "default-v1-31-0"
         svc = await api.run(
             api.core.read_namespaced_service, "istiod-revision-tag-canary", "istio-system"
         )
-        assert svc.spec.selector["istio.io/rev"] == "default-v1-24-2"
+        assert svc.spec.selector["istio.io/rev"] == "default-v1-31-0"
         second = await api.run(api.core.create_namespaced_pod, "payments", _pod("pay-2"))
-        assert second.metadata.annotations["istio.io/rev"] == "default-v1-24-2"
+        assert second.metadata.annotations["istio.io/rev"] == "default-v1-31-0"
 
         await api.run(
             api.custom.delete_cluster_custom_object, GROUP, VERSION, "istiorevisiontags", "canary"
@@ -319,15 +319,15 @@ def _pod(name: str) -> dict[str, Any]:
 
 async def test_bad_input_is_refused_with_the_field_named() -> None:
     scenario = _scenario(
-        {"version": "v1.23.4", "update_strategy": "RevisionBased", "tags": ["default"]}
+        {"version": "v1.30.3", "update_strategy": "RevisionBased", "tags": ["default"]}
     )
     async with served(scenario) as (_sandbox, api):
-        await until(lambda: _ready(api, "default-v1-23-4"), "revision Ready")
+        await until(lambda: _ready(api, "default-v1-30-3"), "revision Ready")
         with pytest.raises(ApiException) as bad_version:
             await api.patch("istios", "default", {"spec": {"version": "v1.99.0"}})
         assert bad_version.value.status == 422
         assert 'spec.version: Unsupported value: "v1.99.0"' in _message(bad_version)
-        assert '"v1.24.2"' in _message(bad_version)
+        assert '"v1.31.0"' in _message(bad_version)
         with pytest.raises(ApiException) as bad_type:
             await api.patch("istios", "default", {"spec": {"updateStrategy": {"type": "Blue"}}})
         assert bad_type.value.status == 422
@@ -353,27 +353,27 @@ async def test_bad_input_is_refused_with_the_field_named() -> None:
             )
         assert 'spec.targetRef.kind: Unsupported value: "Deployment"' in _message(bad_ref)
         istio = await api.get("istios", "default")
-        assert istio is not None and istio["spec"]["version"] == "v1.23.4"
+        assert istio is not None and istio["spec"]["version"] == "v1.30.3"
         # An end-of-life version passes the schema but Sail refuses to install it.
-        await api.patch("istios", "default", {"spec": {"version": "v1.22.8"}})
+        await api.patch("istios", "default", {"spec": {"version": "v1.28.10"}})
         refused = await until(
             lambda: _reconcile_failed(api, "istios", "default"), "Reconciled=False"
         )
         assert "end-of-life" in cond(refused, "Reconciled")["message"]
         assert refused["status"]["state"] == "ReconcileError"
-        assert await api.get("istiorevisions", "default-v1-22-8") is None
-        assert refused["status"]["activeRevisionName"] == "default-v1-23-4"
+        assert await api.get("istiorevisions", "default-v1-29-8") is None
+        assert refused["status"]["activeRevisionName"] == "default-v1-30-3"
 
 
 async def test_istio_cni_version_bump_rolls_its_daemonset() -> None:
     scenario = _scenario(
-        {"version": "v1.23.4", "update_strategy": "RevisionBased", "tags": [], "cni": True},
+        {"version": "v1.30.3", "update_strategy": "RevisionBased", "tags": [], "cni": True},
         namespaces=[],
     )
     async with served(scenario) as (_sandbox, api):
         cni = await until(lambda: _ready(api, "default", "istiocnis"), "IstioCNI Ready")
         assert cni["status"]["state"] == "Healthy"
-        await api.patch("istiocnis", "default", {"spec": {"version": "v1.24.2"}})
+        await api.patch("istiocnis", "default", {"spec": {"version": "v1.31.0"}})
 
         async def rolled() -> bool:
             ds = await api.run(api.apps.read_namespaced_daemon_set, "istio-cni-node", "istio-cni")
@@ -381,12 +381,12 @@ async def test_istio_cni_version_bump_rolls_its_daemonset() -> None:
             st = ds.status
             done = (st.updated_number_scheduled or 0) == st.desired_number_scheduled
             return bool(
-                image.endswith(":1.24.2")
+                image.endswith(":1.31.0")
                 and done
                 and st.number_ready == st.desired_number_scheduled
             )
 
-        await until(rolled, "istio-cni-node rolled to 1.24.2")
+        await until(rolled, "istio-cni-node rolled to 1.31.0")
         await until(lambda: _ready(api, "default", "istiocnis"), "IstioCNI Ready again")
 
 
@@ -394,9 +394,9 @@ async def test_sail_scenario_serves_the_shop_on_the_sail_revision() -> None:
     scenario = load_scenario("sail")
     scenario.timings = scenario.timings.model_copy(update=FAST)
     async with served(scenario) as (sandbox, api):
-        rev = await until(lambda: _ready(api, "default-v1-23-4"), "default-v1-23-4 Ready")
+        rev = await until(lambda: _ready(api, "default-v1-30-3"), "default-v1-30-3 Ready")
         assert is_true(rev, "InUse")
-        tag = await until(lambda: _tag_on(api, "default", "default-v1-23-4"), "tag default")
+        tag = await until(lambda: _tag_on(api, "default", "default-v1-30-3"), "tag default")
         assert is_true(tag, "InUse")
 
         async def all_injected() -> bool:
@@ -409,23 +409,23 @@ async def test_sail_scenario_serves_the_shop_on_the_sail_revision() -> None:
                 and (p.metadata.labels or {}).get("sidecar.istio.io/inject") != "false"
             ]
             revs = {(p.metadata.annotations or {}).get("istio.io/rev") for p in meshed}
-            return len(meshed) > 20 and revs == {"default-v1-23-4"}
+            return len(meshed) > 20 and revs == {"default-v1-30-3"}
 
-        await until(all_injected, "every meshed pod injected by default-v1-23-4")
+        await until(all_injected, "every meshed pod injected by default-v1-30-3")
 
         async def metrics() -> str:
             async with httpx.AsyncClient() as http:
                 page = (await http.get(sandbox.metrics_url)).text
-            return page if 'pilot_xds{revision="default-v1-23-4"' in page else ""
+            return page if 'pilot_xds{revision="default-v1-30-3"' in page else ""
 
         page = await until(metrics, "pilot_xds of the Sail revision")
-        assert 'version="1.23.4"' in page
+        assert 'version="1.30.3"' in page
 
 
 async def test_sail_resumes_after_an_api_server_restart() -> None:
     scenario = _scenario(
         {
-            "version": "v1.23.4",
+            "version": "v1.30.3",
             "update_strategy": "RevisionBased",
             "inactive_revision_deletion_grace_period_s": 0,
             "tags": ["default"],
@@ -439,17 +439,17 @@ async def test_sail_resumes_after_an_api_server_restart() -> None:
         ],
     )
     async with served(scenario) as (sandbox, api):
-        await until(lambda: _ready(api, "default-v1-23-4"), "first revision Ready")
-        await api.patch("istios", "default", {"spec": {"version": "v1.24.2"}})
-        await until(lambda: _ready(api, "default-v1-24-2"), "second revision Ready")
+        await until(lambda: _ready(api, "default-v1-30-3"), "first revision Ready")
+        await api.patch("istios", "default", {"spec": {"version": "v1.31.0"}})
+        await until(lambda: _ready(api, "default-v1-31-0"), "second revision Ready")
         state = snapshot(sandbox.cluster)
     restarted = Sandbox(scenario, tick_s=0.2)
     await restarted.start(state=state)
     api = Api(restarted.url)
     try:
         # Both revisions survive the restart; the old one goes once its pods are replaced.
-        assert await api.get("istiorevisions", "default-v1-23-4") is not None
-        await until(lambda: _tag_on(api, "default", "default-v1-24-2"), "tag kept")
+        assert await api.get("istiorevisions", "default-v1-30-3") is not None
+        await until(lambda: _tag_on(api, "default", "default-v1-31-0"), "tag kept")
         await api.run(
             api.apps.patch_namespaced_deployment,
             "cart",
@@ -462,9 +462,9 @@ async def test_sail_resumes_after_an_api_server_restart() -> None:
                 }
             },
         )
-        await until(lambda: _gone(api, "default-v1-23-4"), "old revision pruned after restart")
+        await until(lambda: _gone(api, "default-v1-30-3"), "old revision pruned after restart")
         await until(
-            lambda: _istio_with(api, active="default-v1-24-2", total=1, ready=1),
+            lambda: _istio_with(api, active="default-v1-31-0", total=1, ready=1),
             "Istio counting one revision",
         )
     finally:
@@ -474,7 +474,7 @@ async def test_sail_resumes_after_an_api_server_restart() -> None:
 
 async def test_ztunnel_follows_its_istio_and_upgrades_in_place() -> None:
     scenario = _scenario(
-        {"version": "v1.23.4", "update_strategy": "RevisionBased", "tags": [], "cni": True},
+        {"version": "v1.30.3", "update_strategy": "RevisionBased", "tags": [], "cni": True},
         namespaces=[],
     )
     async with served(scenario) as (_sandbox, api):
@@ -483,25 +483,25 @@ async def test_ztunnel_follows_its_istio_and_upgrades_in_place() -> None:
             "ztunnels",
             {
                 "metadata": {"name": "default"},
-                "spec": {"version": "v1.23.4", "targetRef": {"kind": "Istio", "name": "default"}},
+                "spec": {"version": "v1.30.3", "targetRef": {"kind": "Istio", "name": "default"}},
             },
         )
         zt = await until(lambda: _ready(api, "default", "ztunnels"), "ZTunnel Ready")
         assert zt["spec"]["namespace"] == "ztunnel"
-        assert zt["status"]["istioRevision"] == "default-v1-23-4"
-        await api.patch("ztunnels", "default", {"spec": {"version": "v1.24.2"}})
+        assert zt["status"]["istioRevision"] == "default-v1-30-3"
+        await api.patch("ztunnels", "default", {"spec": {"version": "v1.31.0"}})
 
         async def rolled() -> bool:
             ds = await api.run(api.apps.read_namespaced_daemon_set, "ztunnel", "ztunnel")
             image = ds.spec.template.spec.containers[0].image
             st = ds.status
             return bool(
-                image.endswith(":1.24.2")
+                image.endswith(":1.31.0")
                 and st.updated_number_scheduled == st.desired_number_scheduled
                 and st.number_ready == st.desired_number_scheduled
             )
 
-        await until(rolled, "ztunnel rolled to 1.24.2")
+        await until(rolled, "ztunnel rolled to 1.31.0")
         with pytest.raises(ApiException) as bad_ztunnel:
             await api.create(
                 "ztunnels", {"metadata": {"name": "other"}, "spec": {"version": "v1.0.0"}}
@@ -512,10 +512,10 @@ async def test_ztunnel_follows_its_istio_and_upgrades_in_place() -> None:
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
 async def test_kubectl_lists_the_sail_kinds() -> None:
     scenario = _scenario(
-        {"version": "v1.23.4", "update_strategy": "RevisionBased", "tags": ["default"]}
+        {"version": "v1.30.3", "update_strategy": "RevisionBased", "tags": ["default"]}
     )
     async with served(scenario) as (sandbox, api):
-        await until(lambda: _ready(api, "default-v1-23-4"), "revision Ready")
+        await until(lambda: _ready(api, "default-v1-30-3"), "revision Ready")
         out = await asyncio.to_thread(
             subprocess.run,
             [
@@ -533,7 +533,7 @@ async def test_kubectl_lists_the_sail_kinds() -> None:
         assert out.returncode == 0, out.stderr
         assert set(out.stdout.split()) == {
             "istio.sailoperator.io/default",
-            "istiorevision.sailoperator.io/default-v1-23-4",
+            "istiorevision.sailoperator.io/default-v1-30-3",
             "istiorevisiontag.sailoperator.io/default",
         }
         table = await asyncio.to_thread(
@@ -548,9 +548,9 @@ async def test_kubectl_lists_the_sail_kinds() -> None:
         # The CRDs' printer columns, as `kubectl get` shows them against Sail.
         assert lines[0][:4] == ["NAME", "NAMESPACE", "PROFILE", "REVISIONS"]
         istio_row = next(row for row in lines if row[0] == "istio.sailoperator.io/default")
-        assert istio_row[1:7] == ["istio-system", "1", "1", "1", "default-v1-23-4", "Healthy"]
-        rev_row = next(r for r in lines if r[0] == "istiorevision.sailoperator.io/default-v1-23-4")
-        assert rev_row[1:6] == ["istio-system", "True", "Healthy", "True", "v1.23.4"]
+        assert istio_row[1:7] == ["istio-system", "1", "1", "1", "default-v1-30-3", "Healthy"]
+        rev_row = next(r for r in lines if r[0] == "istiorevision.sailoperator.io/default-v1-30-3")
+        assert rev_row[1:6] == ["istio-system", "True", "Healthy", "True", "v1.30.3"]
 
 
 # -- facts -------------------------------------------------------------------------------

@@ -25,36 +25,36 @@ from istio_sandbox.scenario import (
 
 
 def _doc(**sail: Any) -> dict[str, Any]:
-    return {"name": "s", "revisions": [], "sail": {"version": "v1.23.4", **sail}}
+    return {"name": "s", "revisions": [], "sail": {"version": "v1.30.3", **sail}}
 
 
 def test_shipped_sail_scenario_installs_through_sail() -> None:
     scenario = load_scenario("sail")
     assert scenario.sail is not None
-    assert scenario.revision_names() == ["default-v1-23-4"]
+    assert scenario.revision_names() == ["default-v1-30-3"]
     cluster = new_cluster(scenario)
     populate_control_plane(cluster, scenario)
     store = cluster.store
     istio = store.get(ISTIOS, "", "default")
     assert istio["spec"]["updateStrategy"] == {"type": "RevisionBased"}
-    rev = store.get(ISTIO_REVISIONS, "", "default-v1-23-4")
+    rev = store.get(ISTIO_REVISIONS, "", "default-v1-30-3")
     assert rev["metadata"]["ownerReferences"][0]["uid"] == istio["metadata"]["uid"]
-    assert store.try_get(DEPLOYMENTS, "istio-system", "istiod-default-v1-23-4") is not None
+    assert store.try_get(DEPLOYMENTS, "istio-system", "istiod-default-v1-30-3") is not None
     tag = store.get(ISTIO_REVISION_TAGS, "", "default")
-    assert tag["status"]["istioRevision"] == "default-v1-23-4"
+    assert tag["status"]["istioRevision"] == "default-v1-30-3"
     webhook = store.get(WEBHOOKS, "", "istio-revision-tag-default")
-    assert webhook["metadata"]["labels"]["istio.io/rev"] == "default-v1-23-4"
+    assert webhook["metadata"]["labels"]["istio.io/rev"] == "default-v1-30-3"
 
 
 @pytest.mark.parametrize(
     ("sail", "message"),
     [
-        ({"version": "1.24.2"}, "sail.version: Sail versions start with v; use 'v1.24.2'"),
+        ({"version": "1.31.0"}, "sail.version: Sail versions start with v; use 'v1.31.0'"),
         ({"version": "v1.99.0"}, "sail.version: 'v1.99.0' is not a version Sail accepts"),
-        ({"version": "v1.22.8"}, "sail.version: 'v1.22.8' is end-of-life in Sail; use v1.23.2"),
+        ({"version": "v1.28.10"}, "sail.version: 'v1.28.10' is end-of-life in Sail; use v1.29.0"),
         ({"update_strategy": "Blue"}, "sail.update_strategy"),
         ({"inactive_revision_deletion_grace_period_s": -1}, "sail.inactive_revision_deletion"),
-        ({"tags": ["default-v1-23-4"]}, "sail.tags: a tag cannot share its name with a revision"),
+        ({"tags": ["default-v1-30-3"]}, "sail.tags: a tag cannot share its name with a revision"),
     ],
 )
 def test_bad_sail_section_names_the_field(sail: dict[str, Any], message: str) -> None:
@@ -70,7 +70,7 @@ def test_no_revision_and_no_sail_is_refused() -> None:
 def test_namespace_labels_may_name_the_sail_revision_and_tags() -> None:
     doc = _doc(tags=["default", "prod"])
     doc["namespaces"] = [
-        {"name": "a", "labels": {"istio.io/rev": "default-v1-23-4"}},
+        {"name": "a", "labels": {"istio.io/rev": "default-v1-30-3"}},
         {"name": "b", "labels": {"istio.io/rev": "prod"}},
         {"name": "c", "labels": {"istio-injection": "enabled"}},
     ]
@@ -81,8 +81,8 @@ def test_namespace_labels_may_name_the_sail_revision_and_tags() -> None:
 
 
 def test_revision_names_and_versions_follow_sail() -> None:
-    assert revision_name("default", "v1.24.2", "RevisionBased") == "default-v1-24-2"
-    assert revision_name("default", "v1.24.2", "InPlace") == "default"
+    assert revision_name("default", "v1.31.0", "RevisionBased") == "default-v1-31-0"
+    assert revision_name("default", "v1.31.0", "InPlace") == "default"
     assert revision_name("prod", "v1.24-latest", "RevisionBased") == "prod-v1-24-latest"
     assert resolve_version("v1.24-latest") == "v1.24.6"
-    assert image_version("v1.23.4") == "1.23.4"
+    assert image_version("v1.30.3") == "1.30.3"

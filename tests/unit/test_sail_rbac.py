@@ -30,7 +30,7 @@ def _needs() -> list[AccessNeed]:
     spec = UpgradeSpec.model_validate(
         {
             "cluster": {"name": "c1"},
-            "target": {"version": "1.24.2"},
+            "target": {"version": "1.31.0"},
             "installer": {"strategy": "sail", "sail": {"prune": "delete"}},
         }
     )

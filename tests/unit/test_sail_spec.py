@@ -13,7 +13,7 @@ from istio_upgrade.models.spec import UpgradeSpec, sail_version, workflow_id_for
 
 def _spec(installer: dict[str, Any], **extra: Any) -> UpgradeSpec:
     return UpgradeSpec.model_validate(
-        {"cluster": {"name": "c1"}, "target": {"version": "1.24.2"}, "installer": installer} | extra
+        {"cluster": {"name": "c1"}, "target": {"version": "1.31.0"}, "installer": installer} | extra
     )
 
 
@@ -23,19 +23,19 @@ def test_sail_defaults_and_the_operators_revision_name() -> None:
     assert spec.installer.sail.istio == "default"
     assert spec.installer.sail.prune == "sail"
     # sail-operator controllers/istio getActiveRevisionName: <istio>-<version dashed>.
-    assert spec.target_revision == "default-v1-24-2"
-    assert workflow_id_for(spec) == "istio-upgrade.c1.default-v1-24-2"
+    assert spec.target_revision == "default-v1-31-0"
+    assert workflow_id_for(spec) == "istio-upgrade.c1.default-v1-31-0"
 
 
 def test_sail_names_its_istio_and_prune_mode() -> None:
     spec = _spec({"strategy": "sail", "sail": {"istio": "mesh", "prune": "delete"}})
-    assert spec.target_revision == "mesh-v1-24-2"
+    assert spec.target_revision == "mesh-v1-31-0"
     assert spec.installer.sail_settings.prune == "delete"
 
 
 def test_sail_version_spelling() -> None:
-    assert sail_version("1.24.2") == "v1.24.2"
-    assert sail_version("v1.24.2") == "v1.24.2"
+    assert sail_version("1.31.0") == "v1.31.0"
+    assert sail_version("v1.31.0") == "v1.31.0"
 
 
 @pytest.mark.parametrize(
@@ -73,20 +73,20 @@ def test_a_revision_other_than_the_operators_is_refused() -> None:
         UpgradeSpec.model_validate(
             {
                 "cluster": {"name": "c1"},
-                "target": {"version": "1.24.2", "revision": "canary"},
+                "target": {"version": "1.31.0", "revision": "canary"},
                 "installer": {"strategy": "sail"},
             }
         )
-    assert "'default-v1-24-2'; omit target.revision" in str(raised.value)
+    assert "'default-v1-31-0'; omit target.revision" in str(raised.value)
     # The operator's own name is accepted as given.
     spec = UpgradeSpec.model_validate(
         {
             "cluster": {"name": "c1"},
-            "target": {"version": "1.24.2", "revision": "default-v1-24-2"},
+            "target": {"version": "1.31.0", "revision": "default-v1-31-0"},
             "installer": {"strategy": "sail"},
         }
     )
-    assert spec.target_revision == "default-v1-24-2"
+    assert spec.target_revision == "default-v1-31-0"
 
 
 def test_the_precheck_asks_for_sailoperator_rights_not_the_bundles() -> None:
