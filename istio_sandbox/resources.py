@@ -190,23 +190,6 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
         short=("crd",),
         sub=("status",),
     ),
-    # Sail Operator CRs, so the `sail` installer strategy has something to talk to.
-    _rt(
-        "sailoperator.io",
-        "v1",
-        "IstioRevision",
-        "istiorevisions",
-        namespaced=False,
-        sub=("status",),
-    ),
-    _rt(
-        "sailoperator.io",
-        "v1",
-        "IstioRevisionTag",
-        "istiorevisiontags",
-        namespaced=False,
-        sub=("status",),
-    ),
 )
 
 BY_KEY: dict[str, ResourceType] = {rt.key: rt for rt in RESOURCE_TYPES}

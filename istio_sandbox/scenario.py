@@ -27,6 +27,7 @@ from pydantic import (
 from istio_sandbox.cluster import Cluster, Timings
 from istio_sandbox.controllers.objects import template_hash
 from istio_sandbox.controllers.rollouts import render_rollout_crd
+from istio_sandbox.controllers.sail import SailOperator
 from istio_sandbox.faults import Faults
 from istio_sandbox.istio.ambient import render_istio_cni, render_ztunnel
 from istio_sandbox.istio.charts import (
@@ -50,6 +51,16 @@ from istio_sandbox.istio.names import (
     is_dns1123_label,
     parse_version,
     revision_of_version,
+)
+from istio_sandbox.istio.sail_crds import (
+    END_OF_LIFE,
+    ISTIO_CNIS,
+    ISTIO_REVISION_TAGS,
+    ISTIOS,
+    VERSIONS,
+    chart_revision,
+    render_sail_crds,
+    revision_name,
 )
 from istio_sandbox.resources import by_kind
 from istio_sandbox.store import AlreadyExists, Obj, clone
@@ -171,6 +182,74 @@ class AmbientSpec(_Strict):
     def _version(cls, value: str) -> str:
         parse_version(value)
         return value
+
+
+class SailSpec(_Strict):
+    """A control plane installed by the Sail Operator (``sailoperator.io/v1``): the five Sail
+    CRDs, an ``Istio``, ``IstioRevisionTag`` objects targeting it and optionally an
+    ``IstioCNI``; the sandbox's Sail controller creates the IstioRevision and its istiod."""
+
+    istio: str = "default"
+    """Name of the ``Istio`` object."""
+    version: str
+    """Sail's ``spec.version``, e.g. ``v1.30.3`` (one of the CRD's enum, not end-of-life)."""
+    update_strategy: Literal["InPlace", "RevisionBased"] = "RevisionBased"
+    """``spec.updateStrategy.type``: revision ``<istio>-<version with dashes>`` when
+    RevisionBased, the Istio's name (revisionless istiod for ``default``) when InPlace."""
+    inactive_revision_deletion_grace_period_s: int | None = Field(None, ge=0)
+    """``spec.updateStrategy.inactiveRevisionDeletionGracePeriodSeconds``; None = Sail's 30."""
+    tags: list[str] = Field(default_factory=lambda: ["default"])
+    """IstioRevisionTags (``targetRef: {kind: Istio, name: <istio>}``) created with it."""
+    cni: bool = False
+    """Also an ``IstioCNI`` named ``default`` at the same version (namespace ``istio-cni``)."""
+
+    @field_validator("istio")
+    @classmethod
+    def _istio(cls, value: str) -> str:
+        return _dns_label(value, "sail.istio")
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        if value not in VERSIONS:
+            if f"v{value}" in VERSIONS:
+                raise ValueError(f"Sail versions start with v; use 'v{value}'")
+            raise ValueError(
+                f"{value!r} is not a version Sail accepts; use one of {list(VERSIONS)}"
+            )
+        if value in END_OF_LIFE:
+            oldest = min(
+                (v for v in VERSIONS if v not in END_OF_LIFE and v[1:2].isdigit() and "-" not in v),
+                key=lambda v: tuple(int(p) for p in v[1:].split("-")[0].split(".")),
+            )
+            raise ValueError(f"{value!r} is end-of-life in Sail; use {oldest} or later")
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str]) -> list[str]:
+        for tag in value:
+            _dns_label(tag, "sail.tags")
+        return value
+
+    @property
+    def revision(self) -> str:
+        """The IstioRevision Sail creates for this Istio."""
+        return revision_name(self.istio, self.version, self.update_strategy)
+
+    def istio_object(self) -> Obj:
+        strategy: dict[str, Any] = {"type": self.update_strategy}
+        if self.inactive_revision_deletion_grace_period_s is not None:
+            strategy["inactiveRevisionDeletionGracePeriodSeconds"] = (
+                self.inactive_revision_deletion_grace_period_s
+            )
+        return {
+            "apiVersion": ISTIOS.api_version,
+            "kind": ISTIOS.kind,
+            "metadata": {"name": self.istio},
+            "spec": {"version": self.version, "namespace": ISTIO_NAMESPACE,
+                     "updateStrategy": strategy},
+        }  # fmt: skip
 
 
 class WorkloadSpec(_Strict):
@@ -366,8 +445,11 @@ class Scenario(_Strict):
     cluster_name: str = "sandbox"
     """Name of the simulated cluster (used in workflow ids and metric labels)."""
     timings: Timings = Field(default_factory=Timings)
-    revisions: list[RevisionSpec] = Field(min_length=1)
-    """Control-plane revisions installed at start."""
+    revisions: list[RevisionSpec]
+    """Control-plane revisions installed at start (at least one, unless ``sail`` is set:
+    then ``revisions: []`` is allowed)."""
+    sail: SailSpec | None = None
+    """A control plane installed by the Sail Operator instead of (or beside) ``revisions``."""
     tags: dict[str, str] = Field(default_factory=dict)
     """Revision tags at start: tag name → revision name."""
     istio_crds: bool = True
@@ -417,7 +499,18 @@ class Scenario(_Strict):
                 yield f"generate[{i}]", ns
 
     def revision_names(self) -> list[str]:
-        return [r.name for r in self.revisions]
+        """Installed revisions: ``revisions`` then the Sail Istio's active IstioRevision."""
+        names = [r.name for r in self.revisions]
+        if self.sail is not None:
+            names.append(self.sail.revision)
+        return names
+
+    def chart_revisions(self) -> dict[str, str]:
+        """Revision name → the istiod chart's ``revision`` value (``""`` = revisionless)."""
+        out = {r.name: r.chart_revision for r in self.revisions}
+        if self.sail is not None:
+            out[self.sail.revision] = chart_revision(self.sail.revision)
+        return out
 
     def needs_gateway_api(self) -> bool:
         return self.gateway_api or any(ns.gateways for _, ns in self.all_namespaces())
@@ -430,6 +523,11 @@ class Scenario(_Strict):
 
 def _reference_problems(scenario: Scenario) -> Iterator[str]:
     revisions = scenario.revision_names()
+    if not revisions:
+        yield (
+            "revisions: List should have at least 1 item; list a revision, or install the "
+            "control plane with sail"
+        )
     seen_rev: set[str] = set()
     for i, name in enumerate(revisions):
         if name in seen_rev:
@@ -445,7 +543,12 @@ def _reference_problems(scenario: Scenario) -> Iterator[str]:
             )
         if tag in seen_rev:
             yield f"tags.{tag}: a tag cannot share its name with a revision; rename the tag"
-    selectable = seen_rev | set(scenario.tags)
+    sail_tags = set(scenario.sail.tags) if scenario.sail is not None else set()
+    for tag in sorted(sail_tags & set(scenario.tags)):
+        yield f"sail.tags: tag {tag!r} is also under tags; keep it in one place"
+    for tag in sorted(sail_tags & seen_rev):
+        yield f"sail.tags: a tag cannot share its name with a revision ({tag!r}); rename the tag"
+    selectable = seen_rev | set(scenario.tags) | sail_tags
     served = {
         (f"{c['spec']['group']}/{v['name']}", c["spec"]["names"]["kind"])
         for c in render_crds()
@@ -916,7 +1019,9 @@ def populate_control_plane(cluster: Cluster, scenario: Scenario) -> None:
     for rev in scenario.revisions:
         for obj in render_istiod(rev.version, rev.chart_revision):
             _create(cluster, obj)
-    chart_revisions = {r.name: r.chart_revision for r in scenario.revisions}
+    if scenario.sail is not None:
+        _populate_sail(cluster, scenario.sail)
+    chart_revisions = scenario.chart_revisions()
     for tag, revision in scenario.tags.items():
         for obj in render_tag(tag, chart_revisions.get(revision, revision)):
             _create(cluster, obj)
@@ -925,11 +1030,38 @@ def populate_control_plane(cluster: Cluster, scenario: Scenario) -> None:
         _create(cluster, render_default_validator(validator))
     if scenario.ambient is not None:
         amb = scenario.ambient
-        target = amb.revision if amb.revision is not None else scenario.revisions[0].name
+        target = amb.revision if amb.revision is not None else scenario.revision_names()[0]
         for obj in render_istio_cni(amb.version):
             _create(cluster, obj)
         for obj in render_ztunnel(amb.version, chart_revisions.get(target, target)):
             _create(cluster, obj)
+
+
+def _populate_sail(cluster: Cluster, sail: SailSpec) -> None:
+    """Sail's CRDs and resources, then Sail's reconcile run to a fixed point, so the
+    IstioRevision, its istiod and the tag webhooks exist before any workload pod."""
+    for crd in render_sail_crds():
+        _create(cluster, crd)
+    operator = SailOperator(cluster.store)
+    objects: list[tuple[Any, Obj]] = [(ISTIOS, sail.istio_object())]
+    for tag in sail.tags:
+        ref = {"kind": "Istio", "name": sail.istio}
+        objects.append((ISTIO_REVISION_TAGS, {"metadata": {"name": tag},
+                                              "spec": {"targetRef": ref}}))  # fmt: skip
+    if sail.cni:
+        _create(cluster, _namespace("istio-cni", {}, {}))
+        cni = {"metadata": {"name": "default"},
+               "spec": {"version": sail.version, "namespace": "istio-cni"}}  # fmt: skip
+        objects.append((ISTIO_CNIS, cni))
+    for rt, obj in objects:
+        operator.validate(rt, "CREATE", obj, None)
+        with contextlib.suppress(AlreadyExists):
+            cluster.store.create(rt, obj)
+    for _ in range(5):
+        before = cluster.store.resource_version
+        operator.sync()
+        if cluster.store.resource_version == before:
+            break
 
 
 def populate_workloads(cluster: Cluster, scenario: Scenario) -> None:
@@ -984,6 +1116,7 @@ __all__ = [
     "NamespaceSpec",
     "PodSpec",
     "RevisionSpec",
+    "SailSpec",
     "Scenario",
     "ScenarioError",
     "WorkloadSpec",

@@ -302,9 +302,22 @@ def _support_checks(
                 "release notes list the Gateway API version of each release)",
             )
         )
-    if inventory.ambient or any(
+    ambient_in_use = inventory.ambient or any(
         ns.labels.get("istio.io/dataplane-mode") == "ambient" for ns in inventory.namespaces
-    ):
+    )
+    if ambient_in_use and spec.installer.strategy == "sail":
+        # The operator's IstioCNI/ZTunnel are upgraded in place after the control plane, at
+        # promote, and the precheck refuses a jump of more than one minor (activities/sail.py).
+        findings.append(
+            Finding(
+                severity="info",
+                code="AMBIENT_BY_SAIL",
+                message=f"ambient components ({'; '.join(inventory.ambient) or 'namespaces'}) "
+                "are upgraded through their IstioCNI/ZTunnel resources once the tags move to "
+                f"the new revision (at most {support.ambient_max_minor_jump} minor ahead)",
+            )
+        )
+    elif ambient_in_use:
         ambient_ns = sorted(
             ns.name
             for ns in inventory.namespaces

@@ -245,6 +245,57 @@ def _generic_row(obj: Obj) -> list[Any]:
     return [meta.get("name", ""), age(meta.get("creationTimestamp"))]
 
 
+def _path(obj: Obj, *keys: str) -> Any:
+    cur: Any = obj
+    for key in keys:
+        cur = cur.get(key) if isinstance(cur, dict) else None
+    return "" if cur is None else cur
+
+
+def _cond_status(obj: Obj, ctype: str) -> str:
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == ctype:
+            return str(cond.get("status", ""))
+    return ""
+
+
+# The Sail CRDs' additionalPrinterColumns (chart/crds/sailoperator.io_*.yaml).
+def _istio_row(obj: Obj) -> list[Any]:
+    revs = ("status", "revisions")
+    return [_meta(obj).get("name", ""), _path(obj, "spec", "namespace"),
+            _path(obj, "spec", "profile"), str(_path(obj, *revs, "total")),
+            str(_path(obj, *revs, "ready")), str(_path(obj, *revs, "inUse")),
+            _path(obj, "status", "activeRevisionName"), _path(obj, "status", "state"),
+            _path(obj, "spec", "version"), age(_meta(obj).get("creationTimestamp"))]  # fmt: skip
+
+
+def _istiorevision_row(obj: Obj) -> list[Any]:
+    return [_meta(obj).get("name", ""), _path(obj, "spec", "namespace"),
+            _path(obj, "spec", "values", "profile"), _cond_status(obj, "Ready"),
+            _path(obj, "status", "state"), _cond_status(obj, "InUse"),
+            _path(obj, "spec", "version"), age(_meta(obj).get("creationTimestamp"))]  # fmt: skip
+
+
+def _istiorevisiontag_row(obj: Obj) -> list[Any]:
+    return [_meta(obj).get("name", ""), _path(obj, "status", "state"),
+            _cond_status(obj, "InUse"), _path(obj, "status", "istioRevision"),
+            age(_meta(obj).get("creationTimestamp"))]  # fmt: skip
+
+
+def _istiocni_row(obj: Obj) -> list[Any]:
+    return [_meta(obj).get("name", ""), _path(obj, "spec", "namespace"),
+            _path(obj, "spec", "profile"), _cond_status(obj, "Ready"),
+            _path(obj, "status", "state"), _path(obj, "spec", "version"),
+            age(_meta(obj).get("creationTimestamp"))]  # fmt: skip
+
+
+def _ztunnel_row(obj: Obj) -> list[Any]:
+    return [_meta(obj).get("name", ""), _path(obj, "spec", "namespace"),
+            _cond_status(obj, "Ready"), _path(obj, "status", "state"),
+            _path(obj, "spec", "version"), _path(obj, "status", "istioRevision"),
+            age(_meta(obj).get("creationTimestamp"))]  # fmt: skip
+
+
 _NAME: Column = ("Name", "string", 0, "Name must be unique within a namespace.")
 _AGE: Column = ("Age", "string", 0, "Time since the object was created.")
 _CONTAINERS: list[Column] = [
@@ -356,7 +407,49 @@ _TABLES: dict[str, tuple[list[Column], Row]] = {
         ],
         _job_row,
     ),
-}
+    "istios": (
+        [_NAME, ("Namespace", "string", 0, "The namespace for the control plane components."),
+         ("Profile", "string", 0, "The selected profile."),
+         ("Revisions", "string", 0, "Total number of IstioRevision objects."),
+         ("Ready", "string", 0, "Number of revisions that are ready."),
+         ("In use", "string", 0, "Number of revisions that are in use."),
+         ("Active Revision", "string", 0, "The name of the currently active revision."),
+         ("Status", "string", 0, "The current state of the active revision."),
+         ("Version", "string", 0, "The version of the control plane installation."), _AGE],
+        _istio_row,
+    ),
+    "istiorevisions": (
+        [_NAME, ("Namespace", "string", 0, "The namespace for the control plane components."),
+         ("Profile", "string", 0, "The selected profile."),
+         ("Ready", "string", 0, "Whether the control plane installation is ready."),
+         ("Status", "string", 0, "The current state of this object."),
+         ("In use", "string", 0, "Whether the revision is being used by workloads."),
+         ("Version", "string", 0, "The version of the control plane installation."), _AGE],
+        _istiorevision_row,
+    ),
+    "istiorevisiontags": (
+        [_NAME, ("Status", "string", 0, "The current state of this object."),
+         ("In use", "string", 0, "Whether the tag is being used by workloads."),
+         ("Revision", "string", 0, "The IstioRevision this object is referencing."), _AGE],
+        _istiorevisiontag_row,
+    ),
+    "istiocnis": (
+        [_NAME, ("Namespace", "string", 0, "The namespace of the istio-cni-node DaemonSet."),
+         ("Profile", "string", 0, "The selected profile."),
+         ("Ready", "string", 0, "Whether the istio-cni-node pods are ready."),
+         ("Status", "string", 0, "The current state of this object."),
+         ("Version", "string", 0, "The version of the Istio CNI installation."), _AGE],
+        _istiocni_row,
+    ),
+    "ztunnels": (
+        [_NAME, ("Namespace", "string", 0, "The namespace of the ztunnel DaemonSet."),
+         ("Ready", "string", 0, "Whether the ztunnel pods are ready."),
+         ("Status", "string", 0, "The current state of this object."),
+         ("Version", "string", 0, "The version of the Istio ztunnel installation."),
+         ("Revision", "string", 0, "The IstioRevision the ztunnel connects to."), _AGE],
+        _ztunnel_row,
+    ),
+}  # fmt: skip
 
 
 def _column_defs(columns: list[Column]) -> list[dict[str, Any]]:

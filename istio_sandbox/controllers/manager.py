@@ -34,6 +34,7 @@ from istio_sandbox.controllers.pods import PodLifecycle
 from istio_sandbox.controllers.replicasets import ReplicaSetController
 from istio_sandbox.controllers.rollouts import RolloutController
 from istio_sandbox.controllers.runtime import Runtime
+from istio_sandbox.controllers.sail import SailOperator
 from istio_sandbox.controllers.statefulsets import StatefulSetController
 from istio_sandbox.controllers.validation import ValidatingAdmission, ValidationWebhookController
 from istio_sandbox.faults import RolloutFault
@@ -77,6 +78,7 @@ class Controllers:
         self.validation = ValidatingAdmission(cluster, lambda ns: rt.in_namespace(PODS, ns))
         self.validation_webhooks = ValidationWebhookController(rt)
         self.cluster_roles = ClusterRoleAggregation(cluster.store)
+        self.sail = SailOperator(cluster.store, schedule=rt.after)
         self._reconcilers: dict[str, Callable[[str, str], None]] = {
             PODS.key: self.pods.reconcile,
             REPLICASETS.key: self.replicasets.reconcile,
@@ -104,6 +106,7 @@ class Controllers:
             defaults.register(store)
             store.add_admission(PODS.key, self.injector.admit)
             store.add_validation(self.validation)
+            store.add_validation(self.sail.validate)
             self.runtime.change_hooks.append(self.validation_webhooks.on_change)
             store.add_listener(self.runtime.on_change)
             store.add_after_write(self.cluster_roles.on_change)
@@ -112,10 +115,12 @@ class Controllers:
             self.runtime.change_hooks.append(self.gateways.on_change)
             self.runtime.change_hooks.append(self.ambient.on_change)
             self.runtime.change_hooks.append(self.label_reverter.on_change)
+            self.runtime.change_hooks.append(self.sail.on_change)
             self.runtime.after(0, self.gateways.ensure_classes)
             self.runtime.prime()
             self.ambient.prime()
             self.label_reverter.prime()
+            self.sail.prime()
             self.runtime.after(0, self.validation_webhooks.reconcile)
         self._wake = asyncio.Event()
         wake = self._wake

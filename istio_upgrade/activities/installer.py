@@ -448,6 +448,22 @@ def _revision_refs(kube: Kube, revision: str) -> list[dict[str, str]]:
     return refs
 
 
+def _refuse_operator_owned(kube: Kube, revision: str) -> None:
+    """Refuse to delete by the chart's names a revision the Sail Operator renders: it would
+    render the objects again, and only deleting its ``IstioRevision`` removes it."""
+    istiod = kube.get_or_none("apps/v1", "Deployment", istiod_name(revision), ISTIO_NAMESPACE)
+    owners = ((istiod or {}).get("metadata") or {}).get("ownerReferences") or []
+    owner = next((o for o in owners if o.get("kind") == "IstioRevision"), None)
+    if owner is not None:
+        raise ApplicationError(
+            f"revision {revision} is rendered by the Sail Operator (IstioRevision/"
+            f"{owner.get('name')}); remove it with kubectl delete istiorevision "
+            f"{owner.get('name')}, or upgrade with installer.strategy sail",
+            type="OperatorManaged",
+            non_retryable=True,
+        )
+
+
 def uninstall(kube: Kube, revision: str) -> UninstallResult:
     """Delete a revision's objects: the inventory's list when present, else the well-known names.
 
@@ -457,6 +473,8 @@ def uninstall(kube: Kube, revision: str) -> UninstallResult:
     result = UninstallResult()
     cm_name = inventory_configmap_name(revision)
     cm = kube.get_or_none("v1", "ConfigMap", cm_name, ISTIO_NAMESPACE)
+    if cm is None:
+        _refuse_operator_owned(kube, revision)
     if cm is not None:
         try:
             refs: list[dict[str, str]] = json.loads((cm.get("data") or {}).get("objects", "[]"))

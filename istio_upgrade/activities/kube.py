@@ -21,6 +21,7 @@ from istio_upgrade.activities import (
     lock,
     migration,
     permissions,
+    sail,
 )
 from istio_upgrade.activities.kube_client import KubeClients
 from istio_upgrade.models.activities import (
@@ -129,6 +130,8 @@ class KubeActivities:
     @activity.defn(name="check_bundles")
     def check_bundles(self, spec: BundleCheckInput) -> BundleCheckResult:
         """Read and sort the spec's bundles, writing nothing (the precheck's view)."""
+        if spec.installer.strategy == "sail":
+            return sail.check(self.clients.for_cluster(spec.cluster), spec)
         return installer.check_bundles(self.clients.for_cluster(spec.cluster), spec)
 
     @activity.defn(name="check_permissions")
@@ -147,12 +150,24 @@ class KubeActivities:
         """Server-side apply the target revision's bundle and record its inventory."""
         action = f"installed as part of revision {spec.revision} (Istio {spec.version})"
         with audit.writing(_writing("RevisionInstalled", action)):
+            if spec.installer.strategy == "sail":
+                return sail.install(self.clients.for_cluster(spec.cluster), spec)
             return installer.install(self.clients.for_cluster(spec.cluster), spec)
 
     @activity.defn(name="wait_revision_ready")
     def wait_revision_ready(self, spec: RevisionInput) -> None:
         """Wait until ``istiod-<rev>`` is available; the deadline survives worker restarts."""
         started = float(_details().get("started", time.time()))
+        if spec.installer is not None and spec.installer.strategy == "sail":
+            sail.wait_ready(
+                self.clients.for_cluster(spec.cluster),
+                spec.installer,
+                spec.revision,
+                spec.timeout_seconds,
+                started,
+                lambda s: _wait_beat({"started": s}),
+            )
+            return
         installer.wait_ready(
             self.clients.for_cluster(spec.cluster),
             spec.revision,
@@ -247,6 +262,15 @@ class KubeActivities:
         """Point revision tags at a revision (or remove them)."""
         action = f"revision tag(s) {', '.join(spec.tags)} pointed at {spec.revision or 'nothing'}"
         with audit.writing(_writing("RevisionTagMoved", action)):
+            if spec.installer is not None and spec.installer.strategy == "sail":
+                return sail.move_tags(
+                    self.clients.for_cluster(spec.cluster),
+                    spec.installer,
+                    spec.tags,
+                    spec.revision,
+                    spec.original,
+                    activity.heartbeat,
+                )
             return installer.move_tags(
                 self.clients.for_cluster(spec.cluster), spec.tags, spec.revision, spec.original
             )
@@ -263,6 +287,13 @@ class KubeActivities:
         """Delete a revision's control plane (by its inventory when this product installed it)."""
         action = f"deleted with revision {spec.revision}"
         with audit.writing(_writing("RevisionUninstalled", action)):
+            if spec.installer is not None and spec.installer.strategy == "sail":
+                return sail.uninstall(
+                    self.clients.for_cluster(spec.cluster),
+                    spec.installer,
+                    spec.revision,
+                    activity.heartbeat,
+                )
             return installer.uninstall(self.clients.for_cluster(spec.cluster), spec.revision)
 
     @activity.defn(name="acquire_cluster_lock")

@@ -283,6 +283,10 @@ def _needs(
     needs = required_permissions(spec)
     roles: dict[tuple[str, str], list[Obj]] = {}
     revision = spec.target_revision
+    if spec.installer.strategy == "sail":
+        # The operator renders and removes the revisions; the worker only changes its
+        # resources (models/permissions.sail_needs) and migrates.
+        return needs + ondelete_needs(_ondelete_namespaces(kube, spec.namespaces, tick)), roles
     if spec.installs:
         objects = _bundle(kube, spec) or []
         resolved = [(obj, _resolve(kube, obj)) for obj in objects]

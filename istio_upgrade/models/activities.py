@@ -134,6 +134,8 @@ class RevisionInput(_Model):
     cluster: ClusterRef
     revision: str
     timeout_seconds: float = 300.0
+    installer: InstallerSpec | None = None
+    """Set for strategy ``sail`` (the revision is an ``IstioRevision``); None: ``manifests``."""
 
 
 class UninstallResult(_Model):
@@ -250,6 +252,8 @@ class MoveTagsInput(_Model):
     """Revision the tags point at afterwards; None deletes the tags' objects."""
     original: dict[str, str | None] | None = None
     """Tag → the revision it named before the upgrade (None: absent), from discovery."""
+    installer: InstallerSpec | None = None
+    """Set for strategy ``sail`` (the tags are ``IstioRevisionTag``s); None: ``manifests``."""
 
 
 class MoveTagsResult(_Model):

@@ -38,14 +38,17 @@ every namespace at once (a cluster-wide list; only a ClusterRoleBinding grants i
 ``namespace``: in ``AccessNeed.namespace``. ``plan-namespaces``: in every namespace the plan
 migrates (granted cluster-wide or by a RoleBinding in each)."""
 
-Component = Literal["base", "installer-manifests"]
-"""Where ``deploy/`` grants a permission: ``deploy/rbac.yaml`` (migration) or
-``deploy/components/installer-manifests`` (installing with the ``manifests`` strategy)."""
+Component = Literal["base", "installer-manifests", "installer-sail"]
+"""Where ``deploy/`` grants a permission: ``deploy/rbac.yaml`` (migration),
+``deploy/components/installer-manifests`` (installing with the ``manifests`` strategy) or
+``deploy/components/installer-sail`` (the ``sail`` strategy)."""
 
 COMPONENT_FILES: dict[str, str] = {
     "base": "deploy/rbac.yaml",
     "installer-manifests": "deploy/components/installer-manifests/rbac.yaml",
+    "installer-sail": "deploy/components/installer-sail/rbac.yaml",
 }
+SAIL_GROUP = "sailoperator.io"
 
 CRD_GATEWAYS = "gateways.gateway.networking.k8s.io"
 CRD_ENVOYFILTERS = "envoyfilters.networking.istio.io"
@@ -403,6 +406,8 @@ def required_permissions(spec: PermissionsInput) -> list[AccessNeed]:
                     namespace=namespace,
                 )
             )
+    if spec.installer.strategy == "sail":
+        return needs + sail_needs(spec)
     if spec.tags:
         needs += _tag_needs(spec.tags)
     if spec.installs and spec.crds is not None:
@@ -440,6 +445,40 @@ def required_permissions(spec: PermissionsInput) -> list[AccessNeed]:
                     namespace=cm.namespace,
                 )
             )
+    return needs
+
+
+def sail_needs(spec: PermissionsInput) -> list[AccessNeed]:
+    """The ``sail`` strategy's requests (``activities/sail.py``): the ``Istio`` resource read
+    and patched (its version, the record of what changed), the ``IstioRevision``s waited on and
+    pruned, the ``IstioRevisionTag``s pinned and moved, ``IstioCNI``/``ZTunnel`` upgraded."""
+    istio = spec.installer.sail.istio if spec.installer.sail is not None else "default"
+    sail: Component = "installer-sail"
+    needs = [
+        _need(v, SAIL_GROUP, "istios", "cluster", "read and set the Istio resource's version",
+              name=istio, component=sail)
+        for v in ("get", "patch")
+    ]  # fmt: skip
+    needs.append(
+        _need("get", SAIL_GROUP, "istiorevisions", "cluster", "wait for the new IstioRevision",
+              component=sail)
+    )  # fmt: skip
+    if spec.removes_source or spec.removes_target:
+        needs.append(
+            _need("delete", SAIL_GROUP, "istiorevisions", "cluster",
+                  "delete the revision left inactive (prune: delete)", component=sail)
+        )  # fmt: skip
+    needs += [
+        _need(v, SAIL_GROUP, "istiorevisiontags", "cluster", "pin and move the revision tags",
+              component=sail)
+        for v in ("get", "list", "patch", "create", "delete")
+    ]  # fmt: skip
+    needs += [
+        _need(v, SAIL_GROUP, r, "cluster", "upgrade the ambient components with the control plane",
+              component=sail)
+        for r in ("istiocnis", "ztunnels")
+        for v in ("list", "patch")
+    ]  # fmt: skip
     return needs
 
 

@@ -464,6 +464,45 @@ class BundleSource(_Strict):
         return "bundle"
 
 
+class SailSpec(_Strict):
+    """The Sail Operator's ``Istio`` resource the upgrade changes, and who prunes.
+
+    The resource must use ``spec.updateStrategy.type: RevisionBased``: the upgrade sets its
+    ``spec.version``, the operator creates the new ``IstioRevision`` named
+    ``<istio>-v<version with dashes>`` beside the old one (``getActiveRevisionName`` in
+    sail-operator ``controllers/istio/istio_controller.go``), and namespaces move to it in
+    gated batches.
+    """
+
+    istio: str = "default"
+    """Name of the cluster-scoped ``Istio`` resource (``sailoperator.io/v1``)."""
+    prune: Literal["sail", "delete"] = "sail"
+    """Who removes the revision left inactive (the old one after promotion, the new one after
+    a rollback): ``sail`` waits for the operator to prune it once it is unused and its
+    ``inactiveRevisionDeletionGracePeriodSeconds`` passed; ``delete`` deletes the
+    ``IstioRevision`` as soon as nothing uses it."""
+    prune_timeout_seconds: float = Field(600.0, ge=1, le=MAX_SECONDS)
+    """With ``prune: sail``: how long to wait for the operator's pruning before reporting the
+    revision as kept."""
+
+    @field_validator("istio")
+    @classmethod
+    def _istio(cls, value: str) -> str:
+        # The revision name <istio>-v<x>-<y>-<z> must stay a DNS label of MAX_REVISION.
+        return check_dns1123(
+            value, "installer.sail.istio", max_length=40, why=" (the name of the Istio resource)"
+        )
+
+    def revision_name(self, version: str) -> str:
+        """The ``IstioRevision`` Sail creates for ``version`` (``1.31.0`` → ``default-v1-31-0``)."""
+        return f"{self.istio}-{sail_version(version).replace('.', '-')}"
+
+
+def sail_version(version: str) -> str:
+    """An Istio version as Sail's ``spec.version`` spells it: ``1.31.0`` → ``v1.31.0``."""
+    return version if version.startswith("v") else f"v{version}"
+
+
 class InstallerSpec(BundleSource):
     """How the target revision's control plane is installed and removed.
 
@@ -474,11 +513,39 @@ class InstallerSpec(BundleSource):
     applied (kept for upgrades started before bundles were required; new upgrades are refused).
     """
 
-    strategy: Literal["manifests"] = "manifests"
-    """``manifests``: server-side apply of a rendered bundle, recorded in an inventory."""
+    strategy: Literal["manifests", "sail"] = "manifests"
+    """``manifests``: server-side apply of a rendered bundle, recorded in an inventory.
+    ``sail``: the Sail Operator installs the revision from an ``Istio`` resource in
+    ``RevisionBased`` mode (``installer.sail``); no bundle is given."""
+    sail: SailSpec | None = None
+    """The ``Istio`` resource and the pruning of old revisions (strategy ``sail`` only)."""
 
     def _field_name(self) -> str:
         return "installer"
+
+    @model_validator(mode="after")
+    def _strategy_fields(self) -> InstallerSpec:
+        if self.strategy == "sail":
+            given = self.sources_given()
+            if given:
+                raise ValueError(
+                    f"installer.strategy sail installs through the Sail Operator's Istio "
+                    f"resource and takes no bundle: remove installer.{', installer.'.join(given)}"
+                )
+            if self.sail is None:
+                self.sail = SailSpec()
+        elif self.sail is not None:
+            raise ValueError(
+                "installer.sail applies to installer.strategy sail only: set "
+                "installer.strategy to sail, or remove installer.sail"
+            )
+        return self
+
+    @property
+    def sail_settings(self) -> SailSpec:
+        """``installer.sail``, always set for strategy ``sail`` after validation."""
+        assert self.sail is not None, "installer.sail is set for strategy sail"
+        return self.sail
 
 
 class CRDSpec(BundleSource):
@@ -733,6 +800,33 @@ class UpgradeSpec(_Strict):
         if problems:
             raise refusal(cls, problems)
         return spec
+
+    @model_validator(mode="after")
+    def _sail(self) -> UpgradeSpec:
+        """Under strategy ``sail`` the revision is the operator's name for the version."""
+        if self.installer.strategy != "sail":
+            return self
+        sail = self.installer.sail_settings
+        expected = sail.revision_name(self.target.version)
+        if self.target.revision not in (expected, revision_for_version(self.target.version)):
+            raise ValueError(
+                f"target.revision {self.target.revision!r}: under installer.strategy sail the "
+                f"revision is the IstioRevision the operator creates, {expected!r}; omit "
+                "target.revision"
+            )
+        self.target.revision = expected
+        if self.crds is not None:
+            raise ValueError(
+                "crds: the Sail Operator installs Istio's CRDs itself; remove crds under "
+                "installer.strategy sail"
+            )
+        if self.rollback.keep_new_revision:
+            raise ValueError(
+                "rollback.keep_new_revision: under installer.strategy sail a rollback restores "
+                "the Istio resource's version, and the operator prunes the unused new revision; "
+                "remove rollback.keep_new_revision"
+            )
+        return self
 
     @model_validator(mode="after")
     def _distinct(self) -> UpgradeSpec:

@@ -65,6 +65,11 @@ EXPECTED = {
     # Counting gate verdicts, phases and rollbacks on the SDK's metric meter (workflow-metrics).
     "clean-upgrade-6.json",
     "bad-canary-rollback-6.json",
+    # Installer strategy sail (patch sail-installer): the revision and tag steps carry the
+    # installer, the precheck reads the Istio resource; pruned by the operator or deleted.
+    "sail-upgrade-sail-6.json",
+    "sail-upgrade-delete-6.json",
+    "sail-bad-canary-rollback-6.json",
 }
 
 

@@ -14,13 +14,16 @@ with workflow.unsafe.imports_passed_through():
     from istio_upgrade.models.plan import Plan
     from istio_upgrade.models.progress import Phase
     from istio_upgrade.models.spec import UpgradeSpec
-    from istio_upgrade.workflows.phases.install import uninstall
+    from istio_upgrade.workflows.phases.install import sail_installer, uninstall
     from istio_upgrade.workflows.revision_use import revision_use
     from istio_upgrade.workflows.state import UpgradeState
 
 
 def removal_command(spec: UpgradeSpec, revision: str) -> str:
     """The command that finishes removing a revision the upgrade had to keep."""
+    if sail_installer(spec) is not None:
+        # The operator's IstioRevision: remove-revision knows manifests installs only.
+        return f"`kubectl delete istiorevision {revision}` (or let the Sail Operator prune it)"
     return f"`istio-upgrade remove-revision --cluster {spec.cluster.name} --revision {revision}`"
 
 
@@ -63,5 +66,5 @@ async def _remove_old(spec: UpgradeSpec, old: str) -> tuple[bool, list[str]]:
             f"it, run {removal_command(spec, old)}"
         )
         return False, warnings
-    await uninstall(spec.cluster, old)
+    await uninstall(spec.cluster, old, sail_installer(spec))
     return True, warnings

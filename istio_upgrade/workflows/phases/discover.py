@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from istio_upgrade.models.progress import BatchProgress, Phase, UpgradeResult
     from istio_upgrade.models.spec import UpgradeSpec
     from istio_upgrade.planning import plan_upgrade
+    from istio_upgrade.workflows.phases.install import sail_installer
     from istio_upgrade.workflows.prometheus_access import prometheus_auth
     from istio_upgrade.workflows.state import UpgradeState
     from istio_upgrade.workflows.steps import run_step
@@ -155,9 +156,9 @@ async def discover_and_plan(
     plan, report = planned.plan, planned.report
     # The built-in rendering is a reduced istiod, not a chart render: new upgrades must name
     # a rendered bundle. Patched so that upgrades started without one keep their path.
-    if not spec.installer.sources_given() and workflow.patched("bundle-required"):
-        report.findings.append(NO_BUNDLE)
-    elif spec.installer.sources_given() and workflow.patched("bundle-precheck"):
+    # Under strategy sail no bundle is named: the same check reads the Istio resource.
+    bundled = spec.installer.sources_given()
+    if sail_installer(spec) is not None or (bundled and workflow.patched("bundle-precheck")):
         # Read the bundles now, writing nothing, so a bundle that would be refused at
         # install (CRDs, gateways, other revisions' objects) refuses the upgrade before its
         # first write — the cluster lock included.
@@ -178,6 +179,8 @@ async def discover_and_plan(
         report.findings += [
             Finding(severity="info", code="BUNDLE_SKIPPED", message=m) for m in checked.skipped
         ]
+    elif not bundled and workflow.patched("bundle-required"):
+        report.findings.append(NO_BUNDLE)
     # Ask the API server whether the worker may send every request the upgrade will send,
     # given this plan, before its first write (a dry run too). Patched: upgrades recorded
     # before went on to lock and install without asking.

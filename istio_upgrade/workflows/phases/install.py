@@ -14,9 +14,22 @@ with workflow.unsafe.imports_passed_through():
     from istio_upgrade.models.activities import CrdsInput, InstallInput, RevisionInput
     from istio_upgrade.models.plan import Plan, PrecheckReport
     from istio_upgrade.models.progress import Phase
-    from istio_upgrade.models.spec import ClusterRef, UpgradeSpec
+    from istio_upgrade.models.spec import ClusterRef, InstallerSpec, UpgradeSpec
     from istio_upgrade.workflows.state import UpgradeState
     from istio_upgrade.workflows.steps import INTERRUPTIBLE_WAITS, run_step
+
+
+SAIL_INSTALLER = "sail-installer"
+"""Patch: revision and tag steps carry ``installer`` for strategy ``sail`` (which no upgrade
+recorded before it could use; manifests upgrades never reach the patch)."""
+
+
+def sail_installer(spec: UpgradeSpec) -> InstallerSpec | None:
+    """The installer handed to the revision and tag steps: set under strategy ``sail`` only,
+    so that the activities act on the Sail Operator's resources."""
+    if spec.installer.strategy == "sail" and workflow.patched(SAIL_INSTALLER):
+        return spec.installer
+    return None
 
 
 async def install_target(
@@ -62,7 +75,12 @@ async def install_target(
     st.set_phase(Phase.WAITING_REVISION)
     await run_step(
         wait_revision_ready,
-        RevisionInput(cluster=spec.cluster, revision=target, timeout_seconds=300),
+        RevisionInput(
+            cluster=spec.cluster,
+            revision=target,
+            timeout_seconds=300,
+            installer=sail_installer(spec),
+        ),
         summary=f"wait for istiod-{target} Ready",
         wait_seconds=300,
         # The deadline lives in the heartbeat details, so attempts do not extend the wait;
@@ -78,16 +96,18 @@ def push_uninstall_target(st: UpgradeState, spec: UpgradeSpec, target: str) -> N
     """Make removing the target revision part of the rollback (this upgrade installed it)."""
     st.compensations.push(
         f"uninstall {target}",
-        lambda: uninstall(spec.cluster, target),
+        lambda: uninstall(spec.cluster, target, sail_installer(spec)),
         needs_complete_rollback=True,
     )
 
 
-async def uninstall(cluster: ClusterRef, revision: str) -> None:
-    """Delete a revision's control plane."""
+async def uninstall(
+    cluster: ClusterRef, revision: str, installer: InstallerSpec | None = None
+) -> None:
+    """Delete a revision's control plane (``installer`` set: Sail's ``IstioRevision``)."""
     await run_step(
         uninstall_revision,
-        RevisionInput(cluster=cluster, revision=revision),
+        RevisionInput(cluster=cluster, revision=revision, installer=installer),
         summary=f"uninstall revision {revision}",
         heartbeats=True,
     )

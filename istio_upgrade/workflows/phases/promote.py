@@ -11,6 +11,7 @@ with workflow.unsafe.imports_passed_through():
     from istio_upgrade.models.progress import Phase
     from istio_upgrade.models.spec import UpgradeSpec
     from istio_upgrade.workflows.phases import labels
+    from istio_upgrade.workflows.phases.install import sail_installer
     from istio_upgrade.workflows.state import UpgradeState
     from istio_upgrade.workflows.steps import run_step
 
@@ -40,6 +41,7 @@ async def promote(
             tags=tags,
             revision=target,
             original={t: original_tags.get(t) for t in tags},
+            installer=sail_installer(spec),
         ),
         summary=f"move tags {', '.join(tags)} to {target}",
         heartbeats=True,
@@ -63,6 +65,7 @@ async def restore_tags(
                 tags=group,
                 revision=revision,
                 original={t: original.get(t) for t in group},
+                installer=sail_installer(spec),
             ),
             summary=f"restore tags {', '.join(group)} to {revision or 'absent'}",
             heartbeats=True,
