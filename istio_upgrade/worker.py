@@ -13,7 +13,11 @@ Configuration comes from the environment: ``TEMPORAL_ADDRESS`` (default ``localh
 ``TEMPORAL_TLS_CERT``/``TEMPORAL_TLS_KEY``/``TEMPORAL_TLS_CA`` (file paths, mutual TLS),
 ``TEMPORAL_TLS`` (``true``: TLS with the system roots), ``TEMPORAL_API_KEY`` (Temporal Cloud),
 ``KUBECONFIG`` (unset in a pod: the pod's service account), ``LOG_LEVEL`` and
-``WORKER_GRACEFUL_SHUTDOWN_SECONDS`` (45).
+``WORKER_GRACEFUL_SHUTDOWN_SECONDS`` (45). Worker Versioning: ``WORKER_VERSIONING`` (``off`` or
+``on``), ``WORKER_DEPLOYMENT_NAME`` (``istio-upgrade``) and ``WORKER_BUILD_ID`` (the package
+version); see :mod:`istio_upgrade.versioning`. Only the workers that run workflows register the
+version: activity-only cluster queues stay unversioned, so that a cluster's worker need not be
+redeployed in step with the main one.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from typing import Any
 
 import structlog
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkerDeploymentConfig
 
 from istio_upgrade.activities.fleet import follow_upgrade
 from istio_upgrade.activities.kube import KubeActivities
@@ -41,6 +45,7 @@ from istio_upgrade.client import ConnectionConfigError
 from istio_upgrade.client import connect as client_connect
 from istio_upgrade.logging import configure_logging
 from istio_upgrade.models.spec import check_dns1123, check_task_queue, cluster_task_queue
+from istio_upgrade.versioning import VersioningConfigError, VersioningSettings, settings_from_env
 from istio_upgrade.workflows.fleet import FleetRollout
 from istio_upgrade.workflows.removal import IstioRevisionRemoval
 from istio_upgrade.workflows.upgrade import TASK_QUEUE, IstioCanaryUpgrade
@@ -81,6 +86,7 @@ def build_worker(
     max_workers: int = 16,
     graceful_shutdown: timedelta = GRACEFUL_SHUTDOWN,
     workflows: bool = True,
+    deployment: WorkerDeploymentConfig | None = None,
 ) -> Worker:
     """A worker running the upgrade and removal workflows and their activities.
 
@@ -95,6 +101,8 @@ def build_worker(
         graceful_shutdown: On shutdown, how long running activities may take to finish before
             they are cancelled; waits stop at once (they resume on another worker from their
             heartbeats), mutations finish.
+        deployment: The Worker Deployment Version to register
+            (``VersioningSettings.deployment_config()``); None for an unversioned worker.
 
     Returns:
         The worker; run it with ``await worker.run()`` or ``async with worker``.
@@ -113,6 +121,7 @@ def build_worker(
         # up to 24 s for a rollout wait to stop.
         max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+        deployment_config=deployment,
     )
 
 
@@ -166,8 +175,13 @@ def build_workers(
     *,
     kubeconfig: str | None = None,
     max_workers: int = 16,
+    versioning: VersioningSettings | None = None,
 ) -> list[Worker]:
-    """One ``Worker`` per queue of ``worker_queues`` (a Temporal worker polls one queue)."""
+    """One ``Worker`` per queue of ``worker_queues`` (a Temporal worker polls one queue).
+
+    ``versioning`` applies to the queues that run workflows only (see the module docstring).
+    """
+    deployment = versioning.deployment_config() if versioning else None
     return [
         build_worker(
             client,
@@ -175,6 +189,7 @@ def build_workers(
             kubeconfig=kubeconfig,
             max_workers=max_workers,
             workflows=workflows,
+            deployment=deployment if workflows else None,
         )
         for queue, workflows in queues
     ]
@@ -199,8 +214,9 @@ async def run(
         main_queue=os.environ.get("TEMPORAL_TASK_QUEUE", TASK_QUEUE),
         activity_queues=activity_queues,
     )
+    versioning = settings_from_env()
     client = await connect()
-    workers = build_workers(client, queues)
+    workers = build_workers(client, queues, versioning=versioning)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -211,6 +227,9 @@ async def run(
             task_queue=queue,
             serves="workflows and activities" if workflows else "activities only",
             namespace=client.namespace,
+            version=versioning.version.to_canonical_string()
+            if workflows and versioning.enabled
+            else "unversioned",
         )
     running = [asyncio.ensure_future(w.run()) for w in workers]
     stopping = asyncio.ensure_future(stop.wait())
@@ -239,7 +258,7 @@ def main(
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
     try:
         asyncio.run(run(clusters, main=main_queue, activity_queues=activity_queues))
-    except ConnectionConfigError as error:
+    except (ConnectionConfigError, VersioningConfigError) as error:
         # A misconfigured Deployment should say which variable to fix, not print a traceback.
         log.error("cannot start the worker", error=str(error))
         raise SystemExit(2) from None

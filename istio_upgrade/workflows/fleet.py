@@ -56,6 +56,11 @@ with workflow.unsafe.imports_passed_through():
     from istio_upgrade.models.progress import AbortRequest
     from istio_upgrade.models.search import CLUSTER, FLEET, OUTCOME, PHASE, TARGET_REVISION
     from istio_upgrade.models.spec import workflow_id_for
+    from istio_upgrade.workflows.continuation import (
+        PINNED,
+        newer_version_current,
+        next_run_behavior,
+    )
     from istio_upgrade.workflows.upgrade import IstioCanaryUpgrade
 
 WORKFLOW_NAME = "FleetRollout"
@@ -159,7 +164,7 @@ def fleet_markdown(progress: FleetProgress, namespace: str) -> str:
     return "\n".join(lines)
 
 
-@workflow.defn(name=WORKFLOW_NAME)
+@workflow.defn(name=WORKFLOW_NAME, versioning_behavior=PINNED)
 class FleetRollout:
     """Roll one Istio revision over a fleet of clusters, stage by stage."""
 
@@ -334,7 +339,8 @@ class FleetRollout:
                             FleetCarryover(
                                 progress=self._progress, next_stage=index, paused=self._paused
                             ),
-                        ]
+                        ],
+                        initial_versioning_behavior=next_run_behavior(),
                     )
                 break
             self._progress.stage = stage.name
@@ -355,8 +361,10 @@ class FleetRollout:
         info = workflow.info()
         if spec.max_stages_per_run and stages_this_run >= spec.max_stages_per_run:
             return True
-        return info.is_continue_as_new_suggested() or (
-            info.get_current_history_length() > MAX_HISTORY_EVENTS
+        return (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() > MAX_HISTORY_EVENTS
+            or newer_version_current()
         )
 
     def _stopped(self) -> bool:
