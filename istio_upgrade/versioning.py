@@ -106,9 +106,10 @@ def check_build_id(build_id: str, field: str = "WORKER_BUILD_ID") -> str:
         or len(build_id) > 255
         or build_id == "__unversioned__"
     ):
+        hint = f"; unset it to use the package version ({package_version()})"
         raise VersioningConfigError(
             f"{field}={build_id!r}: a build id is 1-255 characters without spaces, e.g. the "
-            f"image tag; unset it to use the package version ({package_version()})"
+            f"image tag{hint if field == 'WORKER_BUILD_ID' else ''}"
         )
     return build_id
 

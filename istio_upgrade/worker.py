@@ -56,7 +56,7 @@ GRACEFUL_SHUTDOWN = timedelta(
     seconds=float(os.environ.get("WORKER_GRACEFUL_SHUTDOWN_SECONDS", "45"))
 )
 """What a stopping worker gives running mutations (``WORKER_GRACEFUL_SHUTDOWN_SECONDS``); keep it
-below the pod's ``terminationGracePeriodSeconds`` (60 in ``deploy/worker.yaml``), or the
+below the pod's ``terminationGracePeriodSeconds`` (60 in ``deploy/worker/worker.yaml``), or the
 kubelet kills the worker mid-write."""
 
 HEARTBEAT_THROTTLE = timedelta(seconds=2)
