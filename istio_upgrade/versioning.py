@@ -1,8 +1,9 @@
 """Worker Versioning: which Worker Deployment Version a worker registers, and the server calls
 that roll a new version out (set current, ramp) and tell when an old one has drained.
 
-Upgrades, removals and fleets are ``PINNED`` (``@workflow.defn(versioning_behavior=...)``): a
-run stays on the version that started it, so a change to workflow code never meets a history
+Upgrades, removals and fleets are ``PINNED`` (the versioned worker's default behaviour; not
+declared on the definitions, which an unversioned worker could then not run): a run stays on
+the version that started it, so a change to workflow code never meets a history
 recorded by other code. A long run moves to the current version only when it continues as new
 (``initial_versioning_behavior=AUTO_UPGRADE``, see ``workflows/phases/handover.py``). The
 previous version's workers must therefore run until its pinned runs drain; docs/operations.md,

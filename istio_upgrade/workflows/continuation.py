@@ -1,6 +1,11 @@
 """How a run continues as new under Worker Versioning (see :mod:`istio_upgrade.versioning`).
 
-Every workflow here is ``PINNED``: a run finishes on the worker version that started it. A
+Every workflow here is ``PINNED`` on a versioned worker: a run finishes on the worker version
+that started it. The behaviour is the worker's default (``VersioningSettings.deployment_config``),
+not ``@workflow.defn(versioning_behavior=...)``: the server refuses a workflow task completion
+that names a behaviour from an unversioned worker ("versioning behavior cannot be specified
+without deployment options being set with versioned mode"), and ``WORKER_VERSIONING=off``
+must keep working. A
 long one moves to the current version only at a continue-as-new boundary, where its state is
 a ``Carryover`` (a contract both versions read) rather than a history only the old code can
 replay. Two things make that happen, both under the patch ``UPGRADE_ON_CONTINUE``:
@@ -17,10 +22,6 @@ Unversioned workers ignore both (the server sends no such flag; the next run inh
 from __future__ import annotations
 
 from temporalio import workflow
-from temporalio.common import VersioningBehavior
-
-PINNED = VersioningBehavior.PINNED
-"""The versioning behaviour of every workflow type."""
 
 UPGRADE_ON_CONTINUE = "upgrade-on-continue-as-new"
 """Patch: a continued run starts on the current worker version; a new current version makes

@@ -56,11 +56,7 @@ with workflow.unsafe.imports_passed_through():
     from istio_upgrade.models.progress import AbortRequest
     from istio_upgrade.models.search import CLUSTER, FLEET, OUTCOME, PHASE, TARGET_REVISION
     from istio_upgrade.models.spec import workflow_id_for
-    from istio_upgrade.workflows.continuation import (
-        PINNED,
-        newer_version_current,
-        next_run_behavior,
-    )
+    from istio_upgrade.workflows.continuation import newer_version_current, next_run_behavior
     from istio_upgrade.workflows.upgrade import IstioCanaryUpgrade
 
 WORKFLOW_NAME = "FleetRollout"
@@ -164,7 +160,7 @@ def fleet_markdown(progress: FleetProgress, namespace: str) -> str:
     return "\n".join(lines)
 
 
-@workflow.defn(name=WORKFLOW_NAME, versioning_behavior=PINNED)
+@workflow.defn(name=WORKFLOW_NAME)
 class FleetRollout:
     """Roll one Istio revision over a fleet of clusters, stage by stage."""
 

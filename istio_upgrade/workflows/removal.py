@@ -26,14 +26,13 @@ with workflow.unsafe.imports_passed_through():
     from istio_upgrade.activities.interface import cluster_lock_holder, uninstall_revision
     from istio_upgrade.models.activities import RevisionInput, lock_busy_message
     from istio_upgrade.models.removal import RemovalResult, RemoveRevisionSpec
-    from istio_upgrade.workflows.continuation import PINNED
     from istio_upgrade.workflows.revision_use import revision_use
     from istio_upgrade.workflows.steps import run_step
 
 WORKFLOW_NAME = "IstioRevisionRemoval"
 
 
-@workflow.defn(name=WORKFLOW_NAME, versioning_behavior=PINNED)
+@workflow.defn(name=WORKFLOW_NAME)
 class IstioRevisionRemoval:
     """Check that a revision is unused, then uninstall it."""
 

@@ -45,7 +45,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from istio_upgrade.models.spec import UpgradeSpec
     from istio_upgrade.workflows.compensation import describe
-    from istio_upgrade.workflows.continuation import PINNED
     from istio_upgrade.workflows.phases import (
         cleanup,
         discover,
@@ -70,7 +69,7 @@ TASK_QUEUE = "istio-upgrade"
 __all__ = ["TASK_QUEUE", "WORKFLOW_NAME", "IstioCanaryUpgrade", "UpgradeFailure"]
 
 
-@workflow.defn(name=WORKFLOW_NAME, versioning_behavior=PINNED)
+@workflow.defn(name=WORKFLOW_NAME)
 class IstioCanaryUpgrade:
     """One canary upgrade of one cluster's Istio control plane."""
 
