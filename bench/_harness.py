@@ -26,8 +26,8 @@ from typing import Any
 import httpx
 import yaml
 
-SOURCE_VERSION, SOURCE_REVISION = "1.23.4", "1-23-4"
-TARGET_VERSION, TARGET_REVISION = "1.24.2", "1-24-2"
+SOURCE_VERSION, SOURCE_REVISION = "1.30.3", "1-30-3"
+TARGET_VERSION, TARGET_REVISION = "1.31.0", "1-31-0"
 
 # The sandbox's timings (those of the shipped `large` scenario and `Timings`' defaults).
 TIMINGS: dict[str, float] = {
@@ -74,9 +74,9 @@ class Shape:
 
 
 def scenario_document(shape: Shape) -> dict[str, Any]:
-    """A sandbox scenario of ``shape``: namespaces ``ns-0000`` … on revision 1-23-4.
+    """A sandbox scenario of ``shape``: namespaces ``ns-0000`` … on revision 1-30-3.
 
-    Every namespace uses ``istio.io/rev: 1-23-4`` so the product, the docs procedure and the
+    Every namespace uses ``istio.io/rev: 1-30-3`` so the product, the docs procedure and the
     bare loop all do the same thing to it: relabel to the new revision and restart.
     """
     workloads = [

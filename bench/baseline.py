@@ -1,6 +1,6 @@
 """Ours against what an operator scripts with ``kubectl``, on fresh sandboxes of one scenario.
 
-Three upgrades 1.23.4 → 1.24.2 in one run, each on a fresh sandbox of the same generated
+Three upgrades 1.30.3 → 1.31.0 in one run, each on a fresh sandbox of the same generated
 scenario (with its Prometheus scraping, as for ours), driven by real ``kubectl`` through the
 kubeconfig the sandbox writes:
 

@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 import yaml
 
-NEW, OLD = "1-24-2", "1-23-4"
+NEW, OLD = "1-31-0", "1-30-3"
 WARMUP_S, INTERVAL_S = 2.0, 2.0
 HORIZON = WARMUP_S + 2 * INTERVAL_S
 """A bad revision must FAIL by this many seconds after its batch is Ready."""
@@ -144,7 +144,7 @@ def scenario(case: Case) -> dict[str, Any]:
         "name": f"detection-{case.name.replace(' ', '-').lower()}",
         "cluster_name": "demo",
         "timings": {"pod_start_s": 0.2, "pod_ready_s": 0.2, "istiod_ready_s": 1.0},
-        "revisions": [{"version": "1.23.4"}],
+        "revisions": [{"version": "1.30.3"}],
         "tags": {"default": OLD},
         "namespaces": [
             ns("front", [{"name": "web", "replicas": 2, "rps": 60, "calls": calls}]),
@@ -169,7 +169,7 @@ def spec(prometheus_url: str, bundle: str) -> Any:
         {
             "installer": {"bundle_yaml": bundle},
             "cluster": {"name": "demo", "context": "sandbox", "prometheus_url": prometheus_url},
-            "target": {"version": "1.24.2"},
+            "target": {"version": "1.31.0"},
             # The canary alone first, gated against the namespaces still on the old revision.
             "migration": {
                 "canary": ["cand"],
@@ -336,7 +336,7 @@ async def run(selected: list[Case], parallel: int) -> dict[str, Any]:
     from istio_upgrade.devenv.bundles import revision_bundle
 
     server = await start_dev_server(ui=False)
-    bundle = revision_bundle("1.24.2", NEW)
+    bundle = revision_bundle("1.31.0", NEW)
     workdir = Path(tempfile.mkdtemp(prefix="istio-upgrade-detection-"))
     limit = asyncio.Semaphore(parallel)
     started = time.monotonic()

@@ -2,7 +2,7 @@
 
 Starts a sandbox of N namespaces x D Deployments x R replicas (default 200 x 5 x 2), a real
 Temporal dev server, a real Prometheus scraping the sandbox every second and the worker as a
-child process (``python -m istio_upgrade.worker``), then upgrades 1.23.4 → 1.24.2 with the
+child process (``python -m istio_upgrade.worker``), then upgrades 1.30.3 → 1.31.0 with the
 demo's short gate. Reports ``wall_s``, ``lower_bound_s`` (install-ready time + per batch the
 slowest rollout + warm-up + soak, + the cleanup grace, from the sandbox's timing model),
 ``overhead_ratio``, Kubernetes requests (the sandbox's request log), PromQL queries per gate

@@ -57,7 +57,7 @@ from istio_upgrade.planning import plan_upgrade
 
 WARN_BYTES = 512 * 1024
 """Temporal's payload warning (``limit.blobSize.warn``); 2 MiB is the error limit."""
-SOURCE, SOURCE_VERSION, TARGET_VERSION = "1-23-4", "1.23.4", "1.24.2"
+SOURCE, SOURCE_VERSION, TARGET_VERSION = "1-30-3", "1.30.3", "1.31.0"
 EVALUATIONS_PER_BATCH = 10
 """A production gate: 300 s of soak evaluated every 30 s."""
 
@@ -90,7 +90,7 @@ def _webhooks() -> list[WebhookInfo]:
 def synthetic_inventory(
     namespaces: int, deployments: int = 5, replicas: int = 2
 ) -> ClusterInventory:
-    """A mesh on revision ``1-23-4``, half its namespaces labelled by revision, half enabled."""
+    """A mesh on revision ``1-30-3``, half its namespaces labelled by revision, half enabled."""
     hooks, tags = _webhooks(), {"default": SOURCE}
     infos = []
     for i in range(namespaces):
@@ -262,7 +262,7 @@ def measure(namespaces: int, deployments: int = 5, replicas: int = 2) -> dict[st
             RelabelInput(
                 cluster=spec.cluster,
                 labels=[
-                    NamespaceLabels(namespace=ns, istio_rev="1-24-2") for ns in largest.namespaces
+                    NamespaceLabels(namespace=ns, istio_rev="1-31-0") for ns in largest.namespaces
                 ],
                 batch=largest.index,
             )
@@ -275,7 +275,7 @@ def measure(namespaces: int, deployments: int = 5, replicas: int = 2) -> dict[st
         ),
         "verify input (largest batch)": _size(
             VerifyInput(
-                cluster=spec.cluster, namespaces=largest.namespaces, expected_revision="1-24-2"
+                cluster=spec.cluster, namespaces=largest.namespaces, expected_revision="1-31-0"
             )
         ),
     }

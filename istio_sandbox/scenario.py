@@ -117,9 +117,9 @@ class RevisionSpec(_Strict):
     """An istiod revision installed and Ready when the sandbox starts."""
 
     version: str
-    """Istio version, e.g. ``1.23.4``."""
+    """Istio version, e.g. ``1.30.3``."""
     revision: str | None = None
-    """Revision name; defaults to the version with dashes (``1-23-4``). ``""`` installs
+    """Revision name; defaults to the version with dashes (``1-30-3``). ``""`` installs
     revisionless (``helm template istiod`` without ``--set revision``): objects without a
     suffix (``istiod``, ``istio-sidecar-injector``), revision ``default``."""
 

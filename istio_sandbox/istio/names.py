@@ -85,19 +85,19 @@ def is_dns1123_label(value: str) -> bool:
 
 
 def parse_version(version: str) -> tuple[int, int, int]:
-    """``"1.24.2"`` → ``(1, 24, 2)``; ValueError for anything else."""
+    """``"1.31.0"`` → ``(1, 24, 2)``; ValueError for anything else."""
     m = _VERSION.match(version.strip())
     if not m:
-        raise ValueError(f"{version!r} is not an Istio version like 1.24.2")
+        raise ValueError(f"{version!r} is not an Istio version like 1.31.0")
     return int(m.group(1)), int(m.group(2)), int(m.group(3))
 
 
 def revision_of_version(version: str) -> str:
-    """Istio's docs name revisions after versions with dashes: ``1.24.2`` → ``1-24-2``."""
+    """Istio's docs name revisions after versions with dashes: ``1.31.0`` → ``1-31-0``."""
     return version.strip().replace(".", "-").lower()
 
 
 def image_tag(image: str) -> str:
-    """``docker.io/istio/proxyv2:1.24.2`` → ``1.24.2``."""
+    """``docker.io/istio/proxyv2:1.31.0`` → ``1.31.0``."""
     tail = image.rsplit("/", 1)[-1]
     return tail.split(":", 1)[1] if ":" in tail else ""

@@ -599,7 +599,7 @@ async def query_revision_xds(prometheus_url: str, revision: str) -> float | None
 
     Args:
         prometheus_url: Prometheus base URL.
-        revision: Istio revision, e.g. ``1-23-4``.
+        revision: Istio revision, e.g. ``1-30-3``.
 
     Returns:
         The number of proxies, or None when Prometheus has no such series.

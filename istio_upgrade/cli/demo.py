@@ -34,10 +34,10 @@ from istio_upgrade.devenv.temporal import TemporalStartError
 from istio_upgrade.models import ClusterRef, GateSpec, Progress, SLOSpec, UpgradeSpec
 from istio_upgrade.models.removal import RemovalResult, RemoveRevisionSpec
 
-SOURCE_VERSION = "1.23.4"
-SOURCE_REVISION = "1-23-4"
-TARGET_VERSION = "1.24.2"
-TARGET_REVISION = "1-24-2"
+SOURCE_VERSION = "1.30.3"
+SOURCE_REVISION = "1-30-3"
+TARGET_VERSION = "1.31.0"
+TARGET_REVISION = "1-31-0"
 BARE_POD = ("batch", "debug-shell")
 """The demo scenario's pod without owner: no upgrade can restart it, so it keeps the old
 revision installed until someone deletes it."""

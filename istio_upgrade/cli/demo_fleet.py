@@ -38,9 +38,9 @@ from istio_upgrade.devenv.temporal import TemporalStartError
 from istio_upgrade.models.fleet import FleetProgress, FleetSpec, fleet_workflow_id
 from istio_upgrade.workflows.fleet import FleetRollout
 
-SOURCE_REVISION = "1-23-4"
-TARGET_VERSION = "1.24.2"
-TARGET_REVISION = "1-24-2"
+SOURCE_REVISION = "1-30-3"
+TARGET_VERSION = "1.31.0"
+TARGET_REVISION = "1-31-0"
 FLEET_NAME = "demo-fleet"
 
 STAGES: list[tuple[str, list[str]]] = [

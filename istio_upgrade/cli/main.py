@@ -375,7 +375,7 @@ def extend_soak(
 
 @cli.command(name="remove-revision")
 @click.option("--cluster", required=True, help="Cluster name, as in the upgrade spec.")
-@click.option("--revision", required=True, help="The revision to remove, e.g. 1-23-4.")
+@click.option("--revision", required=True, help="The revision to remove, e.g. 1-30-3.")
 @click.option("--context", help="kubeconfig context of the cluster (as in the upgrade spec).")
 @click.option(
     "--prometheus-url",

@@ -9,19 +9,19 @@ from istio_upgrade.cli.specfile import load_model
 from istio_upgrade.models import UpgradeSpec
 
 EXAMPLE_YAML = """\
-# Upgrade the mesh of cluster `prod` to Istio 1.24.2 (revision 1-24-2).
+# Upgrade the mesh of cluster `prod` to Istio 1.31.0 (revision 1-31-0).
 # Every field is documented in `istio-upgrade schema`; omitted fields take their defaults.
 cluster:
   name: prod
   context: prod-admin            # kubeconfig context the worker uses
   prometheus_url: http://prometheus.istio-system.svc:9090
 target:
-  version: 1.24.2
+  version: 1.31.0
 installer:                       # the revision, rendered by
-  # helm template istiod istio/istiod -n istio-system --set revision=1-24-2 --version 1.24.2
-  bundle_path: /bundles/istiod-1-24-2.yaml
+  # helm template istiod istio/istiod -n istio-system --set revision=1-31-0 --version 1.31.0
+  bundle_path: /bundles/istiod-1-31-0.yaml
 crds:                            # applied first; a rollback never deletes a CRD
-  bundle_path: /bundles/istio-crds-1-24-2.yaml
+  bundle_path: /bundles/istio-crds-1-31-0.yaml
 migration:
   selector: ""                   # kubectl -l syntax; empty = every injected namespace
   exclude: [kube-system]

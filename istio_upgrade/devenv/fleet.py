@@ -1,6 +1,6 @@
 """Sandbox clusters for the fleet demo: small clusters, one whose new revision burns.
 
-Each cluster is a three-namespace mesh on Istio 1.23.4 (a gateway, ``frontend`` as canary,
+Each cluster is a three-namespace mesh on Istio 1.30.3 (a gateway, ``frontend`` as canary,
 ``checkout`` behind it), quick to upgrade. The bad one's pods injected by the target
 revision in ``checkout`` answer 30% HTTP 503, so its gate fails and it rolls back.
 """
@@ -20,7 +20,7 @@ WRITES = {"create", "update", "patch", "delete", "deletecollection", "apply"}
 
 SMALL_SCENARIO = """\
 name: fleet-demo
-description: 3 meshed namespaces on revision 1-23-4 behind an ingress gateway
+description: 3 meshed namespaces on revision 1-30-3 behind an ingress gateway
 cluster_name: fleet
 timings:
   pod_start_s: 0.2
@@ -29,9 +29,9 @@ timings:
   istiod_ready_s: 1.0
   job_duration_s: 1.0
 revisions:
-  - version: 1.23.4
+  - version: 1.30.3
 tags:
-  default: 1-23-4
+  default: 1-30-3
 namespaces:
   - name: istio-ingress
     labels: {istio-injection: enabled}
@@ -51,7 +51,7 @@ namespaces:
         latency_ms: 20
         calls: [checkout/checkout]
   - name: checkout
-    labels: {istio.io/rev: 1-23-4}
+    labels: {istio.io/rev: 1-30-3}
     workloads:
       - name: checkout
         replicas: 1

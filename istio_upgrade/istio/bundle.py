@@ -71,7 +71,7 @@ def sort_bundle(objects: list[dict[str, Any]], revision: str) -> BundleSorting:
 
     Args:
         objects: The bundle's documents.
-        revision: The revision being installed, e.g. ``1-24-2``.
+        revision: The revision being installed, e.g. ``1-31-0``.
     """
     out = BundleSorting()
     for obj in objects:

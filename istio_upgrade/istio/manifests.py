@@ -59,7 +59,7 @@ def _check_revision(revision: str, field: str = "revision") -> None:
     if not is_dns1123_label(revision):
         raise ValueError(
             f"{field} {revision!r} is not a DNS-1123 label: use lower-case letters, digits and "
-            "dashes, e.g. 1-24-2 for version 1.24.2"
+            "dashes, e.g. 1-31-0 for version 1.31.0"
         )
 
 
@@ -333,8 +333,8 @@ def render_revision(version: str, revision: str, *, hub: str = DEFAULT_HUB) -> l
     """The objects of one istiod revision, as ``helm template istiod --set revision=…`` has them.
 
     Args:
-        version: Istio version, e.g. ``1.24.2``; becomes the image tag of pilot and the proxy.
-        revision: DNS-1123 revision name, e.g. ``1-24-2``.
+        version: Istio version, e.g. ``1.31.0``; becomes the image tag of pilot and the proxy.
+        revision: DNS-1123 revision name, e.g. ``1-31-0``.
         hub: Image registry and repository prefix.
 
     Returns:
@@ -343,14 +343,14 @@ def render_revision(version: str, revision: str, *, hub: str = DEFAULT_HUB) -> l
         MutatingWebhookConfiguration and the ValidatingWebhookConfiguration, in apply order.
 
     Raises:
-        ValueError: ``version`` is not like ``1.24.2`` or ``revision`` is not a DNS-1123 label.
+        ValueError: ``version`` is not like ``1.31.0`` or ``revision`` is not a DNS-1123 label.
     """
     parse_version(version)
     _check_revision(revision)
     if revision == DEFAULT_TAG:
         raise ValueError(
             "revision 'default' is reserved for the default revision tag: name the revision "
-            "after its version, e.g. 1-24-2"
+            "after its version, e.g. 1-31-0"
         )
     name = istiod_name(revision)
     labels = _labels(revision)

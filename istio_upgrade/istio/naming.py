@@ -33,15 +33,15 @@ def is_dns1123_label(value: str) -> bool:
 
 
 def parse_version(version: str) -> tuple[int, int, int]:
-    """``"1.24.2"`` → ``(1, 24, 2)``; raises ValueError naming the expected form."""
+    """``"1.31.0"`` → ``(1, 24, 2)``; raises ValueError naming the expected form."""
     m = _VERSION.match(version.strip())
     if not m:
-        raise ValueError(f"{version!r} is not an Istio version like 1.24.2")
+        raise ValueError(f"{version!r} is not an Istio version like 1.31.0")
     return int(m.group(1)), int(m.group(2)), int(m.group(3))
 
 
 def revision_for_version(version: str) -> str:
-    """The conventional revision name of a version: dots become dashes (``1.24.2`` → ``1-24-2``)."""
+    """The conventional revision name of a version: dots become dashes (``1.31.0`` → ``1-31-0``)."""
     name = version.strip().replace(".", "-").lower()
     if not is_dns1123_label(name):
         raise ValueError(f"revision name {name!r} derived from {version!r} is not a DNS-1123 label")
@@ -89,6 +89,6 @@ def tag_service_name(tag: str) -> str:
 
 
 def image_tag(image: str) -> str:
-    """``docker.io/istio/proxyv2:1.24.2`` → ``1.24.2`` (digest-free images only)."""
+    """``docker.io/istio/proxyv2:1.31.0`` → ``1.31.0`` (digest-free images only)."""
     tail = image.rsplit("/", 1)[-1]
     return tail.split(":", 1)[1] if ":" in tail else ""

@@ -23,9 +23,9 @@ class RevisionInfo(_Model):
     """One installed istiod revision."""
 
     name: str
-    """Revision name (``1-23-4``; ``default`` for an unrevisioned istiod)."""
+    """Revision name (``1-30-3``; ``default`` for an unrevisioned istiod)."""
     version: str | None = None
-    """Version from the pilot image tag (``1.23.4``)."""
+    """Version from the pilot image tag (``1.30.3``)."""
     ready: bool = False
     """The istiod Deployment has all replicas available."""
     deployment: str = ""
@@ -210,7 +210,7 @@ class ClusterInventory(_Model):
     gateways: list[GatewayInfo] = Field(default_factory=list)
     """Gateway API gateways and waypoints of istiod's classes."""
     ambient: list[str] = Field(default_factory=list)
-    """Ambient data-plane components found: ``DaemonSet <ns>/ztunnel (1.23.4)``, istio-cni."""
+    """Ambient data-plane components found: ``DaemonSet <ns>/ztunnel (1.30.3)``, istio-cni."""
 
     def revision(self, name: str) -> RevisionInfo | None:
         return next((r for r in self.revisions if r.name == name), None)

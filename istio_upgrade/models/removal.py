@@ -25,7 +25,7 @@ class RemoveRevisionSpec(BaseModel):
     """The cluster; ``cluster.prometheus_url`` adds the check that no proxy is still
     connected to the revision's istiod (``pilot_xds``)."""
     revision: str
-    """The revision to remove, e.g. ``1-23-4``; ``default`` is a revisionless install
+    """The revision to remove, e.g. ``1-30-3``; ``default`` is a revisionless install
     (``istiod``, ``istio-sidecar-injector``), whose objects carry ``istio.io/rev=default``."""
     dry_run: bool = False
     """Only check whether the revision could be removed; change nothing."""

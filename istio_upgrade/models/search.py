@@ -10,7 +10,7 @@ Examples of visibility queries (Web UI search box, ``temporal workflow list --qu
 
     IstioCluster = 'prod-eu' AND ExecutionStatus = 'Running'
     IstioUpgradePhase = 'WAITING_APPROVAL'
-    IstioUpgradeOutcome = 'ROLLED_BACK' AND IstioTargetRevision = '1-24-2'
+    IstioUpgradeOutcome = 'ROLLED_BACK' AND IstioTargetRevision = '1-31-0'
 """
 
 from __future__ import annotations

@@ -293,9 +293,9 @@ class TargetSpec(_Strict):
     """The Istio version to install next to the running one."""
 
     version: str
-    """Istio version, e.g. ``1.24.2``."""
+    """Istio version, e.g. ``1.31.0``."""
     revision: str | None = None
-    """Revision name; derived from the version when omitted (``1.24.2`` → ``1-24-2``)."""
+    """Revision name; derived from the version when omitted (``1.31.0`` → ``1-31-0``)."""
     hub: str = "docker.io/istio"
     """Image registry of the pilot and proxy images."""
 
@@ -309,7 +309,7 @@ class TargetSpec(_Strict):
             parse_version(value)
         except ValueError:
             raise ValueError(
-                f"target.version {value!r} is not an Istio version; write it like 1.24.2"
+                f"target.version {value!r} is not an Istio version; write it like 1.31.0"
             ) from None
         return value.strip()
 
@@ -344,7 +344,7 @@ class TargetSpec(_Strict):
                 raise ValueError(
                     f"version {self.version!r} gives the revision name {derived!r}, which is not "
                     f"a DNS-1123 label of at most {MAX_REVISION} characters; set "
-                    "target.revision to a shorter name, e.g. 1-24-2"
+                    "target.revision to a shorter name, e.g. 1-31-0"
                 )
             self.revision = revision_for_version(self.version)
         return self
@@ -411,12 +411,12 @@ class BundleSource(_Strict):
         if any(unicodedata.category(c) in {"Cc", "Cf"} for c in value):
             raise ValueError(
                 "bundle_path holds control characters; write the path of the rendered bundle "
-                "on the worker, e.g. /bundles/istiod-1-24-2.yaml"
+                "on the worker, e.g. /bundles/istiod-1-31-0.yaml"
             )
         if ".." in value.replace("\\", "/").split("/"):
             raise ValueError(
                 "bundle_path may not contain '..': name the bundle's own path on the worker, "
-                "e.g. /bundles/istiod-1-24-2.yaml"
+                "e.g. /bundles/istiod-1-31-0.yaml"
             )
         if not value.strip() or len(value) > 4096:
             raise ValueError("bundle_path must be a path of 1 to 4096 characters")

@@ -72,11 +72,11 @@ def param(case: Case) -> Any:
 
 # -- UpgradeSpec ---------------------------------------------------------------------------
 
-BUNDLE = revision_bundle("1.24.2", "1-24-2")
+BUNDLE = revision_bundle("1.31.0", "1-31-0")
 
 BASE_SPEC: dict[str, Any] = {
     "cluster": {"name": "demo", "context": "sandbox", "prometheus_url": "http://127.0.0.1:9"},
-    "target": {"version": "1.24.2"},
+    "target": {"version": "1.31.0"},
     "installer": {"bundle_yaml": BUNDLE},
     "migration": {
         "canary": ["frontend"],
@@ -167,7 +167,7 @@ UNKNOWN_FIELDS = [
          "gate.slos[0].objectve", ("remove it or check its spelling", "objective")),
     case("unknown-cluster-namespace", [("cluster.namespace", "istio-system")],
          "cluster.namespace", "remove it or check its spelling"),
-    case("unknown-target-tag", [("target.tag", "1.24.2")], "target.tag",
+    case("unknown-target-tag", [("target.tag", "1.31.0")], "target.tag",
          "remove it or check its spelling"),
     case("unknown-configmap-keys",
          [("installer", {"bundle_configmap": {"namespace": "istio-system", "name": "b",
@@ -226,7 +226,7 @@ INJECTION = [
     case("selector-long-key", [("migration.selector", "a" * 64 + "=x")],
          "migration.selector", ("63", "kubectl -l")),
     case("tag-shell", [("promote.tags", ["canary; rm -rf /"])], "promote.tags[0]", "DNS-1123"),
-    case("source-shell", [("source_revision", "1-23-4 || true")], "source_revision",
+    case("source-shell", [("source_revision", "1-30-3 || true")], "source_revision",
          "DNS-1123"),
     case("hub-shell", [("target.hub", "docker.io/istio; curl x | sh")], "target.hub",
          "registry"),
@@ -312,17 +312,17 @@ HUGE_LISTS = [
 ]  # fmt: skip
 
 UNICODE = [
-    case("revision-rtl-mark", [("target.revision", "1-24-2\u200f")], "target.revision",
+    case("revision-rtl-mark", [("target.revision", "1-31-0\u200f")], "target.revision",
          "DNS-1123"),
     case("revision-emoji", [("target.revision", "1-24-\U0001f680")], "target.revision",
          "DNS-1123"),
-    case("revision-homoglyph", [("target.revision", "1-24-2-\u0441\u0430nary")],
+    case("revision-homoglyph", [("target.revision", "1-31-0-\u0441\u0430nary")],
          "target.revision", "DNS-1123"),
     case("cluster-fullwidth", [("cluster.name", "\uff50rod")], "cluster.name", "DNS-1123"),
     case("version-fullwidth-digit", [("target.version", "1.24.\uff12")], "target.version",
-         "like 1.24.2"),
+         "like 1.31.0"),
     case("version-arabic-digits", [("target.version", "\u0661.\u0662\u0664.\u0662")],
-         "target.version", "like 1.24.2"),
+         "target.version", "like 1.31.0"),
     case("canary-zero-width", [("migration.canary", ["front\u200bend"])],
          "migration.canary[0]", "DNS-1123"),
     case("selector-accent", [("migration.selector", "app=w\u00e9b")], "migration.selector",
@@ -339,7 +339,7 @@ UNICODE = [
 LONG_NAMES = [
     case("revision-64", [("target.revision", "r" + "1" * 63)], "target.revision", "DNS-1123"),
     case("revision-57", [("target.revision", "r" * 57)], "target.revision", ("56", "istiod-")),
-    case("version-long-prerelease", [("target.version", "1.24.2-" + "a" * 60)],
+    case("version-long-prerelease", [("target.version", "1.31.0-" + "a" * 60)],
          "target.version", "target.revision"),
     case("cluster-64", [("cluster.name", "c" * 64)], "cluster.name", "DNS-1123"),
     case("namespace-64", [("migration.include", ["n" * 64])], "migration.include[0]",
@@ -351,7 +351,7 @@ LONG_NAMES = [
     case("revision-uppercase", [("target.revision", "Canary")], "target.revision", "DNS-1123"),
     case("revision-leading-dash", [("target.revision", "-canary")], "target.revision",
          "DNS-1123"),
-    case("revision-dots", [("target.revision", "1.24.2")], "target.revision", "DNS-1123"),
+    case("revision-dots", [("target.revision", "1.31.0")], "target.revision", "DNS-1123"),
     case("revision-empty", [("target.revision", "")], "target.revision", "DNS-1123"),
     case("configmap-name-254",
          [("installer", {"bundle_configmap": {"namespace": "istio-system", "name": "a" * 254}})],
@@ -392,7 +392,7 @@ URLS = [
 ]  # fmt: skip
 
 CROSS_FIELD = [
-    case("source-equals-target", [("source_revision", "1-24-2")], "source_revision",
+    case("source-equals-target", [("source_revision", "1-31-0")], "source_revision",
          "new revision"),
     case("canary-with-batches", [("migration.batches", [["frontend"]])], "migration",
          "first of migration.batches"),
@@ -484,11 +484,11 @@ SLO_CASES: list[Case] = [
 
 BASE_SCENARIO: dict[str, Any] = {
     "name": "bad-input",
-    "revisions": [{"version": "1.23.4"}],
+    "revisions": [{"version": "1.30.3"}],
     "namespaces": [
         {
             "name": "app",
-            "labels": {"istio.io/rev": "1-23-4"},
+            "labels": {"istio.io/rev": "1-30-3"},
             "workloads": [{"name": "web", "rps": 1}],
         }
     ],
@@ -514,10 +514,10 @@ SCENARIO_CASES: list[Case] = [
     scenario_case("no-revisions", [("revisions", [])], "revisions", "at least 1"),
     scenario_case("missing-name", [("name", DROP)], "name", "required"),
     scenario_case("revision-version", [("revisions[0].version", "1.24")],
-                  "revisions[0].version", "like 1.24.2"),
+                  "revisions[0].version", "like 1.31.0"),
     scenario_case("revision-default", [("revisions[0].revision", "default")],
                   "revisions[0].revision", 'revision: ""'),
-    scenario_case("revision-string", [("revisions", ["1.23.4"])], "revisions[0]",
+    scenario_case("revision-string", [("revisions", ["1.30.3"])], "revisions[0]",
                   "valid dictionary"),
     scenario_case("namespace-underscore", [("namespaces[0].name", "Bad_NS")],
                   "namespaces[0].name", "DNS-1123"),
@@ -540,7 +540,7 @@ SCENARIO_CASES: list[Case] = [
     scenario_case("paused-daemonset", [(f"{WORKLOAD}.kind", "DaemonSet"),
                                        (f"{WORKLOAD}.paused", True)],
                   f"{WORKLOAD}.paused", "remove paused"),
-    scenario_case("revision-without-helm-gateway", [(f"{WORKLOAD}.revision", "1-23-4")],
+    scenario_case("revision-without-helm-gateway", [(f"{WORKLOAD}.revision", "1-30-3")],
                   f"{WORKLOAD}.revision", "helm_gateway: true"),
     scenario_case("tag-to-missing-revision", [("tags", {"canary": "9-9-9"})], "tags.canary",
                   "add it under revisions"),
@@ -581,7 +581,7 @@ SCENARIO_CASES: list[Case] = [
         "rps-inf", [(f"{WORKLOAD}.rps", INF)], f"{WORKLOAD}.rps", "finite",
     ),
     scenario_case(
-        "label-value-quotes", [("namespaces[0].labels", {"istio.io/rev": "1-23-4",
+        "label-value-quotes", [("namespaces[0].labels", {"istio.io/rev": "1-30-3",
                                                          "team": 'a"b'})],
         "namespaces[0].labels.team", "label value",
     ),

@@ -93,8 +93,8 @@ async def test_the_gate_says_what_answered_and_is_never_pass(
         slos=slos,
         batch_namespaces=["frontend"],
         baseline_namespaces=["backend"],
-        new_revision="1-24-2",
-        old_revision="1-23-4",
+        new_revision="1-31-0",
+        old_revision="1-30-3",
         window_start=now - timedelta(seconds=60),
         evaluated_at=now,
         pre_migration_start=now - timedelta(seconds=180),
@@ -114,7 +114,7 @@ async def test_the_old_revision_check_refuses_to_guess(not_prometheus: str) -> N
     """The cleanup asks how many proxies still use the old revision: an HTML answer is an
     error naming the URL to fix, never "none"."""
     with pytest.raises(ApplicationError) as info:
-        await query_revision_xds(not_prometheus + "/grafana", "1-23-4")
+        await query_revision_xds(not_prometheus + "/grafana", "1-30-3")
     assert CASES["/grafana"] in info.value.message and FIX in info.value.message
     assert info.value.type == "PrometheusUnavailable"
 

@@ -100,15 +100,15 @@ FILES: list[tuple[str, str, bytes, tuple[str, ...]]] = [
      ("(file)", "UTF-8")),
     ("binary", "s.yaml", b"\x00\x01\x02\xff\xfe", ("(file)", "UTF-8")),
     ("duplicate-key", "s.yaml",
-     b"cluster: {name: demo}\ntarget: {version: 1.24.2}\ncluster: {name: prod}\n",
+     b"cluster: {name: demo}\ntarget: {version: 1.31.0}\ncluster: {name: prod}\n",
      ("cluster", "line 3", "twice")),
     ("duplicate-nested-key", "s.yaml",
-     b"cluster: {name: demo, name: prod}\ntarget: {version: 1.24.2}\n",
+     b"cluster: {name: demo, name: prod}\ntarget: {version: 1.31.0}\n",
      ("cluster.name", "twice")),
     ("billion-laughs", "s.yaml", (BILLION_LAUGHS + "cluster: *i\ntarget: *i\n").encode(),
      ("cluster", "valid dictionary")),
     ("json-nan", "s.json",
-     b'{"cluster": {"name": "demo"}, "target": {"version": "1.24.2"}, '
+     b'{"cluster": {"name": "demo"}, "target": {"version": "1.31.0"}, '
      b'"migration": {"growth_factor": NaN}}',
      ("migration.growth_factor", "finite number")),
 ]  # fmt: skip
@@ -138,7 +138,7 @@ async def test_a_directory_is_not_a_spec(shared_cluster: SharedCluster, tmp_path
 
 @pytest.mark.parametrize(
     ("args", "field"),
-    [(["abort", "istio-upgrade.demo.1-24-2", "-m", ""], "reason")],
+    [(["abort", "istio-upgrade.demo.1-31-0", "-m", ""], "reason")],
     ids=["abort-without-reason"],
 )
 async def test_operator_messages_refuse_bad_options(

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.bad_input
 
 def test_the_base_of_every_case_is_a_valid_spec() -> None:
     spec = UpgradeSpec.model_validate(BASE_SPEC)
-    assert spec.target_revision == "1-24-2" and not spec.dry_run
+    assert spec.target_revision == "1-31-0" and not spec.dry_run
 
 
 @pytest.mark.parametrize("case", [param(c) for c in SPEC_CASES])
@@ -48,12 +48,12 @@ EDGES = {
     "prometheus-path-prefix": [("cluster.prometheus_url", "https://mimir.example.com/prometheus")],
     "context-eks-arn": [("cluster.context", "arn:aws:eks:eu-west-1:123456789012:cluster/prod")],
     "context-with-space": [("cluster.context", "prod admin")],
-    "selector-prefixed-key": [("migration.selector", "istio.io/rev in (1-23-4,canary),!legacy")],
-    "prerelease-version": [("target.version", "1.24.0-beta.1")],
-    "bundle-path-relative": [("installer", {"bundle_path": "istiod-1-24-2.yaml"})],
+    "selector-prefixed-key": [("migration.selector", "istio.io/rev in (1-30-3,canary),!legacy")],
+    "prerelease-version": [("target.version", "1.31.0-beta.1")],
+    "bundle-path-relative": [("installer", {"bundle_path": "istiod-1-31-0.yaml"})],
     "configmap-dotted": [
         ("installer", {"bundle_configmap": {"namespace": "istio-system",
-                                            "name": "istiod-1.24.2", "key": "bundle.yaml"}})
+                                            "name": "istiod-1.31.0", "key": "bundle.yaml"}})
     ],
     "slo-labels": [("gate.slos[0].labels", {"team": "mesh", "tier_1": "yes"})],
 }  # fmt: skip

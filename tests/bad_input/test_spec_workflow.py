@@ -85,7 +85,7 @@ async def test_the_workflow_refuses(shared_cluster: SharedCluster, case: Case) -
 
 
 @pytest.mark.parametrize(
-    "raw", ["istio 1.24.2", [], None, 42], ids=["string", "list", "null", "number"]
+    "raw", ["istio 1.31.0", [], None, 42], ids=["string", "list", "null", "number"]
 )
 async def test_an_input_that_is_no_object_is_invalid(
     shared_cluster: SharedCluster, raw: Any
@@ -104,13 +104,13 @@ PRECHECK: list[tuple[str, dict[str, Any], str, tuple[str, ...]]] = [
      ("migration.canary", "ghost")),
     ("source-not-installed", spec(("source_revision", "9-9-9")), "PrecheckFailed",
      ("source_revision", "omit it")),
-    ("skew-three-minors", spec(("target.version", "1.27.0")), "PrecheckFailed",
+    ("skew-three-minors", spec(("target.version", "1.34.0")), "PrecheckFailed",
      ("target.version", "minor")),
-    ("same-version", spec(("target", {"version": "1.23.4", "revision": "again"})),
+    ("same-version", spec(("target", {"version": "1.30.3", "revision": "again"})),
      "PrecheckFailed", ("target.version", "already running")),
-    ("downgrade", spec(("target.version", "1.22.0")), "PrecheckFailed",
+    ("downgrade", spec(("target.version", "1.29.0")), "PrecheckFailed",
      ("target.version", "older")),
-    ("target-is-installed", spec(("target", {"version": "1.24.2", "revision": "1-23-4"})),
+    ("target-is-installed", spec(("target", {"version": "1.31.0", "revision": "1-30-3"})),
      "PrecheckFailed", ("target.revision", "new name")),
     ("selector-matches-nothing", spec(("migration.selector", "team=nobody"),
                                       ("migration.canary", [])),

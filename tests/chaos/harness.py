@@ -37,7 +37,7 @@ from istio_upgrade.models import AbortRequest
 from istio_upgrade.models.progress import Progress
 from istio_upgrade.workflows.upgrade import IstioCanaryUpgrade
 
-SOURCE, TARGET = "1-23-4", "1-24-2"
+SOURCE, TARGET = "1-30-3", "1-31-0"
 FAULT_SHARE = 0.10
 BEFORE_WRITES = {"PENDING", "VALIDATING", "DISCOVERING", "PLANNING"}
 MUTATIONS = (

@@ -27,8 +27,8 @@ from tests.integration.upgrade_stack import FAST_GATE
 SCENARIOS = Path(__file__).parent / "fleet_scenarios"
 GOOD = SCENARIOS / "fleet-small.yaml"
 BAD = SCENARIOS / "fleet-small-bad.yaml"
-TARGET = "1-24-2"
-SOURCE = "1-23-4"
+TARGET = "1-31-0"
+SOURCE = "1-30-3"
 WRITES = {"create", "update", "patch", "delete", "deletecollection", "apply"}
 
 FLEET_SIZE = int(os.environ.get("FLEET_TEST_CLUSTERS", "6"))
@@ -59,8 +59,8 @@ class FleetStack:
         **extra: Any,
     ) -> FleetSpec:
         template: dict[str, Any] = {
-            "installer": {"bundle_yaml": revision_bundle("1.24.2", TARGET)},
-            "target": {"version": "1.24.2"},
+            "installer": {"bundle_yaml": revision_bundle("1.31.0", TARGET)},
+            "target": {"version": "1.31.0"},
             "migration": {
                 "canary": ["frontend"],
                 "growth_factor": 20,

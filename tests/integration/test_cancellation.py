@@ -82,8 +82,8 @@ async def test_cancel_during_the_rollback_lets_it_finish(
         await record_history(handle, "cancel-during-rollback-5")
 
         assert namespace_labels(stack) == before
-        _all_on(stack, ["checkout", "cart", "accounts"], "1-23-4")
-        assert istiod_deployments(stack) == {"istiod-1-23-4"}
+        _all_on(stack, ["checkout", "cart", "accounts"], "1-30-3")
+        assert istiod_deployments(stack) == {"istiod-1-30-3"}
         assert lock_holder(stack) is None
         progress = await handle.query(IstioCanaryUpgrade.progress)
         assert progress.phase.value == "ROLLED_BACK", progress.errors
@@ -107,8 +107,8 @@ async def test_cancel_during_an_activity_rolls_back_and_ends_cancelled(
         await _cancelled(handle)
 
         assert namespace_labels(stack) == before
-        _all_on(stack, ["frontend"], "1-23-4")
-        assert istiod_deployments(stack) == {"istiod-1-23-4"}
+        _all_on(stack, ["frontend"], "1-30-3")
+        assert istiod_deployments(stack) == {"istiod-1-30-3"}
         assert lock_holder(stack) is None
         progress = await handle.query(IstioCanaryUpgrade.progress)
         assert progress.phase.value == "ROLLED_BACK", progress.errors
@@ -125,7 +125,7 @@ async def test_abort_stops_a_running_rollout_wait(
     scenario = tmp_path / "stuck.yaml"
     scenario.write_text(
         "extends: demo\nname: stuck\nfaults:\n  rollouts:\n"
-        "    - {kind: never_ready, namespace: frontend, revision: 1-24-2}\n"
+        "    - {kind: never_ready, namespace: frontend, revision: 1-31-0}\n"
     )
     async with upgrade_stack(
         temporal_local.client, sandbox_factory, prometheus_factory, scenario
@@ -158,7 +158,7 @@ async def test_a_failed_upgrade_started_again_does_not_retake_a_kept_lock(
     client = temporal_dev_server.env.client
     async with upgrade_stack(client, sandbox_factory, prometheus_factory) as stack:
         spec = fast_spec(stack.prometheus.url)
-        previous = "istio-upgrade.demo.1-24-2"  # the earlier, failed run of the same upgrade
+        previous = "istio-upgrade.demo.1-31-0"  # the earlier, failed run of the same upgrade
         async with httpx.AsyncClient() as http:
             response = await http.post(
                 f"{stack.sandbox.url}/api/v1/namespaces/istio-system/configmaps",
@@ -176,7 +176,7 @@ async def test_a_failed_upgrade_started_again_does_not_retake_a_kept_lock(
         assert cause.type == "ClusterBusy", cause.message
         assert previous in cause.message and "istio-upgrade unlock --cluster demo" in cause.message
         assert lock_holder(stack) == previous
-        assert istiod_deployments(stack) == {"istiod-1-23-4"}
+        assert istiod_deployments(stack) == {"istiod-1-30-3"}
 
         # A person repaired the cluster: unlock shows the holder and releases the lock.
         cli = Cli(temporal_dev_server.address, stack.task_queue)
@@ -219,7 +219,7 @@ async def test_rollback_skips_a_namespace_deleted_meanwhile(
         assert isinstance(cause, ApplicationError)
         assert cause.type == "Aborted", cause.message
         assert "INCOMPLETE" not in cause.message, cause.message
-        _all_on(stack, ["frontend"], "1-23-4")
+        _all_on(stack, ["frontend"], "1-30-3")
         assert lock_holder(stack) is None
         progress = await handle.query(IstioCanaryUpgrade.progress)
         assert progress.phase.value == "ROLLED_BACK", progress.errors

@@ -24,7 +24,7 @@ from tests.integration.upgrade_stack import (
 
 pytestmark = pytest.mark.slow
 
-OTHER = "istio-upgrade.demo.1-25-0"
+OTHER = "istio-upgrade.demo.1-32-0"
 
 
 async def test_a_locked_cluster_refuses_upgrades_and_removals(
@@ -46,12 +46,12 @@ async def test_a_locked_cluster_refuses_upgrades_and_removals(
         # Refused before any write: labels untouched, no new control plane, lock not stolen.
         after = namespace_labels(stack)
         assert after == before
-        assert istiod_deployments(stack) == {"istiod-1-23-4"}
+        assert istiod_deployments(stack) == {"istiod-1-30-3"}
         assert lock_holder(stack) == OTHER
 
         # A removal refuses too: the holder may be about to use any revision.
         spec = RemoveRevisionSpec(
-            cluster=ClusterRef(name="demo", context="sandbox"), revision="1-20-0", dry_run=True
+            cluster=ClusterRef(name="demo", context="sandbox"), revision="1-34-0", dry_run=True
         )
         removal = await start_removal(stack.client, spec, task_queue=stack.task_queue)
         refused = await failure(removal)

@@ -134,7 +134,7 @@ async def test_pinned_workers_are_the_only_ones_touching_their_clusters(
         assert users == {f"{name}-worker"}, (name, users)
         writes = [e for e in entries if e["verb"] in ("create", "patch", "update", "delete")]
         assert {e["user"] for e in writes} - {"system:admin"} == {f"{name}-worker"}
-        assert set(pod_revisions(_Pod(sandbox), "frontend").values()) == {"1-24-2"}  # type: ignore[arg-type]
+        assert set(pod_revisions(_Pod(sandbox), "frontend").values()) == {"1-31-0"}  # type: ignore[arg-type]
 
     await record_history(handles[0], "cluster-task-queue-5")
     for name, handle in zip(CLUSTERS, handles, strict=True):

@@ -63,11 +63,11 @@ def snapshot(kube: Kube) -> dict[str, Any]:
 @pytest.fixture
 def revisionless(sandbox: Any) -> Kube:
     """The demo cluster plus a revisionless istiod with the base chart's default validator,
-    and the target revision 1-24-2 installed."""
+    and the target revision 1-31-0 installed."""
     kube = sandbox_kube(sandbox)
-    apply_all(kube, render_istiod("1.22.3", ""))
+    apply_all(kube, render_istiod("1.29.3", ""))
     kube.apply(render_default_validator("default"))
-    apply_all(kube, render_revision("1.24.2", "1-24-2"))
+    apply_all(kube, render_revision("1.31.0", "1-31-0"))
     return kube
 
 
@@ -81,8 +81,8 @@ def test_moving_default_deactivates_the_revisionless_injector_and_repoints_the_v
         "istiod-default-validator" in b for b in installer.revision_unused(kube, "default").blockers
     )
 
-    result = installer.move_tags(kube, ["default"], "1-24-2")
-    assert result.previous == {"default": "1-23-4"}
+    result = installer.move_tags(kube, ["default"], "1-31-0")
+    assert result.previous == {"default": "1-30-3"}
     legacy = kube.get(*MWC, "istio-sidecar-injector")
     assert legacy["webhooks"], "deactivated, not deleted (istioctl keeps it)"
     for hook in legacy["webhooks"]:
@@ -90,20 +90,20 @@ def test_moving_default_deactivates_the_revisionless_injector_and_repoints_the_v
         assert hook["objectSelector"] == NEVER_MATCH
     validator = kube.get(*VWC, "istiod-default-validator")
     assert [h["clientConfig"]["service"]["name"] for h in validator["webhooks"]] == [
-        "istiod-1-24-2"
+        "istiod-1-31-0"
     ]
-    assert validator["metadata"]["labels"]["istio.io/rev"] == "1-24-2"
+    assert validator["metadata"]["labels"]["istio.io/rev"] == "1-31-0"
     assert not any(
         "istiod-default-validator" in b for b in installer.revision_unused(kube, "default").blockers
     )
 
     # A retried move changes nothing and keeps the original record.
-    installer.move_tags(kube, ["default"], "1-24-2")
+    installer.move_tags(kube, ["default"], "1-31-0")
     record = kube.get("v1", "ConfigMap", BACKUP_CONFIGMAP, "istio-system")["data"]["record"]
-    assert '"previous_revision": "1-23-4"' in record
+    assert '"previous_revision": "1-30-3"' in record
 
     # Rollback: the tag goes back to where it was, and both objects return exactly.
-    installer.move_tags(kube, ["default"], "1-23-4")
+    installer.move_tags(kube, ["default"], "1-30-3")
     assert snapshot(kube) == before
     assert kube.get_or_none("v1", "ConfigMap", BACKUP_CONFIGMAP, "istio-system") is None
 
@@ -115,7 +115,7 @@ def test_a_tag_that_did_not_exist_is_removed_and_the_revisionless_install_restor
     kube.delete(*MWC, "istio-revision-tag-default")
     kube.delete("v1", "Service", "istiod-revision-tag-default", "istio-system")
     before = snapshot(kube)
-    result = installer.move_tags(kube, ["default"], "1-24-2")
+    result = installer.move_tags(kube, ["default"], "1-31-0")
     assert result.previous == {"default": None}
     assert kube.get(*MWC, "istio-sidecar-injector")["webhooks"][0]["objectSelector"] == NEVER_MATCH
     installer.move_tags(kube, ["default"], None)
@@ -156,15 +156,15 @@ def writes(sandbox: Any) -> int:
         (
             {"apiVersion": "apps/v1", "kind": "Deployment",
              "metadata": {"name": "istio-ingressgateway", "namespace": "istio-system",
-                          "labels": {"istio": "ingressgateway", "istio.io/rev": "1-24-2"}},
+                          "labels": {"istio": "ingressgateway", "istio.io/rev": "1-31-0"}},
              "spec": {}},
             "Deployment/istio-system/istio-ingressgateway",
         ),
         (
             {"apiVersion": "v1", "kind": "ConfigMap",
-             "metadata": {"name": "istio-1-23-4", "namespace": "istio-system",
-                          "labels": {"istio.io/rev": "1-23-4"}}},
-            "ConfigMap/istio-system/istio-1-23-4",
+             "metadata": {"name": "istio-1-30-3", "namespace": "istio-system",
+                          "labels": {"istio.io/rev": "1-30-3"}}},
+            "ConfigMap/istio-system/istio-1-30-3",
         ),
     ],
     ids=["crd", "gateway", "other-revision"],
@@ -173,11 +173,11 @@ def test_a_bundle_with_foreign_objects_is_refused_with_zero_writes(
     sandbox: Any, extra: dict[str, Any], named: str
 ) -> None:
     kube = sandbox_kube(sandbox)
-    bundle = render_bundle_yaml([*render_revision("1.24.2", "1-24-2"), extra])
+    bundle = render_bundle_yaml([*render_revision("1.31.0", "1-31-0"), extra])
     spec = InstallInput(
         cluster=ClusterRef(name="demo", context="demo"),
-        version="1.24.2",
-        revision="1-24-2",
+        version="1.31.0",
+        revision="1-31-0",
         upgrade_id="t",
         installer={"bundle_yaml": bundle},
     )
@@ -187,22 +187,22 @@ def test_a_bundle_with_foreign_objects_is_refused_with_zero_writes(
     assert info.value.type == "InvalidManifest" and info.value.non_retryable
     assert named in info.value.message and "nothing was applied" in info.value.message
     assert writes(sandbox) == before
-    assert kube.get_or_none("apps/v1", "Deployment", "istiod-1-24-2", "istio-system") is None
+    assert kube.get_or_none("apps/v1", "Deployment", "istiod-1-31-0", "istio-system") is None
 
 
 def test_a_move_retried_after_the_tag_moved_still_restores_exactly(revisionless: Kube) -> None:
     kube = revisionless
     before = snapshot(kube)
-    original = {"default": "1-23-4"}
+    original = {"default": "1-30-3"}
     # A first attempt got as far as the tag's own webhook, then failed (API error, a worker
     # crash): the live tag already names the target when the retry reads it.
-    for obj in render_tag("default", "1-24-2"):
+    for obj in render_tag("default", "1-31-0"):
         kube.apply(obj)
-    installer.move_tags(kube, ["default"], "1-24-2", original)
+    installer.move_tags(kube, ["default"], "1-31-0", original)
     record = kube.get("v1", "ConfigMap", BACKUP_CONFIGMAP, "istio-system")["data"]["record"]
-    assert '"previous_revision": "1-23-4"' in record, "the revision the workflow knew"
-    installer.move_tags(kube, ["default"], "1-23-4", original)
+    assert '"previous_revision": "1-30-3"' in record, "the revision the workflow knew"
+    installer.move_tags(kube, ["default"], "1-30-3", original)
     assert snapshot(kube) == before
     # A restore retried after it already ran changes nothing (and deactivates nothing).
-    installer.move_tags(kube, ["default"], "1-23-4", original)
+    installer.move_tags(kube, ["default"], "1-30-3", original)
     assert snapshot(kube) == before

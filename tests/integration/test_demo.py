@@ -46,11 +46,11 @@ async def test_demo_succeeds_then_rolls_back(tmp_path: Path) -> None:
     assert re.search(r"demo\s.*SUCCEEDED", summary), summary
     assert re.search(r"bad-canary\s.*ROLLED_BACK", summary), summary
     assert "FAIL" in summary  # the gate verdict that rolled the second upgrade back
-    # The bare pod kept 1-23-4 after the clean upgrade; once it went, remove-revision did.
+    # The bare pod kept 1-30-3 after the clean upgrade; once it went, remove-revision did.
     assert re.search(r"demo\s.*removed", summary), summary
-    assert "revision 1-23-4 removed from demo" in text
-    bundle = tmp_path / "run" / "istiod-1-24-2.yaml"
-    assert "istiod-1-24-2" in bundle.read_text()
+    assert "revision 1-30-3 removed from demo" in text
+    bundle = tmp_path / "run" / "istiod-1-31-0.yaml"
+    assert "istiod-1-31-0" in bundle.read_text()
 
 
 async def test_ctrl_c_stops_every_server(tmp_path: Path) -> None:

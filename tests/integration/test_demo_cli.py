@@ -41,8 +41,8 @@ async def upgrade_env(
             "context": "cli",
             "prometheus_url": prometheus.url,
         },
-        "target": {"version": "1.24.2"},
-        "installer": {"bundle_yaml": revision_bundle("1.24.2", "1-24-2")},
+        "target": {"version": "1.31.0"},
+        "installer": {"bundle_yaml": revision_bundle("1.31.0", "1-31-0")},
         "approvals": {"before_first_batch": True},
         "gate": {"warmup_seconds": 1, "soak_seconds": 2, "interval_seconds": 1},
     }
@@ -84,12 +84,12 @@ async def test_plan_start_approve_abort_watch_list(upgrade_env: tuple[Cli, Path]
 
     plan = await run.json("plan", "-f", str(spec_file))
     assert plan["outcome"] == "DRY_RUN"
-    assert plan["plan"]["source_revision"] == "1-23-4"
+    assert plan["plan"]["source_revision"] == "1-30-3"
     assert "checkout" in [ns for b in plan["plan"]["batches"] for ns in b["namespaces"]]
 
     started = await run.json("start", "-f", str(spec_file))
     upgrade_id = started["workflow_id"]
-    assert upgrade_id.startswith("istio-upgrade.cli-") and upgrade_id.endswith(".1-24-2")
+    assert upgrade_id.startswith("istio-upgrade.cli-") and upgrade_id.endswith(".1-31-0")
     # A second trigger attaches to the running upgrade instead of starting a twin.
     again = await run.json("start", "-f", str(spec_file))
     assert again == started
@@ -100,7 +100,7 @@ async def test_plan_start_approve_abort_watch_list(upgrade_env: tuple[Cli, Path]
 
     # One upgrade per cluster: another revision is refused, naming the running upgrade.
     other = yaml.safe_load(spec_file.read_text())
-    other["target"] = {"version": "1.25.0"}
+    other["target"] = {"version": "1.32.0"}
     other_file = spec_file.with_name("other.yaml")
     other_file.write_text(yaml.safe_dump(other))
     busy = await run("start", "-f", str(other_file))
@@ -154,7 +154,7 @@ async def test_status_without_worker_exits_6_naming_the_worker(
     spec_file = tmp_path / "idle.yaml"
     spec_file.write_text(
         yaml.safe_dump(
-            {"cluster": {"name": f"idle-{uuid.uuid4().hex[:6]}"}, "target": {"version": "1.24.2"}}
+            {"cluster": {"name": f"idle-{uuid.uuid4().hex[:6]}"}, "target": {"version": "1.31.0"}}
         )
     )
     start = await idle("start", "-f", str(spec_file), "-o", "json")

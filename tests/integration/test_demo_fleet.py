@@ -53,9 +53,9 @@ async def test_demo_fleet_exits_0_when_the_budget_stops_the_fleet(tmp_path: Path
     for cluster, state in EXPECTED.items():
         assert re.search(rf"{cluster}\s.*{state} ✓", summary), summary
     # The Web UI links of the fleet and of each child that ran.
-    assert re.search(r"fleet: http://127\.0\.0\.1:\d+/.*/istio-fleet\.demo-fleet\.1-24-2", text)
+    assert re.search(r"fleet: http://127\.0\.0\.1:\d+/.*/istio-fleet\.demo-fleet\.1-31-0", text)
     for cluster in ("canary", "east", "west"):
-        assert f"child istio-upgrade.{cluster}.1-24-2: http://" in text, text[-4000:]
+        assert f"child istio-upgrade.{cluster}.1-31-0: http://" in text, text[-4000:]
 
 
 async def test_demo_fleet_leaves_the_fleet_stopped_and_the_last_stage_untouched(

@@ -145,8 +145,8 @@ async def test_temporal_dev_server_with_ui_reports_links() -> None:
     try:
         assert server.ui_port is not None
         assert server.ui_url == f"http://127.0.0.1:{server.ui_port}/namespaces/default/workflows"
-        link = server.workflow_url("istio-upgrade/prod/1-24-2")
-        assert link is not None and link.endswith("/workflows/istio-upgrade%2Fprod%2F1-24-2")
+        link = server.workflow_url("istio-upgrade/prod/1-31-0")
+        assert link is not None and link.endswith("/workflows/istio-upgrade%2Fprod%2F1-31-0")
         assert not port_is_free(server.ui_port)
     finally:
         await server.shutdown()

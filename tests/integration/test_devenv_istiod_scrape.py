@@ -21,7 +21,7 @@ async def istiod_metrics() -> AsyncIterator[str]:
 
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(
-            text='# TYPE pilot_xds gauge\npilot_xds{version="1.24.2"} 7\n',
+            text='# TYPE pilot_xds gauge\npilot_xds{version="1.31.0"} 7\n',
             content_type="text/plain",
         )
 
@@ -63,11 +63,11 @@ async def test_only_istiod_pods_are_scraped_and_labelled_with_their_revision(
     job = shipped_job_with(
         [
             static_pod(
-                istiod_metrics, "istiod-1-24-2-7d9f", {"app": "istiod", "istio_io_rev": "1-24-2"}
+                istiod_metrics, "istiod-1-31-0-7d9f", {"app": "istiod", "istio_io_rev": "1-31-0"}
             ),
             # Same endpoint, but not an istiod pod: the keep rule must drop it.
             static_pod(
-                istiod_metrics, "reviews-v1-5c7", {"app": "reviews", "istio_io_rev": "1-24-2"}
+                istiod_metrics, "reviews-v1-5c7", {"app": "reviews", "istio_io_rev": "1-31-0"}
             ),
         ]
     )
@@ -77,11 +77,11 @@ async def test_only_istiod_pods_are_scraped_and_labelled_with_their_revision(
 
     assert len(series) == 1
     labels = series[0]["metric"]
-    assert labels["revision"] == "1-24-2"
-    assert labels["version"] == "1.24.2"
+    assert labels["revision"] == "1-31-0"
+    assert labels["version"] == "1.31.0"
     assert labels["namespace"] == "istio-system"
-    assert labels["pod"] == "istiod-1-24-2-7d9f"
+    assert labels["pod"] == "istiod-1-31-0-7d9f"
     assert labels["job"] == "istiod"
     assert not any(name.startswith("__meta") for name in labels)
     up = await prom.query('up{job="istiod"}')
-    assert [s["metric"]["pod"] for s in up] == ["istiod-1-24-2-7d9f"]
+    assert [s["metric"]["pod"] for s in up] == ["istiod-1-31-0-7d9f"]

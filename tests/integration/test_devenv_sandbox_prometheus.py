@@ -24,7 +24,7 @@ async def test_prometheus_scrapes_sandbox_mesh_metrics(
         timeout_s=30,
     )
     assert "checkout" in {s["metric"]["destination_workload_namespace"] for s in series}
-    xds = await prom.wait_for_series('pilot_xds{revision="1-23-4"}', timeout_s=10)
+    xds = await prom.wait_for_series('pilot_xds{revision="1-30-3"}', timeout_s=10)
     assert float(xds[0]["value"][1]) > 0
 
     # Counters advance with wall-clock time, so a 1 s scrape sees them grow.

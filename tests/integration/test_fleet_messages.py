@@ -20,7 +20,7 @@ from istio_upgrade.worker import build_worker
 from istio_upgrade.workflows.fleet import FleetRollout
 from tests.integration.fleet_stack import states
 
-TEMPLATE = {"target": {"version": "1.24.2"}, "gate": {"prometheus_url": "http://127.0.0.1:1"}}
+TEMPLATE = {"target": {"version": "1.31.0"}, "gate": {"prometheus_url": "http://127.0.0.1:1"}}
 
 
 def spec(stages: list[dict[str, Any]], names: list[str]) -> FleetSpec:
@@ -126,4 +126,4 @@ async def test_a_remote_whose_primary_did_not_upgrade_is_skipped_never_started(
     assert f"primary {p} did not upgrade (FAILED)" in line.note
     # Never started: no upgrade of the remote exists.
     with pytest.raises(RPCError):
-        await client.get_workflow_handle(f"istio-upgrade.{r}.1-24-2").describe()
+        await client.get_workflow_handle(f"istio-upgrade.{r}.1-31-0").describe()

@@ -17,7 +17,7 @@ from istio_upgrade.worker import build_worker
 from istio_upgrade.workflows.fleet import FleetRollout
 from tests.integration.fleet_stack import states
 
-TEMPLATE = {"target": {"version": "1.24.2"}, "gate": {"prometheus_url": "http://127.0.0.1:1"}}
+TEMPLATE = {"target": {"version": "1.31.0"}, "gate": {"prometheus_url": "http://127.0.0.1:1"}}
 
 
 def one_cluster(windows: dict[str, Any] | None) -> FleetSpec:
@@ -94,4 +94,4 @@ async def test_fleet_proceeds_when_the_window_opens(temporal_ts: WorkflowEnviron
         progress = await handle.query(FleetRollout.progress)
         [line] = progress.clusters
         assert line.state == "FAILED" and "KubeconfigError" in line.note, line
-        assert line.upgrade_id == f"istio-upgrade.{line.cluster}.1-24-2"
+        assert line.upgrade_id == f"istio-upgrade.{line.cluster}.1-31-0"

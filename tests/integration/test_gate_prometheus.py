@@ -1,5 +1,5 @@
 """The gate against a real Prometheus scraping a sandbox where some namespaces already run
-on the new revision (1-24-2) and others on the old one (1-23-4).
+on the new revision (1-31-0) and others on the old one (1-30-3).
 
 Each window fixture sets the sandbox's traffic faults live, lets Prometheus scrape for
 ``WINDOW_S`` seconds and returns the window; tests then query that window at its end
@@ -32,7 +32,7 @@ pytestmark = pytest.mark.slow
 
 WINDOW_S = 10.0
 """Length of each measured window: 40 req/s gives 400 requests, above the 209 needed."""
-NEW, OLD = "1-24-2", "1-23-4"
+NEW, OLD = "1-31-0", "1-30-3"
 BASELINE = ["old-a", "old-b"]
 
 SCENARIO = """
@@ -40,31 +40,31 @@ name: gate-test
 cluster_name: gate
 timings: {pod_start_s: 0.1, pod_ready_s: 0.1, istiod_ready_s: 0.2}
 revisions:
-  - version: 1.23.4
-  - version: 1.24.2
+  - version: 1.30.3
+  - version: 1.31.0
 namespaces:
   - name: old-a
-    labels: {istio.io/rev: 1-23-4}
+    labels: {istio.io/rev: 1-30-3}
     workloads:
       - {name: front, rps: 60, calls: [new-a/api, new-b/api, new-c/api, old-b/api]}
   - name: old-b
-    labels: {istio.io/rev: 1-23-4}
+    labels: {istio.io/rev: 1-30-3}
     workloads:
       - {name: api, rps: 40}
   - name: new-a
-    labels: {istio.io/rev: 1-24-2}
+    labels: {istio.io/rev: 1-31-0}
     workloads:
       - {name: api, rps: 40}
   - name: new-b
-    labels: {istio.io/rev: 1-24-2}
+    labels: {istio.io/rev: 1-31-0}
     workloads:
       - {name: api, rps: 40, protocol: grpc, latency_ms: 30}
   - name: new-c
-    labels: {istio.io/rev: 1-24-2}
+    labels: {istio.io/rev: 1-31-0}
     workloads:
       - {name: api, rps: 40}
   - name: new-quiet
-    labels: {istio.io/rev: 1-24-2}
+    labels: {istio.io/rev: 1-31-0}
     workloads:
       - {name: api, rps: 1}
 """
@@ -133,7 +133,7 @@ async def healthy(env: Env) -> Window:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def canary_faults(env: Env) -> Window:
-    """new-a: 3% 5xx, new-b: +300 ms, new-c: traffic silently gone; only on pods of 1-24-2.
+    """new-a: 3% 5xx, new-b: +300 ms, new-c: traffic silently gone; only on pods of 1-31-0.
 
     3% (burn 30 against the allowed 14.4) rather than a ratio nearer the threshold: ten
     seconds of 40 req/s make a dozen errors, and one more or less moves the burn by 8%.

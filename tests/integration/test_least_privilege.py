@@ -150,11 +150,11 @@ def apply_as_admin(sandbox: Any, docs: list[dict[str, Any]]) -> None:
     )
 
 
-def bundle_with_roles(revision: str = "1-24-2") -> str:
+def bundle_with_roles(revision: str = "1-31-0") -> str:
     """The sandbox's istiod rendering plus the Role, RoleBinding and gateway controller
     ClusterRole upstream's chart also renders (no HPA: the sandbox has no autoscaling API)."""
     extras = [o for o in upstream_rbac_extras(revision) if o["kind"] != "HorizontalPodAutoscaler"]
-    objects = load_bundle_yaml(revision_bundle("1.24.2", revision)) + extras
+    objects = load_bundle_yaml(revision_bundle("1.31.0", revision)) + extras
     return yaml.safe_dump_all(objects)
 
 
@@ -294,20 +294,20 @@ async def test_deploy_rbac_is_enough_and_every_grant_is_used(
             assert result.outcome == "SUCCEEDED", result.summary
             assert result.precheck is not None
             assert not [f for f in result.precheck.findings if "PERMISSION" in f.code]
-            assert set(pod_revisions(demo, "frontend").values()) == {"1-24-2"}
-            # The bare pod kept 1-23-4; once it is gone the removal takes the old revision.
+            assert set(pod_revisions(demo, "frontend").values()) == {"1-31-0"}
+            # The bare pod kept 1-30-3; once it is gone the removal takes the old revision.
             assert not result.old_revision_removed
             assert demo.delete("/api/v1/namespaces/batch/pods/debug-shell") == 200
             removal = await start_removal(
                 client,
                 RemoveRevisionSpec(
-                    cluster=ClusterRef(name="lp-upgrade", context="sandbox"), revision="1-23-4"
+                    cluster=ClusterRef(name="lp-upgrade", context="sandbox"), revision="1-30-3"
                 ),
                 task_queue=demo.task_queue,
             )
             removed = await removal.result()
             assert removed.outcome == "REMOVED", removed.summary
-            assert "istiod-1-23-4" not in istiod_deployments(demo)
+            assert "istiod-1-30-3" not in istiod_deployments(demo)
 
         async def roll_back() -> None:
             gate = {**CANARY_GATE, "on_inconclusive": "rollback"}
@@ -319,9 +319,9 @@ async def test_deploy_rbac_is_enough_and_every_grant_is_used(
             )
             cause = await failure(await bad.start(spec))
             assert cause.type == "GateFailed", cause.message
-            assert istiod_deployments(bad) == {"istiod-1-23-4"}
+            assert istiod_deployments(bad) == {"istiod-1-30-3"}
             for ns in ("checkout", "cart"):
-                assert set(pod_revisions(bad, ns).values()) == {"1-23-4"}, ns
+                assert set(pod_revisions(bad, ns).values()) == {"1-30-3"}, ns
 
         await asyncio.gather(upgrade_then_remove(), roll_back())
         requests = worker_requests(demo) + worker_requests(bad)

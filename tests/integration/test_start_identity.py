@@ -20,7 +20,7 @@ def _spec(cluster: str, **migration: object) -> UpgradeSpec:
     return UpgradeSpec.model_validate(
         {
             "cluster": {"name": cluster, "prometheus_url": "http://127.0.0.1:9"},
-            "target": {"version": "1.24.2"},
+            "target": {"version": "1.31.0"},
             "installer": {"bundle_yaml": "apiVersion: v1\nkind: List\nitems: []\n"},
             "migration": {"canary": ["frontend"], **migration},
         }

@@ -36,7 +36,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 TRIGGERS = ROOT / "docs" / "triggers.md"
-DOC_ID = "istio-upgrade.demo.1-24-2"
+DOC_ID = "istio-upgrade.demo.1-31-0"
 
 
 @dataclass
@@ -102,7 +102,7 @@ class DocRunner:
         self.cluster = cluster
         self.task_queue = task_queue
         self.prometheus_url = prometheus_url
-        self.upgrade_id = f"istio-upgrade.{cluster}.1-24-2"
+        self.upgrade_id = f"istio-upgrade.{cluster}.1-31-0"
         self.commands = {c.kind: c for c in parse_curls(http_section())}
 
     def body(self, curl: Curl) -> Any:
@@ -175,11 +175,11 @@ async def test_http_examples_start_query_approve_abort(
             stack.prometheus.url,
         )
         # What release tooling does first: the rendered revision in the ConfigMap the spec names
-        # (kubectl -n istio-system create configmap istiod-1-24-2-bundle --from-file=bundle.yaml).
+        # (kubectl -n istio-system create configmap istiod-1-31-0-bundle --from-file=bundle.yaml).
         sandbox_kube(stack.sandbox).apply({
             "apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "istiod-1-24-2-bundle", "namespace": "istio-system"},
-            "data": {"bundle.yaml": revision_bundle("1.24.2", "1-24-2")},
+            "metadata": {"name": "istiod-1-31-0-bundle", "namespace": "istio-system"},
+            "data": {"bundle.yaml": revision_bundle("1.31.0", "1-31-0")},
         })  # fmt: skip
         started = await run("start")
         assert started["started"] is True, started
@@ -203,14 +203,14 @@ async def test_http_examples_start_query_approve_abort(
         ]
         # Let the canary start moving, then abort it over HTTP: the signal rolls it back.
         for _ in range(100):
-            if set(pod_revisions(stack, "frontend").values()) == {"1-24-2"}:
+            if set(pod_revisions(stack, "frontend").values()) == {"1-31-0"}:
                 break
             await asyncio.sleep(0.3)
         await run("signal/signal_abort")
         cause = await failure(handle)
         assert cause.type == "Aborted"
         assert "error budget burning" in cause.message
-        assert set(pod_revisions(stack, "frontend").values()) == {"1-23-4"}
+        assert set(pod_revisions(stack, "frontend").values()) == {"1-30-3"}
 
         described = await run("describe")
         info = described["workflowExecutionInfo"]

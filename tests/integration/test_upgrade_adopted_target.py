@@ -46,7 +46,7 @@ async def test_rollback_keeps_an_adopted_target_revision(
 ) -> None:
     workflow_id = f"adopt-{uuid.uuid4()}"
     owner = workflow_id if installed_by == "earlier" else None
-    existing = RevisionInfo(name="1-24-2", version="1.24.2", installed_by=owner, ready=True)
+    existing = RevisionInfo(name="1-31-0", version="1.31.0", installed_by=owner, ready=True)
     inv = inventory({"a": ENABLED}, extra_revisions=[existing])
     uninstalled: list[str] = []
 
@@ -66,7 +66,7 @@ async def test_rollback_keeps_an_adopted_target_revision(
 
     @activity.defn(name="install_revision")
     async def install_revision(_: InstallInput) -> InstallResult:
-        return InstallResult(inventory_configmap="istio-upgrade-inventory-1-24-2")
+        return InstallResult(inventory_configmap="istio-upgrade-inventory-1-31-0")
 
     @activity.defn(name="wait_revision_ready")
     async def wait_revision_ready(_: RevisionInput) -> None:
@@ -123,7 +123,7 @@ async def test_rollback_keeps_an_adopted_target_revision(
                 spec(
                     force=True,
                     gate={"prometheus_url": "http://prometheus:9090"},
-                    installer={"bundle_path": "/bundles/istiod-1-24-2.yaml"},
+                    installer={"bundle_path": "/bundles/istiod-1-31-0.yaml"},
                 ),
                 id=workflow_id,
                 task_queue=queue,
@@ -131,7 +131,7 @@ async def test_rollback_keeps_an_adopted_target_revision(
     # Rolled back because the revision never became Ready (not for any other reason).
     cause = info.value.cause
     assert isinstance(cause, ApplicationError) and "not ready" in cause.message, cause
-    assert uninstalled == ([] if installed_by is None else ["1-24-2"])
+    assert uninstalled == ([] if installed_by is None else ["1-31-0"])
     # Held as this run (``<workflow id>@<first run id>``), released by the same holder.
     holder = locks[0].removeprefix("acquire ")
     assert holder.startswith(f"{workflow_id}@"), locks

@@ -68,16 +68,16 @@ async def test_clean_upgrade_moves_everything_and_removes_old_revision(
             revisions = pod_revisions(stack, ns)
             # legacy-agent opted out of injection; the Job pod has completed.
             injectable = {n: r for n, r in revisions.items() if not n.startswith("legacy-agent")}
-            assert set(injectable.values()) <= {"1-24-2"}, (ns, revisions)
+            assert set(injectable.values()) <= {"1-31-0"}, (ns, revisions)
             migrated += len(injectable)
         assert migrated >= 20
         # Every namespace ends in the label form it started with: istio-injection=enabled and
-        # istio.io/rev=<tag> come back once the tags point at 1-24-2 (no second restart: the
+        # istio.io/rev=<tag> come back once the tags point at 1-31-0 (no second restart: the
         # revision is the same); one pinned to the old revision is pinned to the new one.
         after = namespace_labels(stack)
         for ns, labels in before.items():
-            if labels.get("istio.io/rev") == "1-23-4":
-                assert after[ns] == {**labels, "istio.io/rev": "1-24-2"}, ns
+            if labels.get("istio.io/rev") == "1-30-3":
+                assert after[ns] == {**labels, "istio.io/rev": "1-31-0"}, ns
             else:
                 assert after[ns] == labels, ns
         assert any(labels.get("istio-injection") == "enabled" for labels in after.values())
@@ -85,7 +85,7 @@ async def test_clean_upgrade_moves_everything_and_removes_old_revision(
         # As an SRE checks it: `kubectl get ns -L istio-injection,istio.io/rev`.
         kubectl_after = label_columns(stack)
         for ns, columns in kubectl_before.items():
-            expected = ("", "1-24-2") if columns[1] == "1-23-4" else columns
+            expected = ("", "1-31-0") if columns[1] == "1-30-3" else columns
             assert kubectl_after[ns] == expected, (ns, columns, kubectl_after[ns])
         replicasets = stack.objects("/apis/apps/v1/namespaces/frontend/replicasets")
         assert len(replicasets) == 2, "restarted once by its batch, not again by the relabel"
@@ -102,8 +102,8 @@ async def test_clean_upgrade_moves_everything_and_removes_old_revision(
             for w in webhooks
             if "istio.io/tag" in w["metadata"].get("labels", {})
         }
-        assert tags == {"default": "1-24-2", "canary": "1-24-2"}
-        assert istiod_deployments(stack) == {"istiod-1-24-2"}
+        assert tags == {"default": "1-31-0", "canary": "1-31-0"}
+        assert istiod_deployments(stack) == {"istiod-1-31-0"}
         # Every write left an Event on its object naming the upgrade: who changed it and why.
         events = stack.objects("/api/v1/namespaces/frontend/events")
         ours = [e for e in events if e.get("source", {}).get("component") == "istio-upgrade"]

@@ -25,8 +25,8 @@ async def test_flaky_api_upgrade_completes(
         spec = fast_spec(stack.prometheus.url, cleanup={"keep_old_revision": True})
         result: UpgradeResult = await (await stack.start(spec)).result()
         assert result.outcome == "SUCCEEDED", result.summary
-        assert set(pod_revisions(stack, "frontend").values()) == {"1-24-2"}
-        assert set(pod_revisions(stack, "inventory").values()) == {"1-24-2"}
+        assert set(pod_revisions(stack, "frontend").values()) == {"1-31-0"}
+        assert set(pod_revisions(stack, "inventory").values()) == {"1-31-0"}
 
 
 async def test_stalled_rollout_is_diagnosed_and_rolled_back(
@@ -42,7 +42,7 @@ async def test_stalled_rollout_is_diagnosed_and_rolled_back(
                 "extends": "demo",
                 "name": "stuck-cart",
                 "faults": {
-                    "rollouts": [{"kind": "never_ready", "namespace": "cart", "revision": "1-24-2"}]
+                    "rollouts": [{"kind": "never_ready", "namespace": "cart", "revision": "1-31-0"}]
                 },
             }
         )
@@ -62,6 +62,6 @@ async def test_stalled_rollout_is_diagnosed_and_rolled_back(
         assert progress.stragglers and all(s.namespace == "cart" for s in progress.stragglers)
         assert 0 < len(progress.diagnostics) <= 5
         assert any(d.events or d.proxy_log for d in progress.diagnostics)
-        assert set(pod_revisions(stack, "cart").values()) == {"1-23-4"}
+        assert set(pod_revisions(stack, "cart").values()) == {"1-30-3"}
         labels = stack.get("/api/v1/namespaces/cart")["metadata"]["labels"]
-        assert labels.get("istio.io/rev") == "1-23-4"
+        assert labels.get("istio.io/rev") == "1-30-3"

@@ -47,9 +47,9 @@ def test_conflicts_on_label_writes_are_retried(sandbox: Any) -> None:
         {"api": [{"kind": "conflict", "count": 3, "resources": ["namespaces"],
                   "verbs": ["patch"]}]},
     )  # fmt: skip
-    migration.relabel(kube, [NamespaceLabels(namespace="cart", istio_rev="1-24-2")])
+    migration.relabel(kube, [NamespaceLabels(namespace="cart", istio_rev="1-31-0")])
     labels = kube.get("v1", "Namespace", "cart")["metadata"]["labels"]
-    assert labels["istio.io/rev"] == "1-24-2"
+    assert labels["istio.io/rev"] == "1-31-0"
 
 
 def test_dropped_connections_are_retried_per_request(sandbox: Any) -> None:
@@ -66,8 +66,8 @@ def test_dropped_connections_are_retried_per_request(sandbox: Any) -> None:
         sandbox,
         {"api": [{"kind": "drop", "count": 2, "resources": ["namespaces"], "verbs": ["patch"]}]},
     )
-    migration.relabel(kube, [NamespaceLabels(namespace="cart", istio_rev="1-24-2")])
-    assert kube.get("v1", "Namespace", "cart")["metadata"]["labels"]["istio.io/rev"] == "1-24-2"
+    migration.relabel(kube, [NamespaceLabels(namespace="cart", istio_rev="1-31-0")])
+    assert kube.get("v1", "Namespace", "cart")["metadata"]["labels"]["istio.io/rev"] == "1-31-0"
 
 
 def test_transient_server_errors_are_retried_per_request(sandbox: Any) -> None:
@@ -79,15 +79,15 @@ def test_transient_server_errors_are_retried_per_request(sandbox: Any) -> None:
                  {"kind": "status", "code": 500, "count": 1, "resources": ["namespaces"],
                   "verbs": ["get"]}]},
     )  # fmt: skip
-    migration.relabel(kube, [NamespaceLabels(namespace="payments", istio_rev="1-24-2")])
+    migration.relabel(kube, [NamespaceLabels(namespace="payments", istio_rev="1-31-0")])
     labels = kube.get("v1", "Namespace", "payments")["metadata"]["labels"]
-    assert labels["istio.io/rev"] == "1-24-2"
+    assert labels["istio.io/rev"] == "1-31-0"
 
 
 def test_missing_namespace_is_permanent_and_says_what_to_do(sandbox: Any) -> None:
     kube = sandbox_kube(sandbox)
     with pytest.raises(ApplicationError) as info:
-        migration.relabel(kube, [NamespaceLabels(namespace="ghost", istio_rev="1-24-2")])
+        migration.relabel(kube, [NamespaceLabels(namespace="ghost", istio_rev="1-31-0")])
     assert info.value.type == "NamespaceNotFound" and info.value.non_retryable
     assert "ghost" in info.value.message and "start the upgrade again" in info.value.message
 
@@ -96,8 +96,8 @@ def test_invalid_bundle_is_permanent(sandbox: Any) -> None:
     kube = sandbox_kube(sandbox)
     spec = InstallInput(
         cluster=ClusterRef(name="demo", context="sandbox"),
-        version="1.24.2",
-        revision="1-24-2",
+        version="1.31.0",
+        revision="1-31-0",
         installer={"bundle_yaml": "---\nfoo: bar\n"},
         upgrade_id="u",
     )
@@ -110,17 +110,17 @@ def test_install_then_uninstall_removes_exactly_the_inventory(sandbox: Any) -> N
     kube = sandbox_kube(sandbox)
     spec = InstallInput(
         cluster=ClusterRef(name="demo", context="sandbox"),
-        version="1.24.2",
-        revision="1-24-2",
-        upgrade_id="istio-upgrade/demo/1-24-2",
+        version="1.31.0",
+        revision="1-31-0",
+        upgrade_id="istio-upgrade/demo/1-31-0",
     )
     first = installer.install(kube, spec)
     again = installer.install(kube, spec)
     assert first.applied == again.applied and len(first.applied) >= 7
-    removed = installer.uninstall(kube, "1-24-2")
+    removed = installer.uninstall(kube, "1-31-0")
     assert removed.from_inventory and sorted(removed.deleted) == sorted(first.applied)
-    assert kube.get_or_none("apps/v1", "Deployment", "istiod-1-23-4", "istio-system")
-    again_removed = installer.uninstall(kube, "1-24-2")
+    assert kube.get_or_none("apps/v1", "Deployment", "istiod-1-30-3", "istio-system")
+    again_removed = installer.uninstall(kube, "1-31-0")
     assert not again_removed.from_inventory and not again_removed.deleted
 
 

@@ -39,7 +39,7 @@ async def test_approval_gates_and_abort_rolls_back(
         first = await wait_progress(handle, lambda p: p.waiting_for, "the first approval")
         assert first.phase.value == "WAITING_APPROVAL" and "batch 0" in (first.waiting_for or "")
         # Nothing migrated yet: the new revision is installed and Ready, namespaces untouched.
-        assert set(pod_revisions(stack, "frontend").values()) == {"1-23-4"}
+        assert set(pod_revisions(stack, "frontend").values()) == {"1-30-3"}
         # Taken before the first write, by this run of the upgrade (not just its id).
         assert lock_holder(stack) == f"{handle.id}@{handle.first_execution_run_id}"
 
@@ -74,14 +74,14 @@ async def test_approval_gates_and_abort_rolls_back(
         await wait_progress(
             handle, lambda p: p.waiting_for and "batch 1" in p.waiting_for, "approval of batch 1"
         )
-        assert set(pod_revisions(stack, "frontend").values()) == {"1-24-2"}
+        assert set(pod_revisions(stack, "frontend").values()) == {"1-31-0"}
         await handle.execute_update(
             IstioCanaryUpgrade.abort, AbortRequest(reason="change freeze", requested_by="bob")
         )
         cause = await failure(handle)
         assert cause.type == "Aborted"
         assert "change freeze" in cause.message
-        assert set(pod_revisions(stack, "frontend").values()) == {"1-23-4"}
+        assert set(pod_revisions(stack, "frontend").values()) == {"1-30-3"}
         labels = stack.get("/api/v1/namespaces/frontend")["metadata"]["labels"]
         assert labels.get("istio-injection") == "enabled" and "istio.io/rev" not in labels
         progress = await handle.query(IstioCanaryUpgrade.progress)
@@ -100,14 +100,14 @@ async def test_cancellation_rolls_back_before_ending(
             lambda p: p.batches and p.batches[0].status == "soaking",
             "the canary to soak",
         )
-        assert set(pod_revisions(stack, "frontend").values()) == {"1-24-2"}
+        assert set(pod_revisions(stack, "frontend").values()) == {"1-31-0"}
         await handle.cancel()
         with pytest.raises(WorkflowFailureError):
             await handle.result()
         progress = await handle.query(IstioCanaryUpgrade.progress)
         assert progress.batches[0].status == "rolled_back", progress.errors
-        assert set(pod_revisions(stack, "frontend").values()) == {"1-23-4"}
-        assert istiod_deployments(stack) == {"istiod-1-23-4"}
+        assert set(pod_revisions(stack, "frontend").values()) == {"1-30-3"}
+        assert istiod_deployments(stack) == {"istiod-1-30-3"}
         assert lock_holder(stack) is None
 
 
@@ -170,7 +170,7 @@ async def test_inconclusive_gate_waits_extend_soak_approve_then_abort_mid_batch(
         assert statuses[:2] == ["rolled_back", "rolled_back"], final.errors
         assert set(statuses[2:]) <= {"pending"}, statuses
         for namespace in [*final.batches[1].namespaces[:3], "frontend"]:
-            assert set(pod_revisions(stack, namespace).values()) <= {"1-23-4", None}, namespace
+            assert set(pod_revisions(stack, namespace).values()) <= {"1-30-3", None}, namespace
         attributes = (await handle.describe()).typed_search_attributes
         assert attributes.get(CLUSTER) == cluster
         assert attributes.get(PHASE) == attributes.get(OUTCOME) == "ROLLED_BACK"

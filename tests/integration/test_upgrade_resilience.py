@@ -138,7 +138,7 @@ async def test_invalid_spec_fails_before_any_write(
         cause = await failure(handle)
         assert cause.type == "PrecheckFailed"
         assert "migration.batches[1]" in cause.message and "ghost" in cause.message
-        skew = fast_spec(stack.prometheus.url, target={"version": "1.27.0"})
+        skew = fast_spec(stack.prometheus.url, target={"version": "1.34.0"})
         with pytest.raises(WorkflowFailureError) as info:
             await (await stack.start(skew)).result()
         assert "two minor" in str(info.value.cause)
@@ -148,7 +148,7 @@ async def test_invalid_spec_fails_before_any_write(
         assert cause.type == "PrecheckFailed"
         assert "installer.bundle_path" in cause.message and "helm template istiod" in cause.message
         # A bundle holding the base chart's CRDs or a gateway: refused before the lock is taken.
-        foreign = revision_bundle("1.24.2", "1-24-2") + crds_bundle()
+        foreign = revision_bundle("1.31.0", "1-31-0") + crds_bundle()
         mixed = fast_spec(stack.prometheus.url, installer={"bundle_yaml": foreign})
         cause = await failure(await stack.start(mixed, suffix=".mixed"))
         assert cause.type == "PrecheckFailed"
@@ -187,5 +187,5 @@ async def test_failed_removal_of_the_old_revision_still_reports_success(
         assert result.outcome == "SUCCEEDED", result.summary
         assert not result.old_revision_removed
         kept = [w for w in result.warnings if "removing it failed" in w]
-        assert kept and "remove-revision --cluster demo --revision 1-23-4" in kept[0], kept
-        assert istiod_deployments(stack) == {"istiod-1-23-4", "istiod-1-24-2"}
+        assert kept and "remove-revision --cluster demo --revision 1-30-3" in kept[0], kept
+        assert istiod_deployments(stack) == {"istiod-1-30-3", "istiod-1-31-0"}

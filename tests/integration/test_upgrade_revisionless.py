@@ -79,7 +79,7 @@ async def test_revisionless_upgrade_moves_injection_and_validation_to_the_new_re
 
         for namespace in LABELLED:
             revisions = pod_revisions(stack, namespace)
-            assert revisions and set(revisions.values()) == {"1-24-2"}, (namespace, revisions)
+            assert revisions and set(revisions.values()) == {"1-31-0"}, (namespace, revisions)
 
         # Moving default deactivated the revisionless injector and re-pointed the validator.
         legacy = kube.get(*MWC, "istio-sidecar-injector")
@@ -89,7 +89,7 @@ async def test_revisionless_upgrade_moves_injection_and_validation_to_the_new_re
         )
         validator = kube.get(*VWC, "istiod-default-validator")
         assert {h["clientConfig"]["service"]["name"] for h in validator["webhooks"]} == {
-            "istiod-1-24-2"
+            "istiod-1-31-0"
         }
 
         # Workloads opted in per pod in unlabelled namespaces (the Helm gateway, reports)
@@ -100,11 +100,11 @@ async def test_revisionless_upgrade_moves_injection_and_validation_to_the_new_re
         assert last.gateway and last.namespaces == ["istio-ingress"], last
         assert [w.ref for w in last.workloads] == ["istio-ingress/Deployment/istio-ingressgateway"]
         for namespace, name in (("istio-ingress", "istio-ingressgateway"), ("reports", "reports")):
-            assert set(pod_revisions(stack, namespace).values()) == {"1-24-2"}, namespace
+            assert set(pod_revisions(stack, namespace).values()) == {"1-31-0"}, namespace
             ns_labels = kube.get("v1", "Namespace", namespace)["metadata"].get("labels") or {}
             assert "istio.io/rev" not in ns_labels and "istio-injection" not in ns_labels
             template = kube.get("apps/v1", "Deployment", name, namespace)["spec"]["template"]
-            assert template["metadata"]["labels"]["istio.io/rev"] == "1-24-2"
+            assert template["metadata"]["labels"]["istio.io/rev"] == "1-31-0"
         # Only the bare pod keeps istiod; once it is gone, the revision is removed.
         assert not result.old_revision_removed
         assert any("--revision default" in w for w in result.warnings), result.warnings
@@ -136,9 +136,9 @@ async def test_revisionless_upgrade_moves_injection_and_validation_to_the_new_re
             "metadata": {"name": "hello", "namespace": "newcomer", "labels": {"app": "hello"}},
             "spec": {"containers": [{"name": "app", "image": "example/hello:1"}]},
         })  # fmt: skip
-        assert pod["metadata"]["annotations"]["istio.io/rev"] == "1-24-2"
+        assert pod["metadata"]["annotations"]["istio.io/rev"] == "1-31-0"
         assert any(
-            c["name"] == "istio-proxy" and c["image"].endswith(":1.24.2")
+            c["name"] == "istio-proxy" and c["image"].endswith(":1.31.0")
             for c in pod["spec"].get("containers", []) + pod["spec"].get("initContainers", [])
         ), pod["spec"]
         created = kube.create(virtual_service("after-cleanup"))
@@ -176,7 +176,7 @@ async def test_rollback_after_promote_restores_injector_tags_and_validator_exact
         for namespace, name in (("istio-ingress", "istio-ingressgateway"), ("reports", "reports")):
             template = kube.get("apps/v1", "Deployment", name, namespace)["spec"]["template"]
             assert "istio.io/rev" not in template["metadata"]["labels"], "pod label restored"
-        assert "istiod-1-24-2" not in istiod_deployments(stack)
+        assert "istiod-1-31-0" not in istiod_deployments(stack)
         kube.create(virtual_service("after-rollback"))
         # The CRD step ran first (applied by the upgrade's field manager) and the rollback
         # deleted none of them: deleting a CRD deletes every resource of its kind.

@@ -57,13 +57,13 @@ async def test_bad_canary_rolls_back_and_names_the_gate(
         assert after == before, "every namespace keeps exactly its original labels"
         for ns in ("checkout", "cart"):
             revisions = pod_revisions(stack, ns)
-            assert revisions and set(revisions.values()) == {"1-23-4"}, (ns, revisions)
-        assert istiod_deployments(stack) == {"istiod-1-23-4"}
+            assert revisions and set(revisions.values()) == {"1-30-3"}, (ns, revisions)
+        assert istiod_deployments(stack) == {"istiod-1-30-3"}
         configmaps = {
             c["metadata"]["name"]
             for c in stack.objects("/api/v1/namespaces/istio-system/configmaps")
         }
-        assert not {n for n in configmaps if "1-24-2" in n}, configmaps
+        assert not {n for n in configmaps if "1-31-0" in n}, configmaps
         progress = await handle.query(IstioCanaryUpgrade.progress)
         assert progress.phase.value == "ROLLED_BACK"
         assert progress.batches[0].status == "rolled_back"
@@ -110,5 +110,5 @@ async def test_rollback_spans_runs_after_continue_as_new(
         assert after == before, "every namespace keeps exactly its original labels"
         for ns in ("frontend", "checkout"):
             revisions = pod_revisions(stack, ns)
-            assert revisions and set(revisions.values()) == {"1-23-4"}, (ns, revisions)
-        assert istiod_deployments(stack) == {"istiod-1-23-4"}
+            assert revisions and set(revisions.values()) == {"1-30-3"}, (ns, revisions)
+        assert istiod_deployments(stack) == {"istiod-1-30-3"}

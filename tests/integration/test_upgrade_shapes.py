@@ -92,18 +92,18 @@ async def test_gateways_on_delete_host_network_and_argo_pods_in_a_healthy_upgrad
             "orders/Gateway/waypoint",
         }
         for namespace, deployment in GATEWAYS.items():
-            assert rendered_by(kube, namespace, deployment) == "1-24-2" or (
+            assert rendered_by(kube, namespace, deployment) == "1-31-0" or (
                 namespace == "istio-ingress"
             )
             pods = {
                 n: r for n, r in pod_revisions(stack, namespace).items() if n.startswith(deployment)
             }
-            assert pods and set(pods.values()) == {"1-24-2"}, (namespace, pods)
+            assert pods and set(pods.values()) == {"1-31-0"}, (namespace, pods)
         # The Gateways follow the default tag again, as before (no restart: same owner).
         assert gateway_labels(kube) == labels_before
 
         # OnDelete StatefulSet: its pods were replaced one by one.
-        assert set(pod_revisions(stack, "ledger").values()) == {"1-24-2"}
+        assert set(pod_revisions(stack, "ledger").values()) == {"1-31-0"}
         # The hostNetwork DaemonSet and the Argo Rollout did not roll the upgrade back.
         warnings = "\n".join(result.warnings)
         assert "hostNetwork" in warnings and "monitoring/node-exporter" in warnings
@@ -133,11 +133,11 @@ async def test_rollback_restores_gateway_labels_and_their_proxies(
         assert gateway_labels(kube) == labels_before
         for namespace, deployment in GATEWAYS.items():
             if namespace != "istio-ingress":
-                assert rendered_by(kube, namespace, deployment) == "1-23-4", namespace
+                assert rendered_by(kube, namespace, deployment) == "1-30-3", namespace
             pods = {
                 n: r for n, r in pod_revisions(stack, namespace).items() if n.startswith(deployment)
             }
-            assert pods and set(pods.values()) == {"1-23-4"}, (namespace, pods)
+            assert pods and set(pods.values()) == {"1-30-3"}, (namespace, pods)
         template = kube.get("apps/v1", "Deployment", "istio-ingressgateway", "istio-ingress")
         assert "istio.io/rev" not in template["spec"]["template"]["metadata"]["labels"]
 
@@ -190,7 +190,7 @@ async def test_a_reverted_label_holds_the_upgrade_naming_the_namespace(
             "v1",
             "Namespace",
             "frontend",
-            {"metadata": {"labels": {"istio-injection": None, "istio.io/rev": "1-24-2"}}},
+            {"metadata": {"labels": {"istio-injection": None, "istio.io/rev": "1-31-0"}}},
         )
         await handle.execute_update(IstioCanaryUpgrade.resume)
         await wait_progress(handle, lambda p: (p.current_batch or 0) >= 1, "the next batch", 120)

@@ -69,12 +69,12 @@ async def test_closed_window_holds_the_install_with_its_opening_and_abort_is_not
         )
         waiting = progress.waiting_for or ""
         # The opening in the window's timezone and in UTC, and why it is closed.
-        assert waiting.startswith("window (install 1-24-2), opens at "), waiting
+        assert waiting.startswith("window (install 1-31-0), opens at "), waiting
         assert windows.describe(opens) in waiting, waiting
         assert "(Europe/Berlin) / " in waiting and waiting.count(" UTC") == 1, waiting
         assert "closed for: freeze" in waiting, waiting
         # Nothing was installed or relabelled while it waits.
-        assert "istiod-1-24-2" not in istiod_deployments(stack)
+        assert "istiod-1-31-0" not in istiod_deployments(stack)
         assert namespace_labels(stack) == before
         # An abort ends the wait at once; the rollback does not wait for the window.
         await handle.execute_update(
@@ -124,7 +124,7 @@ async def test_open_window_lets_the_upgrade_proceed(
         result: UpgradeResult = await handle.result()
         await record_history(handle, "window-open-5")
         assert result.outcome == "SUCCEEDED", result.summary
-        assert set(pod_revisions(stack, "frontend").values()) == {"1-24-2"}
+        assert set(pod_revisions(stack, "frontend").values()) == {"1-31-0"}
         # No window timer was ever started.
         history = await handle.fetch_history()
         timers = [e for e in history.events if e.HasField("timer_started_event_attributes")]
@@ -161,7 +161,7 @@ async def _next_batch_waits(
             "batch 0 to pass and batch 1 to wait for its approval",
             seconds=120,
         )
-        assert set(pod_revisions(stack, "frontend").values()) == {"1-24-2"}
+        assert set(pod_revisions(stack, "frontend").values()) == {"1-31-0"}
         # The window closes meanwhile: batch 1, approved, waits for the next one.
         await env.sleep(timedelta(minutes=15))
         await handle.signal(IstioCanaryUpgrade.signal_approve, ApproveRequest(approver="ops"))
@@ -176,7 +176,7 @@ async def _next_batch_waits(
         assert progress.batches[1].status == "pending"
         later = [ns for b in progress.batches[1:] for ns in b.namespaces]
         assert later and all(
-            set(pod_revisions(stack, ns).values()) <= {"1-23-4", None} for ns in later[:3]
+            set(pod_revisions(stack, ns).values()) <= {"1-30-3", None} for ns in later[:3]
         )
         # An abort now rolls batch 0 back at once, the window still closed.
         await handle.signal(
@@ -193,4 +193,4 @@ async def _next_batch_waits(
         assert elapsed < timedelta(days=1), f"the rollback waited for the window: {elapsed}"
         progress = await handle.query(IstioCanaryUpgrade.progress)
         assert progress.phase.value == "ROLLED_BACK", progress.errors
-        assert set(pod_revisions(stack, "frontend").values()) <= {"1-23-4"}
+        assert set(pod_revisions(stack, "frontend").values()) <= {"1-30-3"}

@@ -132,4 +132,4 @@ async def test_sigterm_during_each_activity_loses_nothing(
     # Every stopped worker exited on its own, within its grace period.
     assert all(proc.returncode == 0 for proc in stopping), [p.returncode for p in stopping]
     stack = Stack(client, sandbox, prometheus, task_queue=queue)
-    assert set(pod_revisions(stack, "frontend").values()) == {"1-24-2"}
+    assert set(pod_revisions(stack, "frontend").values()) == {"1-31-0"}

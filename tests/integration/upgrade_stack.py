@@ -45,12 +45,12 @@ def fast_spec(prometheus_url: str, **overrides: Any) -> UpgradeSpec:
 
     The target revision is installed from a rendered bundle, as in production.
     """
-    target = {"version": "1.24.2", **(overrides.get("target") or {})}
+    target = {"version": "1.31.0", **(overrides.get("target") or {})}
     revision = target.get("revision") or str(target["version"]).replace(".", "-")
     doc: dict[str, Any] = {
         "installer": {"bundle_yaml": revision_bundle(str(target["version"]), revision)},
         "cluster": {"name": "demo", "context": "sandbox", "prometheus_url": prometheus_url},
-        "target": {"version": "1.24.2"},
+        "target": {"version": "1.31.0"},
         "migration": {
             "canary": ["frontend"],
             "growth_factor": 20,

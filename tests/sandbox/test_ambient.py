@@ -29,9 +29,9 @@ def _scenario(**extra: Any) -> Any:
     doc: dict[str, Any] = {
         "name": "ambient-test",
         "timings": FAST,
-        "revisions": [{"version": "1.23.4"}],
-        "tags": {"default": "1-23-4"},
-        "ambient": {"version": "1.23.4"},
+        "revisions": [{"version": "1.30.3"}],
+        "tags": {"default": "1-30-3"},
+        "ambient": {"version": "1.30.3"},
         "namespaces": [
             {
                 "name": "shop",
@@ -74,27 +74,27 @@ def _metric(page: str, name: str, **labels: str) -> float:
 
 
 def test_charts_render_upstream_names() -> None:
-    _sa, ds = render_ztunnel("1.24.2", "1-24-2")
+    _sa, ds = render_ztunnel("1.31.0", "1-31-0")
     assert (ds["kind"], ds["metadata"]["name"], ds["metadata"]["namespace"]) == (
         "DaemonSet",
         "ztunnel",
         "istio-system",
     )
     container = ds["spec"]["template"]["spec"]["containers"][0]
-    assert container["image"] == "docker.io/istio/ztunnel:1.24.2"
+    assert container["image"] == "docker.io/istio/ztunnel:1.31.0"
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["XDS_ADDRESS"] == env["CA_ADDRESS"] == "istiod-1-24-2.istio-system.svc:15012"
+    assert env["XDS_ADDRESS"] == env["CA_ADDRESS"] == "istiod-1-31-0.istio-system.svc:15012"
     assert ds["spec"]["updateStrategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
-    _, ds0 = render_ztunnel("1.24.2")
+    _, ds0 = render_ztunnel("1.31.0")
     env0 = {
         e["name"]: e.get("value") for e in ds0["spec"]["template"]["spec"]["containers"][0]["env"]
     }
     assert env0["XDS_ADDRESS"] == "istiod.istio-system.svc:15012"
-    cni = next(o for o in render_istio_cni("1.24.2") if o["kind"] == "DaemonSet")
+    cni = next(o for o in render_istio_cni("1.31.0") if o["kind"] == "DaemonSet")
     assert cni["metadata"]["name"] == "istio-cni-node"
     assert cni["spec"]["template"]["spec"]["hostNetwork"] is True
     assert cni["spec"]["template"]["spec"]["containers"][0]["image"] == (
-        "docker.io/istio/install-cni:1.24.2"
+        "docker.io/istio/install-cni:1.31.0"
     )
 
 
@@ -151,7 +151,7 @@ async def test_ambient_pods_are_enrolled_not_injected_and_measured() -> None:
             == 0
         )
         # pilot_xds of the revision counts 3 ztunnels and the waypoint pod.
-        assert _metric(page, "pilot_xds", revision="1-23-4", version="1.23.4") == 4
+        assert _metric(page, "pilot_xds", revision="1-30-3", version="1.30.3") == 4
 
         # Removing the namespace label unenrolls the running pods (no restart).
         def unlabel(o: Obj) -> None:
@@ -168,7 +168,7 @@ async def test_ambient_pods_are_enrolled_not_injected_and_measured() -> None:
 
 
 async def test_ztunnel_upgrade_rolls_node_by_node_and_moves_xds() -> None:
-    async with served(_scenario(revisions=[{"version": "1.23.4"}, {"version": "1.24.2"}])) as sb:
+    async with served(_scenario(revisions=[{"version": "1.30.3"}, {"version": "1.31.0"}])) as sb:
         store = sb.cluster.store
 
         def ztunnels() -> list[Obj]:
@@ -182,17 +182,17 @@ async def test_ztunnel_upgrade_rolls_node_by_node_and_moves_xds() -> None:
 
         def upgrade(o: Obj) -> None:
             c = o["spec"]["template"]["spec"]["containers"][0]
-            c["image"] = "docker.io/istio/ztunnel:1.24.2"
+            c["image"] = "docker.io/istio/ztunnel:1.31.0"
             for e in c["env"]:
                 if e["name"] in ("CA_ADDRESS", "XDS_ADDRESS"):
-                    e["value"] = "istiod-1-24-2.istio-system.svc:15012"
+                    e["value"] = "istiod-1-31-0.istio-system.svc:15012"
 
         store.mutate(DAEMONSETS, "istio-system", "ztunnel", upgrade)
         most = 0
         for _ in range(1000):
             pods = [p for p in ztunnels() if not p["metadata"].get("deletionTimestamp")]
             most = max(most, len(pods))
-            new = [p for p in pods if p["spec"]["containers"][0]["image"].endswith(":1.24.2")]
+            new = [p for p in pods if p["spec"]["containers"][0]["image"].endswith(":1.31.0")]
             if len(new) == 3 and len(pods) == 3 and all(is_ready(p) for p in new):
                 break
             await asyncio.sleep(0.01)
@@ -201,9 +201,9 @@ async def test_ztunnel_upgrade_rolls_node_by_node_and_moves_xds() -> None:
         assert most <= 4
         await wait_for(
             lambda: (
-                _metric(sb.mesh.page.decode(), "pilot_xds", revision="1-24-2", version="1.24.2")
+                _metric(sb.mesh.page.decode(), "pilot_xds", revision="1-31-0", version="1.31.0")
                 == 3
             ),
-            what="ztunnels connected to 1-24-2",
+            what="ztunnels connected to 1-31-0",
         )
-        assert _metric(sb.mesh.page.decode(), "pilot_xds", revision="1-23-4", version="1.23.4") == 1
+        assert _metric(sb.mesh.page.decode(), "pilot_xds", revision="1-30-3", version="1.30.3") == 1

@@ -235,7 +235,7 @@ def test_server_side_apply_creates_then_merges(api: k8s.ApiClient, namespace: st
     )
     assert created.metadata.generation == 1
     assert any(m.manager == "istio-upgrade" for m in created.metadata.managed_fields)
-    body["metadata"]["labels"]["istio.io/rev"] = "1-24-2"
+    body["metadata"]["labels"]["istio.io/rev"] = "1-31-0"
     updated = apps.patch_namespaced_deployment(
         "ssa",
         namespace,
@@ -244,7 +244,7 @@ def test_server_side_apply_creates_then_merges(api: k8s.ApiClient, namespace: st
         force=True,
         _content_type="application/apply-patch+yaml",
     )
-    assert updated.metadata.labels == {"app": "ssa", "istio.io/rev": "1-24-2"}
+    assert updated.metadata.labels == {"app": "ssa", "istio.io/rev": "1-31-0"}
     assert updated.metadata.uid == created.metadata.uid
 
 
@@ -260,9 +260,9 @@ def test_patch_types(api: k8s.ApiClient, namespace: str) -> None:
     assert out.spec.template.metadata.annotations == {"kubectl.kubernetes.io/restartedAt": "t1"}
     assert out.metadata.generation == 2
     assert out.spec.template.spec.containers[0].name == "app"
-    ops = [{"op": "add", "path": "/metadata/labels/istio.io~1rev", "value": "1-24-2"}]
+    ops = [{"op": "add", "path": "/metadata/labels/istio.io~1rev", "value": "1-31-0"}]
     out = apps.patch_namespaced_deployment("p", namespace, ops)  # JSON patch
-    assert out.metadata.labels["istio.io/rev"] == "1-24-2"
+    assert out.metadata.labels["istio.io/rev"] == "1-31-0"
     out = apps.patch_namespaced_deployment(
         "p",
         namespace,

@@ -82,14 +82,14 @@ def test_get_wide_prints_server_side_columns(kube: KubeTarget, namespace: str) -
 
 
 def test_label_and_annotate(kube: KubeTarget, api: k8s.ApiClient, namespace: str) -> None:
-    kubectl(kube, "label", "namespace", namespace, "istio.io/rev=1-24-2")
+    kubectl(kube, "label", "namespace", namespace, "istio.io/rev=1-31-0")
     kubectl(kube, "label", "namespace", namespace, "istio-injection-")
     kubectl(kube, "annotate", "namespace", namespace, "example.com/owner=sre")
     ns = k8s.CoreV1Api(api).read_namespace(namespace)
-    assert ns.metadata.labels["istio.io/rev"] == "1-24-2"
+    assert ns.metadata.labels["istio.io/rev"] == "1-31-0"
     assert ns.metadata.labels["kubernetes.io/metadata.name"] == namespace
     assert ns.metadata.annotations["example.com/owner"] == "sre"
-    shown = kubectl(kube, "get", "ns", "-l", "istio.io/rev in (1-24-2)", "-o", "name").stdout
+    shown = kubectl(kube, "get", "ns", "-l", "istio.io/rev in (1-31-0)", "-o", "name").stdout
     assert shown.split() == [f"namespace/{namespace}"]
     bad = kubectl(kube, "label", "namespace", namespace, "bad key!=x", check=False)
     assert bad.returncode != 0 and "metadata.labels: Invalid value" in bad.stderr
@@ -116,10 +116,10 @@ def test_apply_server_side_twice(kube: KubeTarget, api: k8s.ApiClient, namespace
         "--server-side",
         "-f",
         "-",
-        stdin=_manifest(namespace, "app", {"istio.io/rev": "1-24-2"}),
+        stdin=_manifest(namespace, "app", {"istio.io/rev": "1-31-0"}),
     )
     dep = k8s.AppsV1Api(api).read_namespaced_deployment("app", namespace)
-    assert dep.metadata.labels == {"app": "app", "istio.io/rev": "1-24-2"}
+    assert dep.metadata.labels == {"app": "app", "istio.io/rev": "1-31-0"}
     assert any(
         m.manager == "kubectl" and m.operation == "Apply" for m in dep.metadata.managed_fields
     )

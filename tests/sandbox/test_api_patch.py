@@ -24,7 +24,7 @@ def _deployment() -> dict[str, Any]:
                 "spec": {
                     "containers": [
                         {"name": "app", "image": "app:1", "env": [{"name": "A", "value": "1"}]},
-                        {"name": "istio-proxy", "image": "proxyv2:1.23.4"},
+                        {"name": "istio-proxy", "image": "proxyv2:1.30.3"},
                     ]
                 }
             }
@@ -86,14 +86,14 @@ def test_kubectl_rollout_restart_patch() -> None:
 
 def test_json_patch_rfc6902() -> None:
     ops = [
-        {"op": "add", "path": "/metadata/labels/istio.io~1rev", "value": "1-24-2"},
+        {"op": "add", "path": "/metadata/labels/istio.io~1rev", "value": "1-31-0"},
         {"op": "remove", "path": "/metadata/labels/tier"},
         {"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "app:3"},
         {"op": "test", "path": "/metadata/name", "value": "web"},
         {"op": "copy", "from": "/metadata/name", "path": "/metadata/labels/copied"},
     ]
     out = json_patch(_deployment(), ops)
-    assert out["metadata"]["labels"] == {"app": "web", "istio.io/rev": "1-24-2", "copied": "web"}
+    assert out["metadata"]["labels"] == {"app": "web", "istio.io/rev": "1-31-0", "copied": "web"}
     assert out["spec"]["template"]["spec"]["containers"][0]["image"] == "app:3"
 
 
@@ -133,6 +133,6 @@ def test_name_and_label_validation() -> None:
     assert name_errors("pods", "Bad_Name")
     assert name_errors("namespaces", "a.b")  # namespaces are DNS labels, no dots
     assert name_errors("services", "1abc")  # services must start with a letter
-    assert labels_errors({"istio.io/rev": "1-24-2", "app": ""}) == []
+    assert labels_errors({"istio.io/rev": "1-31-0", "app": ""}) == []
     bad = labels_errors({"bad key": "x", "ok": "-bad-", "a/b/c": "x"})
     assert [e.value for e in bad] == ["bad key", "-bad-", "a/b/c"]

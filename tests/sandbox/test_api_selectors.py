@@ -31,7 +31,7 @@ _ALL_OPERATORS = "a=b,a==b,c!=d,e in (x,y),f notin (z),g,!h"
         ("!h", {}, True),
         (_ALL_OPERATORS, {"a": "b", "e": "x", "g": "1"}, True),
         (_ALL_OPERATORS, {"a": "b", "e": "x", "g": "1", "h": ""}, False),
-        ("istio.io/rev=1-24-2", {"istio.io/rev": "1-24-2"}, True),
+        ("istio.io/rev=1-31-0", {"istio.io/rev": "1-31-0"}, True),
         ("n>3", {"n": "4"}, True),
         ("n<3", {"n": "4"}, False),
         ("", {"any": "thing"}, True),
@@ -71,13 +71,13 @@ def test_structured_label_selector_like_istio_revision_webhook() -> None:
     selector = {
         "matchExpressions": [
             {"key": "istio-injection", "operator": "DoesNotExist"},
-            {"key": "istio.io/rev", "operator": "In", "values": ["1-24-2"]},
+            {"key": "istio.io/rev", "operator": "In", "values": ["1-31-0"]},
         ]
     }
-    assert match_label_selector(selector, {"istio.io/rev": "1-24-2"})
-    assert not match_label_selector(selector, {"istio.io/rev": "1-23-4"})
+    assert match_label_selector(selector, {"istio.io/rev": "1-31-0"})
+    assert not match_label_selector(selector, {"istio.io/rev": "1-30-3"})
     assert not match_label_selector(
-        selector, {"istio.io/rev": "1-24-2", "istio-injection": "enabled"}
+        selector, {"istio.io/rev": "1-31-0", "istio-injection": "enabled"}
     )
     assert match_label_selector({"matchLabels": {"app": "web"}}, {"app": "web", "x": "y"})
     assert not match_label_selector({"matchLabels": {"app": "web"}}, None)

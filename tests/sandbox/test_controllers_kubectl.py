@@ -82,8 +82,8 @@ def kubectl_fails(kube: KubeTarget, *args: str) -> str:
 def test_pods_created_over_http_go_through_the_injector(
     kube: KubeTarget, sandbox: ServedSandbox, namespace: str
 ) -> None:
-    # Only the webhook and Service of revision 1-25-0 exist: its istiod has no endpoints.
-    bundle = render_istiod("1.25.0", "1-25-0")
+    # Only the webhook and Service of revision 1-32-0 exist: its istiod has no endpoints.
+    bundle = render_istiod("1.32.0", "1-32-0")
     webhook = next(o for o in bundle if o["kind"] == "MutatingWebhookConfiguration")
     service = next(o for o in bundle if o["kind"] == "Service")
     sandbox.call(lambda: sandbox.cluster.store.create(WEBHOOKS, webhook))
@@ -93,10 +93,10 @@ def test_pods_created_over_http_go_through_the_injector(
         )
     sandbox.call(lambda: sandbox.cluster.store.create(SERVICES, service))
     try:
-        kubectl(kube, "label", "namespace", namespace, "istio.io/rev=1-25-0")
+        kubectl(kube, "label", "namespace", namespace, "istio.io/rev=1-32-0")
         err = kubectl_fails(kube, "-n", namespace, "run", "probe", "--image=busybox:1.36")
         assert "Internal error occurred: failed calling webhook" in err
-        assert 'no endpoints available for service "istiod-1-25-0"' in err
+        assert 'no endpoints available for service "istiod-1-32-0"' in err
         kubectl(kube, "label", "namespace", namespace, "istio.io/rev-")
         kubectl(kube, "-n", namespace, "run", "probe", "--image=busybox:1.36")
         kubectl(
@@ -109,5 +109,5 @@ def test_pods_created_over_http_go_through_the_injector(
             lambda: sandbox.cluster.store.delete(WEBHOOKS, "", webhook["metadata"]["name"])
         )
         sandbox.call(
-            lambda: sandbox.cluster.store.delete(SERVICES, "istio-system", "istiod-1-25-0")
+            lambda: sandbox.cluster.store.delete(SERVICES, "istio-system", "istiod-1-32-0")
         )

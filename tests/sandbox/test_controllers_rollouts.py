@@ -51,9 +51,9 @@ def healthy(cluster: object, ns: str, name: str) -> bool:
 
 async def test_rollout_pods_belong_to_a_replicaset_owned_by_the_rollout() -> None:
     async with running() as cluster:
-        install_revision(cluster, "1.24.2", "1-24-2")
-        await revision_ready(cluster, "1-24-2")
-        namespace(cluster, "shop", {"istio.io/rev": "1-24-2"})
+        install_revision(cluster, "1.31.0", "1-31-0")
+        await revision_ready(cluster, "1-31-0")
+        namespace(cluster, "shop", {"istio.io/rev": "1-31-0"})
         create(cluster, render_rollout_crd())
         cluster.store.create(ROLLOUTS, rollout("cart", "shop"))
         await wait_for(lambda: healthy(cluster, "shop", "cart"), what="Rollout Healthy")
@@ -70,7 +70,7 @@ async def test_rollout_pods_belong_to_a_replicaset_owned_by_the_rollout() -> Non
             True,
         )
         assert "rollouts-pod-template-hash" in pods[0]["metadata"]["labels"]
-        assert pods[0]["metadata"]["annotations"][ANNOTATION_REV] == "1-24-2"
+        assert pods[0]["metadata"]["annotations"][ANNOTATION_REV] == "1-31-0"
 
 
 async def test_rollout_template_change_and_restart_at_replace_pods() -> None:
@@ -122,9 +122,9 @@ async def test_rollout_template_change_and_restart_at_replace_pods() -> None:
 
 async def test_host_network_pods_are_never_injected() -> None:
     async with running() as cluster:
-        install_revision(cluster, "1.24.2", "1-24-2")
-        await revision_ready(cluster, "1-24-2")
-        namespace(cluster, "agents", {"istio.io/rev": "1-24-2"})
+        install_revision(cluster, "1.31.0", "1-31-0")
+        await revision_ready(cluster, "1-31-0")
+        namespace(cluster, "agents", {"istio.io/rev": "1-31-0"})
         pod: Obj = {
             "apiVersion": "v1",
             "kind": "Pod",

@@ -136,11 +136,11 @@ async def test_job_pods_succeed_and_the_job_completes() -> None:
 
 async def test_pod_logs_explain_the_sidecar_and_failures() -> None:
     async with running() as cluster:
-        install_revision(cluster, "1.24.2", "1-24-2")
-        await revision_ready(cluster, "1-24-2")
-        namespace(cluster, "shop", {"istio.io/rev": "1-24-2"})
+        install_revision(cluster, "1.31.0", "1-31-0")
+        await revision_ready(cluster, "1-31-0")
+        namespace(cluster, "shop", {"istio.io/rev": "1-31-0"})
         cluster.faults.rollouts.append(
-            RolloutFault(kind="never_ready", namespace="shop", revision="1-24-2")
+            RolloutFault(kind="never_ready", namespace="shop", revision="1-31-0")
         )
         cluster.store.create(
             PODS,
@@ -159,11 +159,11 @@ async def test_pod_logs_explain_the_sidecar_and_failures() -> None:
             )
         )
         proxy = pod_log(cluster, "shop", "web", "istio-proxy", None)
-        assert "istiod-1-24-2.istio-system.svc:15012" in proxy
+        assert "istiod-1-31-0.istio-system.svc:15012" in proxy
         assert "gRPC config stream to xds-grpc closed" in proxy
         assert pod_log(cluster, "shop", "web", "istio-proxy", None) == proxy, "deterministic"
         assert len(pod_log(cluster, "shop", "web", "istio-proxy", 2).splitlines()) == 2
-        assert "Istio version 1.24.2" in proxy
+        assert "Istio version 1.31.0" in proxy
         assert pod_log(cluster, "shop", "web", "app", None).strip()
         assert not is_ready(cluster.store.get(PODS, "shop", "web"))
 

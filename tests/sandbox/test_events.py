@@ -50,7 +50,7 @@ def _core_event(namespace: str, name: str, involved: k8s.V1ObjectReference) -> k
         metadata=k8s.V1ObjectMeta(name=name, namespace=namespace),
         involved_object=involved,
         reason="Migrated",
-        message="moved to revision 1-24-0",
+        message="moved to revision 1-31-0",
         type="Normal",
         source=k8s.V1EventSource(component="istio-upgrade"),
         first_timestamp=now,
@@ -67,7 +67,7 @@ def _v1_event(namespace: str, name: str, regarding: k8s.V1ObjectReference) -> k8
         reporting_instance="worker-0",
         action="Relabel",
         reason="Relabelled",
-        note="istio.io/rev=1-24-0",
+        note="istio.io/rev=1-31-0",
         type="Normal",
         regarding=regarding,
     )
@@ -93,7 +93,7 @@ def test_core_events_are_listed_by_involved_object(api: k8s.ApiClient, namespace
         namespace, field_selector="involvedObject.name=settings,involvedObject.kind=ConfigMap"
     )
     assert [e.metadata.name for e in found.items] == ["settings.1"]
-    assert found.items[0].message == "moved to revision 1-24-0"
+    assert found.items[0].message == "moved to revision 1-31-0"
 
 
 def test_events_v1_share_the_core_storage(api: k8s.ApiClient, namespace: str) -> None:
@@ -104,7 +104,7 @@ def test_events_v1_share_the_core_storage(api: k8s.ApiClient, namespace: str) ->
         api_version="v1", kind="ConfigMap", name="mesh", namespace=namespace, uid=cm.metadata.uid
     )
     created = events.create_namespaced_event(namespace, _v1_event(namespace, "mesh.1", ref))
-    assert created.note == "istio.io/rev=1-24-0" and created.regarding.name == "mesh"
+    assert created.note == "istio.io/rev=1-31-0" and created.regarding.name == "mesh"
 
     listed = events.list_namespaced_event(namespace, field_selector="regarding.name=mesh")
     assert [e.metadata.name for e in listed.items] == ["mesh.1"]
@@ -113,7 +113,7 @@ def test_events_v1_share_the_core_storage(api: k8s.ApiClient, namespace: str) ->
     assert [e.metadata.uid for e in seen.items] == [created.metadata.uid]
     event = seen.items[0]
     assert (event.message, event.reporting_component, event.involved_object.kind) == (
-        "istio.io/rev=1-24-0",
+        "istio.io/rev=1-31-0",
         "istio-upgrade.io/upgrader",
         "ConfigMap",
     )
@@ -187,7 +187,7 @@ def test_what_kubectl_shows_of_events(kube: KubeTarget, api: k8s.ApiClient, name
     core.create_namespaced_event("default", _core_event("default", f"{namespace}.2", ns_ref))
     try:
         described = _kubectl(kube.kubeconfig, "describe", "configmap", "app", "-n", namespace)
-        assert "Relabelled" in described and "istio.io/rev=1-24-0" in described
+        assert "Relabelled" in described and "istio.io/rev=1-31-0" in described
         listed = _kubectl(kube.kubeconfig, "get", "events", "-n", namespace)
         assert "configmap/app" in listed and "Relabelled" in listed
         for_ns = _kubectl(kube.kubeconfig, "events", "-A", "--for", f"namespace/{namespace}")

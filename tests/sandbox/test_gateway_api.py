@@ -44,11 +44,11 @@ def test_crds_are_the_standard_bundle() -> None:
 
 
 async def _mesh(cluster: Cluster) -> None:
-    install_revision(cluster, "1.23.4", "1-23-4")
-    install_revision(cluster, "1.24.2", "1-24-2")
-    set_tag(cluster, "default", "1-23-4")
-    await revision_ready(cluster, "1-23-4")
-    await revision_ready(cluster, "1-24-2")
+    install_revision(cluster, "1.30.3", "1-30-3")
+    install_revision(cluster, "1.31.0", "1-31-0")
+    set_tag(cluster, "default", "1-30-3")
+    await revision_ready(cluster, "1-30-3")
+    await revision_ready(cluster, "1-31-0")
     for crd in render_gateway_api_crds():
         create(cluster, crd)
 
@@ -88,7 +88,7 @@ async def test_istio_gateway_is_rendered_by_its_owner_and_follows_it() -> None:
         namespace(cluster, "edge")
         cluster.store.create(GATEWAYS, gateway_object("ingress", "edge", "istio"))
         await wait_for(
-            lambda: _pods_at(cluster, "edge", "ingress-istio-", "1-23-4", "1.23.4"),
+            lambda: _pods_at(cluster, "edge", "ingress-istio-", "1-30-3", "1.30.3"),
             what="gateway pods from the default tag's revision",
         )
         dep = cluster.store.get(DEPLOYMENTS, "edge", "ingress-istio")
@@ -115,23 +115,23 @@ async def test_istio_gateway_is_rendered_by_its_owner_and_follows_it() -> None:
 
         # The Gateway's istio.io/rev label moves it to that revision: the template is
         # re-rendered and the pods roll.
-        _set_label(cluster, GATEWAYS.key, "edge", "ingress", "istio.io/rev", "1-24-2")
+        _set_label(cluster, GATEWAYS.key, "edge", "ingress", "istio.io/rev", "1-31-0")
         await wait_for(
-            lambda: _pods_at(cluster, "edge", "ingress-istio-", "1-24-2", "1.24.2"),
-            what="gateway pods from 1-24-2",
+            lambda: _pods_at(cluster, "edge", "ingress-istio-", "1-31-0", "1.31.0"),
+            what="gateway pods from 1-31-0",
         )
         # Label removed, the namespace's label decides.
-        _set_label(cluster, NAMESPACES.key, "", "edge", "istio.io/rev", "1-23-4")
+        _set_label(cluster, NAMESPACES.key, "", "edge", "istio.io/rev", "1-30-3")
         _set_label(cluster, GATEWAYS.key, "edge", "ingress", "istio.io/rev", None)
         await wait_for(
-            lambda: _pods_at(cluster, "edge", "ingress-istio-", "1-23-4", "1.23.4"),
-            what="back to 1-23-4 through the namespace label",
+            lambda: _pods_at(cluster, "edge", "ingress-istio-", "1-30-3", "1.30.3"),
+            what="back to 1-30-3 through the namespace label",
         )
         # Unlabelled again: the default tag decides, and moving it moves the gateway.
         _set_label(cluster, NAMESPACES.key, "", "edge", "istio.io/rev", None)
-        set_tag(cluster, "default", "1-24-2")
+        set_tag(cluster, "default", "1-31-0")
         await wait_for(
-            lambda: _pods_at(cluster, "edge", "ingress-istio-", "1-24-2", "1.24.2"),
+            lambda: _pods_at(cluster, "edge", "ingress-istio-", "1-31-0", "1.31.0"),
             what="default tag moved",
         )
         # Deleting the Gateway deletes what istiod made for it.
@@ -151,7 +151,7 @@ async def test_waypoint_is_named_after_its_gateway() -> None:
             ),
         )
         await wait_for(
-            lambda: _pods_at(cluster, "shop", "waypoint-", "1-23-4", "1.23.4"), what="waypoint"
+            lambda: _pods_at(cluster, "shop", "waypoint-", "1-30-3", "1.30.3"), what="waypoint"
         )
         dep = cluster.store.get(DEPLOYMENTS, "shop", "waypoint")
         tlabels = dep["spec"]["template"]["metadata"]["labels"]

@@ -39,19 +39,19 @@ def test_chart_shape() -> None:
     assert svc["spec"]["type"] == "LoadBalancer"
     assert account["kind"] == "ServiceAccount"
     _, dep, _ = workload_objects(
-        "gw", WorkloadSpec(name="gw", helm_gateway=True, revision="1-24-2")
+        "gw", WorkloadSpec(name="gw", helm_gateway=True, revision="1-31-0")
     )
-    assert dep["spec"]["template"]["metadata"]["labels"]["istio.io/rev"] == "1-24-2"
+    assert dep["spec"]["template"]["metadata"]["labels"]["istio.io/rev"] == "1-31-0"
 
 
 async def test_gateway_follows_its_pod_rev_label_after_a_restart() -> None:
     async with running() as cluster:
-        install_revision(cluster, "1.23.4", "1-23-4")
-        install_revision(cluster, "1.24.2", "1-24-2")
-        set_tag(cluster, "default", "1-23-4")
-        set_tag(cluster, "stable", "1-24-2")
-        await revision_ready(cluster, "1-23-4")
-        await revision_ready(cluster, "1-24-2")
+        install_revision(cluster, "1.30.3", "1-30-3")
+        install_revision(cluster, "1.31.0", "1-31-0")
+        set_tag(cluster, "default", "1-30-3")
+        set_tag(cluster, "stable", "1-31-0")
+        await revision_ready(cluster, "1-30-3")
+        await revision_ready(cluster, "1-31-0")
         namespace(cluster, "istio-ingress")  # no injection label
         for obj in workload_objects(
             "istio-ingress", WorkloadSpec(name="istio-ingressgateway", helm_gateway=True)
@@ -70,7 +70,7 @@ async def test_gateway_follows_its_pod_rev_label_after_a_restart() -> None:
             )
 
         # No istio.io/rev label: the default tag's object. webhook serves it.
-        await wait_for(lambda: pods_at("1-23-4", "1.23.4"), what="injected by default")
+        await wait_for(lambda: pods_at("1-30-3", "1.30.3"), what="injected by default")
 
         def label(value: str) -> None:
             def fn(o: Obj) -> None:
@@ -79,14 +79,14 @@ async def test_gateway_follows_its_pod_rev_label_after_a_restart() -> None:
             cluster.store.mutate(DEPLOYMENTS, "istio-ingress", "istio-ingressgateway", fn)
 
         # The template gains istio.io/rev=<rev>: the rollout injects with that revision.
-        label("1-24-2")
-        await wait_for(lambda: pods_at("1-24-2", "1.24.2"), what="injected by 1-24-2")
+        label("1-31-0")
+        await wait_for(lambda: pods_at("1-31-0", "1.31.0"), what="injected by 1-31-0")
         # A tag works the same way (the tag's rev.object. webhook); the pod records the
         # revision behind the tag, never the tag.
         label("stable")
         await wait_for(
             lambda: (
-                pods_at("1-24-2", "1.24.2")
+                pods_at("1-31-0", "1.31.0")
                 and all(
                     p["metadata"]["labels"].get("istio.io/rev") == "stable"
                     for p in pods_of(cluster, "istio-ingress")

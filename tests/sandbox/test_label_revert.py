@@ -44,11 +44,11 @@ def test_namespace_labels_are_reverted_after_the_delay(
     )
     assert resp.status_code == 200, resp.text
     changed = {k: v for k, v in original.items() if k != "istio-injection"} | {
-        "istio.io/rev": "1-24-2"
+        "istio.io/rev": "1-31-0"
     }
     core.patch_namespace(
         namespace,
-        {"metadata": {"labels": {"istio-injection": None, "istio.io/rev": "1-24-2"}}},
+        {"metadata": {"labels": {"istio-injection": None, "istio.io/rev": "1-31-0"}}},
     )
     assert _labels(core, namespace) == changed  # the change itself is accepted
     _wait_labels(core, namespace, original, within=5)
@@ -61,7 +61,7 @@ def test_namespace_labels_are_reverted_after_the_delay(
     # The count is spent: the next change stays.
     core.patch_namespace(
         namespace,
-        {"metadata": {"labels": {"istio-injection": None, "istio.io/rev": "1-24-2"}}},
+        {"metadata": {"labels": {"istio-injection": None, "istio.io/rev": "1-31-0"}}},
     )
     time.sleep(1.0)
     assert _labels(core, namespace) == changed

@@ -1,4 +1,4 @@
-"""bad-canary end to end in one loop: install 1-24-2, migrate checkout, watch it fail."""
+"""bad-canary end to end in one loop: install 1-31-0, migrate checkout, watch it fail."""
 
 from __future__ import annotations
 
@@ -49,17 +49,17 @@ async def test_pods_of_the_bad_revision_fail_and_pilot_xds_moves() -> None:
     try:
         cluster, mesh = sandbox.cluster, sandbox.mesh
         store = cluster.store
-        await _until(lambda: mesh.pods.proxies[("1-23-4", "1.23.4")] >= 20, 60, "demo Ready")
-        for obj in render_istiod("1.24.2", "1-24-2"):
+        await _until(lambda: mesh.pods.proxies[("1-30-3", "1.30.3")] >= 20, 60, "demo Ready")
+        for obj in render_istiod("1.31.0", "1-31-0"):
             rt = by_kind(obj["kind"], obj["apiVersion"])
             assert rt is not None
             store.create(rt, obj)
-        await _until(lambda: revision_ready(cluster, "1-24-2"), 60, "istiod-1-24-2 Ready")
+        await _until(lambda: revision_ready(cluster, "1-31-0"), 60, "istiod-1-31-0 Ready")
         total, errors = _served(mesh, "checkout")
-        assert total > 0 and errors == 0, "1-23-4 pods serve checkout without errors"
+        assert total > 0 and errors == 0, "1-30-3 pods serve checkout without errors"
 
         def relabel(ns: Obj) -> None:
-            ns["metadata"]["labels"]["istio.io/rev"] = "1-24-2"
+            ns["metadata"]["labels"]["istio.io/rev"] = "1-31-0"
 
         def restart(dep: Obj) -> None:
             annotations = dep["spec"]["template"]["metadata"].setdefault("annotations", {})
@@ -69,9 +69,9 @@ async def test_pods_of_the_bad_revision_fail_and_pilot_xds_moves() -> None:
         store.mutate(DEPLOYMENTS, "checkout", "checkout", restart)
         await _until(
             lambda: (
-                mesh.pods.proxies[("1-24-2", "1.24.2")] == 2
+                mesh.pods.proxies[("1-31-0", "1.31.0")] == 2
                 and all(
-                    p.revision == "1-24-2" for p in mesh.pods.ready_pods("checkout", "checkout")
+                    p.revision == "1-31-0" for p in mesh.pods.ready_pods("checkout", "checkout")
                 )
             ),
             60,
@@ -85,7 +85,7 @@ async def test_pods_of_the_bad_revision_fail_and_pilot_xds_moves() -> None:
         assert ratio == pytest.approx(0.05, abs=0.015)
         assert _served(mesh, "cart")[1] == 0, "the fault stays on the migrated namespace"
         xds = mesh.page.decode()
-        assert 'pilot_xds{revision="1-24-2",version="1.24.2"} 2' in xds
-        assert cluster.injection_successes["1-24-2"] >= 2
+        assert 'pilot_xds{revision="1-31-0",version="1.31.0"} 2' in xds
+        assert cluster.injection_successes["1-31-0"] >= 2
     finally:
         await sandbox.stop()

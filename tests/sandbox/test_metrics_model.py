@@ -28,12 +28,12 @@ def _scenario(**workload_overrides: Any) -> Scenario:
     return parse_scenario(
         {
             "name": "t",
-            "revisions": [{"version": "1.23.4"}, {"version": "1.24.2"}],
-            "tags": {"default": "1-23-4"},
+            "revisions": [{"version": "1.30.3"}, {"version": "1.31.0"}],
+            "tags": {"default": "1-30-3"},
             "namespaces": [
                 {
                     "name": "shop",
-                    "labels": {"istio.io/rev": "1-23-4"},
+                    "labels": {"istio.io/rev": "1-30-3"},
                     "workloads": [{"name": "web", "replicas": 1, "calls": ["api"]}, api],
                 },
                 {"name": "outside", "workloads": [{"name": "plain", "rps": 50}]},
@@ -91,11 +91,11 @@ def _total(samples: list[Sample], **match: str) -> float:
 def test_error_ratio_converges_exactly_to_the_fault() -> None:
     mesh = _mesh(_scenario())
     store = mesh.cluster.store
-    _pod(store, "shop", "web-1", "web", "1-23-4")
+    _pod(store, "shop", "web-1", "web", "1-30-3")
     for i in range(3):
-        _pod(store, "shop", f"api-{i}", "api", "1-24-2")
+        _pod(store, "shop", f"api-{i}", "api", "1-31-0")
     mesh.cluster.faults.traffic = [
-        TrafficFault(namespaces=["shop"], revision="1-24-2", error_ratio=0.05)
+        TrafficFault(namespaces=["shop"], revision="1-31-0", error_ratio=0.05)
     ]
     for _ in range(40):
         mesh.advance(0.5)
@@ -110,10 +110,10 @@ def test_error_ratio_converges_exactly_to_the_fault() -> None:
 def test_fault_of_another_revision_does_not_apply() -> None:
     mesh = _mesh(_scenario())
     store = mesh.cluster.store
-    _pod(store, "shop", "web-1", "web", "1-23-4")
-    _pod(store, "shop", "api-old", "api", "1-23-4")
-    _pod(store, "shop", "api-new", "api", "1-24-2")
-    mesh.cluster.faults.traffic = [TrafficFault(revision="1-24-2", error_ratio=0.2)]
+    _pod(store, "shop", "web-1", "web", "1-30-3")
+    _pod(store, "shop", "api-old", "api", "1-30-3")
+    _pod(store, "shop", "api-new", "api", "1-31-0")
+    mesh.cluster.faults.traffic = [TrafficFault(revision="1-31-0", error_ratio=0.2)]
     for _ in range(20):
         mesh.advance(0.5)
     requests = _samples(mesh, "istio_requests_total")
@@ -126,8 +126,8 @@ def test_fault_of_another_revision_does_not_apply() -> None:
 def test_both_reporters_and_standard_labels() -> None:
     mesh = _mesh(_scenario())
     store = mesh.cluster.store
-    _pod(store, "shop", "web-1", "web", "1-23-4")
-    _pod(store, "shop", "api-1", "api", "1-23-4")
+    _pod(store, "shop", "web-1", "web", "1-30-3")
+    _pod(store, "shop", "api-1", "api", "1-30-3")
     mesh.advance(1.0)
     requests = _samples(mesh, "istio_requests_total")
     source = _total(requests, reporter="source", source_workload="web", destination_workload="api")
@@ -162,7 +162,7 @@ def test_pods_without_sidecar_produce_no_istio_metrics() -> None:
     store = mesh.cluster.store
     _pod(store, "outside", "plain-1", "plain")
     _pod(store, "shop", "web-1", "web")  # no sidecar: api sees an unknown, plain-text caller
-    _pod(store, "shop", "api-1", "api", "1-23-4")
+    _pod(store, "shop", "api-1", "api", "1-30-3")
     mesh.advance(1.0)
     requests = _samples(mesh, "istio_requests_total")
     assert _total(requests, destination_workload="plain") == 0
@@ -181,7 +181,7 @@ def test_pods_without_sidecar_produce_no_istio_metrics() -> None:
 
 def test_callers_without_pods_send_nothing() -> None:
     mesh = _mesh(_scenario())
-    _pod(mesh.cluster.store, "shop", "api-1", "api", "1-23-4")
+    _pod(mesh.cluster.store, "shop", "api-1", "api", "1-30-3")
     mesh.advance(1.0)
     assert _total(_samples(mesh, "istio_requests_total")) == 0
 
@@ -189,8 +189,8 @@ def test_callers_without_pods_send_nothing() -> None:
 def test_not_ready_pods_serve_nothing_and_callers_see_no_healthy_upstream() -> None:
     mesh = _mesh(_scenario())
     store = mesh.cluster.store
-    _pod(store, "shop", "web-1", "web", "1-23-4")
-    _pod(store, "shop", "api-1", "api", "1-23-4", ready=False)
+    _pod(store, "shop", "web-1", "web", "1-30-3")
+    _pod(store, "shop", "api-1", "api", "1-30-3", ready=False)
     mesh.advance(1.0)
     requests = _samples(mesh, "istio_requests_total")
     assert _total(requests, reporter="destination") == 0
@@ -204,8 +204,8 @@ def test_not_ready_pods_serve_nothing_and_callers_see_no_healthy_upstream() -> N
 def test_silent_drop_and_telemetry_loss_stop_counters(fault: TrafficFault) -> None:
     mesh = _mesh(_scenario())
     store = mesh.cluster.store
-    _pod(store, "shop", "web-1", "web", "1-23-4")
-    _pod(store, "shop", "api-1", "api", "1-23-4")
+    _pod(store, "shop", "web-1", "web", "1-30-3")
+    _pod(store, "shop", "api-1", "api", "1-30-3")
     mesh.advance(1.0)
     before = _total(_samples(mesh, "istio_requests_total"))
     mesh.cluster.faults.traffic = [fault]
@@ -216,7 +216,7 @@ def test_silent_drop_and_telemetry_loss_stop_counters(fault: TrafficFault) -> No
 def test_grpc_failures_use_grpc_status() -> None:
     mesh = _mesh(_scenario(protocol="grpc", error_ratio=0.1))
     _pod(mesh.cluster.store, "shop", "web-1", "web")
-    _pod(mesh.cluster.store, "shop", "api-1", "api", "1-23-4")
+    _pod(mesh.cluster.store, "shop", "api-1", "api", "1-30-3")
     mesh.advance(10.0)
     requests = _samples(mesh, "istio_requests_total")
     assert _total(requests, request_protocol="grpc", grpc_response_status="14") == 100
@@ -227,7 +227,7 @@ def test_grpc_failures_use_grpc_status() -> None:
 def test_latency_histogram_is_consistent() -> None:
     mesh = _mesh(_scenario(latency_ms=20))
     _pod(mesh.cluster.store, "shop", "web-1", "web")
-    _pod(mesh.cluster.store, "shop", "api-1", "api", "1-23-4")
+    _pod(mesh.cluster.store, "shop", "api-1", "api", "1-30-3")
     mesh.cluster.faults.traffic = [TrafficFault(latency_ms=200)]
     mesh.advance(3.0)
     buckets = _samples(mesh, "istio_request_duration_milliseconds_bucket")
@@ -253,32 +253,32 @@ def test_latency_histogram_is_consistent() -> None:
 def test_pilot_xds_counts_proxies_per_revision_and_version() -> None:
     mesh = _mesh(_scenario())
     store = mesh.cluster.store
-    _pod(store, "shop", "api-1", "api", "1-23-4")
-    _pod(store, "shop", "api-2", "api", "1-23-4")
-    _pod(store, "shop", "api-3", "api", "1-24-2")
-    _pod(store, "shop", "api-4", "api", "1-24-2", ready=False)
+    _pod(store, "shop", "api-1", "api", "1-30-3")
+    _pod(store, "shop", "api-2", "api", "1-30-3")
+    _pod(store, "shop", "api-3", "api", "1-31-0")
+    _pod(store, "shop", "api-4", "api", "1-31-0", ready=False)
     _pod(store, "outside", "plain-1", "plain")
     mesh.advance(0.5)
     xds = {(lab["revision"], lab["version"]): v for lab, v in _samples(mesh, "pilot_xds")}
-    assert xds == {("1-23-4", "1.23.4"): 2, ("1-24-2", "1.24.2"): 1}
+    assert xds == {("1-30-3", "1.30.3"): 2, ("1-31-0", "1.31.0"): 1}
     store.delete(PODS, "shop", "api-1")
     store.delete(PODS, "shop", "api-2")
     mesh.advance(0.5)
     xds = {(lab["revision"], lab["version"]): v for lab, v in _samples(mesh, "pilot_xds")}
-    assert xds[("1-23-4", "1.23.4")] == 0, "a drained revision reports 0, not nothing"
+    assert xds[("1-30-3", "1.30.3")] == 0, "a drained revision reports 0, not nothing"
 
 
 def test_control_plane_counters() -> None:
     mesh = _mesh(_scenario())
-    mesh.cluster.faults.traffic = [TrafficFault(revision="1-24-2", xds_rejects_per_s=2)]
-    mesh.cluster.injection_failures["1-24-2"] += 3
-    mesh.cluster.injection_successes["1-23-4"] += 7
+    mesh.cluster.faults.traffic = [TrafficFault(revision="1-31-0", xds_rejects_per_s=2)]
+    mesh.cluster.injection_failures["1-31-0"] += 3
+    mesh.cluster.injection_successes["1-30-3"] += 7
     mesh.advance(2.5)
     rejects = {lab["revision"]: v for lab, v in _samples(mesh, "pilot_total_xds_rejects_total")}
-    assert rejects == {"1-23-4": 0, "1-24-2": 5}
+    assert rejects == {"1-30-3": 0, "1-31-0": 5}
     failures = {lab["revision"]: v for lab, v in _samples(mesh, "sidecar_injection_failure_total")}
-    assert failures == {"1-23-4": 0, "1-24-2": 3}
+    assert failures == {"1-30-3": 0, "1-31-0": 3}
     successes = {lab["revision"]: v for lab, v in _samples(mesh, "sidecar_injection_success_total")}
-    assert successes == {"1-23-4": 7, "1-24-2": 0}
+    assert successes == {"1-30-3": 7, "1-31-0": 0}
     internal = _samples(mesh, "pilot_total_xds_internal_errors_total")
-    assert {lab["revision"] for lab, _ in internal} == {"1-23-4", "1-24-2"}
+    assert {lab["revision"] for lab, _ in internal} == {"1-30-3", "1-31-0"}

@@ -19,11 +19,11 @@ ERROR_RATIO = 0.1
 SCENARIO = {
     "name": "ratio",
     "timings": {"pod_start_s": 0.1, "pod_ready_s": 0.1, "istiod_ready_s": 0.1},
-    "revisions": [{"version": "1.23.4"}, {"version": "1.24.2"}],
+    "revisions": [{"version": "1.30.3"}, {"version": "1.31.0"}],
     "namespaces": [
         {
             "name": "shop",
-            "labels": {"istio.io/rev": "1-23-4"},
+            "labels": {"istio.io/rev": "1-30-3"},
             "workloads": [
                 {"name": "web", "replicas": 2, "rps": 100, "calls": ["api"]},
                 {"name": "api", "replicas": 2, "rps": 200},
@@ -60,7 +60,7 @@ async def test_prometheus_sees_the_configured_error_ratio(
     api_query = RATIO_QUERY.replace("{reporter", '{destination_workload="api",reporter')
     api_only = await prom.query(api_query)
     assert float(api_only[0]["value"][1]) == pytest.approx(ERROR_RATIO, abs=0.01)
-    xds = await prom.query('pilot_xds{revision="1-23-4",version="1.23.4"}')
+    xds = await prom.query('pilot_xds{revision="1-30-3",version="1.30.3"}')
     assert float(xds[0]["value"][1]) == 4
-    idle = await prom.query('pilot_xds{revision="1-24-2"}')
+    idle = await prom.query('pilot_xds{revision="1-31-0"}')
     assert [float(s["value"][1]) for s in idle] == [0]

@@ -20,7 +20,7 @@ SCENARIO = """
 name: orphans
 timings: {pod_start_s: 0.1, pod_ready_s: 0.1, istiod_ready_s: 0.2}
 revisions:
-  - version: 1.23.4
+  - version: 1.30.3
 """
 
 CHILD = """

@@ -20,8 +20,8 @@ SCENARIO = """
 name: restart
 timings: {pod_start_s: 0.1, pod_ready_s: 1.0, istiod_ready_s: 0.2}
 revisions:
-  - version: 1.23.4
-tags: {default: 1-23-4}
+  - version: 1.30.3
+tags: {default: 1-30-3}
 namespaces:
   - name: shop
     labels: {istio-injection: enabled}

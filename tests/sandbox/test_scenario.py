@@ -28,8 +28,8 @@ WEBHOOKS = BY_KEY["admissionregistration.k8s.io/mutatingwebhookconfigurations"]
 def _minimal(**overrides: Any) -> dict[str, Any]:
     data: dict[str, Any] = {
         "name": "t",
-        "revisions": [{"version": "1.23.4"}],
-        "tags": {"default": "1-23-4"},
+        "revisions": [{"version": "1.30.3"}],
+        "tags": {"default": "1-30-3"},
         "namespaces": [
             {
                 "name": "shop",
@@ -56,14 +56,14 @@ def test_demo_shape() -> None:
     labels = [ns.labels for ns in namespaces.values()]
     assert any(lab.get("istio-injection") == "enabled" for lab in labels)
     assert any(lab.get("istio.io/rev") == "default" for lab in labels)
-    assert any(lab.get("istio.io/rev") == "1-23-4" for lab in labels)
+    assert any(lab.get("istio.io/rev") == "1-30-3" for lab in labels)
     assert any(lab.get("istio.io/rev") == "canary" for lab in labels)
     assert any(not lab for lab in labels), "one namespace outside the mesh"
     assert any(w.gateway for ns in namespaces.values() for w in ns.workloads)
     assert any(ns.jobs for ns in namespaces.values())
     assert any(p.opt_out for ns in namespaces.values() for p in ns.pods)
     assert any(not p.opt_out for ns in namespaces.values() for p in ns.pods)
-    assert demo.tags == {"default": "1-23-4", "canary": "1-23-4"}
+    assert demo.tags == {"default": "1-30-3", "canary": "1-30-3"}
 
 
 def test_bad_canary_extends_demo_with_a_revision_fault() -> None:
@@ -71,7 +71,7 @@ def test_bad_canary_extends_demo_with_a_revision_fault() -> None:
     demo = load_scenario("demo")
     assert [ns.name for ns in bad.namespaces] == [ns.name for ns in demo.namespaces]
     (fault,) = bad.faults.traffic
-    assert (fault.revision, fault.namespaces, fault.error_ratio) == ("1-24-2", ["checkout"], 0.05)
+    assert (fault.revision, fault.namespaces, fault.error_ratio) == ("1-31-0", ["checkout"], 0.05)
 
 
 def test_large_has_2000_namespaces_and_20000_pods() -> None:
@@ -88,7 +88,7 @@ def test_large_has_2000_namespaces_and_20000_pods() -> None:
     [
         (
             {"tags": {"default": "1-99-0"}},
-            "tags.default: revision '1-99-0' is not installed; use one of ['1-23-4']",
+            "tags.default: revision '1-99-0' is not installed; use one of ['1-30-3']",
         ),
         (
             {"namespaces": [{"name": "Shop"}]},
@@ -173,14 +173,14 @@ def test_populate_creates_the_objects() -> None:
     namespaces = {ns["metadata"]["name"]: ns for ns in store.list(NAMESPACES)}
     assert "istio-system" in namespaces
     assert namespaces["catalog"]["metadata"]["labels"]["istio.io/rev"] == "default"
-    assert store.get(DEPLOYMENTS, "istio-system", "istiod-1-23-4")
+    assert store.get(DEPLOYMENTS, "istio-system", "istiod-1-30-3")
     webhooks = {w["metadata"]["name"]: w for w in store.list(WEBHOOKS)}
     assert set(webhooks) == {
-        "istio-sidecar-injector-1-23-4",
+        "istio-sidecar-injector-1-30-3",
         "istio-revision-tag-default",
         "istio-revision-tag-canary",
     }
-    assert webhooks["istio-revision-tag-canary"]["metadata"]["labels"]["istio.io/rev"] == "1-23-4"
+    assert webhooks["istio-revision-tag-canary"]["metadata"]["labels"]["istio.io/rev"] == "1-30-3"
     gateway = store.get(DEPLOYMENTS, "istio-ingress", "istio-ingressgateway")
     template = gateway["spec"]["template"]["metadata"]
     assert template["annotations"][ANNOTATION_INJECT_TEMPLATES] == "gateway"
@@ -205,7 +205,7 @@ def test_scenario_model_is_strict() -> None:
 def test_revisionless_revision_and_its_references() -> None:
     scenario = parse_scenario(
         _minimal(
-            revisions=[{"version": "1.23.4", "revision": ""}],
+            revisions=[{"version": "1.30.3", "revision": ""}],
             tags={},
             default_validator="default",
             namespaces=[
@@ -229,7 +229,7 @@ def test_revisionless_revision_and_its_references() -> None:
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        ({"revisions": [{"version": "1.23.4", "revision": "default"}]}, 'use revision: ""'),
+        ({"revisions": [{"version": "1.30.3", "revision": "default"}]}, 'use revision: ""'),
         ({"default_validator": "1-99-0"}, "default_validator: revision '1-99-0' is not installed"),
         ({"tags": {}}, "served by the 'default' tag or a revisionless install"),
     ],

@@ -60,15 +60,15 @@ async def test_demo_comes_up_with_every_pod_ready_and_injected(
     web = core.list_namespaced_pod("frontend", label_selector="app=web").items
     assert len(web) == 3
     for pod in web:
-        assert pod.metadata.annotations["istio.io/rev"] == "1-23-4"
+        assert pod.metadata.annotations["istio.io/rev"] == "1-30-3"
         status = json.loads(pod.metadata.annotations["sidecar.istio.io/status"])
-        assert status["revision"] == "1-23-4"
+        assert status["revision"] == "1-30-3"
         images = {c.name: c.image for c in pod.spec.containers + (pod.spec.init_containers or [])}
-        assert images["istio-proxy"] == "docker.io/istio/proxyv2:1.23.4"
+        assert images["istio-proxy"] == "docker.io/istio/proxyv2:1.30.3"
     legacy = core.list_namespaced_pod("legacy").items
     assert legacy and all("istio.io/rev" not in (p.metadata.annotations or {}) for p in legacy)
     page = sandbox.metrics()
-    assert 'pilot_xds{revision="1-23-4",version="1.23.4"}' in page
+    assert 'pilot_xds{revision="1-30-3",version="1.30.3"}' in page
     assert 'destination_workload="legacy-api"' not in page
 
 
@@ -77,7 +77,7 @@ async def test_admin_faults_round_trip(
 ) -> None:
     sandbox = await sandbox_factory("bad-canary")
     faults = await asyncio.to_thread(sandbox.faults)
-    assert faults.traffic[0].revision == "1-24-2"
+    assert faults.traffic[0].revision == "1-31-0"
     new = Faults(traffic=[TrafficFault(namespaces=["cart"], error_ratio=0.5)])
     await asyncio.to_thread(sandbox.set_faults, new)
     assert await asyncio.to_thread(sandbox.faults) == new
@@ -142,7 +142,7 @@ async def test_revisionless_comes_up_injected_by_the_revisionless_istiod(
             status = json.loads(annotations["sidecar.istio.io/status"])
             assert status["revision"] == "default"
             images = {c.name: c.image for c in pod.spec.containers}
-            assert images["istio-proxy"] == "docker.io/istio/proxyv2:1.23.4"
+            assert images["istio-proxy"] == "docker.io/istio/proxyv2:1.30.3"
     gateways = core.list_namespaced_pod("istio-ingress").items
     assert len(gateways) == 2
     for pod in gateways:
@@ -150,7 +150,7 @@ async def test_revisionless_comes_up_injected_by_the_revisionless_istiod(
         assert status["templates"] == ["gateway"] and not pod.spec.init_containers
     assert core.list_namespaced_pod("reports").items
     page = sandbox.metrics()
-    assert 'pilot_xds{revision="default",version="1.23.4"}' in page
+    assert 'pilot_xds{revision="default",version="1.30.3"}' in page
     custom = client.CustomObjectsApi(api_client)
     vs = custom.list_namespaced_custom_object(
         "networking.istio.io", "v1", "frontend", "virtualservices"

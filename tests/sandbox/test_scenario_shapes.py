@@ -40,11 +40,11 @@ async def test_shapes_come_up_with_traffic_through_each() -> None:
         await wait_for(all_ready, within=20, what="every pod Ready")
         # Helm gateway in an unlabelled namespace: injected with the gateway template.
         gw = _pods(store, "istio-ingress")
-        assert len(gw) == 2 and all(_rev(p) == "1-23-4" for p in gw)
+        assert len(gw) == 2 and all(_rev(p) == "1-30-3" for p in gw)
         # Gateway API gateway: istiod's Deployment, not injected, proxy of the default tag.
         dep = store.get(DEPLOYMENTS, "edge", "public-istio")
-        assert dep["spec"]["template"]["metadata"]["annotations"]["istio.io/rev"] == "1-23-4"
-        assert all(_rev(p) == "1-23-4" for p in _pods(store, "edge"))
+        assert dep["spec"]["template"]["metadata"]["annotations"]["istio.io/rev"] == "1-30-3"
+        assert all(_rev(p) == "1-30-3" for p in _pods(store, "edge"))
         # Argo Rollout: Pod -> ReplicaSet -> Rollout.
         rs_name = _pods(store, "catalog")[0]["metadata"]["ownerReferences"][0]["name"]
         rs = store.get(REPLICASETS, "catalog", rs_name)
@@ -108,7 +108,7 @@ async def test_a_paused_deployment_can_be_added() -> None:
         store = sb.cluster.store
         # Paused after its first rollout: it has its pods, and a restart does not roll them.
         await wait_for(
-            lambda: [p for p in _pods(store, "frozen") if is_ready(p) and _rev(p) == "1-23-4"],
+            lambda: [p for p in _pods(store, "frozen") if is_ready(p) and _rev(p) == "1-30-3"],
             what="the paused Deployment's pod",
         )
         dep = store.get(DEPLOYMENTS, "frozen", "frozen")

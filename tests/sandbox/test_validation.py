@@ -46,7 +46,7 @@ def policies(cluster: Cluster) -> dict[str, list[str]]:
 async def revisionless_with_base(cluster: Cluster) -> None:
     for crd in render_crds():
         create(cluster, crd)
-    install_revision(cluster, "1.23.4", "")
+    install_revision(cluster, "1.30.3", "")
     create(cluster, render_default_validator("default"))
 
 

@@ -59,8 +59,8 @@ def deployment(name: str, revision: str | None, replicas: int = 2, **pod: Any) -
 def inventory(
     namespaces: dict[str, dict[str, str]],
     *,
-    source: str = "1-23-4",
-    source_version: str = "1.23.4",
+    source: str = "1-30-3",
+    source_version: str = "1.30.3",
     tags: dict[str, str] | None = None,
     extra_revisions: list[RevisionInfo] | None = None,
     gateways: tuple[str, ...] = (),
@@ -99,10 +99,10 @@ def inventory(
 
 
 def spec(**overrides: Any) -> UpgradeSpec:
-    doc: dict[str, Any] = {"cluster": {"name": "c1"}, "target": {"version": "1.24.2"}}
+    doc: dict[str, Any] = {"cluster": {"name": "c1"}, "target": {"version": "1.31.0"}}
     doc.update(overrides)
     return UpgradeSpec.model_validate(doc)
 
 
 ENABLED = {"istio-injection": "enabled"}
-REV = {"istio.io/rev": "1-23-4"}
+REV = {"istio.io/rev": "1-30-3"}

@@ -39,7 +39,7 @@ def test_operations_doc_lists_every_exit_code() -> None:
 
 
 def test_extend_soak_beyond_a_week_is_a_usage_error() -> None:
-    code, _, _ = invoke("extend-soak", "istio-upgrade.prod.1-24-2", "--seconds", "1e9")
+    code, _, _ = invoke("extend-soak", "istio-upgrade.prod.1-31-0", "--seconds", "1e9")
     assert code == ExitCode.USAGE
 
 
@@ -76,7 +76,7 @@ def test_schema_example_is_a_valid_spec() -> None:
     assert out == EXAMPLE_YAML
     spec = UpgradeSpec.model_validate(yaml.safe_load(out))
     assert spec == example_spec()
-    assert spec.target_revision == "1-24-2"
+    assert spec.target_revision == "1-31-0"
     assert spec.cluster.name == "prod"
 
 
@@ -100,7 +100,7 @@ def test_invalid_spec_prints_field_lines_and_exits_2(tmp_path: Path, command: st
         "migration.max_batch_size",
         "target.version",
     ]
-    assert "write it like 1.24.2" in err
+    assert "write it like 1.31.0" in err
 
 
 def test_spec_from_stdin_is_read(tmp_path: Path) -> None:
@@ -125,8 +125,8 @@ def test_unknown_option_is_a_usage_error() -> None:
 @pytest.mark.parametrize(
     "args",
     [
-        ["status", "istio-upgrade.prod.1-24-2"],
-        ["approve", "istio-upgrade.prod.1-24-2", "-m", "looks good"],
+        ["status", "istio-upgrade.prod.1-31-0"],
+        ["approve", "istio-upgrade.prod.1-31-0", "-m", "looks good"],
         ["list"],
     ],
 )

@@ -47,9 +47,9 @@ def test_worst_namespace_is_shown_not_the_batch_average() -> None:
 
 def test_view_shows_phase_batches_gates_and_what_it_waits_for() -> None:
     progress = Progress(
-        upgrade_id="istio-upgrade.prod.1-24-2",
-        source_revision="1-23-4",
-        target_revision="1-24-2",
+        upgrade_id="istio-upgrade.prod.1-31-0",
+        source_revision="1-30-3",
+        target_revision="1-31-0",
         phase=Phase.WAITING_APPROVAL,
         current_batch=1,
         waiting_for="approval: promote",
@@ -71,7 +71,7 @@ def test_view_shows_phase_batches_gates_and_what_it_waits_for() -> None:
         errors=["boom"],
     )
     text = render(progress)
-    assert "istio-upgrade.prod.1-24-2  1-23-4 → 1-24-2  WAITING_APPROVAL" in text
+    assert "istio-upgrade.prod.1-31-0  1-30-3 → 1-31-0  WAITING_APPROVAL" in text
     assert "PASS #3 accounts 0.5x/14.4" in text
     assert "▶ 1" in text
     assert "a, b, c, d +2" in text
@@ -94,10 +94,10 @@ def _at_phase(phase: Phase) -> Progress:
     rolled = phase in {Phase.ROLLING_BACK, Phase.ROLLED_BACK, Phase.FAILED}
     middle = "soaking" if soaking else "rolled_back" if rolled else "restarting"
     return Progress(
-        upgrade_id="istio-upgrade.prod.1-24-2",
+        upgrade_id="istio-upgrade.prod.1-31-0",
         cluster="prod",
-        source_revision="1-23-4",
-        target_revision="1-24-2",
+        source_revision="1-30-3",
+        target_revision="1-31-0",
         phase=phase,
         paused=phase == Phase.MIGRATING,
         current_batch=1,
@@ -127,7 +127,7 @@ def _at_phase(phase: Phase) -> Progress:
 def test_watch_and_web_ui_render_every_phase(phase: Phase) -> None:
     progress = _at_phase(phase)
     text = render(progress)
-    assert f"1-23-4 → 1-24-2  {phase.value}" in text
+    assert f"1-30-3 → 1-31-0  {phase.value}" in text
     assert "frontend" in text and "catalog, checkout" in text and "istio-ingress" in text
     assert "▶ 1" in text
     if progress.paused:

@@ -54,7 +54,7 @@ def test_a_step_goes_to_the_queue_of_the_cluster_its_input_names() -> None:
     assert steps._cluster_of(routed) is routed
     assert steps._cluster_of(DiscoverInput(cluster=routed)) is routed
     spec = UpgradeSpec.model_validate(
-        {"cluster": routed.model_dump(), "target": {"version": "1.24.2"}}
+        {"cluster": routed.model_dump(), "target": {"version": "1.31.0"}}
     )
     assert steps._cluster_of(PlanInput(spec=spec, upgrade_id="u")) == routed
     assert steps._cluster_of("http://prometheus:9090") is None

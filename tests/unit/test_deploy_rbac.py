@@ -269,12 +269,12 @@ def upstream_rbac_extras(revision: str) -> list[Obj]:
     ]
 
 
-def istiod_bundle(revision: str = "1-24-2", *, hpa: bool = True) -> list[Obj]:
+def istiod_bundle(revision: str = "1-31-0", *, hpa: bool = True) -> list[Obj]:
     """A revision bundle with every kind the istiod chart renders by default."""
     extras = upstream_rbac_extras(revision)
     if not hpa:
         extras = [o for o in extras if o["kind"] != "HorizontalPodAutoscaler"]
-    return load_bundle_yaml(revision_bundle("1.24.2", revision)) + extras
+    return load_bundle_yaml(revision_bundle("1.31.0", revision)) + extras
 
 
 # The rendered deploy/ ------------------------------------------------------------------
@@ -403,9 +403,9 @@ def every_need() -> list[AccessNeed]:
         ],
         tags=["default", "canary"],
         gateway_api=True,
-        source_revision="1-23-4",
-        target_revision="1-24-2",
-        version="1.24.2",
+        source_revision="1-30-3",
+        target_revision="1-31-0",
+        version="1.31.0",
         installer=InstallerSpec(
             bundle_configmap=BundleConfigMap(namespace=ISTIO_NAMESPACE, name="bundle")
         ),
@@ -413,15 +413,15 @@ def every_need() -> list[AccessNeed]:
     )
     bundle = istiod_bundle()
     needs = required_permissions(spec)
-    needs += object_needs(resolved(bundle), removes=True, revision="1-24-2")
+    needs += object_needs(resolved(bundle), removes=True, revision="1-31-0")
     for obj, ref in zip(bundle, resolved(bundle), strict=True):
         if obj["kind"] in ("ClusterRoleBinding", "RoleBinding"):
             needs.append(
-                binding_need(ref, obj["roleRef"]["kind"], obj["roleRef"]["name"], "1-24-2")
+                binding_need(ref, obj["roleRef"]["kind"], obj["roleRef"]["name"], "1-31-0")
             )
     # The old revision's objects as the chart names them (installer._default_refs).
-    old = [o for o in istiod_bundle("1-23-4") if o["kind"] != "HorizontalPodAutoscaler"]
-    needs += removal_needs(resolved(old), "1-23-4")
+    old = [o for o in istiod_bundle("1-30-3") if o["kind"] != "HorizontalPodAutoscaler"]
+    needs += removal_needs(resolved(old), "1-30-3")
     needs += ondelete_needs(["frontend"])
     return needs
 
@@ -532,13 +532,13 @@ def test_a_missing_permission_names_verb_resource_namespace_and_the_rule_to_gran
         group="rbac.authorization.k8s.io",
         resource="clusterroles",
         scope="cluster",
-        names=["istiod-clusterrole-1-24-2-istio-system"],
-        purpose="install revision 1-24-2",
+        names=["istiod-clusterrole-1-31-0-istio-system"],
+        purpose="install revision 1-31-0",
         component="installer-manifests",
     )
     assert role.message.startswith(
         "the worker may not escalate rbac.authorization.k8s.io/clusterroles named "
-        "istiod-clusterrole-1-24-2-istio-system (cluster-scoped)"
+        "istiod-clusterrole-1-31-0-istio-system (cluster-scoped)"
     )
     assert "deploy/components/installer-manifests/rbac.yaml" in role.message
 

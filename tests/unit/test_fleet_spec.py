@@ -23,7 +23,7 @@ from istio_upgrade.models.fleet import (
     render_schema,
 )
 
-TEMPLATE = {"target": {"version": "1.24.2"}, "gate": {"prometheus_url": "http://prom:9090"}}
+TEMPLATE = {"target": {"version": "1.31.0"}, "gate": {"prometheus_url": "http://prom:9090"}}
 
 
 def doc(**changes: Any) -> dict[str, Any]:
@@ -56,7 +56,7 @@ def test_layout_resolves_lists_and_selectors_in_order() -> None:
     assert [s.name for s in layout] == ["canary", "rest"]
     assert layout[0].clusters == ["a"]
     assert layout[1].groups[0].clusters == ["b", "c"] and layout[1].groups[0].max_parallel == 2
-    assert fleet_workflow_id(spec) == "istio-fleet.prod.1-24-2"
+    assert fleet_workflow_id(spec) == "istio-fleet.prod.1-31-0"
 
 
 def test_a_selector_stage_takes_only_what_earlier_stages_left() -> None:
@@ -267,11 +267,11 @@ def test_payloads_stay_bounded_at_the_largest_fleet() -> None:
     assert len(spec.model_dump_json()) < 200_000
     progress = FleetProgress(
         fleet="prod",
-        target_revision="1-24-2",
+        target_revision="1-31-0",
         clusters=[
             ClusterProgress(
                 cluster=c.name, stage="all", group="all", state="ROLLED_BACK",
-                upgrade_id=f"istio-upgrade.{c.name}.1-24-2",
+                upgrade_id=f"istio-upgrade.{c.name}.1-31-0",
             )
             for c in spec.clusters
         ],

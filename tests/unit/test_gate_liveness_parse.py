@@ -19,8 +19,8 @@ def _measurements() -> GateMeasurements:
     return GateMeasurements(
         batch_namespaces=["a", "b"],
         baseline_namespaces=[],
-        new_revision="1-24-2",
-        old_revision="1-23-4",
+        new_revision="1-31-0",
+        old_revision="1-30-3",
         window_start=T0,
         evaluated_at=T0,
     )

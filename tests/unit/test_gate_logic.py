@@ -59,8 +59,8 @@ def measurements(
     fields: dict[str, object] = {
         "batch_namespaces": sorted(batch),
         "baseline_namespaces": sorted(baseline),
-        "new_revision": "1-24-2",
-        "old_revision": "1-23-4",
+        "new_revision": "1-31-0",
+        "old_revision": "1-30-3",
         "window_start": T0,
         "evaluated_at": T0 + timedelta(seconds=120),
         "slis": [window("since_warmup", batch), window("short", short or batch)],
@@ -227,7 +227,7 @@ def test_control_plane_counter_increase_fails_at_once(field: str) -> None:
     )
     result = evaluate_gate(SPEC, m, [])
     assert result.verdict == "FAIL"
-    assert "1-24-2" in result.reasons[0]
+    assert "1-31-0" in result.reasons[0]
 
 
 def test_control_plane_internal_errors_alone_do_not_fail() -> None:

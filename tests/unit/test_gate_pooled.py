@@ -55,8 +55,8 @@ def per_namespace(
     return GateMeasurements(
         batch_namespaces=sorted(batch),
         baseline_namespaces=sorted(baseline),
-        new_revision="1-24-2",
-        old_revision="1-23-4",
+        new_revision="1-31-0",
+        old_revision="1-30-3",
         window_start=T0,
         evaluated_at=T0 + timedelta(seconds=120),
         slis=[window("since_warmup"), window("short")],
@@ -159,15 +159,15 @@ def test_gate_query_with_a_reference_does_not_grow_with_the_baseline() -> None:
             slos=[AVAILABILITY.model_copy(update={"alerts": []})] if ref else [AVAILABILITY],
             batch_namespaces=[] if ref else batch,
             baseline_namespaces=[] if ref else baseline,
-            new_revision="1-24-2",
-            old_revision="1-23-4",
+            new_revision="1-31-0",
+            old_revision="1-30-3",
             window_start=T0,
             evaluated_at=T0 + timedelta(seconds=60),
             pre_migration_start=T0 - timedelta(seconds=300),
             pre_migration_end=T0 - timedelta(seconds=40),
             batch_count=45,
             baseline_ref=BaselineRef(
-                workflow_id="istio-upgrade.c.1-24-2", run_id="r" * 36, batch_index=10
+                workflow_id="istio-upgrade.c.1-31-0", run_id="r" * 36, batch_index=10
             )
             if ref
             else None,
@@ -199,8 +199,8 @@ def measured(batch: list[str], baseline: int, with_traffic: int) -> GateMeasurem
         batch_namespaces=[],  # the workflow knows its batch; the activity does not echo it
         baseline_namespaces=[],
         baseline_size=baseline,
-        new_revision="1-24-2",
-        old_revision="1-23-4",
+        new_revision="1-31-0",
+        old_revision="1-30-3",
         window_start=T0,
         evaluated_at=T0 + timedelta(seconds=60),
         batch_count=45,
@@ -303,8 +303,8 @@ def quiet(
         batch_namespaces=["a", "w"],
         baseline_namespaces=[],
         baseline_size=1,
-        new_revision="1-24-2",
-        old_revision="1-23-4",
+        new_revision="1-31-0",
+        old_revision="1-30-3",
         window_start=T0,
         evaluated_at=T0 + timedelta(seconds=120),
         slis=[window("since_warmup"), window("short")],
@@ -448,9 +448,9 @@ def test_soak_baseline_is_the_later_batches() -> None:
     groups = [["a"], ["b", "c"], ["d"]]
     plan = Plan(
         cluster="c",
-        source_revision="1-23-4",
-        target_revision="1-24-2",
-        target_version="1.24.2",
+        source_revision="1-30-3",
+        target_revision="1-31-0",
+        target_version="1.31.0",
         batches=[Batch(index=i, namespaces=g) for i, g in enumerate(groups)],
     )
     assert baseline_of(plan, 0) == ["b", "c", "d"]
@@ -463,7 +463,7 @@ def test_web_ui_details_show_the_budget_spent() -> None:
 
     progress = Progress(
         cluster="c",
-        target_revision="1-24-2",
+        target_revision="1-31-0",
         budget_spent=BudgetSpent(
             total={"availability": 0.002}, batches={0: {"availability": 0.001}}
         ),

@@ -33,16 +33,16 @@ class _Cluster:
 
 def _owner_recorded(kube: _Cluster) -> str | None:
     inventory = kube.applied[0]
-    assert inventory["metadata"]["name"] == "istio-upgrade-inventory-1-24-2"
+    assert inventory["metadata"]["name"] == "istio-upgrade-inventory-1-31-0"
     value: str | None = inventory["metadata"]["annotations"].get("istio-upgrade.io/upgrade-id")
     return value
 
 
 SPEC = InstallInput(
-    cluster=ClusterRef(name="c"), version="1.24.2", revision="1-24-2", upgrade_id="mine"
+    cluster=ClusterRef(name="c"), version="1.31.0", revision="1-31-0", upgrade_id="mine"
 )
-ISTIOD = ("Deployment", "istiod-1-24-2")
-INVENTORY = ("ConfigMap", "istio-upgrade-inventory-1-24-2")
+ISTIOD = ("Deployment", "istiod-1-31-0")
+INVENTORY = ("ConfigMap", "istio-upgrade-inventory-1-31-0")
 
 
 def _inventory(owner: str | None) -> dict[str, Any]:

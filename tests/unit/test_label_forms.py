@@ -10,14 +10,14 @@ def plan(tags: list[str]) -> Plan:
     originals = [
         NamespaceLabels(namespace="a", istio_injection="enabled"),
         NamespaceLabels(namespace="b", istio_rev="canary"),
-        NamespaceLabels(namespace="c", istio_rev="1-23-4"),
+        NamespaceLabels(namespace="c", istio_rev="1-30-3"),
         NamespaceLabels(namespace="d", istio_rev="default"),
     ]
     return Plan(
         cluster="c",
-        source_revision="1-23-4",
-        target_revision="1-24-2",
-        target_version="1.24.2",
+        source_revision="1-30-3",
+        target_revision="1-31-0",
+        target_version="1.31.0",
         batches=[Batch(index=0, namespaces=["a", "b", "c", "d"], original_labels=originals)],
         tags_to_move=tags,
     )
@@ -38,12 +38,12 @@ def test_a_tag_that_does_not_move_keeps_its_namespaces_pinned() -> None:
 
 def test_drift_names_the_namespace_and_the_label() -> None:
     current = [
-        NamespaceLabels(namespace="a", istio_rev="1-24-2"),
+        NamespaceLabels(namespace="a", istio_rev="1-31-0"),
         NamespaceLabels(namespace="b", istio_injection="enabled"),
-        NamespaceLabels(namespace="c", istio_rev="1-23-4"),
+        NamespaceLabels(namespace="c", istio_rev="1-30-3"),
     ]
-    assert drift(current, "1-24-2") == [
+    assert drift(current, "1-31-0") == [
         "b: istio-injection=enabled",
         "b: istio.io/rev=(absent)",
-        "c: istio.io/rev=1-23-4",
+        "c: istio.io/rev=1-30-3",
     ]

@@ -27,7 +27,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
 
 
 def base(**overrides: Any) -> dict[str, Any]:
-    doc: dict[str, Any] = {"cluster": {"name": "prod"}, "target": {"version": "1.24.2"}}
+    doc: dict[str, Any] = {"cluster": {"name": "prod"}, "target": {"version": "1.31.0"}}
     doc.update(overrides)
     return doc
 
@@ -40,15 +40,15 @@ def error_of(doc: dict[str, Any]) -> str:
 
 def test_minimal_spec_derives_revision_and_id() -> None:
     spec = UpgradeSpec.model_validate(base())
-    assert spec.target.revision == "1-24-2"
-    assert workflow_id_for(spec) == "istio-upgrade.prod.1-24-2"
+    assert spec.target.revision == "1-31-0"
+    assert workflow_id_for(spec) == "istio-upgrade.prod.1-31-0"
     assert spec.promote.tags == ["default"]
     assert spec.gate.slos and spec.gate.slos[0].objective == 0.999
     assert not spec.dry_run and not spec.force
 
 
 def test_explicit_revision_is_kept() -> None:
-    spec = UpgradeSpec.model_validate(base(target={"version": "1.24.2", "revision": "canary-124"}))
+    spec = UpgradeSpec.model_validate(base(target={"version": "1.31.0", "revision": "canary-124"}))
     assert workflow_id_for(spec) == "istio-upgrade.prod.canary-124"
 
 
@@ -57,11 +57,11 @@ def test_explicit_revision_is_kept() -> None:
     [
         (base(colour="red"), ["colour", "Extra inputs are not permitted"]),
         (base(migration={"batch": [["a"]]}), ["migration.batch", "Extra inputs"]),
-        (base(target={"version": "1.24"}), ["target.version", "like 1.24.2"]),
+        (base(target={"version": "1.24"}), ["target.version", "like 1.31.0"]),
         (base(target={"version": "latest"}), ["target.version"]),
-        (base(target={"version": "1.24.2", "revision": "1.24.2"}), ["target.revision", "DNS-1123"]),
+        (base(target={"version": "1.31.0", "revision": "1.31.0"}), ["target.revision", "DNS-1123"]),
         (
-            base(target={"version": "1.24.2", "revision": "default"}),
+            base(target={"version": "1.31.0", "revision": "default"}),
             ["target.revision", "reserved"],
         ),
         (base(cluster={"name": "Prod_EU"}), ["cluster.name", "DNS-1123"]),
@@ -74,7 +74,7 @@ def test_explicit_revision_is_kept() -> None:
             base(gate={"prometheus_url": "http://u:hunter2@prom:9090"}),
             ["gate.prometheus_url", "credentials"],
         ),
-        (base(source_revision="1-24-2"), ["source_revision", "target must be a new revision"]),
+        (base(source_revision="1-31-0"), ["source_revision", "target must be a new revision"]),
         (base(migration={"selector": "a in ()"}), ["migration.selector", "kubectl -l"]),
         (base(migration={"batches": [["a"], []]}), ["migration.batches[1] is empty"]),
         (base(migration={"batches": [["a"], ["a"]]}), ["migration.batches[1]", "'a'"]),
@@ -123,15 +123,15 @@ def test_progress_markdown_mentions_phase_batches_and_waits() -> None:
     progress = Progress.model_validate(
         {
             "cluster": "prod",
-            "source_revision": "1-23-4",
-            "target_revision": "1-24-2",
+            "source_revision": "1-30-3",
+            "target_revision": "1-31-0",
             "phase": "SOAKING",
             "waiting_for": "approval: migrate batch 1",
             "batches": [{"index": 0, "namespaces": ["a", "b"], "status": "soaking"}],
         }
     )
     text = progress_markdown(progress)
-    assert "1-23-4 → 1-24-2" in text and "SOAKING" in text
+    assert "1-30-3 → 1-31-0" in text and "SOAKING" in text
     assert "| 0 | a, b | soaking |" in text
     assert "approval: migrate batch 1" in text
 
@@ -172,8 +172,8 @@ def test_published_schema_is_current() -> None:
     ("doc", "field", "hint"),
     [
         ({"cluster": {"name": "prod"}, "revision": "Bad_Rev"}, "revision", "DNS-1123"),
-        ({"cluster": {"name": "prod"}, "revision": "1-23-4", "force": True}, "force", "extra"),
-        ({"cluster": {"name": "Prod"}, "revision": "1-23-4"}, "cluster.name", "DNS-1123"),
+        ({"cluster": {"name": "prod"}, "revision": "1-30-3", "force": True}, "force", "extra"),
+        ({"cluster": {"name": "Prod"}, "revision": "1-30-3"}, "cluster.name", "DNS-1123"),
     ],
 )
 def test_removal_spec_errors_name_the_field(doc: dict[str, Any], field: str, hint: str) -> None:
@@ -185,10 +185,10 @@ def test_removal_spec_errors_name_the_field(doc: dict[str, Any], field: str, hin
 
 
 def test_removal_workflow_id() -> None:
-    spec = RemoveRevisionSpec.model_validate({"cluster": {"name": "prod"}, "revision": "1-23-4"})
-    assert removal_workflow_id(spec) == "istio-remove-revision.prod.1-23-4"
+    spec = RemoveRevisionSpec.model_validate({"cluster": {"name": "prod"}, "revision": "1-30-3"})
+    assert removal_workflow_id(spec) == "istio-remove-revision.prod.1-30-3"
     dry = spec.model_copy(update={"dry_run": True})
-    assert removal_workflow_id(dry) == "istio-remove-revision.prod.1-23-4.dry-run"
+    assert removal_workflow_id(dry) == "istio-remove-revision.prod.1-30-3.dry-run"
 
 
 def test_removal_of_the_revisionless_install_is_named_default() -> None:

@@ -61,7 +61,7 @@ def test_grouped_labels_round_trip_and_old_lists_decode() -> None:
     labels = [
         NamespaceLabels(namespace="a", istio_injection="enabled"),
         NamespaceLabels(namespace="b", istio_injection=""),
-        NamespaceLabels(namespace="c", istio_rev="1-23-4"),
+        NamespaceLabels(namespace="c", istio_rev="1-30-3"),
         NamespaceLabels(namespace="e", istio_injection="enabled", istio_rev="canary"),
     ]
     batch = Batch(index=3, namespaces=["a", "b", "c", "d", "e"], original_labels=labels)

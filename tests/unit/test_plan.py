@@ -18,24 +18,24 @@ def names(plan: object) -> list[list[str]]:
 
 
 def test_effective_revision_follows_webhooks_and_precedence() -> None:
-    inv = inventory({"a": ENABLED}, tags={"default": "1-23-4", "canary": "1-23-4"})
+    inv = inventory({"a": ENABLED}, tags={"default": "1-30-3", "canary": "1-30-3"})
     hooks, tags = inv.webhooks, inv.tags
-    assert effective_revision(ENABLED, hooks, tags) == "1-23-4"
-    assert effective_revision({"istio.io/rev": "canary"}, hooks, tags) == "1-23-4"
-    assert effective_revision({"istio.io/rev": "1-23-4"}, hooks, tags) == "1-23-4"
+    assert effective_revision(ENABLED, hooks, tags) == "1-30-3"
+    assert effective_revision({"istio.io/rev": "canary"}, hooks, tags) == "1-30-3"
+    assert effective_revision({"istio.io/rev": "1-30-3"}, hooks, tags) == "1-30-3"
     assert effective_revision({"istio.io/rev": "nope"}, hooks, tags) is None
     assert effective_revision({"istio-injection": "disabled"}, hooks, tags) is None
     assert effective_revision({}, hooks, tags) is None
     # istio-injection beats istio.io/rev: the revision webhook requires it absent.
     both = {"istio-injection": "enabled", "istio.io/rev": "other"}
-    assert effective_revision(both, hooks, tags) == "1-23-4"
+    assert effective_revision(both, hooks, tags) == "1-30-3"
 
 
 def test_effective_revision_without_webhooks_uses_labels() -> None:
-    tags = {"default": "1-22-0"}
-    assert effective_revision(ENABLED, [], tags) == "1-22-0"
-    assert effective_revision({"istio.io/rev": "default"}, [], tags) == "1-22-0"
-    assert effective_revision({"istio.io/rev": "1-23-4"}, [], tags) == "1-23-4"
+    tags = {"default": "1-29-0"}
+    assert effective_revision(ENABLED, [], tags) == "1-29-0"
+    assert effective_revision({"istio.io/rev": "default"}, [], tags) == "1-29-0"
+    assert effective_revision({"istio.io/rev": "1-30-3"}, [], tags) == "1-30-3"
     assert (
         effective_revision({"istio-injection": "disabled", "istio.io/rev": "x"}, [], tags) is None
     )
@@ -83,9 +83,9 @@ def test_namespaces_without_injection_or_on_other_revisions_are_excluded_with_re
             "plain": {},
             "off": {"istio-injection": "disabled"},
             "kube-system": ENABLED,
-            "done": {"istio.io/rev": "1-24-2"},
+            "done": {"istio.io/rev": "1-31-0"},
         },
-        extra_revisions=[RevisionInfo(name="1-24-2", version="1.24.2", installed_by="wf")],
+        extra_revisions=[RevisionInfo(name="1-31-0", version="1.31.0", installed_by="wf")],
     )
     plan, report = plan_upgrade(inv, spec(), "wf")
     excluded = {e.namespace: e.reason for e in plan.excluded}
@@ -141,7 +141,7 @@ def test_explicit_batches_warn_about_selected_namespaces_left_out() -> None:
 def test_original_labels_recorded_exactly() -> None:
     inv = inventory(
         {"a": ENABLED, "b": {"istio.io/rev": "default"}},
-        tags={"default": "1-23-4"},
+        tags={"default": "1-30-3"},
     )
     plan, _ = plan_upgrade(inv, spec(migration={"growth_factor": 5}), "w")
     labels = {lab.namespace: lab for b in plan.batches for lab in b.original_labels}
@@ -152,12 +152,12 @@ def test_original_labels_recorded_exactly() -> None:
 @pytest.mark.parametrize(
     ("source_version", "target", "force", "code", "severity"),
     [
-        ("1.21.0", "1.24.2", False, "SKEW", "error"),
-        ("1.21.0", "1.24.2", True, "SKEW", "warning"),
-        ("1.25.0", "1.24.2", False, "DOWNGRADE", "error"),
-        ("1.25.0", "1.24.2", True, "DOWNGRADE", "warning"),
-        ("1.24.2", "1.24.2", True, "SAME_VERSION", "error"),
-        ("0.24.2", "1.24.2", False, "SKEW", "error"),
+        ("1.28.0", "1.31.0", False, "SKEW", "error"),
+        ("1.28.0", "1.31.0", True, "SKEW", "warning"),
+        ("1.32.0", "1.31.0", False, "DOWNGRADE", "error"),
+        ("1.32.0", "1.31.0", True, "DOWNGRADE", "warning"),
+        ("1.31.0", "1.31.0", True, "SAME_VERSION", "error"),
+        ("0.24.2", "1.31.0", False, "SKEW", "error"),
     ],
 )
 def test_skew_and_downgrade(
@@ -170,13 +170,13 @@ def test_skew_and_downgrade(
 
 
 def test_two_minor_jump_is_allowed() -> None:
-    inv = inventory({"a": ENABLED}, source="1-22-1", source_version="1.22.1")
+    inv = inventory({"a": ENABLED}, source="1-29-1", source_version="1.29.1")
     _, report = plan_upgrade(inv, spec(), "w")
     assert report.ok, report.findings
 
 
 def test_conflicting_labels_ist0123() -> None:
-    both = {"istio-injection": "enabled", "istio.io/rev": "1-23-4"}
+    both = {"istio-injection": "enabled", "istio.io/rev": "1-30-3"}
     inv = inventory({"a": both, "b": ENABLED, "c": both})
     _, report = plan_upgrade(inv, spec(migration={"exclude": ["c"]}), "w")
     found = {(f.namespace, f.severity) for f in report.findings if f.code == "IST0123"}
@@ -196,13 +196,13 @@ def test_overlapping_webhooks_resolve_to_the_last_configuration_by_name() -> Non
     tag = WebhookInfo(
         configuration="istio-revision-tag-default",
         name="namespace.sidecar-injector.istio.io",
-        revision="1-24-2",
+        revision="1-31-0",
         tag="default",
         namespace_selector={"matchLabels": {"istio-injection": "enabled"}},
     )
-    assert effective_revision(ENABLED, [legacy, tag], {"default": "1-24-2"}) == "default"
-    assert effective_revision(ENABLED, [tag, legacy], {"default": "1-24-2"}) == "default"
-    assert effective_revision(ENABLED, [tag], {"default": "1-24-2"}) == "1-24-2"
+    assert effective_revision(ENABLED, [legacy, tag], {"default": "1-31-0"}) == "default"
+    assert effective_revision(ENABLED, [tag, legacy], {"default": "1-31-0"}) == "default"
+    assert effective_revision(ENABLED, [tag], {"default": "1-31-0"}) == "1-31-0"
 
 
 def test_overlapping_injector_webhooks() -> None:
@@ -224,23 +224,23 @@ def test_non_restartable_pods_are_warnings() -> None:
         kind="Job",
         name="nightly",
         restartable=False,
-        pods=[PodInfo(name="nightly-x", phase="Running", injected_revision="1-23-4")],
+        pods=[PodInfo(name="nightly-x", phase="Running", injected_revision="1-30-3")],
     )
     done = WorkloadInfo(
         kind="Job",
         name="old",
         restartable=False,
-        pods=[PodInfo(name="old-x", phase="Succeeded", injected_revision="1-23-4")],
+        pods=[PodInfo(name="old-x", phase="Succeeded", injected_revision="1-30-3")],
     )
     bare = WorkloadInfo(
         kind="Pod",
         name="shell",
         restartable=False,
-        pods=[PodInfo(name="shell", phase="Running", injected_revision="1-23-4")],
+        pods=[PodInfo(name="shell", phase="Running", injected_revision="1-30-3")],
     )
     inv = inventory(
         {"a": ENABLED},
-        workloads={"a": [deployment("web", "1-23-4"), job, done, bare]},
+        workloads={"a": [deployment("web", "1-30-3"), job, done, bare]},
     )
     _, report = plan_upgrade(inv, spec(), "w")
     assert report.ok
@@ -249,7 +249,7 @@ def test_non_restartable_pods_are_warnings() -> None:
 
 
 def test_target_installed_by_someone_else_is_an_error_unless_forced() -> None:
-    other = RevisionInfo(name="1-24-2", version="1.24.2", installed_by=None)
+    other = RevisionInfo(name="1-31-0", version="1.31.0", installed_by=None)
     inv = inventory({"a": ENABLED}, extra_revisions=[other])
     _, report = plan_upgrade(inv, spec(), "wf")
     assert "TARGET_ALREADY_INSTALLED" in [f.code for f in report.errors]
@@ -258,7 +258,7 @@ def test_target_installed_by_someone_else_is_an_error_unless_forced() -> None:
 
 
 def test_target_installed_by_an_earlier_attempt_is_idempotent() -> None:
-    mine = RevisionInfo(name="1-24-2", version="1.24.2", installed_by="wf")
+    mine = RevisionInfo(name="1-31-0", version="1.31.0", installed_by="wf")
     inv = inventory({"a": ENABLED}, extra_revisions=[mine])
     _, report = plan_upgrade(inv, spec(), "wf")
     assert report.ok and report.resumed
@@ -280,8 +280,8 @@ def test_canary_must_be_migratable() -> None:
 
 def test_source_revision_discovery_and_errors() -> None:
     inv = inventory({"a": ENABLED, "b": REV})
-    assert source_revision_of(inv, "1-24-2") == "1-23-4"
-    _, report = plan_upgrade(inv, spec(source_revision="1-20-0"), "w")
+    assert source_revision_of(inv, "1-31-0") == "1-30-3"
+    _, report = plan_upgrade(inv, spec(source_revision="1-34-0"), "w")
     assert "SOURCE_NOT_INSTALLED" in [f.code for f in report.errors]
     empty = inventory({"a": {}}, tags={})
     empty.revisions = []
@@ -290,7 +290,7 @@ def test_source_revision_discovery_and_errors() -> None:
 
 
 def test_tags_to_move_include_every_tag_of_the_source() -> None:
-    inv = inventory({"a": ENABLED}, tags={"default": "1-23-4", "canary": "1-23-4", "x": "9-9-9"})
+    inv = inventory({"a": ENABLED}, tags={"default": "1-30-3", "canary": "1-30-3", "x": "9-9-9"})
     plan, _ = plan_upgrade(inv, spec(), "w")
     assert plan.tags_to_move == ["default", "canary"]
     plan, _ = plan_upgrade(inv, spec(promote={"tags": ["prod"], "follow_source_tags": False}), "w")

@@ -74,7 +74,7 @@ def pod(annotations: dict[str, str], labels: dict[str, str] | None = None) -> di
         "spec": {
             "containers": [
                 {"name": "app", "image": "shop/web:7"},
-                {"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.24.2"},
+                {"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.31.0"},
             ]
         },
         "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
@@ -82,21 +82,21 @@ def pod(annotations: dict[str, str], labels: dict[str, str] | None = None) -> di
 
 
 def test_injected_revision_comes_from_annotations_never_labels() -> None:
-    assert injected_revision(pod({"istio.io/rev": "1-24-2"})) == "1-24-2"
-    status = json.dumps({"revision": "1-23-4", "containers": ["istio-proxy"]})
-    assert injected_revision(pod({"sidecar.istio.io/status": status})) == "1-23-4"
-    assert injected_revision(pod({}, labels={"istio.io/rev": "1-24-2"})) is None
+    assert injected_revision(pod({"istio.io/rev": "1-31-0"})) == "1-31-0"
+    status = json.dumps({"revision": "1-30-3", "containers": ["istio-proxy"]})
+    assert injected_revision(pod({"sidecar.istio.io/status": status})) == "1-30-3"
+    assert injected_revision(pod({}, labels={"istio.io/rev": "1-31-0"})) is None
     assert injected_revision(pod({"sidecar.istio.io/status": "not json"})) is None
 
 
 def test_pod_info_reads_proxy_version_opt_out_and_gateway() -> None:
     info = pod_info(
         pod(
-            {"istio.io/rev": "1-24-2", "inject.istio.io/templates": "gateway"},
+            {"istio.io/rev": "1-31-0", "inject.istio.io/templates": "gateway"},
             labels={"sidecar.istio.io/inject": "false"},
         )
     )
-    assert info.proxy_version == "1.24.2" and info.ready and info.active
+    assert info.proxy_version == "1.31.0" and info.ready and info.active
     assert info.opted_out and info.gateway
     assert proxy_version({"spec": {"containers": [{"name": "app", "image": "x:1"}]}}) is None
 

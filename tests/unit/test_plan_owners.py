@@ -21,9 +21,9 @@ def test_ambient_namespaces_refuse_the_upgrade_naming_them() -> None:
 
 def test_a_ztunnel_without_ambient_namespaces_still_refuses() -> None:
     inv = inventory({"a": ENABLED}).model_copy(
-        update={"ambient": ["DaemonSet istio-system/ztunnel (1.23.4)"]}
+        update={"ambient": ["DaemonSet istio-system/ztunnel (1.30.3)"]}
     )
-    assert "DaemonSet istio-system/ztunnel (1.23.4)" in findings(inv)["AMBIENT_NOT_SUPPORTED"][1]
+    assert "DaemonSet istio-system/ztunnel (1.30.3)" in findings(inv)["AMBIENT_NOT_SUPPORTED"][1]
 
 
 def test_gitops_marks_are_recognised() -> None:

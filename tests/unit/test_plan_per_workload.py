@@ -7,10 +7,10 @@ from tests.unit.plan_fixtures import ENABLED, deployment, inventory, spec
 
 
 def cluster() -> object:
-    gateway = deployment("istio-ingressgateway", "1-23-4").model_copy(
+    gateway = deployment("istio-ingressgateway", "1-30-3").model_copy(
         update={"opt_in": True, "gateway": True}
     )
-    reports = deployment("reports", "1-23-4").model_copy(update={"template_revision": "1-23-4"})
+    reports = deployment("reports", "1-30-3").model_copy(update={"template_revision": "1-30-3"})
     plain = deployment("legacy-api", None)
     return inventory(
         {"a": ENABLED, "istio-ingress": {}, "reports": {}, "legacy": {}},
@@ -34,7 +34,7 @@ def test_opted_in_workloads_migrate_per_workload_and_gateways_go_last() -> None:
     assert last.labelled_namespaces == [] and last.original_labels == []
     reports_batch = next(b for b in plan.batches if "reports" in b.namespaces)
     assert [(w.ref, w.revision) for w in reports_batch.workloads] == [
-        ("reports/Deployment/reports", "1-23-4")
+        ("reports/Deployment/reports", "1-30-3")
     ], "only the opted-in workload; its neighbour without a sidecar stays put"
     assert "legacy" in {e.namespace for e in plan.excluded}
 

@@ -22,10 +22,10 @@ def _pod(labels: dict[str, str], annotations: dict[str, str]) -> dict[str, objec
 
 
 def test_revision_comes_from_annotations_never_labels() -> None:
-    assert injected_revision(_pod({"istio.io/rev": "1-24-2"}, {})) is None
-    assert injected_revision(_pod({}, {"istio.io/rev": "1-24-2"})) == "1-24-2"
-    status = json.dumps({"revision": "1-23-4"})
-    assert injected_revision(_pod({}, {"sidecar.istio.io/status": status})) == "1-23-4"
+    assert injected_revision(_pod({"istio.io/rev": "1-31-0"}, {})) is None
+    assert injected_revision(_pod({}, {"istio.io/rev": "1-31-0"})) == "1-31-0"
+    status = json.dumps({"revision": "1-30-3"})
+    assert injected_revision(_pod({}, {"sidecar.istio.io/status": status})) == "1-30-3"
 
 
 def test_annotation_opt_out_counts_like_the_label() -> None:
@@ -46,7 +46,7 @@ class _OnePod:
 
 def test_verify_ignores_a_pod_opted_out_by_annotation() -> None:
     kube = _OnePod(_pod({}, {"sidecar.istio.io/inject": "false"}))
-    report = verify(kube, ["ns"], "1-24-2")  # type: ignore[arg-type]
+    report = verify(kube, ["ns"], "1-31-0")  # type: ignore[arg-type]
     assert report.ok and not report.stragglers
 
 

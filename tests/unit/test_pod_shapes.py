@@ -62,16 +62,16 @@ def test_verification_skips_host_network_and_reports_unmanaged_pods() -> None:
     kube = FakeKube(
         [
             pod("agent-abc", None, owner=("DaemonSet", "agent"), hostNetwork=True),
-            pod("checkout-7d9-x", "1-23-4", owner=("ReplicaSet", "checkout-7d9")),
-            pod("web-1", "1-24-2", owner=("ReplicaSet", "web-5f")),
+            pod("checkout-7d9-x", "1-30-3", owner=("ReplicaSet", "checkout-7d9")),
+            pod("web-1", "1-31-0", owner=("ReplicaSet", "web-5f")),
         ],
         [ROLLOUT_RS],
     )
-    report = verify(kube, ["shop"], "1-24-2")  # type: ignore[arg-type]
+    report = verify(kube, ["shop"], "1-31-0")  # type: ignore[arg-type]
     assert report.ok, report
     assert report.host_network_skipped == ["shop/agent-abc"]
     assert len(report.unmanaged) == 1 and "owned by Rollout/checkout" in report.unmanaged[0]
-    strict = verify(kube, ["shop"], "1-24-2", "fail")  # type: ignore[arg-type]
+    strict = verify(kube, ["shop"], "1-31-0", "fail")  # type: ignore[arg-type]
     assert not strict.ok
     assert "does not restart" in strict.stragglers[0].reason
 
@@ -97,7 +97,7 @@ def test_on_delete_workloads_are_pending_until_their_pods_are_replaced() -> None
 
 
 def test_a_paused_rollout_refuses_the_upgrade_at_plan_time() -> None:
-    paused = deployment("web", "1-23-4").model_copy(update={"paused": True})
+    paused = deployment("web", "1-30-3").model_copy(update={"paused": True})
     inv = inventory({"a": ENABLED}, workloads={"a": [paused]})
     _, report = plan_upgrade(inv, spec(), "w")
     found = [f for f in report.errors if f.code == "ROLLOUT_PAUSED"]

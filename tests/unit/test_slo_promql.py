@@ -39,7 +39,7 @@ def all_queries() -> list[str]:
         *(promql.sli_query(s, batch, baseline, "30s") for s in (AVAILABILITY, LATENCY, CUSTOM)),
         promql.sli_query(AVAILABILITY, batch, [], "30s"),
         liveness_query(batch, "30s", "60s", at),
-        control_plane_query("1-24-2", "90s"),
+        control_plane_query("1-31-0", "90s"),
     ]
 
 

@@ -26,18 +26,18 @@ class _Recorder:
 def test_webhooks_go_first_whatever_the_bundle_order() -> None:
     refs = [
         {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
-         "name": "istio-sidecar-injector-1-24-2"},
-        {"apiVersion": "apps/v1", "kind": "Deployment", "name": "istiod-1-24-2",
+         "name": "istio-sidecar-injector-1-31-0"},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "name": "istiod-1-31-0",
          "namespace": "istio-system"},
-        {"apiVersion": "v1", "kind": "Service", "name": "istiod-1-24-2",
+        {"apiVersion": "v1", "kind": "Service", "name": "istiod-1-31-0",
          "namespace": "istio-system"},
     ]  # fmt: skip
     kube = _Recorder(refs)
-    result = uninstall(kube, "1-24-2")  # type: ignore[arg-type]
+    result = uninstall(kube, "1-31-0")  # type: ignore[arg-type]
     assert result.from_inventory
     assert kube.deleted == [
-        "MutatingWebhookConfiguration/istio-sidecar-injector-1-24-2",
-        "Service/istiod-1-24-2",
-        "Deployment/istiod-1-24-2",
-        "ConfigMap/istio-upgrade-inventory-1-24-2",
+        "MutatingWebhookConfiguration/istio-sidecar-injector-1-31-0",
+        "Service/istiod-1-31-0",
+        "Deployment/istiod-1-31-0",
+        "ConfigMap/istio-upgrade-inventory-1-31-0",
     ]

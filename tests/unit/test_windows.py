@@ -299,7 +299,7 @@ def test_calendar_round_trips_through_json() -> None:
 def test_upgrade_spec_errors_are_located_under_windows() -> None:
     doc = {
         "cluster": {"name": "prod"},
-        "target": {"version": "1.24.2"},
+        "target": {"version": "1.31.0"},
         "windows": {
             "timezone": "UTC",
             "exclusions": [{"start": "2025-01-01", "end": "2027-01-01"}],
@@ -326,7 +326,7 @@ def test_cluster_task_queue_validation_and_naming_rule() -> None:
     ]:
         with pytest.raises(ValidationError, match=needle):
             UpgradeSpec.model_validate(
-                {"cluster": {"name": "a", "task_queue": bad}, "target": {"version": "1.24.2"}}
+                {"cluster": {"name": "a", "task_queue": bad}, "target": {"version": "1.31.0"}}
             )
 
 
