@@ -1,7 +1,7 @@
 """The worker's metrics, probes and log context.
 
 Metrics: ONE scrape endpoint, the Temporal SDK's own Prometheus exporter (served by the SDK's
-Rust core at ``WORKER_METRICS_ADDRESS``, ``0.0.0.0:9464`` in ``deploy/worker.yaml``). Our
+Rust core at ``WORKER_METRICS_ADDRESS``, ``0.0.0.0:9464`` in ``deploy/worker/worker.yaml``). Our
 metrics are created on the same runtime's meter (``activity.metric_meter()``,
 ``workflow.metric_meter()``) rather than on a ``prometheus_client`` registry: a second HTTP
 server would mean a second port in the pod, the Service and the ServiceMonitor, and two

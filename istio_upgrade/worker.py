@@ -17,7 +17,11 @@ Configuration comes from the environment: ``TEMPORAL_ADDRESS`` (default ``localh
 webhook URLs that specs' ``notifications`` name by ``url_env`` or ``url_file``;
 ``WORKER_METRICS_ADDRESS`` (the Prometheus endpoint) and ``WORKER_HEALTH_ADDRESS``
 (``/healthz`` and ``/readyz``), both ``host:port`` and off unless set, see
-:mod:`istio_upgrade.observability`.
+:mod:`istio_upgrade.observability`. Worker Versioning: ``WORKER_VERSIONING`` (``off`` or
+``on``), ``WORKER_DEPLOYMENT_NAME`` (``istio-upgrade``) and ``WORKER_BUILD_ID`` (the package
+version); see :mod:`istio_upgrade.versioning`. Only the workers that run workflows register the
+version: activity-only cluster queues stay unversioned, so that a cluster's worker need not be
+redeployed in step with the main one.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from typing import Any
 
 import structlog
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkerDeploymentConfig
 
 from istio_upgrade import observability
 from istio_upgrade.activities.fleet import follow_upgrade
@@ -50,6 +54,7 @@ from istio_upgrade.client import ConnectionConfigError
 from istio_upgrade.client import connect as client_connect
 from istio_upgrade.logging import configure_logging
 from istio_upgrade.models.spec import check_dns1123, check_task_queue, cluster_task_queue
+from istio_upgrade.versioning import VersioningConfigError, VersioningSettings, settings_from_env
 from istio_upgrade.workflows.fleet import FleetRollout
 from istio_upgrade.workflows.removal import IstioRevisionRemoval
 from istio_upgrade.workflows.upgrade import TASK_QUEUE, IstioCanaryUpgrade
@@ -60,7 +65,7 @@ GRACEFUL_SHUTDOWN = timedelta(
     seconds=float(os.environ.get("WORKER_GRACEFUL_SHUTDOWN_SECONDS", "45"))
 )
 """What a stopping worker gives running mutations (``WORKER_GRACEFUL_SHUTDOWN_SECONDS``); keep it
-below the pod's ``terminationGracePeriodSeconds`` (60 in ``deploy/worker.yaml``), or the
+below the pod's ``terminationGracePeriodSeconds`` (60 in ``deploy/worker/worker.yaml``), or the
 kubelet kills the worker mid-write."""
 
 HEARTBEAT_THROTTLE = timedelta(seconds=2)
@@ -97,6 +102,7 @@ def build_worker(
     max_workers: int = 16,
     graceful_shutdown: timedelta = GRACEFUL_SHUTDOWN,
     workflows: bool = True,
+    deployment: WorkerDeploymentConfig | None = None,
 ) -> Worker:
     """A worker running the upgrade and removal workflows and their activities.
 
@@ -111,6 +117,8 @@ def build_worker(
         graceful_shutdown: On shutdown, how long running activities may take to finish before
             they are cancelled; waits stop at once (they resume on another worker from their
             heartbeats), mutations finish.
+        deployment: The Worker Deployment Version to register
+            (``VersioningSettings.deployment_config()``); None for an unversioned worker.
 
     Returns:
         The worker; run it with ``await worker.run()`` or ``async with worker``.
@@ -130,6 +138,7 @@ def build_worker(
         max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         interceptors=observability.worker_interceptors(),
+        deployment_config=deployment,
     )
 
 
@@ -183,8 +192,13 @@ def build_workers(
     *,
     kubeconfig: str | None = None,
     max_workers: int = 16,
+    versioning: VersioningSettings | None = None,
 ) -> list[Worker]:
-    """One ``Worker`` per queue of ``worker_queues`` (a Temporal worker polls one queue)."""
+    """One ``Worker`` per queue of ``worker_queues`` (a Temporal worker polls one queue).
+
+    ``versioning`` applies to the queues that run workflows only (see the module docstring).
+    """
+    deployment = versioning.deployment_config() if versioning else None
     return [
         build_worker(
             client,
@@ -192,6 +206,7 @@ def build_workers(
             kubeconfig=kubeconfig,
             max_workers=max_workers,
             workflows=workflows,
+            deployment=deployment if workflows else None,
         )
         for queue, workflows in queues
     ]
@@ -216,18 +231,23 @@ async def run(
         main_queue=os.environ.get("TEMPORAL_TASK_QUEUE", TASK_QUEUE),
         activity_queues=activity_queues,
     )
+    versioning = settings_from_env()
     # Before connecting: the SDK's metrics runtime must be the default before its first use.
     telemetry = await observability.start()
     try:
-        await _serve(queues, telemetry)
+        await _serve(queues, telemetry, versioning)
     finally:
         await telemetry.close()
 
 
-async def _serve(queues: Sequence[tuple[str, bool]], telemetry: observability.Telemetry) -> None:
+async def _serve(
+    queues: Sequence[tuple[str, bool]],
+    telemetry: observability.Telemetry,
+    versioning: VersioningSettings,
+) -> None:
     """Run ``queues``' workers until SIGTERM or SIGINT (see :func:`run`)."""
     client = await connect()
-    workers = build_workers(client, queues)
+    workers = build_workers(client, queues, versioning=versioning)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -238,6 +258,9 @@ async def _serve(queues: Sequence[tuple[str, bool]], telemetry: observability.Te
             task_queue=queue,
             serves="workflows and activities" if workflows else "activities only",
             namespace=client.namespace,
+            version=versioning.version.to_canonical_string()
+            if workflows and versioning.enabled
+            else "unversioned",
         )
     running = [asyncio.ensure_future(w.run()) for w in workers]
     telemetry.serving(workers)
@@ -272,7 +295,7 @@ def main(
         faulthandler.enable()
     try:
         asyncio.run(run(clusters, main=main_queue, activity_queues=activity_queues))
-    except (ConnectionConfigError, observability.AddressError) as error:
+    except (ConnectionConfigError, observability.AddressError, VersioningConfigError) as error:
         # A misconfigured Deployment should say which variable to fix, not print a traceback.
         log.error("cannot start the worker", error=str(error))
         raise SystemExit(2) from None

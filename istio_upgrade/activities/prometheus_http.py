@@ -61,7 +61,7 @@ def read_secret(ref: SecretRef, where: str) -> str:
         except OSError as exc:
             raise CredentialError(
                 f"prometheus_auth.{where}: the worker cannot read {place} ({exc.strerror}); "
-                "mount the Secret holding it there (see deploy/worker.yaml)"
+                "mount the Secret holding it there (see deploy/worker/worker.yaml)"
             ) from None
         if len(raw) > MAX_SECRET_BYTES:
             raise CredentialError(

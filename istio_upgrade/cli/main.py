@@ -569,8 +569,10 @@ def demo(keep_open: bool, run_dir: Path | None, ui_port: int | None, fleet: bool
 def _register_commands() -> None:
     from istio_upgrade.cli.fleet import fleet, schedule
     from istio_upgrade.cli.unlock import unlock
+    from istio_upgrade.cli.worker_versions import workers
 
     cli.add_command(unlock)
+    cli.add_command(workers)
     cli.add_command(fleet)
     cli.add_command(schedule)
 

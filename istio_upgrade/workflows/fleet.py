@@ -56,6 +56,7 @@ with workflow.unsafe.imports_passed_through():
     from istio_upgrade.models.progress import AbortRequest
     from istio_upgrade.models.search import CLUSTER, FLEET, OUTCOME, PHASE, TARGET_REVISION
     from istio_upgrade.models.spec import workflow_id_for
+    from istio_upgrade.workflows.continuation import newer_version_current, next_run_behavior
     from istio_upgrade.workflows.upgrade import IstioCanaryUpgrade
 
 WORKFLOW_NAME = "FleetRollout"
@@ -334,7 +335,8 @@ class FleetRollout:
                             FleetCarryover(
                                 progress=self._progress, next_stage=index, paused=self._paused
                             ),
-                        ]
+                        ],
+                        initial_versioning_behavior=next_run_behavior(),
                     )
                 break
             self._progress.stage = stage.name
@@ -355,8 +357,10 @@ class FleetRollout:
         info = workflow.info()
         if spec.max_stages_per_run and stages_this_run >= spec.max_stages_per_run:
             return True
-        return info.is_continue_as_new_suggested() or (
-            info.get_current_history_length() > MAX_HISTORY_EVENTS
+        return (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() > MAX_HISTORY_EVENTS
+            or newer_version_current()
         )
 
     def _stopped(self) -> bool:

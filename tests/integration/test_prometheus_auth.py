@@ -178,7 +178,7 @@ async def test_without_credentials_the_gate_says_so_and_never_passes(env: Env) -
     assert missing.errors == [
         "prometheus_auth.basic_auth.password: the worker cannot read file "
         f"{env.secrets / 'no-such-file'} (No such file or directory); mount the Secret holding "
-        "it there (see deploy/worker.yaml)"
+        "it there (see deploy/worker/worker.yaml)"
     ]
     probe = await probe_prometheus(env.prometheus.url, basic(env, "no-such-file"))
     assert probe.reachable and probe.problem == missing.errors[0]

@@ -10,11 +10,18 @@ import yaml
 DEPLOY = Path(__file__).parents[2] / "deploy"
 
 
-def objects() -> list[dict[str, Any]]:
-    kustomization = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())
+def objects(root: Path = DEPLOY) -> list[dict[str, Any]]:
+    """The files the kustomization lists, directories followed (without kustomize's renames:
+    the worker Deployment appears once, as its template in worker/)."""
+    kustomization = yaml.safe_load((root / "kustomization.yaml").read_text())
     docs: list[dict[str, Any]] = []
     for name in kustomization["resources"]:
-        docs += [d for d in yaml.safe_load_all((DEPLOY / name).read_text()) if d]
+        path = (root / name).resolve()
+        if path.is_dir():
+            found = objects(path)
+            docs += [d for d in found if not any(d == seen for seen in docs)]
+        else:
+            docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
     return docs
 
 

@@ -14,19 +14,21 @@ with workflow.unsafe.imports_passed_through():
     from istio_upgrade.models.carryover import Carryover
     from istio_upgrade.models.plan import Plan, PrecheckReport
     from istio_upgrade.models.spec import UpgradeSpec
+    from istio_upgrade.workflows.continuation import newer_version_current, next_run_behavior
     from istio_upgrade.workflows.phases.install import push_uninstall_target
     from istio_upgrade.workflows.phases.migrate import push_batch_rollback
     from istio_upgrade.workflows.state import UpgradeState
 
 
 def run_is_long(spec: UpgradeSpec, batches_this_run: int) -> bool:
-    """Whether to continue as new before the next batch (history size or the spec says so)."""
+    """Whether to continue as new before the next batch (history size or the spec says so, or
+    a newer worker version became current: the rest of the upgrade then runs on it)."""
     limit = spec.migration.max_batches_per_run
     long = bool(limit and batches_this_run >= limit)
     long = long or workflow.info().is_continue_as_new_suggested()
     # Upgrades recorded before runs could continue as new must replay without doing so:
     # their histories can carry the server's suggestion too.
-    return long and workflow.patched("continue-as-new-between-batches")
+    return (long or newer_version_current()) and workflow.patched("continue-as-new-between-batches")
 
 
 async def continue_as_new(
@@ -63,7 +65,7 @@ async def continue_as_new(
         locked=st.locked,
         lock_holder=st.lock_holder,
     )
-    workflow.continue_as_new(args=[spec, carried])
+    workflow.continue_as_new(args=[spec, carried], initial_versioning_behavior=next_run_behavior())
 
 
 def resume(st: UpgradeState, spec: UpgradeSpec, plan: Plan, carried: Carryover) -> int:
