@@ -38,8 +38,11 @@ def test_checked_in_slo_rules_are_the_generators_output() -> None:
 
 
 def _worker(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    # One Deployment per worker version (deploy/versions/), today one.
     (deployment,) = [
-        d for d in objects_of("Deployment", docs) if d["metadata"]["name"] == "istio-upgrade-worker"
+        d
+        for d in objects_of("Deployment", docs)
+        if d["metadata"]["name"].startswith("istio-upgrade-worker")
     ]
     container: dict[str, Any] = deployment["spec"]["template"]["spec"]["containers"][0]
     return container
@@ -48,7 +51,7 @@ def _worker(docs: list[dict[str, Any]]) -> dict[str, Any]:
 def test_probes_ports_and_addresses_agree() -> None:
     docs = kustomize()
     container = _worker(docs)
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     metrics_at, health_at = metrics_address(env), health_address(env)
     assert metrics_at and health_at
