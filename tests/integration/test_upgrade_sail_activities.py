@@ -84,7 +84,7 @@ async def test_ambient_components_more_than_one_minor_behind_are_refused(
     problems = check("1.32.2")
     assert problems == [
         "IstioCNI/default is at v1.30.3: ambient components support a control plane one "
-        "minor ahead only; upgrade to 1.24 first"
+        "minor ahead only; upgrade to 1.31 first"
     ]
     assert check("1.30.3") == ["Istio/default is already at v1.30.3: there is nothing to upgrade"]
     assert "a downgrade" in check("1.29.0")[0]

@@ -266,7 +266,7 @@ async def test_tag_targeting_a_revision_moves_with_its_target() -> None:
                 "spec": {"targetRef": {"kind": "IstioRevision", "name": "default-v1-30-3"}},
             },
         )
-        tag = await until(lambda: _tag_on(api, "canary", "default-v1-30-3"), "canary on 1.23")
+        tag = await until(lambda: _tag_on(api, "canary", "default-v1-30-3"), "canary on 1.30")
         assert cond(tag, "InUse")["status"] == "False"
         await api.run(
             api.core.create_namespace,
