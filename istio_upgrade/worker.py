@@ -27,11 +27,8 @@ redeployed in step with the main one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import faulthandler
 import os
 import signal
-import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -54,6 +51,7 @@ from istio_upgrade.client import ConnectionConfigError
 from istio_upgrade.client import connect as client_connect
 from istio_upgrade.logging import configure_logging
 from istio_upgrade.models.spec import check_dns1123, check_task_queue, cluster_task_queue
+from istio_upgrade.process_exit import exit_without_finalization, report_native_crashes
 from istio_upgrade.versioning import VersioningConfigError, VersioningSettings, settings_from_env
 from istio_upgrade.workflows.fleet import FleetRollout
 from istio_upgrade.workflows.removal import IstioRevisionRemoval
@@ -290,32 +288,17 @@ def main(
     """Entry point of ``istio-upgrade worker`` and ``python -m istio_upgrade.worker``."""
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
     # A crash in native code (the SDK's core, a client library) then leaves every thread's Python
-    # stack in the pod's log instead of a bare exit code (when stderr is a real file).
-    with contextlib.suppress(OSError, ValueError):
-        faulthandler.enable()
+    # stack in the pod's log instead of a bare exit code.
+    report_native_crashes()
     try:
         asyncio.run(run(clusters, main=main_queue, activity_queues=activity_queues))
     except (ConnectionConfigError, observability.AddressError, VersioningConfigError) as error:
         # A misconfigured Deployment should say which variable to fix, not print a traceback.
         log.error("cannot start the worker", error=str(error))
         raise SystemExit(2) from None
-    _exit_after_clean_stop()
-
-
-def _exit_after_clean_stop() -> None:
-    """Exit 0 without the interpreter's finalization, once every task has been handed back.
-
-    By now each worker has shut down and its activities have finished or handed over, so
-    nothing is left to do; but finalization still tears down the SDK's native runtime and its
-    threads in garbage-collection order, and that teardown occasionally aborted a stopped worker
-    (exit -6 after a clean stop), which a Deployment reports as a crash and a rollout as a
-    failure. Flush what was logged and leave.
-    """
-    for stream in (sys.stdout, sys.stderr):
-        # A closed or broken pipe: nothing more can be said.
-        with contextlib.suppress(OSError, ValueError):
-            stream.flush()
-    os._exit(0)
+    # Every worker has shut down and its activities have finished or handed over: nothing is
+    # left to do, and a crash in the interpreter's finalization would read as a failed pod.
+    exit_without_finalization(0)
 
 
 if __name__ == "__main__":

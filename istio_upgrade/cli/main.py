@@ -16,6 +16,11 @@ from temporalio.exceptions import ApplicationError, CancelledError, FailureError
 
 from istio_upgrade.cli.errors import CommandError, run
 from istio_upgrade.cli.exit_codes import ExitCode
+from istio_upgrade.process_exit import (
+    exit_code_of,
+    exit_without_finalization,
+    report_native_crashes,
+)
 
 OUTPUT_OPTION = click.option(
     "--output",
@@ -600,9 +605,19 @@ _register_optional()
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point.
+
+    The command's exit code is kept and the process leaves without the interpreter's
+    finalization (see :mod:`istio_upgrade.process_exit`): a ``start`` that printed its run id must
+    not report a crash of the Temporal runtime's teardown as its result.
+    """
+    report_native_crashes()
     try:
         cli(prog_name="istio-upgrade")
+        code = 0
     except CommandError as error:  # raised outside click's own handling (e.g. tests)
         error.show()
-        sys.exit(error.exit_code)
+        code = error.exit_code
+    except SystemExit as stop:  # click ends every command, successful or not, with SystemExit
+        code = exit_code_of(stop)
+    exit_without_finalization(code)
